@@ -1,0 +1,2 @@
+//! Throughput harness.
+fn main() {}

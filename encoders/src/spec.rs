@@ -1,0 +1,184 @@
+//! The declarative description of how a sink's keys and values are encoded.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How updates are shaped into messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    /// Key plus the full row; a delete is a tombstone (null value).
+    Upsert,
+    /// `{"before": row | null, "after": row | null}`.
+    Debezium,
+}
+
+/// The format of one message part (the key or the value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "format")]
+pub enum FormatSpec {
+    Json,
+    Text,
+    Bytes,
+    Avro(AvroFormatSpec),
+}
+
+impl FormatSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FormatSpec::Json => "JSON",
+            FormatSpec::Text => "TEXT",
+            FormatSpec::Bytes => "BYTES",
+            FormatSpec::Avro(_) => "AVRO",
+        }
+    }
+}
+
+/// `AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION c (...)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvroFormatSpec {
+    /// The name of the schema registry connection.
+    pub registry: String,
+    pub key_compatibility: Option<CompatibilityLevel>,
+    pub value_compatibility: Option<CompatibilityLevel>,
+    /// `AVRO KEY FULLNAME`: the key record's full name (default `row`).
+    pub key_fullname: Option<String>,
+    /// `AVRO VALUE FULLNAME`: the value record's full name (default `envelope`).
+    pub value_fullname: Option<String>,
+    /// `NULL DEFAULTS`: nullable fields get `"default": null`.
+    pub null_defaults: bool,
+    pub docs: Vec<DocComment>,
+}
+
+/// `[KEY|VALUE] DOC ON {TYPE t | COLUMN t.c} = '…'`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocComment {
+    pub target: DocTarget,
+    pub scope: DocScope,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocTarget {
+    /// A documented relation: attached to the record generated for it.
+    Type(String),
+    /// A documented column of a relation: attached to the field.
+    Column { relation: String, column: String },
+}
+
+/// Which schemas a `DOC ON` applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocScope {
+    Key,
+    Value,
+    Both,
+}
+
+/// Confluent Schema Registry subject compatibility levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CompatibilityLevel {
+    Backward,
+    BackwardTransitive,
+    Forward,
+    ForwardTransitive,
+    Full,
+    FullTransitive,
+    None,
+}
+
+impl CompatibilityLevel {
+    pub const ALL: [CompatibilityLevel; 7] = [
+        CompatibilityLevel::Backward,
+        CompatibilityLevel::BackwardTransitive,
+        CompatibilityLevel::Forward,
+        CompatibilityLevel::ForwardTransitive,
+        CompatibilityLevel::Full,
+        CompatibilityLevel::FullTransitive,
+        CompatibilityLevel::None,
+    ];
+
+    /// The registry's spelling, e.g. `BACKWARD_TRANSITIVE`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CompatibilityLevel::Backward => "BACKWARD",
+            CompatibilityLevel::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            CompatibilityLevel::Forward => "FORWARD",
+            CompatibilityLevel::ForwardTransitive => "FORWARD_TRANSITIVE",
+            CompatibilityLevel::Full => "FULL",
+            CompatibilityLevel::FullTransitive => "FULL_TRANSITIVE",
+            CompatibilityLevel::None => "NONE",
+        }
+    }
+
+    /// Parses a level case-insensitively; `None` when it is not one of the seven.
+    pub fn parse(s: &str) -> Option<CompatibilityLevel> {
+        Self::ALL.into_iter().find(|l| l.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for CompatibilityLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A secret value (`CREATE SECRET`, passwords, keys). It never shows in `Debug`,
+/// `Display`, serialized specs, logs or errors; `expose` is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret's value, for handing to a client library and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{s}").contains("hunter2"));
+        assert!(!serde_json::to_string(&s).unwrap().contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn compatibility_levels_round_trip() {
+        for level in CompatibilityLevel::ALL {
+            assert_eq!(CompatibilityLevel::parse(level.as_str()), Some(level));
+        }
+        assert_eq!(CompatibilityLevel::parse("backward"), Some(CompatibilityLevel::Backward));
+        assert_eq!(CompatibilityLevel::parse("SIDEWAYS"), None);
+    }
+}
