@@ -1,0 +1,35 @@
+# Outflow's tasks. `just test` is the test command the README and CI (.ci/run) use.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Tools that .ci/setup installs (just itself, fastavro for the encoder tests) come first.
+export PATH := justfile_directory() + "/.tools/venv/bin:" + env_var("PATH")
+
+# List the recipes.
+default:
+    @just --list
+
+# Broker tests start Tansu themselves: TANSU_BIN, else .tools/ (installed on first use).
+# Every test of the workspace.
+test:
+    cargo test --workspace
+
+# Check the example statements with the command-line front end.
+demo:
+    cargo run -p outflow --bin outflow -- check examples/statements.sql
+
+# The throughput harness; prints its figures.
+bench:
+    cargo run --release -p outflow-bench
+
+# Start a Tansu broker on a free loopback port for manual use; Ctrl-C stops it.
+broker:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    tansu="${TANSU_BIN:-$("{{justfile_directory()}}/.ci/install-tansu")}"
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    echo "Tansu at 127.0.0.1:$port (bootstrap.servers=127.0.0.1:$port), memory storage"
+    exec "$tansu" broker \
+        --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine memory://tansu/

@@ -1,0 +1,5 @@
+//! Outflow integration test support: a real Kafka-API broker, a schema registry and raw log readers.
+
+pub mod broker;
+pub mod rawlog;
+pub mod registry;
