@@ -5,6 +5,7 @@
 //! per-key `(time, DiffPair { before, after })` updates.
 
 pub mod hash;
+pub mod operators;
 pub mod pair;
 pub mod relation;
 

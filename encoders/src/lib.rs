@@ -1,8 +1,14 @@
 //! Outflow's encoders: JSON, Avro with a Confluent Schema Registry, TEXT and BYTES, shaped by
 //! the upsert or Debezium envelope. Knows nothing of Kafka clients or dataflow.
 
+pub mod avro;
+mod columns;
+pub mod encoder;
+pub mod error;
+mod json;
 pub mod registry;
 pub mod spec;
+mod text;
 
 pub use spec::{
     AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
@@ -12,3 +18,10 @@ pub use registry::{
     CompatibilityCheck, RegistryConfig, RegistryError, SchemaRegistryClient, SubjectVersion,
     VersionSelector,
 };
+pub use avro::CONFLUENT_HEADER_LEN;
+pub use encoder::{
+    validate_formats, validate_headers_column, AvroSchemas, EncodedMessage, EncoderConfig, Headers,
+    OwnedMessage, SinkEncoder, DEFAULT_KEY_FULLNAME, DEFAULT_VALUE_FULLNAME, RESERVED_HEADER_PREFIX,
+    TIME_HEADER,
+};
+pub use error::{EncodeError, Part};

@@ -1,0 +1,553 @@
+//! The `combine_at_timestamp` operator: each key's updates at each time become
+//! `DiffPair { before, after }`s, and keys that hold several rows are reported.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::operators::arrange::Arranged;
+use differential_dataflow::trace::cursor::{cursor_list, CursorList};
+use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, TraceReader};
+use differential_dataflow::VecCollection;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pushers::Output;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+use timely::order::TotalOrder;
+use timely::progress::{Antichain, Timestamp};
+
+use crate::hash::worker_for_key;
+use crate::operators::arrange::ArrangeBySinkKey;
+use crate::operators::credit::PairCredit;
+use crate::operators::key::{SinkKey, Uniqueness};
+use crate::operators::resume::ResumePoint;
+use crate::operators::violation::{KeyViolation, ViolationCount};
+use crate::operators::OperatorError;
+use crate::pair::DiffPair;
+use crate::relation::Row;
+
+/// One key's change at one time.
+pub type KeyedPair<T> = (Row, T, DiffPair<Row>);
+
+/// Records per output message; a message is sent as soon as one time has this many.
+const MESSAGE_LEN: usize = 1024;
+/// Records buffered across all times of a batch before every buffer is sent, so that a batch
+/// spanning many times never holds more than this many records back.
+const BUFFERED_LIMIT: usize = 16 * MESSAGE_LEN;
+/// Updates read plus records emitted per activation before combining yields to the rest of
+/// the worker (and so to the consumer of the pairs).
+const DEFAULT_FUEL: usize = 64 * 1024;
+
+/// How `combine_at_timestamp` skips what must not be emitted, and how it paces itself.
+pub struct CombineOptions<T> {
+    as_of: Option<T>,
+    resume: Option<ResumePoint<T>>,
+    credit: Option<PairCredit>,
+    violation_count: Option<ViolationCount>,
+    fuel: usize,
+}
+
+impl<T> Default for CombineOptions<T> {
+    fn default() -> Self {
+        CombineOptions { as_of: None, resume: None, credit: None, violation_count: None, fuel: DEFAULT_FUEL }
+    }
+}
+
+impl<T: Ord> CombineOptions<T> {
+    /// `SNAPSHOT = false`: emits nothing at times up to `as_of`, the time of the input's
+    /// snapshot (the updates at and before it describe the state the sink starts from).
+    pub fn without_snapshot(mut self, as_of: T) -> Self {
+        self.as_of = Some(as_of);
+        self
+    }
+
+    /// Skips what a previous run committed (see [`ResumePoint::skip`]).
+    pub fn resume_from(mut self, resume: ResumePoint<T>) -> Result<Self, OperatorError> {
+        resume.validate()?;
+        self.resume = Some(resume);
+        Ok(self)
+    }
+
+    /// Emits only while `credit` lasts (see [`PairCredit`]).
+    pub fn with_credit(mut self, credit: PairCredit) -> Self {
+        self.credit = Some(credit);
+        self
+    }
+
+    /// Counts violations into `count` instead of a counter of the operator's own.
+    pub fn count_violations_in(mut self, count: ViolationCount) -> Self {
+        self.violation_count = Some(count);
+        self
+    }
+
+    /// Work (updates read plus records emitted) per activation before yielding to the rest
+    /// of the worker.
+    pub fn with_fuel(mut self, fuel: usize) -> Self {
+        self.fuel = fuel.max(1);
+        self
+    }
+
+    fn skips(&self, key: &Row, time: &T) -> bool {
+        self.as_of.as_ref().is_some_and(|as_of| time <= as_of)
+            || self.resume.as_ref().is_some_and(|resume| resume.skip(key, time))
+    }
+}
+
+/// The outputs of `combine_at_timestamp`; see the [module docs](crate::operators) for what a
+/// consumer may rely on.
+pub struct Combined<'scope, T: Timestamp> {
+    pub pairs: Stream<'scope, T, Vec<KeyedPair<T>>>,
+    pub violations: Stream<'scope, T, Vec<KeyViolation<T>>>,
+    pub violation_count: ViolationCount,
+}
+
+/// Pairs each key's retractions with its insertions at each time.
+///
+/// For each key, and each time at which it has updates, in order of time:
+/// - one retraction and one insertion: an update `(Some(before), Some(after))`;
+/// - one insertion: `(None, Some(after))`; one retraction: `(Some(before), None)`;
+/// - a retraction and insertion of the same row cancel in the arrangement: nothing.
+///
+/// The key is *violated* at a time when, after that time, it holds more than one row (several
+/// rows, several copies of one, or a negative count), or when that time retracts or inserts
+/// more than one row for it. The operator keeps the key's accumulated rows from the
+/// arrangement's history to know. A violation is reported on `violations` and counted; then:
+/// - `NOT ENFORCED`: the retracted rows (in row order, copies repeated) are paired with the
+///   inserted rows (likewise) position by position; the longer side's extra rows come out as
+///   deletes or inserts. Deterministic, though which rows pair is arbitrary by nature.
+/// - enforced (validated `KEY`, or the relation's key): the key's pairs at that time are
+///   withheld. They cannot be written correctly, and the sink must not commit that time.
+/// - no key (whole rows): never a violation. `n` copies of a row come out as `n` inserts
+///   (or deletes), and no two different rows ever pair.
+///
+/// Pairs leave as each batch of the arrangement is read, key by key, straight from the batch's
+/// cursor: a snapshot is never collected a second time beside the arrangement. The operator
+/// yields every few tens of thousands of updates, and pauses when a [`PairCredit`] runs out.
+///
+/// Implemented for a keyed collection (arranged here by [`ArrangeBySinkKey`]) and for an
+/// existing arrangement (no second copy). An existing arrangement must place its keys by
+/// [`worker_for_key`], as `arrange_by_sink_key` does, and its stream must start with the
+/// first batch of its trace (an arrangement built in this dataflow, not imported); the
+/// operator panics on a key found on the wrong worker. For a whole-row key it is read as
+/// `(row, anything)`, the row being the key.
+///
+/// ```
+/// use differential_dataflow::input::Input;
+/// use outflow_dataflow::operators::{CombineAtTimestamp, KeyBy, SinkKey};
+/// use outflow_dataflow::{DiffPair, Datum, Row};
+/// use timely::dataflow::operators::capture::{Capture, Extract};
+///
+/// let row = |id: i64, name: &str| Row::pack_slice(&[Datum::Int64(id), Datum::String(name)]);
+/// let key = SinkKey::Declared { columns: vec![0], enforced: true };
+/// let captured = timely::example(move |scope| {
+///     let (mut input, rows) = scope.new_collection::<Row, isize>();
+///     input.insert(row(1, "a"));
+///     input.advance_to(1);
+///     input.remove(row(1, "a"));
+///     input.insert(row(1, "b"));
+///     rows.key_by(&key).combine_at_timestamp(&key).pairs.capture()
+/// });
+/// let id = Row::pack_slice(&[Datum::Int64(1)]);
+/// assert_eq!(captured.extract(), vec![
+///     (0, vec![(id.clone(), 0, DiffPair::insert(row(1, "a")))]),
+///     (1, vec![(id.clone(), 1, DiffPair::update(row(1, "a"), row(1, "b")))]),
+/// ]);
+/// ```
+pub trait CombineAtTimestamp<'scope, T: Timestamp + TotalOrder + Lattice>: Sized {
+    fn combine_at_timestamp(self, key: &SinkKey) -> Combined<'scope, T> {
+        self.combine_at_timestamp_with(key, CombineOptions::default())
+    }
+
+    fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T>;
+}
+
+impl<'scope, T> CombineAtTimestamp<'scope, T> for VecCollection<'scope, T, (Row, Row), isize>
+where
+    T: Timestamp + TotalOrder + Lattice,
+{
+    fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T> {
+        self.arrange_by_sink_key().combine_at_timestamp_with(key, options)
+    }
+}
+
+impl<'scope, T, Tr> CombineAtTimestamp<'scope, T> for Arranged<'scope, Tr>
+where
+    T: Timestamp + TotalOrder + Lattice,
+    Tr: TraceReader<Time = T, Batch: Navigable> + 'static,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
+{
+    fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T> {
+        let uniqueness = key.uniqueness();
+        let scope = self.stream.scope();
+        let mut builder = OperatorBuilder::new("CombineAtTimestamp".to_owned(), scope);
+        let mut input = builder.new_input(self.stream, Pipeline);
+        let (mut pairs_output, pairs) = builder.new_output::<Vec<KeyedPair<T>>>();
+        let (mut violations_output, violations) = builder.new_output::<Vec<KeyViolation<T>>>();
+
+        let address = builder.operator_info().address;
+        let activator = scope.activator_for(address.clone());
+        if let Some(credit) = &options.credit {
+            credit.attach(scope.activator_for(address));
+        }
+        let violation_count = options.violation_count.clone().unwrap_or_default();
+
+        // A whole-row key needs no history, so it lets go of the trace: nothing beyond the
+        // batches in flight stays in memory unless the caller keeps a handle.
+        let trace = (uniqueness != Uniqueness::Multiset).then_some(self.trace);
+        let mut combiner = Combiner {
+            uniqueness,
+            worker: (scope.index(), scope.peers()),
+            options,
+            count: violation_count.clone(),
+            trace,
+            processed_upper: Antichain::from_elem(T::minimum()),
+            queue: VecDeque::new(),
+            active: None,
+            pairs: Outbox::new(),
+            violations: Outbox::new(),
+        };
+
+        builder.build(move |initial_capabilities| {
+            // Output flows only from input batches, under their capabilities.
+            drop(initial_capabilities);
+            move |_frontiers| {
+                input.for_each(|capability, spans| {
+                    for span in spans.drain(..) {
+                        let (Some(pairs_cap), Some(violations_cap)) = (capability.retain_least(0), capability.retain_least(1)) else {
+                            assert!(span.inner.is_none(), "an arrangement sent a batch of updates under no capability");
+                            continue;
+                        };
+                        combiner.queue.push_back(Work {
+                            caps: (pairs_cap, violations_cap),
+                            lower: span.lower().clone(),
+                            upper: span.upper().clone(),
+                            batch: span.inner,
+                        });
+                    }
+                });
+                let mut pairs_session = pairs_output.activate();
+                let mut violations_session = violations_output.activate();
+                match combiner.work(&mut pairs_session, &mut violations_session) {
+                    Progress::Idle | Progress::AwaitingCredit => {}
+                    Progress::OutOfFuel => activator.activate(),
+                }
+            }
+        });
+
+        Combined { pairs, violations, violation_count }
+    }
+}
+
+/// A batch of the arrangement waiting to be combined, with the capabilities that let its
+/// pairs and violations out.
+struct Work<T: Timestamp, B> {
+    caps: (Capability<T>, Capability<T>),
+    lower: Antichain<T>,
+    upper: Antichain<T>,
+    batch: Option<B>,
+}
+
+/// The batch being combined, and where in it combining stands.
+struct Active<T: Timestamp, B: Navigable> {
+    work: Work<T, B>,
+    batch: B,
+    cursor: B::Cursor,
+    /// The history before the batch, for the keys' accumulated rows.
+    history: Option<(CursorList<B::Cursor>, Vec<B>)>,
+}
+
+enum Progress {
+    Idle,
+    OutOfFuel,
+    AwaitingCredit,
+}
+
+struct Combiner<T: Timestamp, Tr: TraceReader<Batch: Navigable>> {
+    uniqueness: Uniqueness,
+    /// This worker's index and the number of workers.
+    worker: (usize, usize),
+    options: CombineOptions<T>,
+    count: ViolationCount,
+    trace: Option<Tr>,
+    processed_upper: Antichain<T>,
+    queue: VecDeque<Work<T, Tr::Batch>>,
+    active: Option<Active<T, Tr::Batch>>,
+    pairs: Outbox<T, KeyedPair<T>>,
+    violations: Outbox<T, KeyViolation<T>>,
+}
+
+impl<T, Tr> Combiner<T, Tr>
+where
+    T: Timestamp + TotalOrder + Lattice,
+    Tr: TraceReader<Time = T, Batch: Navigable>,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
+{
+    fn work(&mut self, pairs_out: &mut Output<T, Vec<KeyedPair<T>>>, violations_out: &mut Output<T, Vec<KeyViolation<T>>>) -> Progress {
+        let mut fuel = self.options.fuel;
+        loop {
+            if self.active.is_none() {
+                let Some(work) = self.queue.pop_front() else { break };
+                match work.batch.clone() {
+                    None => self.finish(work.upper),
+                    Some(batch) => self.active = Some(self.start(work, batch)),
+                }
+                continue;
+            }
+            let progress = self.combine_active(&mut fuel, pairs_out, violations_out);
+            self.pairs.send_all(pairs_out);
+            self.violations.send_all(violations_out);
+            match progress {
+                Progress::Idle => {
+                    let active = self.active.take().expect("combining finished a batch it did not have");
+                    // Dropping the buffers' capabilities, then the batch's, lets the frontier
+                    // pass the batch's times.
+                    self.pairs.release();
+                    self.violations.release();
+                    self.finish(active.work.upper);
+                }
+                waiting => return waiting,
+            }
+        }
+        if let Some(trace) = &mut self.trace {
+            // Intervals without updates reach the trace but not the stream; step over them
+            // so that the trace may compact its history up to what was combined.
+            trace.advance_upper(&mut self.processed_upper);
+            trace.set_logical_compaction(self.processed_upper.borrow());
+            trace.set_physical_compaction(self.processed_upper.borrow());
+        }
+        Progress::Idle
+    }
+
+    fn start(&mut self, work: Work<T, Tr::Batch>, batch: Tr::Batch) -> Active<T, Tr::Batch> {
+        let history = self.trace.as_mut().map(|trace| {
+            let batches = trace.batches_through(work.lower.borrow()).unwrap_or_else(|| {
+                panic!(
+                    "the trace cannot show its history through {:?}: the arrangement given to combine_at_timestamp \
+                     must be read from its first batch (not imported after compaction)",
+                    work.lower
+                )
+            });
+            cursor_list(batches)
+        });
+        let cursor = batch.cursor();
+        Active { work, batch, cursor, history }
+    }
+
+    /// Records that everything before `upper` has been combined, letting the trace compact.
+    fn finish(&mut self, upper: Antichain<T>) {
+        self.processed_upper = upper;
+        if let Some(trace) = &mut self.trace {
+            trace.set_logical_compaction(self.processed_upper.borrow());
+            trace.set_physical_compaction(self.processed_upper.borrow());
+        }
+    }
+
+    /// Combines keys of the active batch until it is done (`Idle`), the fuel is spent, or the
+    /// credit is.
+    fn combine_active(
+        &mut self,
+        fuel: &mut usize,
+        pairs_out: &mut Output<T, Vec<KeyedPair<T>>>,
+        violations_out: &mut Output<T, Vec<KeyViolation<T>>>,
+    ) -> Progress {
+        let Combiner { uniqueness, worker, options, count, active, pairs, violations, .. } = self;
+        let Active { work, batch, cursor, history } = active.as_mut().expect("no batch to combine");
+        let (mut history_cursor, history_batches) = match history {
+            Some((cursor, batches)) => (Some(cursor), Some(&*batches)),
+            None => (None, None),
+        };
+        let batch = &*batch;
+
+        let mut updates: Vec<(T, &Row, isize)> = Vec::new();
+        let mut held: Vec<(&Row, isize)> = Vec::new();
+        while let Some(key) = cursor.get_key(batch) {
+            if *fuel == 0 {
+                return Progress::OutOfFuel;
+            }
+            if options.credit.as_ref().is_some_and(PairCredit::exhausted) {
+                return Progress::AwaitingCredit;
+            }
+            let (index, peers) = *worker;
+            let owner = worker_for_key(key, peers);
+            assert_eq!(
+                owner, index,
+                "key {key:?} is arranged on worker {index} of {peers}, but stable_key_hash places it on worker {owner}: \
+                 combine_at_timestamp needs an arrangement made by arrange_by_sink_key"
+            );
+
+            updates.clear();
+            while let Some(val) = cursor.get_val(batch) {
+                cursor.map_times(batch, |time, diff| {
+                    updates.push((<BatchCursor<Tr> as Cursor>::owned_time(time), val, <BatchCursor<Tr> as Cursor>::owned_diff(diff)))
+                });
+                cursor.step_val(batch);
+            }
+            // Stable: within a time, values stay in the cursor's (row) order.
+            updates.sort_by(|a, b| a.0.cmp(&b.0));
+
+            held.clear();
+            if let (Some(history_cursor), Some(history_batches)) = (history_cursor.as_deref_mut(), history_batches) {
+                history_cursor.seek_key(history_batches, key);
+                if history_cursor.get_key(history_batches) == Some(key) {
+                    while let Some(val) = history_cursor.get_val(history_batches) {
+                        let mut copies = 0;
+                        history_cursor.map_times(history_batches, |_, diff| copies += <CursorList<BatchCursor<Tr>> as Cursor>::owned_diff(diff));
+                        if copies != 0 {
+                            held.push((val, copies));
+                        }
+                        history_cursor.step_val(history_batches);
+                    }
+                }
+            }
+
+            let mut emitted = 0;
+            for group in updates.chunk_by(|a, b| a.0 == b.0) {
+                let time = &group[0].0;
+                if *uniqueness == Uniqueness::Multiset {
+                    if !options.skips(key, time) {
+                        emitted += emit_copies(key, time, group, &work.caps.0, pairs, pairs_out);
+                    }
+                    continue;
+                }
+                for &(_, val, diff) in group {
+                    accumulate(&mut held, val, diff);
+                }
+                if options.skips(key, time) {
+                    continue;
+                }
+                let retracted: isize = group.iter().filter(|u| u.2 < 0).map(|u| -u.2).sum();
+                let inserted: isize = group.iter().filter(|u| u.2 > 0).map(|u| u.2).sum();
+                let held_rows: isize = held.iter().map(|h| h.1).sum();
+                let violated = retracted > 1 || inserted > 1 || held_rows > 1 || held.iter().any(|h| h.1 < 0);
+                if violated {
+                    let enforced = *uniqueness == Uniqueness::Enforced;
+                    count.add(1);
+                    let violation = KeyViolation {
+                        key: key.clone(),
+                        time: time.clone(),
+                        retracted: copies_of(group, |d| d < 0),
+                        inserted: copies_of(group, |d| d > 0),
+                        held: held.iter().map(|&(row, copies)| (row.clone(), copies)).collect(),
+                        enforced,
+                    };
+                    violations.push(&work.caps.1, time, violation, violations_out);
+                    *fuel = fuel.saturating_sub(1);
+                    if enforced {
+                        continue;
+                    }
+                }
+                emitted += emit_pairs(key, time, group, &work.caps.0, pairs, pairs_out);
+            }
+            if let Some(credit) = &options.credit {
+                credit.spend(emitted);
+            }
+            *fuel = fuel.saturating_sub(updates.len() + emitted);
+            cursor.step_key(batch);
+        }
+        Progress::Idle
+    }
+}
+
+/// Adds `diff` copies of `val` to a key's accumulated rows, kept in row order without zeros.
+fn accumulate<'a>(held: &mut Vec<(&'a Row, isize)>, val: &'a Row, diff: isize) {
+    match held.binary_search_by(|probe| probe.0.cmp(val)) {
+        Ok(at) => {
+            held[at].1 += diff;
+            if held[at].1 == 0 {
+                held.remove(at);
+            }
+        }
+        Err(at) => held.insert(at, (val, diff)),
+    }
+}
+
+fn copies_of<T>(group: &[(T, &Row, isize)], side: impl Fn(isize) -> bool) -> Vec<(Row, usize)> {
+    group.iter().filter(|u| side(u.2)).map(|u| (u.1.clone(), u.2.unsigned_abs())).collect()
+}
+
+/// Emits a key's pairs at one time: retracted rows paired position by position with inserted
+/// rows, both in row order with copies repeated, the longer side's extras alone.
+fn emit_pairs<T: Timestamp>(
+    key: &Row,
+    time: &T,
+    group: &[(T, &Row, isize)],
+    cap: &Capability<T>,
+    outbox: &mut Outbox<T, KeyedPair<T>>,
+    out: &mut Output<T, Vec<KeyedPair<T>>>,
+) -> usize {
+    let side = |keep: fn(isize) -> bool| {
+        group.iter().filter(move |u| keep(u.2)).flat_map(|u| std::iter::repeat_n(u.1, u.2.unsigned_abs()))
+    };
+    let mut befores = side(|d| d < 0);
+    let mut afters = side(|d| d > 0);
+    let mut emitted = 0;
+    loop {
+        let pair = match (befores.next(), afters.next()) {
+            (None, None) => return emitted,
+            (before, after) => DiffPair { before: before.cloned(), after: after.cloned() },
+        };
+        outbox.push(cap, time, (key.clone(), time.clone(), pair), out);
+        emitted += 1;
+    }
+}
+
+/// Emits a whole-row key's net change at one time as that many deletes or inserts of the row.
+fn emit_copies<T: Timestamp>(
+    row: &Row,
+    time: &T,
+    group: &[(T, &Row, isize)],
+    cap: &Capability<T>,
+    outbox: &mut Outbox<T, KeyedPair<T>>,
+    out: &mut Output<T, Vec<KeyedPair<T>>>,
+) -> usize {
+    let net: isize = group.iter().map(|u| u.2).sum();
+    for _ in 0..net.unsigned_abs() {
+        let pair = if net < 0 { DiffPair::delete(row.clone()) } else { DiffPair::insert(row.clone()) };
+        outbox.push(cap, time, (row.clone(), time.clone(), pair), out);
+    }
+    net.unsigned_abs()
+}
+
+/// Per-time output buffers of the batch being combined. A batch may span several times, and
+/// each record must leave under its own time; keys are read in order, so each time's buffer
+/// receives its records in key order.
+struct Outbox<T: Timestamp, D> {
+    by_time: BTreeMap<T, (Capability<T>, Vec<D>)>,
+    buffered: usize,
+}
+
+impl<T: Timestamp, D: Clone + 'static> Outbox<T, D> {
+    fn new() -> Self {
+        Outbox { by_time: BTreeMap::new(), buffered: 0 }
+    }
+
+    fn push(&mut self, cap: &Capability<T>, time: &T, record: D, out: &mut Output<T, Vec<D>>) {
+        if !self.by_time.contains_key(time) {
+            self.by_time.insert(time.clone(), (cap.delayed(time), Vec::with_capacity(MESSAGE_LEN)));
+        }
+        let (time_cap, buffer) = self.by_time.get_mut(time).expect("buffer just made");
+        buffer.push(record);
+        self.buffered += 1;
+        if buffer.len() >= MESSAGE_LEN {
+            self.buffered -= buffer.len();
+            out.give(time_cap, buffer);
+            buffer.clear();
+        } else if self.buffered >= BUFFERED_LIMIT {
+            self.send_all(out);
+        }
+    }
+
+    fn send_all(&mut self, out: &mut Output<T, Vec<D>>) {
+        for (time_cap, buffer) in self.by_time.values_mut() {
+            out.give(time_cap, buffer);
+            buffer.clear();
+        }
+        self.buffered = 0;
+    }
+
+    /// Drops the per-time capabilities; call once everything was sent.
+    fn release(&mut self) {
+        debug_assert_eq!(self.buffered, 0, "releasing capabilities of unsent records");
+        self.by_time.clear();
+    }
+}

@@ -1,0 +1,69 @@
+//! Sink-side dataflow operators: key rows, arrange them by key on the worker that owns each
+//! key, and combine each key's updates at each time into `DiffPair { before, after }`.
+//!
+//! ```text
+//! VecCollection<Row>        ── key_by(&key) ──────────────▶ VecCollection<(key, row)>
+//! VecCollection<(key, row)> ── arrange_by_sink_key() ─────▶ Arranged (placed by stable_key_hash)
+//! Arranged / (key, row)     ── combine_at_timestamp(&key) ▶ Combined { pairs, violations, violation_count }
+//! ```
+//!
+//! # Consuming the output (what a sink operator relies on)
+//!
+//! On each worker, `pairs` carries `(key, time, DiffPair)` for exactly the keys that worker
+//! owns (`worker_for_key(key, peers)`), each in a message whose timely time is the pair's
+//! `time`. Within one time, a worker's pairs arrive in ascending key order; a key's pairs
+//! arrive in ascending time order; the several pairs of one key at one time (only under
+//! `NOT ENFORCED` violations or for duplicate rows of a keyless sink) arrive together, in the
+//! documented pairing order. Taken over all workers, the pairs do not depend on the number
+//! of workers.
+//!
+//! The frontier of `pairs` is the promise a sink commits against: once it is beyond `t`,
+//! this worker has emitted every pair at times up to `t` (the combiner holds its capability
+//! while a batch is only partly emitted). A sink therefore stashes or produces pairs as they
+//! arrive and commits a transaction through `t` when its input frontier passes `t`.
+//!
+//! `violations` carries a [`KeyViolation`] for each key and time at which the key is not
+//! unique, at that time and on the key's worker, with the same frontier promise. Under an
+//! enforced key the key's pairs at that time are withheld: a sink must not commit that time
+//! and should fail with the violation's message. `violation_count` counts them as they are
+//! found.
+//!
+//! Pairs skipped by [`CombineOptions::resume_from`] or [`CombineOptions::without_snapshot`]
+//! are skipped together with their violations, so a resumed run reports what an
+//! uninterrupted run would have reported after the resume point.
+
+pub mod arrange;
+pub mod combine;
+pub mod credit;
+pub mod key;
+pub mod resume;
+pub mod violation;
+
+pub use arrange::{ArrangeBySinkKey, SinkArrangement, SinkSpine};
+pub use combine::{CombineAtTimestamp, CombineOptions, Combined, KeyedPair};
+pub use credit::PairCredit;
+pub use key::{KeyBy, SinkKey, Uniqueness};
+pub use resume::ResumePoint;
+pub use violation::{KeyViolation, ViolationCount};
+
+/// Errors in what a sink asked of the operators.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    #[error("KEY () names no columns; name at least one column or leave KEY out")]
+    EmptyKey,
+    #[error("KEY names column {column}, but the relation has {arity} columns")]
+    KeyColumnOutOfRange { column: usize, arity: usize },
+    #[error(
+        "upsert key could not be validated as unique: KEY ({key}) contains none of the relation's \
+         known unique keys; use KEY ({key}) NOT ENFORCED if it is unique anyway"
+    )]
+    KeyNotUnique { key: String },
+    #[error("resume point names no previous workers")]
+    ResumeWithoutWorkers,
+    #[error("resume point for {workers} previous workers has {frontiers} frontiers")]
+    ResumeFrontierCount { workers: usize, frontiers: usize },
+    #[error("resume point for {workers} previous workers has {positions} snapshot positions")]
+    ResumePositionCount { workers: usize, positions: usize },
+    #[error("resume point gives previous worker {worker} a snapshot position but no frontier (it had finished)")]
+    ResumePositionWithoutFrontier { worker: usize },
+}

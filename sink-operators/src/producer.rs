@@ -1,0 +1,1043 @@
+//! The librdkafka driver of one worker's [`Machine`]: a producer per worker, whose blocking
+//! transactional calls run on an I/O thread of their own while the worker thread only enqueues.
+
+use std::cell::Cell;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::protocol::{Action, Cadence, ErrorKind, Event, Machine, ProtocolError, SinkNames, TxnError};
+use crate::topic::redacted;
+
+/// The progress topic has one partition.
+const PROGRESS_PARTITION: i32 = 0;
+
+/// How the sink delivers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DeliveryMode {
+    /// Transactions: data, progress record and group offset commit together, and a restart
+    /// fences the previous producers. Needs a broker with transactions.
+    #[default]
+    ExactlyOnce,
+    /// An idempotent producer without transactions: a batch's progress record and group offset
+    /// are written only after all of its data was acknowledged, so a restart may write some
+    /// updates again but loses none. For brokers or permissions without transactions.
+    AtLeastOnce,
+}
+
+/// What one worker's producer needs beyond the connection's options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerSettings {
+    /// The sink's names; the worker's transactional id and group come from them.
+    pub names: SinkNames,
+    /// This worker's index.
+    pub worker: u32,
+    /// Where data goes.
+    pub data_topic: String,
+    /// Where progress records and group offsets go.
+    pub progress_topic: String,
+    /// Transactions or at-least-once.
+    pub mode: DeliveryMode,
+    /// `compression.type`: none, gzip, snappy, lz4 or zstd.
+    pub compression: String,
+    /// `transaction.timeout.ms`: how long the broker keeps a transaction of a silent producer
+    /// open. An open transaction holds back `read_committed` readers of its partitions, the
+    /// progress reader of a restarting sink included, so shorter is kinder; it must exceed the
+    /// commit interval plus the time to send a transaction's bytes.
+    pub transaction_timeout: Duration,
+    /// How long one blocking call (init, send offsets, commit with its flush, abort) may take
+    /// before it is reported as timed out; the machine then repeats it.
+    pub call_timeout: Duration,
+    /// `linger.ms`: how long librdkafka waits to fill a batch.
+    pub linger: Duration,
+    /// The most bytes of messages this worker can have handed to librdkafka and not yet had
+    /// acknowledged; librdkafka's queue is sized above it so that a send never finds it full.
+    pub max_queued_bytes: usize,
+}
+
+impl ProducerSettings {
+    /// Settings for worker `worker` with lz4 compression, a 60 s transaction timeout, 30 s
+    /// calls, 5 ms linger, and a queue bound derived from the machine's `cadence`.
+    pub fn new(
+        names: SinkNames,
+        worker: u32,
+        data_topic: impl Into<String>,
+        progress_topic: impl Into<String>,
+        cadence: &Cadence,
+    ) -> Self {
+        ProducerSettings {
+            names,
+            worker,
+            data_topic: data_topic.into(),
+            progress_topic: progress_topic.into(),
+            mode: DeliveryMode::ExactlyOnce,
+            compression: "lz4".to_string(),
+            transaction_timeout: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(30),
+            linger: Duration::from_millis(5),
+            max_queued_bytes: queue_bound(cadence),
+        }
+    }
+
+    /// The transactional id this worker uses.
+    pub fn transactional_id(&self) -> String {
+        self.names.transactional_id(self.worker)
+    }
+}
+
+/// The bytes a machine with `cadence` can have in librdkafka at once: an aborted transaction is
+/// resent whole (up to twice `max_transaction_bytes`, per [`Cadence`]) while messages fed before
+/// the machine paused its input (`max_in_flight_bytes`) are still queued.
+pub fn queue_bound(cadence: &Cadence) -> usize {
+    cadence
+        .max_transaction_bytes
+        .saturating_mul(2)
+        .saturating_add(cadence.max_in_flight_bytes)
+}
+
+/// The librdkafka configuration of a worker's producer: the connection's options plus these,
+/// which override any the connection sets.
+///
+/// - `enable.idempotence=true`: no duplicates or reordering from librdkafka's own retries (also
+///   sets `acks=all` and at most 5 requests in flight).
+/// - `transactional.id` and `transaction.timeout.ms` (exactly-once only).
+/// - `compression.type`, `linger.ms` from the settings; `batch.num.messages=10000` and
+///   `batch.size=1000000`: large batches, the setting measured at 1 M msg/s against Tansu.
+/// - `queue.buffering.max.kbytes` at twice the queue bound and `queue.buffering.max.messages=0`
+///   (no count limit): the machine's byte bound is the only limit, so a send never meets a full
+///   queue, whatever the message size.
+/// - `partitioner=murmur2_random`: messages without an explicit partition go where the Java
+///   client would put them.
+pub fn producer_config(config: &ClientConfig, settings: &ProducerSettings) -> ClientConfig {
+    let mut producer = config.clone();
+    let queue_kbytes = (settings.max_queued_bytes.saturating_mul(2) / 1024)
+        .clamp(1, i32::MAX as usize);
+    producer
+        .set("enable.idempotence", "true")
+        .set("compression.type", &settings.compression)
+        .set("linger.ms", settings.linger.as_millis().to_string())
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", queue_kbytes.to_string())
+        .set("queue.buffering.max.messages", "0")
+        .set("partitioner", "murmur2_random");
+    if settings.mode == DeliveryMode::ExactlyOnce {
+        producer
+            .set("transactional.id", settings.transactional_id())
+            .set(
+                "transaction.timeout.ms",
+                settings.transaction_timeout.as_millis().to_string(),
+            );
+    } else {
+        producer.remove("transactional.id");
+    }
+    producer
+}
+
+/// A message the sink writes to its data topic.
+pub trait OutgoingRecord: Send + 'static {
+    /// The partition; `None` leaves it to the producer's `murmur2_random` partitioner.
+    fn partition(&self) -> Option<i32>;
+    /// The key bytes, if any.
+    fn key(&self) -> Option<&[u8]>;
+    /// The value bytes; `None` is a tombstone.
+    fn value(&self) -> Option<&[u8]>;
+    /// Calls `add` for each header, in order.
+    fn headers(&self, add: &mut dyn FnMut(&str, Option<&[u8]>));
+    /// The record's timestamp in milliseconds since the epoch; `None` lets the producer stamp it.
+    fn timestamp(&self) -> Option<i64> {
+        None
+    }
+}
+
+/// An encoded message with its partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkRecord {
+    /// The partition; `None` leaves it to the producer.
+    pub partition: Option<i32>,
+    /// The key bytes.
+    pub key: Option<Vec<u8>>,
+    /// The value bytes; `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Header names and values, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Milliseconds since the epoch, or `None`.
+    pub timestamp: Option<i64>,
+}
+
+impl OutgoingRecord for SinkRecord {
+    fn partition(&self) -> Option<i32> {
+        self.partition
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+    fn headers(&self, add: &mut dyn FnMut(&str, Option<&[u8]>)) {
+        for (name, value) in &self.headers {
+            add(name, value.as_deref());
+        }
+    }
+    fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+}
+
+/// Shared records: the machine keeps a copy of each message of the open transaction for a
+/// resend, and an `Arc` makes that copy free.
+impl<T: OutgoingRecord + Sync> OutgoingRecord for Arc<T> {
+    fn partition(&self) -> Option<i32> {
+        (**self).partition()
+    }
+    fn key(&self) -> Option<&[u8]> {
+        (**self).key()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        (**self).value()
+    }
+    fn headers(&self, add: &mut dyn FnMut(&str, Option<&[u8]>)) {
+        (**self).headers(add)
+    }
+    fn timestamp(&self) -> Option<i64> {
+        (**self).timestamp()
+    }
+}
+
+/// Why a worker's producer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// librdkafka refused the configuration.
+    #[error("cannot build the producer of worker {worker} (transactional id {transactional_id}): {reason}")]
+    Client {
+        /// The worker.
+        worker: u32,
+        /// Its transactional id.
+        transactional_id: String,
+        /// librdkafka's reason, with option values left out.
+        reason: String,
+    },
+    /// The I/O thread could not be started.
+    #[error("cannot start the producer thread of worker {worker}: {source}")]
+    Thread {
+        /// The worker.
+        worker: u32,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// Counters of one worker's producer, for the sink's statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    /// Messages handed to librdkafka and not yet acknowledged or failed.
+    pub messages_in_flight: i64,
+    /// Their bytes, as the machine counts them.
+    pub bytes_in_flight: i64,
+    /// Messages the broker acknowledged (data and progress records).
+    pub delivered_messages: u64,
+    /// Their bytes.
+    pub delivered_bytes: u64,
+    /// Messages that failed (they are resent in a later transaction).
+    pub failed_messages: u64,
+}
+
+/// Classifies a librdkafka error into what the machine does about it, and describes it.
+pub fn classify(error: &KafkaError) -> TxnError {
+    let kind = match error {
+        KafkaError::Transaction(rd) => {
+            let code = rd.code();
+            if is_fenced(code) {
+                ErrorKind::Fenced
+            } else if rd.is_fatal() {
+                ErrorKind::Fatal
+            } else if rd.txn_requires_abort() {
+                ErrorKind::Abortable
+            } else if is_unsupported(code) {
+                ErrorKind::Unsupported
+            } else if is_timeout(code) {
+                ErrorKind::TimedOut
+            } else if rd.is_retriable() {
+                ErrorKind::Retriable
+            } else {
+                // Neither retriable nor abortable: a state the client will not leave.
+                ErrorKind::Fatal
+            }
+        }
+        KafkaError::MessageProduction(code) => match code {
+            code if is_fenced(*code) => ErrorKind::Fenced,
+            code if is_unsupported(*code) => ErrorKind::Unsupported,
+            RDKafkaErrorCode::MessageTimedOut => ErrorKind::TimedOut,
+            RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed => ErrorKind::Fatal,
+            RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition => ErrorKind::Retriable,
+            // The transaction cannot commit with a lost message; a new one resends it.
+            _ => ErrorKind::Abortable,
+        },
+        KafkaError::Flush(code) if is_timeout(*code) => ErrorKind::TimedOut,
+        KafkaError::Flush(_) => ErrorKind::Retriable,
+        KafkaError::ConsumerCommit(code) if is_timeout(*code) => ErrorKind::TimedOut,
+        KafkaError::ConsumerCommit(code) if is_fatal_for_group(*code) => ErrorKind::Fatal,
+        KafkaError::ConsumerCommit(_) => ErrorKind::Retriable,
+        _ => ErrorKind::Fatal,
+    };
+    let mut message = redacted(error);
+    if let Some(code) = error.rdkafka_error_code() {
+        message.push_str(&format!(" [{code:?}]"));
+        if let Some(hint) = hint(code) {
+            message.push_str("; ");
+            message.push_str(hint);
+        }
+    }
+    TxnError::new(kind, message)
+}
+
+fn is_fenced(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fenced
+    )
+}
+
+fn is_timeout(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::TimedOutQueue
+    )
+}
+
+fn is_unsupported(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnsupportedFeature
+            | RDKafkaErrorCode::UnsupportedVersion
+            | RDKafkaErrorCode::UnsupportedForMessageFormat
+    )
+}
+
+fn is_fatal_for_group(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::InvalidGroupId
+    )
+}
+
+fn hint(code: RDKafkaErrorCode) -> Option<&'static str> {
+    Some(match code {
+        RDKafkaErrorCode::TransactionalIdAuthorizationFailed => {
+            "grant Write on the TransactionalId prefix of the sink"
+        }
+        RDKafkaErrorCode::GroupAuthorizationFailed => {
+            "grant Read on the consumer group prefix of the sink"
+        }
+        RDKafkaErrorCode::TopicAuthorizationFailed => {
+            "grant Write on the data topic and Read and Write on the progress topic"
+        }
+        RDKafkaErrorCode::InvalidTransactionTimeout => {
+            "the transaction timeout exceeds the broker's transaction.max.timeout.ms"
+        }
+        RDKafkaErrorCode::MessageSizeTooLarge => {
+            "a message exceeds the topic's max.message.bytes or the client's message.max.bytes"
+        }
+        RDKafkaErrorCode::QueueFull => {
+            "librdkafka's queue is sized above the sink's in-flight bound, so this is a bug in \
+             outflow's back-pressure; please report it"
+        }
+        _ => return None,
+    })
+}
+
+/// The result events of one worker, pushed by the I/O thread and by delivery reports, drained by
+/// the worker thread. Consecutive successful deliveries of one transaction are merged into one
+/// event, and the wake-up callback runs only when the queue goes from empty to not empty, so a
+/// burst of acknowledgements costs the worker one activation.
+struct EventQueue<M> {
+    events: Mutex<VecDeque<Event<M>>>,
+    wake: Mutex<Box<dyn Fn() + Send>>,
+}
+
+impl<M> EventQueue<M> {
+    fn push(&self, event: Event<M>) {
+        let was_empty = {
+            let mut events = self.events.lock().expect("the event queue's lock is never poisoned");
+            if let (
+                Event::Delivered { transaction, bytes, result: Ok(()) },
+                Some(Event::Delivered { transaction: last, bytes: merged, result: Ok(()) }),
+            ) = (&event, events.back_mut())
+            {
+                if transaction == last {
+                    *merged += bytes;
+                    return;
+                }
+            }
+            let was_empty = events.is_empty();
+            events.push_back(event);
+            was_empty
+        };
+        if was_empty {
+            (self.wake.lock().expect("the wake callback's lock is never poisoned"))();
+        }
+    }
+
+    fn pop(&self) -> Option<Event<M>> {
+        self.events.lock().expect("the event queue's lock is never poisoned").pop_front()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    messages_in_flight: AtomicI64,
+    bytes_in_flight: AtomicI64,
+    delivered_messages: AtomicU64,
+    delivered_bytes: AtomicU64,
+    failed_messages: AtomicU64,
+    /// The highest transaction attempt with a failed message (0: none); at-least-once commits
+    /// check it because no coordinator does.
+    last_failed_transaction: AtomicU64,
+}
+
+impl Counters {
+    fn sending(&self, bytes: usize) {
+        self.messages_in_flight.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in_flight.fetch_add(bytes as i64, Ordering::Relaxed);
+    }
+
+    fn settled(&self, transaction: u64, bytes: usize, delivered: bool) {
+        self.messages_in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.bytes_in_flight.fetch_sub(bytes as i64, Ordering::Relaxed);
+        if delivered {
+            self.delivered_messages.fetch_add(1, Ordering::Relaxed);
+            self.delivered_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        } else {
+            self.failed_messages.fetch_add(1, Ordering::Relaxed);
+            self.last_failed_transaction.fetch_max(transaction, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What a delivery report needs to answer the machine.
+struct Delivery {
+    transaction: u64,
+    bytes: usize,
+}
+
+struct DriverContext<M> {
+    transactional_id: String,
+    events: Arc<EventQueue<M>>,
+    counters: Arc<Counters>,
+}
+
+impl<M: Send + 'static> ClientContext for DriverContext<M> {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Errors that matter reach the machine through a call or a delivery report; these are
+        // librdkafka's running commentary (a broker went away, a retry), worth a log line.
+        tracing::warn!(transactional_id = %self.transactional_id, %error, reason, "producer");
+    }
+}
+
+impl<M: Send + 'static> ProducerContext for DriverContext<M> {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        let Delivery { transaction, bytes } = *delivery;
+        let result = match result {
+            Ok(_) => Ok(()),
+            Err((error, message)) => {
+                let mut failure = classify(error);
+                failure.message = format!(
+                    "delivery to {}[{}] failed: {}",
+                    message.topic(),
+                    message.partition(),
+                    failure.message
+                );
+                Err(failure)
+            }
+        };
+        self.counters.settled(transaction, bytes, result.is_ok());
+        self.events.push(Event::Delivered { transaction, bytes, result });
+    }
+}
+
+type KafkaProducer<M> = ThreadedProducer<DriverContext<M>>;
+
+/// The calls that block; the I/O thread makes them in order.
+enum Call {
+    Init,
+    Begin,
+    SendOffsets { group: String, offset: u64 },
+    Commit { transaction: u64 },
+    Abort,
+    /// At-least-once: the batch's progress record, written at commit after its data.
+    HoldProgress { transaction: u64, bytes: usize, key: String, value: Vec<u8> },
+}
+
+impl Call {
+    /// The event that answers this call with `error`.
+    fn failed<M>(self, error: TxnError) -> Event<M> {
+        match self {
+            Call::Init => Event::Initialized(Err(error)),
+            Call::Begin => Event::Began(Err(error)),
+            Call::SendOffsets { .. } => Event::OffsetsSent(Err(error)),
+            Call::Commit { .. } => Event::Committed(Err(error)),
+            Call::Abort => Event::Aborted(Err(error)),
+            Call::HoldProgress { transaction, bytes, .. } => {
+                Event::Delivered { transaction, bytes, result: Err(error) }
+            }
+        }
+    }
+}
+
+/// The librdkafka side of one worker's [`Machine`].
+///
+/// Carry out each action of the machine with [`ProducerDriver::execute`] and feed it the
+/// events of [`ProducerDriver::poll_event`] (or let [`ProducerDriver::step`] do both). Sends
+/// are enqueued in librdkafka from the calling thread, which never waits: a send needs no
+/// network, and librdkafka's queue is sized above what the machine can have in flight. The
+/// transactional calls, which wait for brokers, run on the driver's I/O thread, and their
+/// results come back as events, as do delivery reports; each batch of new events calls the
+/// wake-up callback (a timely operator passes its `SyncActivator`).
+pub struct ProducerDriver<M: OutgoingRecord> {
+    // Dropped before `calls`, so that the I/O thread, not the worker, drops the last handle
+    // and with it waits for librdkafka to purge its queue.
+    producer: KafkaProducer<M>,
+    calls: Sender<Call>,
+    events: Arc<EventQueue<M>>,
+    counters: Arc<Counters>,
+    settings: ProducerSettings,
+    last_transaction: Cell<u64>,
+    io_thread: Option<JoinHandle<()>>,
+}
+
+impl<M: OutgoingRecord> ProducerDriver<M> {
+    /// Builds the worker's producer from the connection's options and starts its I/O thread.
+    /// Nothing is sent until the machine asks for `InitTransactions`.
+    pub fn start(
+        config: &ClientConfig,
+        settings: ProducerSettings,
+        wake: Box<dyn Fn() + Send>,
+    ) -> Result<Self, ProducerError> {
+        let transactional_id = settings.transactional_id();
+        let events = Arc::new(EventQueue { events: Mutex::new(VecDeque::new()), wake: Mutex::new(wake) });
+        let counters = Arc::new(Counters::default());
+        let context = DriverContext {
+            transactional_id: transactional_id.clone(),
+            events: Arc::clone(&events),
+            counters: Arc::clone(&counters),
+        };
+        let producer: KafkaProducer<M> = producer_config(config, &settings)
+            .create_with_context(context)
+            .map_err(|error| ProducerError::Client {
+                worker: settings.worker,
+                transactional_id: transactional_id.clone(),
+                reason: redacted(&error),
+            })?;
+        let (calls, incoming) = mpsc::channel();
+        let io = IoThread {
+            producer: producer.clone(),
+            config: config.clone(),
+            settings: settings.clone(),
+            events: Arc::clone(&events),
+            counters: Arc::clone(&counters),
+            groups: HashMap::new(),
+            held_progress: None,
+            pending_offset: None,
+        };
+        let io_thread = thread::Builder::new()
+            .name(format!("outflow-producer-{}", settings.worker))
+            .spawn(move || io.run(incoming))
+            .map_err(|source| ProducerError::Thread { worker: settings.worker, source })?;
+        Ok(ProducerDriver {
+            producer,
+            calls,
+            events,
+            counters,
+            settings,
+            last_transaction: Cell::new(0),
+            io_thread: Some(io_thread),
+        })
+    }
+
+    /// Carries out `action`: sends are enqueued at once, blocking calls go to the I/O thread.
+    /// The actions that concern the caller (`Pause`, `Resume`, `Status`, `Frontier`,
+    /// `Announced`) are handed back.
+    pub fn execute(&self, action: Action<M>) -> Option<Action<M>> {
+        match action {
+            Action::InitTransactions => self.call(Call::Init),
+            Action::BeginTransaction => self.call(Call::Begin),
+            Action::SendOffsets { group, offset } => self.call(Call::SendOffsets { group, offset }),
+            Action::CommitTransaction => {
+                self.call(Call::Commit { transaction: self.last_transaction.get() })
+            }
+            Action::AbortTransaction => self.call(Call::Abort),
+            Action::Produce { transaction, bytes, message } => {
+                self.last_transaction.set(transaction);
+                self.send_data(transaction, bytes, &message);
+            }
+            Action::ProduceProgress { transaction, bytes, key, value } => {
+                self.last_transaction.set(transaction);
+                match self.settings.mode {
+                    DeliveryMode::ExactlyOnce => self.send(
+                        &self.settings.progress_topic,
+                        Some(PROGRESS_PARTITION),
+                        Some(key.as_bytes()),
+                        Some(&value),
+                        None,
+                        None,
+                        transaction,
+                        bytes,
+                    ),
+                    DeliveryMode::AtLeastOnce => {
+                        self.call(Call::HoldProgress { transaction, bytes, key, value })
+                    }
+                }
+            }
+            other => return Some(other),
+        }
+        None
+    }
+
+    /// The next result, if one has come.
+    pub fn poll_event(&self) -> Option<Event<M>> {
+        self.events.pop()
+    }
+
+    /// Feeds `machine` every result that has come and carries out every action it asks for,
+    /// until neither is left; returns the actions that concern the caller, in order.
+    pub fn step(&self, machine: &mut Machine<M>, now: Duration) -> Result<Vec<Action<M>>, ProtocolError>
+    where
+        M: Clone,
+    {
+        let mut for_caller = Vec::new();
+        loop {
+            let mut progressed = false;
+            while let Some(action) = machine.poll_action() {
+                progressed = true;
+                for_caller.extend(self.execute(action));
+            }
+            while let Some(event) = self.poll_event() {
+                progressed = true;
+                machine.handle(now, event)?;
+            }
+            if !progressed {
+                return Ok(for_caller);
+            }
+        }
+    }
+
+    /// The producer's counters.
+    pub fn stats(&self) -> ProducerStats {
+        let c = &self.counters;
+        ProducerStats {
+            messages_in_flight: c.messages_in_flight.load(Ordering::Relaxed),
+            bytes_in_flight: c.bytes_in_flight.load(Ordering::Relaxed),
+            delivered_messages: c.delivered_messages.load(Ordering::Relaxed),
+            delivered_bytes: c.delivered_bytes.load(Ordering::Relaxed),
+            failed_messages: c.failed_messages.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The settings the driver runs with.
+    pub fn settings(&self) -> &ProducerSettings {
+        &self.settings
+    }
+
+    /// Stops the I/O thread once it has finished its current call, and waits for it and for
+    /// librdkafka to drop whatever is still queued. For tests and orderly shutdown; dropping the
+    /// driver does the same without waiting.
+    pub fn shutdown(mut self) {
+        let io_thread = self.io_thread.take();
+        drop(self);
+        if let Some(handle) = io_thread {
+            let _ = handle.join();
+        }
+    }
+
+    fn call(&self, call: Call) {
+        if let Err(mpsc::SendError(call)) = self.calls.send(call) {
+            // The I/O thread ends only when the driver is dropped, or by a panic.
+            let error = TxnError::new(
+                ErrorKind::Fatal,
+                format!(
+                    "the producer thread of transactional id {} has stopped",
+                    self.settings.transactional_id()
+                ),
+            );
+            self.events.push(call.failed(error));
+        }
+    }
+
+    fn send_data(&self, transaction: u64, bytes: usize, message: &M) {
+        let mut headers: Option<OwnedHeaders> = None;
+        message.headers(&mut |name, value| {
+            let all = headers.take().unwrap_or_else(|| OwnedHeaders::new_with_capacity(4));
+            headers = Some(all.insert(Header { key: name, value }));
+        });
+        self.send(
+            &self.settings.data_topic,
+            message.partition(),
+            message.key(),
+            message.value(),
+            headers,
+            message.timestamp(),
+            transaction,
+            bytes,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+        timestamp: Option<i64>,
+        transaction: u64,
+        bytes: usize,
+    ) {
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
+            BaseRecord::with_opaque_to(topic, Box::new(Delivery { transaction, bytes }));
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        if let Some(timestamp) = timestamp {
+            record = record.timestamp(timestamp);
+        }
+        self.counters.sending(bytes);
+        if let Err((error, _)) = self.producer.send(record) {
+            self.counters.settled(transaction, bytes, false);
+            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                tracing::error!(
+                    transactional_id = %self.settings.transactional_id(),
+                    bound = self.settings.max_queued_bytes,
+                    "librdkafka's queue is full although it is sized above the in-flight bound"
+                );
+            }
+            let mut failure = classify(&error);
+            failure.message = format!("sending to {topic} failed: {}", failure.message);
+            self.events.push(Event::Delivered { transaction, bytes, result: Err(failure) });
+        }
+    }
+}
+
+impl<M: OutgoingRecord> fmt::Debug for ProducerDriver<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerDriver")
+            .field("transactional_id", &self.settings.transactional_id())
+            .field("mode", &self.settings.mode)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The I/O thread's state: the producer's blocking calls, and the at-least-once bookkeeping.
+struct IoThread<M: OutgoingRecord> {
+    producer: KafkaProducer<M>,
+    config: ClientConfig,
+    settings: ProducerSettings,
+    events: Arc<EventQueue<M>>,
+    counters: Arc<Counters>,
+    /// Per progress group: its metadata for `send_offsets_to_transaction` (exactly-once), or a
+    /// consumer of the group to commit with (at-least-once).
+    groups: HashMap<String, GroupHandle>,
+    held_progress: Option<(u64, usize, String, Vec<u8>)>,
+    pending_offset: Option<(String, u64)>,
+}
+
+enum GroupHandle {
+    Metadata(ConsumerGroupMetadata),
+    Consumer(BaseConsumer),
+}
+
+impl<M: OutgoingRecord> IoThread<M> {
+    fn run(mut self, calls: Receiver<Call>) {
+        for call in calls {
+            let event = match self.settings.mode {
+                DeliveryMode::ExactlyOnce => self.transactional(call),
+                DeliveryMode::AtLeastOnce => self.at_least_once(call),
+            };
+            if let Some(event) = event {
+                self.events.push(event);
+            }
+        }
+    }
+
+    fn transactional(&mut self, call: Call) -> Option<Event<M>> {
+        let timeout = self.settings.call_timeout;
+        Some(match call {
+            Call::Init => Event::Initialized(self.producer.init_transactions(timeout).map_err(|e| self.failed("init_transactions", &e))),
+            Call::Begin => Event::Began(self.producer.begin_transaction().map_err(|e| self.failed("begin_transaction", &e))),
+            Call::SendOffsets { group, offset } => Event::OffsetsSent(self.send_offsets(&group, offset)),
+            Call::Commit { .. } => Event::Committed(self.producer.commit_transaction(timeout).map_err(|e| self.failed("commit_transaction", &e))),
+            Call::Abort => Event::Aborted(self.producer.abort_transaction(timeout).map_err(|e| self.failed("abort_transaction", &e))),
+            Call::HoldProgress { .. } => unreachable!("exactly-once progress records are sent by the worker"),
+        })
+    }
+
+    fn send_offsets(&mut self, group: &str, offset: u64) -> Result<(), TxnError> {
+        let offsets = self.progress_offsets(offset)?;
+        self.ensure_group(group)?;
+        let metadata = match &self.groups[group] {
+            GroupHandle::Metadata(metadata) => metadata,
+            GroupHandle::Consumer(_) => unreachable!("exactly-once groups hold metadata"),
+        };
+        self.producer
+            .send_offsets_to_transaction(&offsets, metadata, self.settings.call_timeout)
+            .map_err(|e| failed_call(&self.settings, "send_offsets_to_transaction", &e))
+    }
+
+    fn at_least_once(&mut self, call: Call) -> Option<Event<M>> {
+        Some(match call {
+            Call::Init => Event::Initialized(Ok(())),
+            Call::Begin => {
+                self.held_progress = None;
+                self.pending_offset = None;
+                Event::Began(Ok(()))
+            }
+            Call::HoldProgress { transaction, bytes, key, value } => {
+                self.held_progress = Some((transaction, bytes, key, value));
+                return None;
+            }
+            Call::SendOffsets { group, offset } => {
+                self.pending_offset = Some((group, offset));
+                Event::OffsetsSent(Ok(()))
+            }
+            Call::Commit { transaction } => Event::Committed(self.commit_batch(transaction)),
+            Call::Abort => {
+                // Sent messages cannot be taken back without transactions; waiting for their
+                // reports keeps them out of the next batch's accounting.
+                let result = self.flush("abort");
+                self.held_progress = None;
+                self.pending_offset = None;
+                Event::Aborted(result)
+            }
+        })
+    }
+
+    /// At-least-once commit: data acknowledged first, then the progress record, then the group
+    /// offset, so that a recorded frontier never covers an undelivered message.
+    fn commit_batch(&mut self, transaction: u64) -> Result<(), TxnError> {
+        self.flush("commit")?;
+        self.check_delivered(transaction)?;
+        if let Some((transaction, bytes, key, value)) = self.held_progress.take() {
+            let record: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
+                BaseRecord::with_opaque_to(&self.settings.progress_topic, Box::new(Delivery { transaction, bytes }))
+                    .partition(PROGRESS_PARTITION)
+                    .key(key.as_bytes())
+                    .payload(&value);
+            self.counters.sending(bytes);
+            if let Err((error, _)) = self.producer.send(record) {
+                self.counters.settled(transaction, bytes, false);
+                return Err(self.failed("sending the progress record", &error));
+            }
+            self.flush("commit")?;
+            self.check_delivered(transaction)?;
+        }
+        if let Some((group, offset)) = self.pending_offset.take() {
+            let offsets = self.progress_offsets(offset)?;
+            self.ensure_group(&group)?;
+            let GroupHandle::Consumer(consumer) = &self.groups[&group] else {
+                unreachable!("at-least-once groups hold a consumer");
+            };
+            if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+                self.pending_offset = Some((group.clone(), offset));
+                return Err(failed_call(&self.settings, &format!("committing the offset of group {group}"), &error));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_delivered(&self, transaction: u64) -> Result<(), TxnError> {
+        if self.counters.last_failed_transaction.load(Ordering::Acquire) >= transaction {
+            Err(TxnError::new(
+                ErrorKind::Abortable,
+                format!(
+                    "a message of batch {transaction} of {} was not delivered; the batch is sent again",
+                    self.settings.transactional_id()
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn flush(&self, during: &str) -> Result<(), TxnError> {
+        self.producer
+            .flush(self.settings.call_timeout)
+            .map_err(|e| failed_call(&self.settings, &format!("flush during {during}"), &e))
+    }
+
+    fn progress_offsets(&self, offset: u64) -> Result<TopicPartitionList, TxnError> {
+        let mut offsets = TopicPartitionList::new();
+        let offset = i64::try_from(offset).map_err(|_| {
+            TxnError::new(ErrorKind::Fatal, format!("progress sequence number {offset} does not fit a Kafka offset"))
+        })?;
+        offsets
+            .add_partition_offset(&self.settings.progress_topic, PROGRESS_PARTITION, Offset::Offset(offset))
+            .map_err(|e| failed_call(&self.settings, "building the progress offsets", &e))?;
+        Ok(offsets)
+    }
+
+    /// The group's handle, built on first use: a consumer with that `group.id` (no
+    /// subscription, so it joins nothing) yields the metadata transactions need, or commits
+    /// offsets itself.
+    fn ensure_group(&mut self, group: &str) -> Result<(), TxnError> {
+        match self.groups.entry(group.to_string()) {
+            Entry::Occupied(_) => Ok(()),
+            Entry::Vacant(entry) => {
+                let mut consumer_config = self.config.clone();
+                consumer_config
+                    .set("group.id", group)
+                    .set("enable.auto.commit", "false")
+                    .set("allow.auto.create.topics", "false");
+                let consumer: BaseConsumer = consumer_config.create().map_err(|error| {
+                    TxnError::new(
+                        ErrorKind::Fatal,
+                        format!("cannot build a consumer for progress group {group}: {}", redacted(&error)),
+                    )
+                })?;
+                let handle = match self.settings.mode {
+                    DeliveryMode::ExactlyOnce => GroupHandle::Metadata(consumer.group_metadata().ok_or_else(|| {
+                        TxnError::new(ErrorKind::Fatal, format!("librdkafka gave no metadata for progress group {group}"))
+                    })?),
+                    DeliveryMode::AtLeastOnce => GroupHandle::Consumer(consumer),
+                };
+                entry.insert(handle);
+                Ok(())
+            }
+        }
+    }
+
+    fn failed(&self, call: &str, error: &KafkaError) -> TxnError {
+        failed_call(&self.settings, call, error)
+    }
+}
+
+fn failed_call(settings: &ProducerSettings, call: &str, error: &KafkaError) -> TxnError {
+    let mut failure = classify(error);
+    failure.message = format!("{call} of {} failed: {}", settings.transactional_id(), failure.message);
+    failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(mode: DeliveryMode) -> ProducerSettings {
+        let mut settings = ProducerSettings::new(
+            SinkNames::new("s1", "tx-", "pg-"),
+            2,
+            "data",
+            "progress",
+            &Cadence::default(),
+        );
+        settings.mode = mode;
+        settings
+    }
+
+    #[test]
+    fn exactly_once_config_names_the_worker_and_bounds_nothing_below_the_machine() {
+        let mut connection = ClientConfig::new();
+        connection.set("bootstrap.servers", "b:9092").set("transactional.id", "user-set");
+        let config = producer_config(&connection, &settings(DeliveryMode::ExactlyOnce));
+        assert_eq!(config.get("transactional.id"), Some("tx-s1-2"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("compression.type"), Some("lz4"));
+        assert_eq!(config.get("transaction.timeout.ms"), Some("60000"));
+        assert_eq!(config.get("queue.buffering.max.messages"), Some("0"));
+        let kbytes: usize = config.get("queue.buffering.max.kbytes").unwrap().parse().unwrap();
+        assert!(kbytes * 1024 > queue_bound(&Cadence::default()));
+        assert_eq!(config.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
+    fn at_least_once_config_has_no_transactional_id() {
+        let mut connection = ClientConfig::new();
+        connection.set("transactional.id", "user-set");
+        let config = producer_config(&connection, &settings(DeliveryMode::AtLeastOnce));
+        assert_eq!(config.get("transactional.id"), None);
+        assert_eq!(config.get("transaction.timeout.ms"), None);
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn delivery_errors_map_to_what_the_machine_does() {
+        let kind = |code| classify(&KafkaError::MessageProduction(code)).kind;
+        assert_eq!(kind(RDKafkaErrorCode::ProducerFenced), ErrorKind::Fenced);
+        assert_eq!(kind(RDKafkaErrorCode::InvalidProducerEpoch), ErrorKind::Fenced);
+        assert_eq!(kind(RDKafkaErrorCode::MessageTimedOut), ErrorKind::TimedOut);
+        assert_eq!(kind(RDKafkaErrorCode::PurgeQueue), ErrorKind::Abortable);
+        assert_eq!(kind(RDKafkaErrorCode::UnknownTopicOrPartition), ErrorKind::Retriable);
+        assert_eq!(kind(RDKafkaErrorCode::MessageSizeTooLarge), ErrorKind::Fatal);
+        let full = classify(&KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+        assert_eq!(full.kind, ErrorKind::Fatal);
+        assert!(full.message.contains("bug"), "{}", full.message);
+        assert_eq!(
+            classify(&KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)).kind,
+            ErrorKind::TimedOut
+        );
+    }
+
+    #[test]
+    fn merged_deliveries_wake_the_worker_once() {
+        let wakes = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&wakes);
+        let queue: EventQueue<SinkRecord> = EventQueue {
+            events: Mutex::new(VecDeque::new()),
+            wake: Mutex::new(Box::new(move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+            })),
+        };
+        for _ in 0..3 {
+            queue.push(Event::Delivered { transaction: 7, bytes: 10, result: Ok(()) });
+        }
+        queue.push(Event::Delivered { transaction: 8, bytes: 1, result: Ok(()) });
+        assert_eq!(wakes.load(Ordering::Relaxed), 1);
+        match queue.pop() {
+            Some(Event::Delivered { transaction: 7, bytes: 30, result: Ok(()) }) => {}
+            other => panic!("expected 30 merged bytes of transaction 7, got {other:?}"),
+        }
+        assert!(matches!(queue.pop(), Some(Event::Delivered { transaction: 8, bytes: 1, .. })));
+        assert!(queue.pop().is_none());
+        queue.push(Event::Began(Ok(())));
+        assert_eq!(wakes.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,418 @@
+//! Reading what previous runs committed: the progress topic, the progress groups' offsets, and
+//! the startup read that fences retired producers and turns both into a [`Recovery`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::protocol::{ProgressScan, ProtocolError, Recovery, SinkNames};
+use crate::topic::{self, redacted, TopicError};
+
+/// How long reading the progress topic to its end may take. A transaction another sink left
+/// open on a shared progress topic holds `read_committed` readers back until it ends, at the
+/// latest after that producer's `transaction.timeout.ms` (60 s by default in librdkafka); the
+/// default waits a little longer than that rather than failing a restart.
+pub const DEFAULT_PROGRESS_READ_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long one request (offset fetch, `init_transactions` of a fencing producer) may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The progress topic has one partition.
+const PROGRESS_PARTITION: i32 = 0;
+
+/// librdkafka's `RD_KAFKA_OFFSET_INVALID`: no cached watermark yet.
+const OFFSET_INVALID: i64 = -1001;
+
+/// How often a fenced id can turn up in a later read before recovery gives up: each round fences
+/// at least one id the previous rounds did not, and only a run racing this one adds ids.
+const MAX_FENCING_ROUNDS: usize = 8;
+
+/// Why the state of previous runs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgressReadError {
+    /// The progress topic is missing or has the wrong shape.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// A client could not be built from the connection's options.
+    #[error("cannot build a Kafka {purpose}: {reason}")]
+    Client {
+        /// What the client was for, naming the topic, group or transactional id.
+        purpose: String,
+        /// librdkafka's reason, with option values left out.
+        reason: String,
+    },
+    /// Reading the progress topic failed for good.
+    #[error("reading progress topic {topic} failed at offset {position}: {reason}")]
+    Read {
+        /// The topic.
+        topic: String,
+        /// The next offset the reader wanted.
+        position: i64,
+        /// librdkafka's reason.
+        reason: String,
+    },
+    /// The progress topic's end was not reached in time.
+    #[error(
+        "timed out after {waited:?} reading progress topic {topic}: reached offset {position} of \
+         {end}{last_error}; an open transaction on the topic holds read_committed readers back \
+         until it ends or its transaction.timeout.ms passes"
+    )]
+    Timeout {
+        /// The topic.
+        topic: String,
+        /// How far the reader got.
+        position: i64,
+        /// The end it was reading to, as text ("an end not yet known" before the first fetch).
+        end: String,
+        /// How long it tried.
+        waited: Duration,
+        /// The last transient error seen, as `"; last error: …"`, or empty.
+        last_error: String,
+    },
+    /// A record under one of this sink's keys cannot be trusted.
+    #[error("progress topic {topic}, offset {offset}: {source}")]
+    Record {
+        /// The topic.
+        topic: String,
+        /// The record's offset.
+        offset: i64,
+        /// What is wrong with it.
+        source: ProtocolError,
+    },
+    /// A progress group's committed offset could not be read.
+    #[error("reading the committed offset of group {group} on progress topic {topic}: {reason}")]
+    OffsetFetch {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// librdkafka's reason.
+        reason: String,
+    },
+    /// A transactional id of a retired worker could not be fenced.
+    #[error("fencing transactional id {transactional_id}: {reason}")]
+    Fence {
+        /// The id.
+        transactional_id: String,
+        /// librdkafka's reason.
+        reason: String,
+    },
+    /// New retired ids kept turning up, so some other run of the sink is starting concurrently.
+    #[error(
+        "sink {sink_id}: retired transactional ids kept appearing in progress topic {topic} \
+         after {rounds} rounds of fencing; is another run of this sink starting at the same time?"
+    )]
+    FencingDidNotSettle {
+        /// The sink.
+        sink_id: String,
+        /// The topic.
+        topic: String,
+        /// How many rounds were tried.
+        rounds: usize,
+    },
+}
+
+/// Result of the progress reader's functions.
+pub type Result<T, E = ProgressReadError> = std::result::Result<T, E>;
+
+/// Steps 2 and 3 of the startup order in [`crate::protocol`], to run once every worker's
+/// producer has initialized transactions: reads the progress topic to its end, fences the ids of
+/// retired workers, rereads if it fenced any, reads the committed offsets of the progress groups,
+/// and computes where a run of `new_workers` resumes. The caller hands the result to worker 0's
+/// machine.
+pub fn recover(
+    config: &ClientConfig,
+    names: &SinkNames,
+    progress_topic: &str,
+    new_workers: u32,
+    read_timeout: Duration,
+) -> Result<Recovery> {
+    let mut fenced = BTreeSet::new();
+    let mut scan = read_progress(config, names, progress_topic, read_timeout)?;
+    for _ in 0..MAX_FENCING_ROUNDS {
+        let retired: Vec<String> = scan
+            .retired_transactional_ids(new_workers)
+            .into_iter()
+            .filter(|id| !fenced.contains(id))
+            .collect();
+        if retired.is_empty() {
+            let offsets =
+                committed_seqs(config, names, progress_topic, &scan.workers_with_records())?;
+            return Ok(scan.recover(&offsets, new_workers));
+        }
+        for transactional_id in retired {
+            fence(config, &transactional_id)?;
+            fenced.insert(transactional_id);
+        }
+        // A retired producer may have committed between the read and its fencing; only a read
+        // after every fence is final, and it may name still more retired ids.
+        scan = read_progress(config, names, progress_topic, read_timeout)?;
+    }
+    Err(ProgressReadError::FencingDidNotSettle {
+        sink_id: names.sink_id.clone(),
+        topic: progress_topic.to_string(),
+        rounds: MAX_FENCING_ROUNDS,
+    })
+}
+
+/// Reads the progress topic from its start to its end with `isolation.level=read_committed`
+/// and collects this sink's records.
+///
+/// The end is the high watermark of the first Fetch answer, taken from librdkafka's cache of
+/// Fetch responses: `ListOffsets` is not trusted (Tansu answers it with the last batch's base
+/// offset + 1), and a `read_committed` reader's end-of-partition event comes at the last stable
+/// offset, which a transaction another sink holds open keeps below records committed after it.
+/// The read ends when the reader's position (which counts control records) reaches that end.
+pub fn read_progress(
+    config: &ClientConfig,
+    names: &SinkNames,
+    topic: &str,
+    timeout: Duration,
+) -> Result<ProgressScan> {
+    let mut scan = ProgressScan::new(names);
+    read_to_end(config, topic, timeout, |offset, key, value| {
+        scan.push(key.unwrap_or_default(), value).map_err(|source| ProgressReadError::Record {
+            topic: topic.to_string(),
+            offset,
+            source,
+        })
+    })?;
+    Ok(scan)
+}
+
+/// The committed offset of each listed worker's progress group on partition 0 of the progress
+/// topic: the `seq` of that worker's last committed progress record. Workers whose group has no
+/// committed offset are left out.
+pub fn committed_seqs(
+    config: &ClientConfig,
+    names: &SinkNames,
+    topic: &str,
+    workers: &[u32],
+) -> Result<BTreeMap<u32, u64>> {
+    let mut seqs = BTreeMap::new();
+    for &worker in workers {
+        let group = names.progress_group_id(worker);
+        let failed = |reason: String| ProgressReadError::OffsetFetch {
+            group: group.clone(),
+            topic: topic.to_string(),
+            reason,
+        };
+        let mut group_config = config.clone();
+        group_config
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("allow.auto.create.topics", "false");
+        let consumer: BaseConsumer = group_config.create().map_err(|error| {
+            ProgressReadError::Client {
+                purpose: format!("consumer for group {group}"),
+                reason: redacted(&error),
+            }
+        })?;
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition(topic, PROGRESS_PARTITION);
+        let committed = consumer
+            .committed_offsets(partitions, REQUEST_TIMEOUT)
+            .map_err(|error| failed(redacted(&error)))?;
+        let Some(entry) = committed.find_partition(topic, PROGRESS_PARTITION) else {
+            return Err(failed("the answer did not name partition 0".to_string()));
+        };
+        entry.error().map_err(|error| failed(redacted(&error)))?;
+        match entry.offset() {
+            Offset::Offset(offset) => {
+                let seq = u64::try_from(offset)
+                    .map_err(|_| failed(format!("the committed offset {offset} is negative")))?;
+                seqs.insert(worker, seq);
+            }
+            Offset::Invalid => {}
+            other => return Err(failed(format!("unexpected committed offset {other:?}"))),
+        }
+    }
+    Ok(seqs)
+}
+
+/// Fences `transactional_id`: a throwaway producer takes it over with `init_transactions`,
+/// which bumps its epoch (so the previous holder can no longer produce or commit) and aborts
+/// whatever transaction it left open.
+pub fn fence(config: &ClientConfig, transactional_id: &str) -> Result<()> {
+    let mut fencing_config = config.clone();
+    fencing_config
+        .set("transactional.id", transactional_id)
+        .set("enable.idempotence", "true");
+    let producer: BaseProducer = fencing_config.create().map_err(|error| {
+        ProgressReadError::Client {
+            purpose: format!("producer to fence transactional id {transactional_id}"),
+            reason: redacted(&error),
+        }
+    })?;
+    producer.init_transactions(REQUEST_TIMEOUT).map_err(|error| ProgressReadError::Fence {
+        transactional_id: transactional_id.to_string(),
+        reason: redacted(&error),
+    })
+}
+
+/// Reads partition 0 of `topic` from its start to the end described at [`read_progress`],
+/// handing each record to `record` in offset order.
+fn read_to_end(
+    config: &ClientConfig,
+    topic: &str,
+    timeout: Duration,
+    mut record: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>) -> Result<()>,
+) -> Result<()> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut reader_config = config.clone();
+    reader_config
+        .remove("group.id")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false")
+        // Tansu answers a Fetch that may not wait with nothing at all; a short wait keeps the
+        // end-of-partition answer of a caught-up reader quick.
+        .set("fetch.wait.max.ms", "100");
+    let consumer: BaseConsumer = reader_config.create().map_err(|error| {
+        ProgressReadError::Client {
+            purpose: format!("reader of progress topic {topic}"),
+            reason: redacted(&error),
+        }
+    })?;
+
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout.min(topic::ADMIN_TIMEOUT))
+        .map_err(|error| {
+            ProgressReadError::Topic(TopicError::Request {
+                operation: "reading metadata",
+                topic: topic.to_string(),
+                reason: redacted(&error),
+            })
+        })?;
+    let (partitions, _) = topic::shape_from_metadata(&metadata, topic)?;
+    if partitions != 1 {
+        return Err(TopicError::ProgressTopicPartitions { topic: topic.to_string(), partitions }.into());
+    }
+
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, PROGRESS_PARTITION, Offset::Beginning)
+        .and_then(|()| consumer.assign(&assignment))
+        .map_err(|error| ProgressReadError::Read {
+            topic: topic.to_string(),
+            position: 0,
+            reason: redacted(&error),
+        })?;
+
+    let topic_name = CString::new(topic).map_err(|_| ProgressReadError::Read {
+        topic: topic.to_string(),
+        position: 0,
+        reason: "the topic name contains a NUL byte".to_string(),
+    })?;
+    let mut end: Option<i64> = None;
+    let mut position: i64 = 0;
+    let mut last_error: Option<String> = None;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ProgressReadError::Timeout {
+                topic: topic.to_string(),
+                position,
+                end: end.map_or_else(|| "an end not yet known".to_string(), |end| end.to_string()),
+                waited: now - started,
+                last_error: last_error.map(|e| format!("; last error: {e}")).unwrap_or_default(),
+            });
+        }
+        let Some(polled) = consumer.poll((deadline - now).min(Duration::from_millis(200))) else {
+            continue;
+        };
+        if end.is_none() {
+            end = cached_high_watermark(&consumer, &topic_name);
+        }
+        match polled {
+            Ok(message) => {
+                let offset = message.offset();
+                if end.is_some_and(|end| offset >= end) {
+                    // Committed after the end was fixed: not from a previous run of this sink,
+                    // whose producers were all fenced before this read.
+                    return Ok(());
+                }
+                record(offset, message.key(), message.payload())?;
+                position = offset + 1;
+                if end.is_some_and(|end| position >= end) {
+                    return Ok(());
+                }
+            }
+            Err(KafkaError::PartitionEOF(_)) => {
+                // Control records move the position without being handed out; an empty log
+                // that starts above 0 leaves it unset, and then its start is the position.
+                position = match reader_position(&consumer, topic) {
+                    Some(offset) => offset,
+                    None => cached_low_watermark(&consumer, &topic_name).unwrap_or(position),
+                }
+                .max(position);
+                if end.is_some_and(|end| position >= end) {
+                    return Ok(());
+                }
+            }
+            Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
+                return Err(ProgressReadError::Read {
+                    topic: topic.to_string(),
+                    position,
+                    reason: redacted(&error),
+                });
+            }
+            Err(error) => {
+                // librdkafka retries transient errors itself and reports them along the way.
+                tracing::warn!(%topic, position, %error, "transient error reading progress topic");
+                last_error = Some(redacted(&error));
+            }
+        }
+    }
+}
+
+fn reader_position(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    match positions.find_partition(topic, PROGRESS_PARTITION)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+fn cached_high_watermark(consumer: &BaseConsumer, topic: &CString) -> Option<i64> {
+    cached_watermarks(consumer, topic).1
+}
+
+fn cached_low_watermark(consumer: &BaseConsumer, topic: &CString) -> Option<i64> {
+    cached_watermarks(consumer, topic).0
+}
+
+/// The log start and high watermark of the progress partition as the last Fetch answer gave
+/// them (`rd_kafka_get_watermark_offsets`, which rdkafka does not wrap): no request is sent, and
+/// unlike `ListOffsets` the Fetch answer's high watermark is right on Tansu.
+fn cached_watermarks(consumer: &BaseConsumer, topic: &CString) -> (Option<i64>, Option<i64>) {
+    let mut low = OFFSET_INVALID;
+    let mut high = OFFSET_INVALID;
+    // SAFETY: the client handle lives as long as `consumer`, which outlives the call; `topic`
+    // is NUL-terminated and outlives the call; `low` and `high` are valid for writes.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            PROGRESS_PARTITION,
+            &mut low,
+            &mut high,
+        )
+    };
+    if error != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return (None, None);
+    }
+    let known = |offset: i64| (offset >= 0).then_some(offset);
+    (known(low), known(high))
+}

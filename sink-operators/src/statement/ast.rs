@@ -1,0 +1,210 @@
+//! The parsed form of statements, before names are resolved. Every node keeps the position
+//! of its first token so that validation can point at it.
+
+use outflow_encoders::Secret;
+
+use crate::spec::Position;
+
+/// An identifier, case-folded to lowercase unless it was double-quoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub name: String,
+    pub pos: Position,
+}
+
+#[derive(Clone, Debug)]
+pub enum Statement {
+    CreateSecret(CreateSecret),
+    CreateConnection(CreateConnection),
+    CreateTable(CreateTable),
+    CreateCluster(CreateCluster),
+    CreateSink(Box<CreateSink>),
+}
+
+impl Statement {
+    /// The position of the statement's first token.
+    pub fn pos(&self) -> Position {
+        match self {
+            Statement::CreateSecret(s) => s.pos,
+            Statement::CreateConnection(s) => s.pos,
+            Statement::CreateTable(s) => s.pos,
+            Statement::CreateCluster(s) => s.pos,
+            Statement::CreateSink(s) => s.pos,
+        }
+    }
+}
+
+/// `CREATE SECRET [IF NOT EXISTS] name AS 'value'`.
+#[derive(Clone, Debug)]
+pub struct CreateSecret {
+    pub pos: Position,
+    pub if_not_exists: bool,
+    pub name: Ident,
+    pub value: Secret,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionKind {
+    Kafka,
+    ConfluentSchemaRegistry,
+}
+
+/// `CREATE CONNECTION [IF NOT EXISTS] name TO {KAFKA | CONFLUENT SCHEMA REGISTRY} (…)`.
+#[derive(Clone, Debug)]
+pub struct CreateConnection {
+    pub pos: Position,
+    pub if_not_exists: bool,
+    pub name: Ident,
+    pub kind: ConnectionKind,
+    pub options: Vec<SqlOption>,
+}
+
+/// One `NAME [=] value` option. `name` is the option's canonical spelling, e.g.
+/// `"TOPIC PARTITION COUNT"`.
+#[derive(Clone, Debug)]
+pub struct SqlOption {
+    pub name: &'static str,
+    pub pos: Position,
+    pub value: OptionValue,
+    pub value_pos: Position,
+}
+
+#[derive(Clone, Debug)]
+pub enum OptionValue {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    /// A bare word, e.g. `gzip` in `COMPRESSION TYPE = gzip`.
+    Word(String),
+    Secret(Ident),
+    /// `('a', 'b')`.
+    List(Vec<(String, Position)>),
+    /// `MAP['k' => 'v', …]`.
+    Map(Vec<(String, String, Position)>),
+    Expr(Expr),
+    /// `DOC ON …` options carry their target and the text.
+    Doc(DocOn, String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DocPart {
+    Key,
+    Value,
+    Both,
+}
+
+/// `[KEY | VALUE] DOC ON {TYPE t | COLUMN t.c}`.
+#[derive(Clone, Debug)]
+pub struct DocOn {
+    pub part: DocPart,
+    pub relation: Ident,
+    pub column: Option<Ident>,
+}
+
+/// `CREATE TABLE [IF NOT EXISTS] name (columns and constraints)`.
+#[derive(Clone, Debug)]
+pub struct CreateTable {
+    pub pos: Position,
+    pub if_not_exists: bool,
+    pub name: Ident,
+    pub columns: Vec<ColumnDef>,
+    pub constraints: Vec<TableConstraint>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ColumnDef {
+    pub name: Ident,
+    /// The type as written, re-assembled from its tokens.
+    pub type_name: String,
+    pub type_pos: Position,
+    pub not_null: bool,
+    /// Column-level `PRIMARY KEY` / `UNIQUE`, with their positions.
+    pub primary_key: Option<Position>,
+    pub unique: Option<Position>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TableConstraint {
+    pub pos: Position,
+    pub primary_key: bool,
+    pub columns: Vec<Ident>,
+}
+
+/// `CREATE CLUSTER [IF NOT EXISTS] name [(]SIZE [=] '…'[)]`.
+#[derive(Clone, Debug)]
+pub struct CreateCluster {
+    pub pos: Position,
+    pub if_not_exists: bool,
+    pub name: Ident,
+    pub size: String,
+    pub size_pos: Position,
+}
+
+/// `CREATE SINK …`. Clauses after the connection options may come in any order; each at
+/// most once.
+#[derive(Clone, Debug)]
+pub struct CreateSink {
+    pub pos: Position,
+    pub if_not_exists: bool,
+    pub name: Ident,
+    pub in_cluster: Option<Ident>,
+    pub from: Ident,
+    pub connection: Ident,
+    pub options: Vec<SqlOption>,
+    pub key: Option<KeyClause>,
+    pub headers: Option<Ident>,
+    pub format: Option<FormatClause>,
+    pub envelope: Option<(EnvelopeKind, Position)>,
+    pub with_options: Vec<SqlOption>,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyClause {
+    pub pos: Position,
+    pub columns: Vec<Ident>,
+    pub not_enforced: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum FormatClause {
+    Bare(Format),
+    KeyValue { key: Format, value: Format },
+}
+
+#[derive(Clone, Debug)]
+pub struct Format {
+    pub pos: Position,
+    pub kind: FormatKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum FormatKind {
+    Json,
+    Text,
+    Bytes,
+    Avro { registry: Ident, options: Vec<SqlOption> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvelopeKind {
+    Upsert,
+    Debezium,
+}
+
+/// A scalar expression, as `PARTITION BY` takes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub pos: Position,
+    pub kind: ExprKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Column(Ident),
+    Str(String),
+    Number(String),
+    /// `expr::type` or `CAST(expr AS type)`; the type as written.
+    Cast { expr: Box<Expr>, type_name: String, type_pos: Position },
+    Concat(Box<Expr>, Box<Expr>),
+    Call { name: Ident, args: Vec<Expr> },
+}

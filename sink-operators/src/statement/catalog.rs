@@ -1,0 +1,336 @@
+//! `Catalog`: the objects created so far, by name, and the checks that references between
+//! them resolve.
+
+use std::collections::BTreeMap;
+
+use outflow_encoders::Secret;
+use serde::Serialize;
+
+use super::parser::parse_statements;
+use crate::spec::{
+    avro_of, ClusterSpec, ConnectionSpec, Notice, Part, Position, RegistrySpec, SecretRef, SecretSpec, Site, Sites,
+    SinkSpec, SpecError, StringOrSecret, TableSpec,
+};
+use outflow_encoders::DocTarget;
+
+/// Secrets, connections, tables and sinks share one namespace, as in Materialize; clusters
+/// have their own.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    items: BTreeMap<String, Item>,
+    clusters: BTreeMap<String, ClusterSpec>,
+    order: Vec<ObjectKey>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum Item {
+    Secret(SecretSpec),
+    Connection(ConnectionSpec),
+    Registry(RegistrySpec),
+    Table(TableSpec),
+    Sink(Box<SinkSpec>),
+}
+
+impl Item {
+    fn kind(&self) -> &'static str {
+        match self {
+            Item::Secret(_) => "secret",
+            Item::Connection(_) | Item::Registry(_) => "connection",
+            Item::Table(_) => "table",
+            Item::Sink(_) => "sink",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum ObjectKey {
+    Item(String),
+    Cluster(String),
+}
+
+/// One object of a catalog, as `outflow check` prints it: the spec with a `kind` field.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CatalogObject<'a> {
+    Secret(&'a SecretSpec),
+    KafkaConnection(&'a ConnectionSpec),
+    SchemaRegistryConnection(&'a RegistrySpec),
+    Table(&'a TableSpec),
+    Cluster(&'a ClusterSpec),
+    Sink(&'a SinkSpec),
+}
+
+impl CatalogObject<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            CatalogObject::Secret(s) => &s.name,
+            CatalogObject::KafkaConnection(c) => &c.name,
+            CatalogObject::SchemaRegistryConnection(r) => &r.name,
+            CatalogObject::Table(t) => &t.name,
+            CatalogObject::Cluster(c) => &c.name,
+            CatalogObject::Sink(s) => &s.name,
+        }
+    }
+}
+
+impl Catalog {
+    pub fn new() -> Catalog {
+        Catalog::default()
+    }
+
+    /// A catalog of the objects a file of statements creates.
+    pub fn from_sql(text: &str) -> Result<Catalog, SpecError> {
+        let mut catalog = Catalog::new();
+        catalog.execute_sql(text)?;
+        Ok(catalog)
+    }
+
+    /// Parses and executes statements in order, stopping at the first error (the objects
+    /// created before it stay).
+    pub fn execute_sql(&mut self, text: &str) -> Result<Vec<Notice>, SpecError> {
+        let mut notices = Vec::new();
+        for statement in parse_statements(text)? {
+            notices.extend(self.execute(&statement)?);
+        }
+        Ok(notices)
+    }
+
+    pub fn secret(&self, name: &str) -> Option<&SecretSpec> {
+        match self.items.get(name) {
+            Some(Item::Secret(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn connection(&self, name: &str) -> Option<&ConnectionSpec> {
+        match self.items.get(name) {
+            Some(Item::Connection(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn registry(&self, name: &str) -> Option<&RegistrySpec> {
+        match self.items.get(name) {
+            Some(Item::Registry(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableSpec> {
+        match self.items.get(name) {
+            Some(Item::Table(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn sink(&self, name: &str) -> Option<&SinkSpec> {
+        match self.items.get(name) {
+            Some(Item::Sink(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterSpec> {
+        self.clusters.get(name)
+    }
+
+    /// Every object, in the order it was created.
+    pub fn objects(&self) -> impl Iterator<Item = CatalogObject<'_>> {
+        self.order.iter().map(|key| match key {
+            ObjectKey::Cluster(name) => CatalogObject::Cluster(&self.clusters[name]),
+            ObjectKey::Item(name) => match &self.items[name] {
+                Item::Secret(s) => CatalogObject::Secret(s),
+                Item::Connection(c) => CatalogObject::KafkaConnection(c),
+                Item::Registry(r) => CatalogObject::SchemaRegistryConnection(r),
+                Item::Table(t) => CatalogObject::Table(t),
+                Item::Sink(s) => CatalogObject::Sink(s),
+            },
+        })
+    }
+
+    /// The sinks, in the order they were created.
+    pub fn sinks(&self) -> impl Iterator<Item = &SinkSpec> {
+        self.objects().filter_map(|o| match o {
+            CatalogObject::Sink(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The secret a reference names.
+    pub fn secret_value(&self, secret: &SecretRef) -> Result<&Secret, SpecError> {
+        Ok(&self.resolve_secret(secret.name(), None)?.value)
+    }
+
+    /// The clear value of an option that may be a secret, for handing to a client library;
+    /// never print it.
+    pub fn reveal<'a>(&'a self, value: &'a StringOrSecret) -> Result<&'a str, SpecError> {
+        match value {
+            StringOrSecret::Value(v) => Ok(v),
+            StringOrSecret::Secret(s) => Ok(self.secret_value(s)?.expose()),
+        }
+    }
+
+    pub fn add_secret(&mut self, secret: SecretSpec) -> Result<(), SpecError> {
+        self.check_new_item(&secret.name, None)?;
+        self.insert_item(secret.name.clone(), Item::Secret(secret));
+        Ok(())
+    }
+
+    /// Adds a Kafka connection whose secrets are already in the catalog.
+    pub fn add_connection(&mut self, connection: ConnectionSpec) -> Result<(), SpecError> {
+        self.check_new_item(&connection.name, None)?;
+        self.check_secret_refs(&connection.secret_refs(), &Sites::default())?;
+        self.insert_item(connection.name.clone(), Item::Connection(connection));
+        Ok(())
+    }
+
+    /// Adds a schema registry connection whose secrets are already in the catalog.
+    pub fn add_registry(&mut self, registry: RegistrySpec) -> Result<(), SpecError> {
+        self.check_new_item(&registry.name, None)?;
+        self.check_secret_refs(&registry.secret_refs(), &Sites::default())?;
+        self.insert_item(registry.name.clone(), Item::Registry(registry));
+        Ok(())
+    }
+
+    pub fn add_table(&mut self, table: TableSpec) -> Result<(), SpecError> {
+        self.check_new_item(&table.name, None)?;
+        self.insert_item(table.name.clone(), Item::Table(table));
+        Ok(())
+    }
+
+    pub fn add_cluster(&mut self, cluster: ClusterSpec) -> Result<(), SpecError> {
+        self.check_new_cluster(&cluster.name, None)?;
+        self.insert_cluster(cluster);
+        Ok(())
+    }
+
+    /// Adds a sink after checking what it names: its table (if it names one, with the same
+    /// columns), cluster, Kafka connection, schema registry connections and `DOC ON` targets.
+    pub fn add_sink(&mut self, sink: SinkSpec) -> Result<(), SpecError> {
+        self.check_new_item(&sink.name, None)?;
+        self.check_sink_refs(&sink, &Sites::default())?;
+        self.insert_item(sink.name.clone(), Item::Sink(Box::new(sink)));
+        Ok(())
+    }
+
+    pub(super) fn insert_item(&mut self, name: String, item: Item) {
+        self.order.push(ObjectKey::Item(name.clone()));
+        self.items.insert(name, item);
+    }
+
+    pub(super) fn insert_cluster(&mut self, cluster: ClusterSpec) {
+        self.order.push(ObjectKey::Cluster(cluster.name.clone()));
+        self.clusters.insert(cluster.name.clone(), cluster);
+    }
+
+    /// The kind of the item called `name`, if there is one.
+    pub(super) fn item_kind(&self, name: &str) -> Option<&'static str> {
+        self.items.get(name).map(Item::kind)
+    }
+
+    pub(super) fn check_new_item(&self, name: &str, at: Option<Position>) -> Result<(), SpecError> {
+        match self.items.get(name) {
+            Some(existing) => Err(SpecError::new(format!("{} \"{name}\" already exists", existing.kind())).at_opt(at)),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn check_new_cluster(&self, name: &str, at: Option<Position>) -> Result<(), SpecError> {
+        match self.clusters.contains_key(name) {
+            true => Err(SpecError::new(format!("cluster \"{name}\" already exists")).at_opt(at)),
+            false => Ok(()),
+        }
+    }
+
+    fn unknown(name: &str, at: Option<Position>) -> SpecError {
+        SpecError::new(format!("unknown catalog item '{name}'")).at_opt(at)
+    }
+
+    pub(super) fn resolve_secret(&self, name: &str, at: Option<Position>) -> Result<&SecretSpec, SpecError> {
+        match self.items.get(name) {
+            Some(Item::Secret(s)) => Ok(s),
+            Some(_) => Err(SpecError::new(format!("\"{name}\" is not a secret")).at_opt(at)),
+            None => Err(Self::unknown(name, at).hint(format!("create it first with CREATE SECRET {name} AS '…'"))),
+        }
+    }
+
+    pub(super) fn check_secret_refs(&self, refs: &[(&'static str, &SecretRef)], sites: &Sites) -> Result<(), SpecError> {
+        for (option, secret) in refs {
+            self.resolve_secret(secret.name(), sites.at(Site::Option(option)))?;
+        }
+        Ok(())
+    }
+
+    /// The table a sink reads. Other kinds of items cannot be exported.
+    pub(super) fn resolve_sink_source(&self, name: &str, at: Option<Position>) -> Result<&TableSpec, SpecError> {
+        match self.items.get(name) {
+            Some(Item::Table(t)) => Ok(t),
+            Some(other) => Err(SpecError::new(format!("{name} is a {}, which cannot be exported as a sink", other.kind()))
+                .at_opt(at)),
+            None => Err(Self::unknown(name, at)),
+        }
+    }
+
+    fn resolve_kafka(&self, name: &str, at: Option<Position>) -> Result<&ConnectionSpec, SpecError> {
+        match self.items.get(name) {
+            Some(Item::Connection(c)) => Ok(c),
+            Some(_) => Err(SpecError::new(format!("\"{name}\" is not a kafka connection")).at_opt(at)),
+            None => Err(Self::unknown(name, at)),
+        }
+    }
+
+    fn resolve_registry(&self, name: &str, at: Option<Position>) -> Result<&RegistrySpec, SpecError> {
+        match self.items.get(name) {
+            Some(Item::Registry(r)) => Ok(r),
+            Some(_) => Err(SpecError::new(format!("\"{name}\" is not a schema registry connection")).at_opt(at)),
+            None => Err(Self::unknown(name, at)),
+        }
+    }
+
+    fn resolve_cluster(&self, name: &str, at: Option<Position>) -> Result<&ClusterSpec, SpecError> {
+        self.clusters.get(name).ok_or_else(|| SpecError::new(format!("unknown cluster '{name}'")).at_opt(at))
+    }
+
+    pub(super) fn check_sink_refs(&self, sink: &SinkSpec, sites: &Sites) -> Result<(), SpecError> {
+        if let Some(from) = &sink.from {
+            let table = self.resolve_sink_source(from, sites.at(Site::From))?;
+            if table.desc != sink.desc {
+                return Err(SpecError::new(format!(
+                    "sink \"{}\" describes the rows of \"{from}\" differently from the table",
+                    sink.name
+                ))
+                .hint(format!("build the sink with the description in Catalog::table(\"{from}\")"))
+                .at_opt(sites.at(Site::From)));
+            }
+        }
+        if let Some(cluster) = &sink.cluster {
+            self.resolve_cluster(cluster, sites.at(Site::Cluster))?;
+        }
+        self.resolve_kafka(&sink.connection, sites.at(Site::Connection))?;
+        for (part, format) in [(Part::Key, sink.key_format.as_ref()), (Part::Value, Some(&sink.value_format))] {
+            let Some(avro) = format.and_then(avro_of) else { continue };
+            self.resolve_registry(&avro.registry, sites.at(Site::Registry(part)))?;
+            for (i, doc) in avro.docs.iter().enumerate() {
+                let at = sites.at(Site::Doc(part, i));
+                let (relation, column) = match &doc.target {
+                    DocTarget::Type(relation) => (relation, None),
+                    DocTarget::Column { relation, column } => (relation, Some(column)),
+                };
+                let table = match self.items.get(relation) {
+                    Some(Item::Table(t)) => t,
+                    Some(_) => return Err(SpecError::new(format!("\"{relation}\" is not a table")).at_opt(at)),
+                    None => return Err(Self::unknown(relation, at)),
+                };
+                if let Some(column) = column {
+                    if table.desc.get_by_name(column).is_none() {
+                        return Err(SpecError::new(format!(
+                            "column \"{column}\" of relation \"{relation}\" does not exist"
+                        ))
+                        .at_opt(at));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

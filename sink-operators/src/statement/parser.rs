@@ -1,0 +1,962 @@
+//! A recursive-descent parser for the statements of the Kafka sinks guide.
+
+use std::collections::HashSet;
+
+use outflow_encoders::Secret;
+
+use super::ast::*;
+use super::lexer::{tokenize, Token, TokenKind};
+use crate::spec::{Position, SpecError};
+
+/// Parses a file of `;`-separated statements.
+pub fn parse_statements(text: &str) -> Result<Vec<Statement>, SpecError> {
+    let mut parser = Parser::new(text)?;
+    let mut statements = Vec::new();
+    loop {
+        while parser.eat(&TokenKind::Semicolon) {}
+        if parser.at_eof() {
+            return Ok(statements);
+        }
+        statements.push(parser.statement()?);
+        if !parser.eat(&TokenKind::Semicolon) && !parser.at_eof() {
+            return Err(parser.unexpected("\";\" at the end of the statement"));
+        }
+    }
+}
+
+/// Parses a scalar expression on its own, as `SinkBuilder::partition_by` takes it.
+pub fn parse_expr(text: &str) -> Result<Expr, SpecError> {
+    let mut parser = Parser::new(text)?;
+    let expr = parser.expr()?;
+    if !parser.at_eof() {
+        return Err(parser.unexpected("the end of the expression"));
+    }
+    Ok(expr)
+}
+
+/// The value an option takes, which decides how it is parsed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ValueKind {
+    Str,
+    Int,
+    /// A string, or `SECRET name`.
+    StrOrSecret,
+    /// `SECRET name` only.
+    Secret,
+    /// A bare word or a string, e.g. `gzip` or `'SCRAM-SHA-256'`.
+    Word,
+    /// `true`/`false`; the value may be left out, meaning true.
+    Bool,
+    StrList,
+    Map,
+    Expr,
+    /// A string, optionally preceded by `INTERVAL`.
+    Interval,
+}
+
+struct OptionDef {
+    words: &'static [&'static str],
+    name: &'static str,
+    value: ValueKind,
+}
+
+const fn opt(words: &'static [&'static str], name: &'static str, value: ValueKind) -> OptionDef {
+    OptionDef { words, name, value }
+}
+
+const KAFKA_CONNECTION_OPTIONS: &[OptionDef] = &[
+    opt(&["BROKER"], "BROKER", ValueKind::Str),
+    opt(&["BROKERS"], "BROKERS", ValueKind::StrList),
+    opt(&["SECURITY", "PROTOCOL"], "SECURITY PROTOCOL", ValueKind::Word),
+    opt(&["SASL", "MECHANISMS"], "SASL MECHANISMS", ValueKind::Word),
+    opt(&["SASL", "USERNAME"], "SASL USERNAME", ValueKind::StrOrSecret),
+    opt(&["SASL", "PASSWORD"], "SASL PASSWORD", ValueKind::Secret),
+    opt(&["SSL", "KEY"], "SSL KEY", ValueKind::Secret),
+    opt(&["SSL", "CERTIFICATE"], "SSL CERTIFICATE", ValueKind::StrOrSecret),
+    opt(&["SSL", "CERTIFICATE", "AUTHORITY"], "SSL CERTIFICATE AUTHORITY", ValueKind::StrOrSecret),
+    opt(&["PROGRESS", "TOPIC"], "PROGRESS TOPIC", ValueKind::Str),
+    opt(&["PROGRESS", "TOPIC", "REPLICATION", "FACTOR"], "PROGRESS TOPIC REPLICATION FACTOR", ValueKind::Int),
+];
+
+const REGISTRY_CONNECTION_OPTIONS: &[OptionDef] = &[
+    opt(&["URL"], "URL", ValueKind::Str),
+    opt(&["USERNAME"], "USERNAME", ValueKind::StrOrSecret),
+    opt(&["PASSWORD"], "PASSWORD", ValueKind::Secret),
+    opt(&["SSL", "KEY"], "SSL KEY", ValueKind::Secret),
+    opt(&["SSL", "CERTIFICATE"], "SSL CERTIFICATE", ValueKind::StrOrSecret),
+    opt(&["SSL", "CERTIFICATE", "AUTHORITY"], "SSL CERTIFICATE AUTHORITY", ValueKind::StrOrSecret),
+];
+
+const SINK_OPTIONS: &[OptionDef] = &[
+    opt(&["TOPIC"], "TOPIC", ValueKind::Str),
+    opt(&["TOPIC", "PARTITION", "COUNT"], "TOPIC PARTITION COUNT", ValueKind::Int),
+    opt(&["TOPIC", "REPLICATION", "FACTOR"], "TOPIC REPLICATION FACTOR", ValueKind::Int),
+    opt(&["TOPIC", "CONFIG"], "TOPIC CONFIG", ValueKind::Map),
+    opt(&["TOPIC", "METADATA", "REFRESH", "INTERVAL"], "TOPIC METADATA REFRESH INTERVAL", ValueKind::Interval),
+    opt(&["PARTITION", "BY"], "PARTITION BY", ValueKind::Expr),
+    opt(&["COMPRESSION", "TYPE"], "COMPRESSION TYPE", ValueKind::Word),
+    opt(&["TRANSACTIONAL", "ID", "PREFIX"], "TRANSACTIONAL ID PREFIX", ValueKind::Str),
+    opt(&["PROGRESS", "GROUP", "ID", "PREFIX"], "PROGRESS GROUP ID PREFIX", ValueKind::Str),
+];
+
+const REGISTRY_FORMAT_OPTIONS: &[OptionDef] = &[
+    opt(&["KEY", "COMPATIBILITY", "LEVEL"], "KEY COMPATIBILITY LEVEL", ValueKind::Word),
+    opt(&["VALUE", "COMPATIBILITY", "LEVEL"], "VALUE COMPATIBILITY LEVEL", ValueKind::Word),
+    opt(&["AVRO", "KEY", "FULLNAME"], "AVRO KEY FULLNAME", ValueKind::Str),
+    opt(&["AVRO", "VALUE", "FULLNAME"], "AVRO VALUE FULLNAME", ValueKind::Str),
+    opt(&["NULL", "DEFAULTS"], "NULL DEFAULTS", ValueKind::Bool),
+];
+
+const SINK_WITH_OPTIONS: &[OptionDef] = &[
+    opt(&["SNAPSHOT"], "SNAPSHOT", ValueKind::Bool),
+    opt(&["DELIVERY", "GUARANTEE"], "DELIVERY GUARANTEE", ValueKind::Word),
+];
+
+const CLUSTER_OPTIONS: &[OptionDef] = &[opt(&["SIZE"], "SIZE", ValueKind::Str)];
+
+/// Words that end a column's type in `CREATE TABLE`.
+const COLUMN_CONSTRAINT_WORDS: &[&str] =
+    &["NOT", "NULL", "PRIMARY", "UNIQUE", "CONSTRAINT", "DEFAULT", "REFERENCES", "CHECK"];
+
+/// Words that may continue a type name after `::` or `AS`.
+const TYPE_CONTINUATION_WORDS: &[&str] = &["PRECISION", "VARYING", "WITH", "WITHOUT", "TIME", "ZONE", "LIST"];
+
+pub(crate) struct Parser {
+    tokens: Vec<Token>,
+    next: usize,
+}
+
+impl Parser {
+    fn new(text: &str) -> Result<Parser, SpecError> {
+        Ok(Parser { tokens: tokenize(text)?, next: 0 })
+    }
+
+    fn peek(&self) -> &Token {
+        &self.tokens[self.next.min(self.tokens.len() - 1)]
+    }
+
+    fn peek_nth(&self, n: usize) -> &Token {
+        &self.tokens[(self.next + n).min(self.tokens.len() - 1)]
+    }
+
+    fn advance(&mut self) -> Token {
+        let token = self.peek().clone();
+        if self.next < self.tokens.len() - 1 {
+            self.next += 1;
+        }
+        token
+    }
+
+    fn at_eof(&self) -> bool {
+        self.peek().kind == TokenKind::Eof
+    }
+
+    fn eat(&mut self, kind: &TokenKind) -> bool {
+        if &self.peek().kind == kind {
+            self.advance();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, kind: TokenKind, what: &str) -> Result<Position, SpecError> {
+        if self.peek().kind == kind {
+            Ok(self.advance().pos)
+        } else {
+            Err(self.unexpected(what))
+        }
+    }
+
+    fn unexpected(&self, expected: &str) -> SpecError {
+        let token = self.peek();
+        SpecError::new(format!("expected {expected}, found {}", token.describe())).at(token.pos)
+    }
+
+    fn peek_keyword(&self, kw: &str) -> bool {
+        self.peek().is_keyword(kw)
+    }
+
+    /// Whether the next tokens are the keywords `kws`, in order.
+    fn peek_keywords(&self, kws: &[&str]) -> bool {
+        kws.iter().enumerate().all(|(i, kw)| self.peek_nth(i).is_keyword(kw))
+    }
+
+    fn eat_keyword(&mut self, kw: &str) -> bool {
+        if self.peek_keyword(kw) {
+            self.advance();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_keywords(&mut self, kws: &[&str]) -> bool {
+        if self.peek_keywords(kws) {
+            self.next += kws.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_keyword(&mut self, kw: &str) -> Result<Position, SpecError> {
+        if self.peek_keyword(kw) {
+            Ok(self.advance().pos)
+        } else {
+            Err(self.unexpected(kw))
+        }
+    }
+
+    fn expect_keywords(&mut self, kws: &[&str]) -> Result<(), SpecError> {
+        for kw in kws {
+            self.expect_keyword(kw)?;
+        }
+        Ok(())
+    }
+
+    fn ident(&mut self, what: &str) -> Result<Ident, SpecError> {
+        match &self.peek().kind {
+            TokenKind::Word { text, quoted } => {
+                let name = if *quoted { text.clone() } else { text.to_lowercase() };
+                let pos = self.advance().pos;
+                Ok(Ident { name, pos })
+            }
+            _ => Err(self.unexpected(what)),
+        }
+    }
+
+    fn string(&mut self, what: &str) -> Result<(String, Position), SpecError> {
+        match &self.peek().kind {
+            TokenKind::Str(s) => {
+                let s = s.clone();
+                Ok((s, self.advance().pos))
+            }
+            _ => Err(self.unexpected(what)),
+        }
+    }
+
+    fn if_not_exists(&mut self) -> bool {
+        self.eat_keywords(&["IF", "NOT", "EXISTS"])
+    }
+
+    fn statement(&mut self) -> Result<Statement, SpecError> {
+        let start = self.peek().clone();
+        if !start.is_keyword("CREATE") {
+            let what = match &start.kind {
+                TokenKind::Word { text, .. } => text.to_uppercase(),
+                _ => return Err(self.unexpected("a statement")),
+            };
+            return Err(SpecError::new(format!("unsupported statement: {what}"))
+                .hint("outflow reads CREATE SECRET, CREATE CONNECTION, CREATE TABLE, CREATE CLUSTER and CREATE SINK statements")
+                .at(start.pos));
+        }
+        self.advance();
+        let pos = start.pos;
+        if self.eat_keyword("SECRET") {
+            self.create_secret(pos).map(Statement::CreateSecret)
+        } else if self.eat_keyword("CONNECTION") {
+            self.create_connection(pos).map(Statement::CreateConnection)
+        } else if self.eat_keyword("TABLE") {
+            self.create_table(pos).map(Statement::CreateTable)
+        } else if self.eat_keyword("CLUSTER") {
+            self.create_cluster(pos).map(Statement::CreateCluster)
+        } else if self.eat_keyword("SINK") {
+            self.create_sink(pos).map(|s| Statement::CreateSink(Box::new(s)))
+        } else if self.peek_keywords(&["MATERIALIZED", "VIEW"]) || self.peek_keyword("VIEW") {
+            let what = if self.peek_keyword("VIEW") { "CREATE VIEW" } else { "CREATE MATERIALIZED VIEW" };
+            Err(SpecError::new(format!("{what} is not supported"))
+                .detail("Views are written in Rust, as differential dataflow operators that feed a sink.")
+                .hint("see examples/ for pipelines written in Rust")
+                .at(pos))
+        } else {
+            let what = match &self.peek().kind {
+                TokenKind::Word { text, .. } => format!("CREATE {}", text.to_uppercase()),
+                _ => return Err(self.unexpected("SECRET, CONNECTION, TABLE, CLUSTER or SINK")),
+            };
+            Err(SpecError::new(format!("unsupported statement: {what}"))
+                .hint("outflow reads CREATE SECRET, CREATE CONNECTION, CREATE TABLE, CREATE CLUSTER and CREATE SINK statements")
+                .at(pos))
+        }
+    }
+
+    fn create_secret(&mut self, pos: Position) -> Result<CreateSecret, SpecError> {
+        let if_not_exists = self.if_not_exists();
+        let name = self.ident("a secret name")?;
+        self.expect_keyword("AS")?;
+        let (value, _) = self.string("the secret's value as a string")?;
+        Ok(CreateSecret { pos, if_not_exists, name, value: Secret::new(value) })
+    }
+
+    fn create_connection(&mut self, pos: Position) -> Result<CreateConnection, SpecError> {
+        let if_not_exists = self.if_not_exists();
+        let name = self.ident("a connection name")?;
+        self.expect_keyword("TO")?;
+        let (kind, defs, context) = if self.eat_keyword("KAFKA") {
+            (ConnectionKind::Kafka, KAFKA_CONNECTION_OPTIONS, "KAFKA CONNECTION")
+        } else if self.eat_keywords(&["CONFLUENT", "SCHEMA", "REGISTRY"]) {
+            (ConnectionKind::ConfluentSchemaRegistry, REGISTRY_CONNECTION_OPTIONS, "CONFLUENT SCHEMA REGISTRY CONNECTION")
+        } else {
+            return Err(self.unexpected("KAFKA or CONFLUENT SCHEMA REGISTRY"));
+        };
+        let options = self.option_list(context, defs)?;
+        Ok(CreateConnection { pos, if_not_exists, name, kind, options })
+    }
+
+    fn create_cluster(&mut self, pos: Position) -> Result<CreateCluster, SpecError> {
+        let if_not_exists = self.if_not_exists();
+        let name = self.ident("a cluster name")?;
+        let options = if self.peek().kind == TokenKind::LParen {
+            self.option_list("CLUSTER", CLUSTER_OPTIONS)?
+        } else if self.peek_keyword("SIZE") {
+            vec![self.option("CLUSTER", CLUSTER_OPTIONS)?]
+        } else {
+            Vec::new()
+        };
+        match options.into_iter().next() {
+            Some(SqlOption { value: OptionValue::Str(size), value_pos, .. }) => {
+                Ok(CreateCluster { pos, if_not_exists, name, size, size_pos: value_pos })
+            }
+            _ => Err(SpecError::new(format!("CREATE CLUSTER {} must specify SIZE", name.name))
+                .hint("e.g. CREATE CLUSTER sink_cluster SIZE = 'medium'")
+                .at(pos)),
+        }
+    }
+
+    fn create_table(&mut self, pos: Position) -> Result<CreateTable, SpecError> {
+        let if_not_exists = self.if_not_exists();
+        let name = self.ident("a table name")?;
+        self.expect(TokenKind::LParen, "\"(\" and the table's columns")?;
+        let mut columns = Vec::new();
+        let mut constraints = Vec::new();
+        if !self.eat(&TokenKind::RParen) {
+            loop {
+                let start = self.peek().pos;
+                let named_constraint = self.eat_keyword("CONSTRAINT");
+                if named_constraint {
+                    self.ident("a constraint name")?;
+                }
+                if self.eat_keywords(&["PRIMARY", "KEY"]) {
+                    constraints.push(TableConstraint { pos: start, primary_key: true, columns: self.column_list()? });
+                } else if self.eat_keyword("UNIQUE") {
+                    constraints.push(TableConstraint { pos: start, primary_key: false, columns: self.column_list()? });
+                } else if named_constraint {
+                    return Err(self.unexpected("PRIMARY KEY or UNIQUE"));
+                } else {
+                    columns.push(self.column_def()?);
+                }
+                if self.eat(&TokenKind::RParen) {
+                    break;
+                }
+                self.expect(TokenKind::Comma, "\",\" or \")\"")?;
+            }
+        }
+        Ok(CreateTable { pos, if_not_exists, name, columns, constraints })
+    }
+
+    fn column_list(&mut self) -> Result<Vec<Ident>, SpecError> {
+        self.expect(TokenKind::LParen, "\"(\"")?;
+        let mut columns = vec![self.ident("a column name")?];
+        while self.eat(&TokenKind::Comma) {
+            columns.push(self.ident("a column name")?);
+        }
+        self.expect(TokenKind::RParen, "\",\" or \")\"")?;
+        Ok(columns)
+    }
+
+    fn column_def(&mut self) -> Result<ColumnDef, SpecError> {
+        let name = self.ident("a column name or a table constraint")?;
+        let type_pos = self.peek().pos;
+        let mut type_tokens: Vec<String> = Vec::new();
+        let mut depth = 0usize;
+        loop {
+            let token = self.peek();
+            match &token.kind {
+                TokenKind::Eof | TokenKind::Semicolon => break,
+                TokenKind::Comma | TokenKind::RParen if depth == 0 => break,
+                TokenKind::Word { quoted: false, .. }
+                    if depth == 0 && COLUMN_CONSTRAINT_WORDS.iter().any(|w| token.is_keyword(w)) =>
+                {
+                    break
+                }
+                TokenKind::LParen | TokenKind::LBracket => depth += 1,
+                TokenKind::RParen | TokenKind::RBracket => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            type_tokens.push(token.text());
+            self.advance();
+        }
+        if type_tokens.is_empty() {
+            return Err(SpecError::new(format!("column \"{}\" needs a type", name.name)).at(type_pos));
+        }
+        let mut column = ColumnDef {
+            name,
+            type_name: join_type_tokens(&type_tokens),
+            type_pos,
+            not_null: false,
+            primary_key: None,
+            unique: None,
+        };
+        loop {
+            let pos = self.peek().pos;
+            if self.eat_keywords(&["NOT", "NULL"]) {
+                column.not_null = true;
+            } else if self.eat_keyword("NULL") {
+                // Nullable is the default; Postgres accepts saying so.
+            } else if self.eat_keywords(&["PRIMARY", "KEY"]) {
+                column.primary_key = Some(pos);
+            } else if self.eat_keyword("UNIQUE") {
+                column.unique = Some(pos);
+            } else if self.peek_keyword("CONSTRAINT") {
+                self.advance();
+                self.ident("a constraint name")?;
+            } else if let Some(word) = ["DEFAULT", "REFERENCES", "CHECK"].iter().find(|w| self.peek_keyword(w)) {
+                return Err(SpecError::new(format!("{word} is not supported in CREATE TABLE"))
+                    .detail("Tables describe the rows of a change feed; only types, NOT NULL, PRIMARY KEY and UNIQUE matter to a sink.")
+                    .at(pos));
+            } else {
+                return Ok(column);
+            }
+        }
+    }
+
+    fn create_sink(&mut self, pos: Position) -> Result<CreateSink, SpecError> {
+        let if_not_exists = self.if_not_exists();
+        let name = self.ident("a sink name")?;
+        let in_cluster = if self.eat_keywords(&["IN", "CLUSTER"]) { Some(self.ident("a cluster name")?) } else { None };
+        self.expect_keyword("FROM")?;
+        let from = self.ident("the name of the table the sink reads")?;
+        self.expect_keywords(&["INTO", "KAFKA", "CONNECTION"])?;
+        let connection = self.ident("a Kafka connection name")?;
+        let options = if self.peek().kind == TokenKind::LParen {
+            self.option_list("KAFKA CONNECTION", SINK_OPTIONS)?
+        } else {
+            Vec::new()
+        };
+        let mut sink = CreateSink {
+            pos,
+            if_not_exists,
+            name,
+            in_cluster,
+            from,
+            connection,
+            options,
+            key: None,
+            headers: None,
+            format: None,
+            envelope: None,
+            with_options: Vec::new(),
+        };
+        let mut seen_with = false;
+        loop {
+            let token = self.peek().clone();
+            let twice = |clause: &str| SpecError::new(format!("{clause} specified more than once")).at(token.pos);
+            if self.peek_keywords(&["KEY", "FORMAT"]) {
+                if sink.format.is_some() {
+                    return Err(twice("FORMAT"));
+                }
+                self.next += 2;
+                let key = self.format(token.pos)?;
+                let value_pos = self.peek().pos;
+                self.expect_keywords(&["VALUE", "FORMAT"])?;
+                let value = self.format(value_pos)?;
+                sink.format = Some(FormatClause::KeyValue { key, value });
+            } else if self.peek_keyword("KEY") {
+                if sink.key.is_some() {
+                    return Err(twice("KEY"));
+                }
+                self.advance();
+                let columns = self.column_list()?;
+                let not_enforced = self.eat_keywords(&["NOT", "ENFORCED"]);
+                sink.key = Some(KeyClause { pos: token.pos, columns, not_enforced });
+            } else if self.peek_keyword("HEADERS") {
+                if sink.headers.is_some() {
+                    return Err(twice("HEADERS"));
+                }
+                self.advance();
+                sink.headers = Some(self.ident("the name of the headers column")?);
+            } else if self.peek_keyword("FORMAT") {
+                if sink.format.is_some() {
+                    return Err(twice("FORMAT"));
+                }
+                self.advance();
+                sink.format = Some(FormatClause::Bare(self.format(token.pos)?));
+            } else if self.peek_keywords(&["VALUE", "FORMAT"]) {
+                return Err(SpecError::new("VALUE FORMAT must follow KEY FORMAT")
+                    .hint("write KEY FORMAT f VALUE FORMAT g, or FORMAT f for both")
+                    .at(token.pos));
+            } else if self.peek_keyword("ENVELOPE") {
+                if sink.envelope.is_some() {
+                    return Err(twice("ENVELOPE"));
+                }
+                self.advance();
+                let envelope_pos = self.peek().pos;
+                let envelope = if self.eat_keyword("UPSERT") {
+                    EnvelopeKind::Upsert
+                } else if self.eat_keyword("DEBEZIUM") {
+                    EnvelopeKind::Debezium
+                } else {
+                    return Err(self.unexpected("UPSERT or DEBEZIUM"));
+                };
+                sink.envelope = Some((envelope, envelope_pos));
+            } else if self.peek_keyword("WITH") {
+                if seen_with {
+                    return Err(twice("WITH"));
+                }
+                seen_with = true;
+                self.advance();
+                sink.with_options = self.option_list("WITH", SINK_WITH_OPTIONS)?;
+            } else if matches!(token.kind, TokenKind::Semicolon | TokenKind::Eof) {
+                return Ok(sink);
+            } else {
+                return Err(self.unexpected("KEY, HEADERS, FORMAT, KEY FORMAT, ENVELOPE, WITH or the end of the statement"));
+            }
+        }
+    }
+
+    /// A format after `FORMAT`, `KEY FORMAT` or `VALUE FORMAT`; `pos` is that clause's.
+    fn format(&mut self, pos: Position) -> Result<Format, SpecError> {
+        let token = self.peek().clone();
+        let kind = if self.eat_keyword("JSON") {
+            if self.peek_keyword("ARRAY") {
+                return Err(SpecError::new("JSON ARRAY format in sinks not yet supported").at(token.pos));
+            }
+            FormatKind::Json
+        } else if self.eat_keyword("TEXT") {
+            FormatKind::Text
+        } else if self.eat_keyword("BYTES") {
+            FormatKind::Bytes
+        } else if self.eat_keyword("AVRO") {
+            self.expect_keywords(&["USING", "CONFLUENT", "SCHEMA", "REGISTRY", "CONNECTION"])?;
+            let registry = self.ident("a schema registry connection name")?;
+            let options = if self.peek().kind == TokenKind::LParen { self.registry_format_options()? } else { Vec::new() };
+            for (words, name) in [
+                (&["SEED"][..], "SEED"),
+                (&["KEY", "STRATEGY"][..], "KEY STRATEGY"),
+                (&["VALUE", "STRATEGY"][..], "VALUE STRATEGY"),
+            ] {
+                if self.peek_keywords(words) {
+                    return Err(SpecError::new(format!("{name} option does not make sense with sinks")).at(self.peek().pos));
+                }
+            }
+            FormatKind::Avro { registry, options }
+        } else if let TokenKind::Word { text, .. } = &token.kind {
+            return Err(SpecError::new(format!("sink format {} not yet supported", text.to_uppercase()))
+                .hint("the formats are JSON, TEXT, BYTES and AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION …")
+                .at(token.pos));
+        } else {
+            return Err(self.unexpected("JSON, TEXT, BYTES or AVRO"));
+        };
+        Ok(Format { pos, kind })
+    }
+
+    /// The options of `AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION c (…)`, where
+    /// `DOC ON` options name their target before the `=`.
+    fn registry_format_options(&mut self) -> Result<Vec<SqlOption>, SpecError> {
+        self.expect(TokenKind::LParen, "\"(\"")?;
+        let mut options: Vec<SqlOption> = Vec::new();
+        let mut seen_docs = HashSet::new();
+        if self.eat(&TokenKind::RParen) {
+            return Ok(options);
+        }
+        loop {
+            let pos = self.peek().pos;
+            let part = if self.peek_keywords(&["KEY", "DOC", "ON"]) {
+                self.next += 1;
+                Some(DocPart::Key)
+            } else if self.peek_keywords(&["VALUE", "DOC", "ON"]) {
+                self.next += 1;
+                Some(DocPart::Value)
+            } else if self.peek_keywords(&["DOC", "ON"]) {
+                Some(DocPart::Both)
+            } else {
+                None
+            };
+            if let Some(part) = part {
+                self.next += 2;
+                let (relation, column) = if self.eat_keyword("TYPE") {
+                    (self.ident("a relation name")?, None)
+                } else if self.eat_keyword("COLUMN") {
+                    let relation = self.ident("a relation name")?;
+                    self.expect(TokenKind::Dot, "\".\" and a column name (COLUMN relation.column)")?;
+                    (relation, Some(self.ident("a column name")?))
+                } else {
+                    return Err(self.unexpected("TYPE or COLUMN"));
+                };
+                let target = (part, relation.name.clone(), column.as_ref().map(|c| c.name.clone()));
+                if !seen_docs.insert(target) {
+                    let prefix = match part {
+                        DocPart::Key => "KEY ",
+                        DocPart::Value => "VALUE ",
+                        DocPart::Both => "",
+                    };
+                    let what = match &column {
+                        Some(c) => format!("COLUMN {}.{}", relation.name, c.name),
+                        None => format!("TYPE {}", relation.name),
+                    };
+                    return Err(SpecError::new(format!("{prefix}DOC ON {what} specified more than once")).at(pos));
+                }
+                self.expect(TokenKind::Equals, "\"=\" and the documentation text")?;
+                let (text, value_pos) = self.string("the documentation text as a string")?;
+                options.push(SqlOption {
+                    name: "DOC ON",
+                    pos,
+                    value: OptionValue::Doc(DocOn { part, relation, column }, text),
+                    value_pos,
+                });
+            } else {
+                let option = self.option("AVRO", REGISTRY_FORMAT_OPTIONS)?;
+                if options.iter().any(|o| o.name == option.name) {
+                    return Err(SpecError::new(format!("{} specified more than once", option.name)).at(option.pos));
+                }
+                options.push(option);
+            }
+            if self.eat(&TokenKind::RParen) {
+                return Ok(options);
+            }
+            self.expect(TokenKind::Comma, "\",\" or \")\"")?;
+        }
+    }
+
+    /// `( option, … )`, each option at most once.
+    fn option_list(&mut self, context: &str, defs: &[OptionDef]) -> Result<Vec<SqlOption>, SpecError> {
+        self.expect(TokenKind::LParen, "\"(\"")?;
+        let mut options: Vec<SqlOption> = Vec::new();
+        if self.eat(&TokenKind::RParen) {
+            return Ok(options);
+        }
+        loop {
+            let option = self.option(context, defs)?;
+            if options.iter().any(|o| o.name == option.name) {
+                return Err(SpecError::new(format!("{} specified more than once", option.name)).at(option.pos));
+            }
+            options.push(option);
+            if self.eat(&TokenKind::RParen) {
+                return Ok(options);
+            }
+            self.expect(TokenKind::Comma, "\",\" or \")\"")?;
+        }
+    }
+
+    /// One `NAME [=] value`, the name matched as the longest known option.
+    fn option(&mut self, context: &str, defs: &[OptionDef]) -> Result<SqlOption, SpecError> {
+        let pos = self.peek().pos;
+        let Some(def) = defs.iter().filter(|d| self.peek_keywords(d.words)).max_by_key(|d| d.words.len()) else {
+            let mut words = Vec::new();
+            let mut n = 0;
+            while let TokenKind::Word { text, .. } = &self.peek_nth(n).kind {
+                words.push(text.to_uppercase());
+                n += 1;
+            }
+            let known: Vec<&str> = defs.iter().map(|d| d.name).collect();
+            if words.is_empty() {
+                return Err(self.unexpected(&format!("a {context} option")));
+            }
+            return Err(SpecError::new(format!("unknown {context} option: {}", words.join(" ")))
+                .hint(format!("the {context} options are {}", known.join(", ")))
+                .at(pos));
+        };
+        self.next += def.words.len();
+        self.eat(&TokenKind::Equals);
+        let value_pos = self.peek().pos;
+        let value = self.option_value(def)?;
+        // A secret option is blamed on the secret's name, not the SECRET keyword.
+        let value_pos = match &value {
+            OptionValue::Secret(secret) => secret.pos,
+            _ => value_pos,
+        };
+        Ok(SqlOption { name: def.name, pos, value, value_pos })
+    }
+
+    fn option_value(&mut self, def: &OptionDef) -> Result<OptionValue, SpecError> {
+        let name = def.name;
+        let token = self.peek().clone();
+        let value = match (def.value, &token.kind) {
+            (ValueKind::Str | ValueKind::StrOrSecret | ValueKind::Word | ValueKind::Interval, TokenKind::Str(s)) => {
+                OptionValue::Str(s.clone())
+            }
+            (ValueKind::Secret | ValueKind::StrOrSecret, _) if token.is_keyword("SECRET") => {
+                self.advance();
+                return Ok(OptionValue::Secret(self.ident("a secret name")?));
+            }
+            (ValueKind::Secret, TokenKind::Str(_)) => {
+                return Err(SpecError::new(format!("{name} must be a SECRET"))
+                    .hint(format!("store the value with CREATE SECRET, then write {name} = SECRET name"))
+                    .at(token.pos));
+            }
+            (ValueKind::Word, TokenKind::Word { text, quoted }) => {
+                OptionValue::Word(if *quoted { text.clone() } else { text.to_lowercase() })
+            }
+            (ValueKind::Interval, _) if token.is_keyword("INTERVAL") => {
+                self.advance();
+                return Ok(OptionValue::Str(self.string("an interval string, e.g. INTERVAL '30s'")?.0));
+            }
+            (ValueKind::Int, TokenKind::Minus | TokenKind::Number(_)) => {
+                let negative = self.eat(&TokenKind::Minus);
+                let digits = match &self.peek().kind {
+                    TokenKind::Number(n) => n.clone(),
+                    _ => return Err(self.unexpected(&format!("an integer for {name}"))),
+                };
+                let parsed = digits.parse::<i64>().map(|n| if negative { -n } else { n });
+                let n = parsed.map_err(|_| SpecError::new(format!("{name} must be an integer, not {digits}")).at(token.pos))?;
+                self.advance();
+                return Ok(OptionValue::Int(n));
+            }
+            (ValueKind::Bool, TokenKind::Comma | TokenKind::RParen) => return Ok(OptionValue::Bool(true)),
+            (ValueKind::Bool, TokenKind::Word { text, quoted: false } | TokenKind::Str(text)) => {
+                match text.to_ascii_lowercase().as_str() {
+                    "true" | "on" => OptionValue::Bool(true),
+                    "false" | "off" => OptionValue::Bool(false),
+                    _ => return Err(self.unexpected(&format!("true or false for {name}"))),
+                }
+            }
+            (ValueKind::StrList, TokenKind::LParen) => {
+                self.advance();
+                let mut items = vec![self.string("a string")?];
+                while self.eat(&TokenKind::Comma) {
+                    items.push(self.string("a string")?);
+                }
+                self.expect(TokenKind::RParen, "\",\" or \")\"")?;
+                return Ok(OptionValue::List(items));
+            }
+            (ValueKind::Map, _) if token.is_keyword("MAP") => {
+                self.advance();
+                self.expect(TokenKind::LBracket, "\"[\"")?;
+                let mut entries = Vec::new();
+                if !self.eat(&TokenKind::RBracket) {
+                    loop {
+                        let (key, pos) = self.string("a string key")?;
+                        self.expect(TokenKind::Arrow, "\"=>\"")?;
+                        let (value, _) = self.string("a string value")?;
+                        entries.push((key, value, pos));
+                        if self.eat(&TokenKind::RBracket) {
+                            break;
+                        }
+                        self.expect(TokenKind::Comma, "\",\" or \"]\"")?;
+                    }
+                }
+                return Ok(OptionValue::Map(entries));
+            }
+            (ValueKind::Expr, _) => return Ok(OptionValue::Expr(self.expr()?)),
+            (kind, _) => {
+                let expected = match kind {
+                    ValueKind::Str | ValueKind::Interval => "a string",
+                    ValueKind::Int => "an integer",
+                    ValueKind::StrOrSecret => "a string or SECRET name",
+                    ValueKind::Secret => "SECRET name",
+                    ValueKind::Word => "a word or a string",
+                    ValueKind::Bool => "true or false",
+                    ValueKind::StrList => "a parenthesized list of strings",
+                    ValueKind::Map => "MAP['key' => 'value', …]",
+                    ValueKind::Expr => "an expression",
+                };
+                return Err(self.unexpected(&format!("{expected} for {name}")));
+            }
+        };
+        self.advance();
+        Ok(value)
+    }
+
+    pub(crate) fn expr(&mut self) -> Result<Expr, SpecError> {
+        let mut left = self.postfix_expr()?;
+        while self.peek().kind == TokenKind::Concat {
+            self.advance();
+            let right = self.postfix_expr()?;
+            left = Expr { pos: left.pos, kind: ExprKind::Concat(Box::new(left), Box::new(right)) };
+        }
+        Ok(left)
+    }
+
+    fn postfix_expr(&mut self) -> Result<Expr, SpecError> {
+        let mut expr = self.primary_expr()?;
+        while self.eat(&TokenKind::DoubleColon) {
+            let (type_name, type_pos) = self.type_name()?;
+            expr = Expr { pos: expr.pos, kind: ExprKind::Cast { expr: Box::new(expr), type_name, type_pos } };
+        }
+        Ok(expr)
+    }
+
+    fn primary_expr(&mut self) -> Result<Expr, SpecError> {
+        let token = self.peek().clone();
+        let pos = token.pos;
+        let kind = match &token.kind {
+            TokenKind::LParen => {
+                self.advance();
+                let inner = self.expr()?;
+                self.expect(TokenKind::RParen, "\")\"")?;
+                return Ok(inner);
+            }
+            TokenKind::Str(s) => ExprKind::Str(s.clone()),
+            TokenKind::Number(n) => ExprKind::Number(n.clone()),
+            TokenKind::Minus => {
+                self.advance();
+                match &self.peek().kind {
+                    TokenKind::Number(n) => ExprKind::Number(format!("-{n}")),
+                    _ => return Err(self.unexpected("a number after \"-\"")),
+                }
+            }
+            TokenKind::Word { .. } if token.is_keyword("CAST") && self.peek_nth(1).kind == TokenKind::LParen => {
+                self.next += 2;
+                let inner = self.expr()?;
+                self.expect_keyword("AS")?;
+                let (type_name, type_pos) = self.type_name()?;
+                self.expect(TokenKind::RParen, "\")\"")?;
+                return Ok(Expr { pos, kind: ExprKind::Cast { expr: Box::new(inner), type_name, type_pos } });
+            }
+            TokenKind::Word { .. } => {
+                let name = self.ident("a column or function name")?;
+                if !self.eat(&TokenKind::LParen) {
+                    return Ok(Expr { pos, kind: ExprKind::Column(name) });
+                }
+                let mut args = Vec::new();
+                if !self.eat(&TokenKind::RParen) {
+                    args.push(self.expr()?);
+                    while self.eat(&TokenKind::Comma) {
+                        args.push(self.expr()?);
+                    }
+                    self.expect(TokenKind::RParen, "\",\" or \")\"")?;
+                }
+                return Ok(Expr { pos, kind: ExprKind::Call { name, args } });
+            }
+            _ => return Err(self.unexpected("an expression")),
+        };
+        self.advance();
+        Ok(Expr { pos, kind })
+    }
+
+    /// A type name after `::` or `AS`: a word, optional `(args)`, and the words that make up
+    /// multi-word names (`double precision`, `timestamp with time zone`), optional `[]`.
+    fn type_name(&mut self) -> Result<(String, Position), SpecError> {
+        let pos = self.peek().pos;
+        if !matches!(self.peek().kind, TokenKind::Word { .. }) {
+            return Err(self.unexpected("a type name"));
+        }
+        let mut parts = vec![self.advance().text()];
+        loop {
+            if self.peek().kind == TokenKind::LParen {
+                parts.push(self.advance().text());
+                loop {
+                    let token = self.advance();
+                    match token.kind {
+                        TokenKind::RParen => break,
+                        TokenKind::Number(_) | TokenKind::Comma => parts.push(token.text()),
+                        _ => {
+                            return Err(SpecError::new(format!("expected a type modifier, found {}", token.describe()))
+                                .at(token.pos))
+                        }
+                    }
+                }
+                parts.push(")".to_string());
+            } else if self.peek().kind == TokenKind::LBracket && self.peek_nth(1).kind == TokenKind::RBracket {
+                self.next += 2;
+                parts.extend(["[".to_string(), "]".to_string()]);
+            } else if TYPE_CONTINUATION_WORDS.iter().any(|w| self.peek_keyword(w)) {
+                parts.push(self.advance().text());
+            } else {
+                return Ok((join_type_tokens(&parts), pos));
+            }
+        }
+    }
+}
+
+/// Writes a type back as people do: `numeric(10, 2)`, `map[text => int8]`, `text[]`.
+fn join_type_tokens(tokens: &[String]) -> String {
+    let mut out = String::new();
+    for token in tokens {
+        let glued_left = matches!(token.as_str(), "(" | ")" | "," | "[" | "]");
+        let after_open = out.ends_with(['(', '[']);
+        if !out.is_empty() && !glued_left && !after_open {
+            out.push(' ');
+        }
+        out.push_str(token);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Statement {
+        let mut statements = parse_statements(text).unwrap();
+        assert_eq!(statements.len(), 1);
+        statements.remove(0)
+    }
+
+    #[test]
+    fn identifiers_fold_to_lowercase_unless_quoted() {
+        let Statement::CreateTable(t) = one(r#"CREATE TABLE Orders ("Order ID" BIGINT, Region TEXT)"#) else {
+            panic!("not a table")
+        };
+        assert_eq!(t.name.name, "orders");
+        assert_eq!(t.columns[0].name.name, "Order ID");
+        assert_eq!(t.columns[1].name.name, "region");
+    }
+
+    #[test]
+    fn table_types_and_constraints() {
+        let Statement::CreateTable(t) = one(
+            "create table t (a numeric(10, 2) not null, b timestamp(3) with time zone unique, \
+             c map[text => int8] primary key, d text[], CONSTRAINT u UNIQUE (a, b))",
+        ) else {
+            panic!("not a table")
+        };
+        let types: Vec<&str> = t.columns.iter().map(|c| c.type_name.as_str()).collect();
+        assert_eq!(types, ["numeric(10, 2)", "timestamp(3) with time zone", "map[text => int8]", "text[]"]);
+        assert!(t.columns[0].not_null);
+        assert!(t.columns[1].unique.is_some());
+        assert!(t.columns[2].primary_key.is_some());
+        assert_eq!(t.constraints.len(), 1);
+        assert!(!t.constraints[0].primary_key);
+    }
+
+    #[test]
+    fn expressions_bind_casts_tighter_than_concatenation() {
+        let e = parse_expr("kafka_murmur2(a::text || 'x') ").unwrap();
+        let ExprKind::Call { name, args } = e.kind else { panic!("not a call") };
+        assert_eq!(name.name, "kafka_murmur2");
+        let ExprKind::Concat(left, right) = &args[0].kind else { panic!("not a concatenation") };
+        assert!(matches!(&left.kind, ExprKind::Cast { type_name, .. } if type_name == "text"));
+        assert_eq!(right.kind, ExprKind::Str("x".into()));
+        let e = parse_expr("CAST(x AS double precision)").unwrap();
+        assert!(matches!(e.kind, ExprKind::Cast { type_name, .. } if type_name == "double precision"));
+        assert!(parse_expr("a b").is_err());
+    }
+
+    #[test]
+    fn options_with_and_without_equals() {
+        let Statement::CreateConnection(c) = one(
+            "CREATE CONNECTION k TO KAFKA (BROKER 'b:9092', SASL MECHANISMS = 'PLAIN', SASL USERNAME SECRET u, \
+             SASL PASSWORD = SECRET p, PROGRESS TOPIC REPLICATION FACTOR 3)",
+        ) else {
+            panic!("not a connection")
+        };
+        let names: Vec<&str> = c.options.iter().map(|o| o.name).collect();
+        assert_eq!(names, ["BROKER", "SASL MECHANISMS", "SASL USERNAME", "SASL PASSWORD", "PROGRESS TOPIC REPLICATION FACTOR"]);
+        assert!(matches!(c.options[4].value, OptionValue::Int(3)));
+    }
+
+    #[test]
+    fn sink_clauses_in_either_order() {
+        for text in [
+            "CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 't') FORMAT JSON ENVELOPE UPSERT KEY (id)",
+            "CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 't') KEY (id) FORMAT JSON ENVELOPE UPSERT",
+        ] {
+            let Statement::CreateSink(s) = one(text) else { panic!("not a sink") };
+            assert_eq!(s.key.unwrap().columns[0].name, "id");
+            assert!(matches!(s.format, Some(FormatClause::Bare(Format { kind: FormatKind::Json, .. }))));
+            assert_eq!(s.envelope.map(|e| e.0), Some(EnvelopeKind::Upsert));
+        }
+    }
+
+    #[test]
+    fn parse_errors_point_at_the_token() {
+        let err = parse_statements("CREATE SINK s\n  FROM t INTO KAFKA CONNECTION k (TOPIC 't', TOPIC 'u')").unwrap_err();
+        assert_eq!(err.message, "TOPIC specified more than once");
+        assert_eq!(err.position, Some(Position { line: 2, column: 46 }));
+        let err = parse_statements("CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPICS 't')").unwrap_err();
+        assert_eq!(err.message, "unknown KAFKA CONNECTION option: TOPICS");
+        let err = parse_statements("CREATE SECRET s 'hunter2'").unwrap_err();
+        assert_eq!(err.message, "expected AS, found a string literal");
+    }
+}

@@ -1,0 +1,514 @@
+//! Topic administration: creating the data and progress topics, and checking existing ones
+//! against what the sink asked for.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// How long one admin request (create, describe, metadata) may take before it is an error.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Partition count and replication factor sent when the user leaves them unset: the broker's
+/// `num.partitions` and `default.replication.factor` apply (KIP-464, Kafka 2.4 and later;
+/// Tansu accepts it and uses its default of 3 partitions).
+const BROKER_DEFAULT: i32 = -1;
+
+/// What the sink wants its data topic to look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// The topic.
+    pub name: String,
+    /// `TOPIC PARTITION COUNT`; `None` leaves it to the broker.
+    pub partitions: Option<i32>,
+    /// `TOPIC REPLICATION FACTOR`; `None` leaves it to the broker.
+    pub replication_factor: Option<i32>,
+    /// `TOPIC CONFIG`: topic-level configs such as `retention.ms`.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicSettings {
+    /// Settings for `name` that leave everything to the broker.
+    pub fn new(name: impl Into<String>) -> Self {
+        TopicSettings {
+            name: name.into(),
+            partitions: None,
+            replication_factor: None,
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// A way an existing topic differs from the settings the sink was given. The sink still writes
+/// to it; these go into its status so that the user can alter the topic or the sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicDifference {
+    /// The topic has another partition count.
+    PartitionCount {
+        /// The partition count asked for.
+        requested: i32,
+        /// The topic's partition count.
+        actual: i32,
+    },
+    /// The topic's partitions have another number of replicas.
+    ReplicationFactor {
+        /// The replication factor asked for.
+        requested: i32,
+        /// The replica count of the topic's first partition.
+        actual: i32,
+    },
+    /// A topic config has another value, or none the broker reports.
+    Config {
+        /// The config's name.
+        name: String,
+        /// The value asked for.
+        requested: String,
+        /// The value the broker reports; `None` when it reports none (some brokers, Tansu
+        /// among them, report only the configs set when the topic was created).
+        actual: Option<String>,
+    },
+}
+
+impl fmt::Display for TopicDifference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicDifference::PartitionCount { requested, actual } => {
+                write!(f, "has {actual} partitions, not the {requested} requested")
+            }
+            TopicDifference::ReplicationFactor { requested, actual } => {
+                write!(f, "has replication factor {actual}, not the {requested} requested")
+            }
+            TopicDifference::Config { name, requested, actual: Some(actual) } => {
+                write!(f, "has {name}={actual:?}, not the {requested:?} requested")
+            }
+            TopicDifference::Config { name, requested, actual: None } => {
+                write!(f, "reports no value for {name}; {requested:?} was requested")
+            }
+        }
+    }
+}
+
+/// What [`ensure_data_topic`] and [`ensure_progress_topic`] found or did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicReport {
+    /// The topic.
+    pub topic: String,
+    /// Whether this call created it.
+    pub created: bool,
+    /// Its partition count, from the broker's metadata.
+    pub partitions: i32,
+    /// The replica count of its first partition, from the broker's metadata.
+    pub replication_factor: i32,
+    /// How an existing topic differs from the settings; empty for a topic this call created.
+    pub differences: Vec<TopicDifference>,
+}
+
+impl fmt::Display for TopicReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.created { "created" } else { "exists" };
+        write!(
+            f,
+            "topic {} {verb} with {} partitions, replication factor {}",
+            self.topic, self.partitions, self.replication_factor
+        )?;
+        for difference in &self.differences {
+            write!(f, "; it {difference}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a topic could not be created, checked or described.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// The admin client could not be built from the connection's options.
+    #[error("cannot build a Kafka admin client to manage topic {topic}: {reason}")]
+    Client {
+        /// The topic it was meant to manage.
+        topic: String,
+        /// librdkafka's reason, with option values left out.
+        reason: String,
+    },
+    /// A request failed as a whole (no broker answered in time, the connection failed).
+    #[error("{operation} for topic {topic} failed: {reason}")]
+    Request {
+        /// What was asked: "creating", "describing the configs", "reading metadata".
+        operation: &'static str,
+        /// The topic.
+        topic: String,
+        /// librdkafka's reason.
+        reason: String,
+    },
+    /// The broker refused the request for this topic.
+    #[error("the broker refused {operation} for topic {topic}: {code}{hint}")]
+    Refused {
+        /// What was asked.
+        operation: &'static str,
+        /// The topic.
+        topic: String,
+        /// The broker's error code.
+        code: RDKafkaErrorCode,
+        /// What the user can do about it, if anything specific.
+        hint: &'static str,
+    },
+    /// The topic does not exist.
+    #[error("topic {topic} does not exist")]
+    Missing {
+        /// The topic.
+        topic: String,
+    },
+    /// The broker describes the topic with no partitions.
+    #[error("topic {topic} has an impossible partition count of zero")]
+    NoPartitions {
+        /// The topic.
+        topic: String,
+    },
+    /// The progress topic has more than one partition, so records of one worker could be spread
+    /// over several and their order lost.
+    #[error(
+        "progress topic {topic} should contain a single partition, but instead contains \
+         {partitions} partitions; point the connection's PROGRESS TOPIC at a topic with one \
+         partition"
+    )]
+    ProgressTopicPartitions {
+        /// The topic.
+        topic: String,
+        /// Its partition count.
+        partitions: i32,
+    },
+}
+
+/// Result of the topic functions.
+pub type Result<T, E = TopicError> = std::result::Result<T, E>;
+
+/// Creates the sink's data topic if it is missing, with the settings given (the broker's
+/// defaults where unset), and otherwise reports how the existing topic differs from them:
+/// partition count and replication factor from metadata, the given configs from DescribeConfigs.
+pub fn ensure_data_topic(config: &ClientConfig, settings: &TopicSettings) -> Result<TopicReport> {
+    ensure_topic(
+        config,
+        &settings.name,
+        settings.partitions,
+        settings.replication_factor,
+        &settings.configs,
+    )
+}
+
+/// Creates the progress topic if it is missing, with one partition and
+/// `cleanup.policy=compact`, and refuses an existing one with more than one partition. An
+/// existing topic that is not compacted is used, and reported as a difference.
+pub fn ensure_progress_topic(
+    config: &ClientConfig,
+    name: &str,
+    replication_factor: Option<i32>,
+) -> Result<TopicReport> {
+    let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+    let report = ensure_topic(config, name, Some(1), replication_factor, &configs)?;
+    if report.partitions != 1 {
+        return Err(TopicError::ProgressTopicPartitions {
+            topic: name.to_string(),
+            partitions: report.partitions,
+        });
+    }
+    Ok(report)
+}
+
+/// The partition count of `topic`, from the broker's metadata; for the periodic
+/// `TOPIC METADATA REFRESH INTERVAL` and for checks before reading.
+pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<i32> {
+    let admin = admin_client(config, topic)?;
+    let (partitions, _) = topic_shape(&admin, topic)?;
+    Ok(partitions)
+}
+
+fn ensure_topic(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: Option<i32>,
+    replication_factor: Option<i32>,
+    configs: &BTreeMap<String, String>,
+) -> Result<TopicReport> {
+    let admin = admin_client(config, topic)?;
+    let created = create_topic(&admin, topic, partitions, replication_factor, configs)?;
+    let (actual_partitions, actual_replication) = if created {
+        // Kafka propagates a new topic's metadata to the brokers asynchronously.
+        wait_for_topic(&admin, topic)?
+    } else {
+        topic_shape(&admin, topic)?
+    };
+    let mut differences = Vec::new();
+    if !created {
+        if let Some(requested) = partitions {
+            if requested != actual_partitions {
+                differences.push(TopicDifference::PartitionCount {
+                    requested,
+                    actual: actual_partitions,
+                });
+            }
+        }
+        if let Some(requested) = replication_factor {
+            if requested != actual_replication {
+                differences.push(TopicDifference::ReplicationFactor {
+                    requested,
+                    actual: actual_replication,
+                });
+            }
+        }
+        if !configs.is_empty() {
+            let actual = describe_topic_configs(&admin, topic)?;
+            for (name, requested) in configs {
+                let value = actual.get(name);
+                if value != Some(requested) {
+                    differences.push(TopicDifference::Config {
+                        name: name.clone(),
+                        requested: requested.clone(),
+                        actual: value.cloned(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(TopicReport {
+        topic: topic.to_string(),
+        created,
+        partitions: actual_partitions,
+        replication_factor: actual_replication,
+        differences,
+    })
+}
+
+fn admin_client(config: &ClientConfig, topic: &str) -> Result<AdminClient<DefaultClientContext>> {
+    let mut config = config.clone();
+    // A metadata request for a missing topic must not create it with the broker's defaults
+    // (librdkafka's producer-side default allows it, and Tansu obliges).
+    config.set("allow.auto.create.topics", "false");
+    config.create().map_err(|error| TopicError::Client {
+        topic: topic.to_string(),
+        reason: redacted(&error),
+    })
+}
+
+/// Creates the topic; `false` when it already exists.
+fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: Option<i32>,
+    replication_factor: Option<i32>,
+    configs: &BTreeMap<String, String>,
+) -> Result<bool> {
+    const OPERATION: &str = "creating the topic";
+    let mut new_topic = NewTopic::new(
+        topic,
+        partitions.unwrap_or(BROKER_DEFAULT),
+        TopicReplication::Fixed(replication_factor.unwrap_or(BROKER_DEFAULT)),
+    );
+    for (name, value) in configs {
+        new_topic = new_topic.set(name, value);
+    }
+    let options = AdminOptions::new()
+        .request_timeout(Some(ADMIN_TIMEOUT))
+        .operation_timeout(Some(ADMIN_TIMEOUT));
+    let results = block_on(admin.create_topics([&new_topic], &options))
+        .map_err(|error| request_failed(OPERATION, topic, &error))?;
+    for result in results {
+        match result {
+            Ok(_) => return Ok(true),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
+            Err((_, code)) => {
+                let hint = match code {
+                    RDKafkaErrorCode::InvalidReplicationFactor => {
+                        "; set TOPIC REPLICATION FACTOR to at most the number of brokers"
+                    }
+                    RDKafkaErrorCode::InvalidPartitions => {
+                        "; set TOPIC PARTITION COUNT to a positive number"
+                    }
+                    RDKafkaErrorCode::InvalidConfig => "; check the names and values in TOPIC CONFIG",
+                    RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed => {
+                        "; grant Create on the topic, or create it beforehand"
+                    }
+                    _ => "",
+                };
+                return Err(TopicError::Refused { operation: OPERATION, topic: topic.to_string(), code, hint });
+            }
+        }
+    }
+    Err(TopicError::Request {
+        operation: OPERATION,
+        topic: topic.to_string(),
+        reason: "the broker's answer named no topic".to_string(),
+    })
+}
+
+/// Partition count and replica count of the first partition.
+fn topic_shape(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<(i32, i32)> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        .map_err(|error| request_failed("reading metadata", topic, &error))?;
+    shape_from_metadata(&metadata, topic)
+}
+
+pub(crate) fn shape_from_metadata(metadata: &Metadata, topic: &str) -> Result<(i32, i32)> {
+    let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(TopicError::Missing { topic: topic.to_string() });
+    };
+    if let Some(error) = entry.error() {
+        let code = RDKafkaErrorCode::from(error);
+        return Err(match code {
+            RDKafkaErrorCode::UnknownTopicOrPartition => {
+                TopicError::Missing { topic: topic.to_string() }
+            }
+            code => TopicError::Refused {
+                operation: "reading metadata",
+                topic: topic.to_string(),
+                code,
+                hint: "",
+            },
+        });
+    }
+    let partitions = entry.partitions();
+    let Some(first) = partitions.iter().min_by_key(|p| p.id()) else {
+        return Err(TopicError::NoPartitions { topic: topic.to_string() });
+    };
+    let count = i32::try_from(partitions.len()).expect("a topic has fewer than 2^31 partitions");
+    let replicas = i32::try_from(first.replicas().len()).expect("fewer than 2^31 replicas");
+    Ok((count, replicas))
+}
+
+fn wait_for_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<(i32, i32)> {
+    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match topic_shape(admin, topic) {
+            Err(TopicError::Missing { .. } | TopicError::NoPartitions { .. })
+                if Instant::now() + pause < deadline =>
+            {
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn describe_topic_configs(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<BTreeMap<String, String>> {
+    const OPERATION: &str = "describing the configs";
+    let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+    let results = block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options))
+        .map_err(|error| request_failed(OPERATION, topic, &error))?;
+    let mut configs = BTreeMap::new();
+    for result in results {
+        let resource = result.map_err(|code| TopicError::Refused {
+            operation: OPERATION,
+            topic: topic.to_string(),
+            code,
+            hint: if code == RDKafkaErrorCode::TopicAuthorizationFailed {
+                "; grant DescribeConfigs on the topic"
+            } else {
+                ""
+            },
+        })?;
+        for entry in resource.entries {
+            if let (false, Some(value)) = (entry.is_sensitive, entry.value) {
+                configs.insert(entry.name, value);
+            }
+        }
+    }
+    Ok(configs)
+}
+
+fn request_failed(operation: &'static str, topic: &str, error: &KafkaError) -> TopicError {
+    TopicError::Request { operation, topic: topic.to_string(), reason: redacted(error) }
+}
+
+/// A librdkafka error as text that never carries an option's value: a rejected option may be a
+/// password, and librdkafka repeats the rejected value in its message.
+pub(crate) fn redacted(error: &KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, description, key, value) => {
+            let description = if value.is_empty() {
+                description.clone()
+            } else {
+                description.replace(value.as_str(), "<redacted>")
+            };
+            format!("invalid value for client option {key:?}: {description}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Runs an admin future to completion on the calling thread. rdkafka is built without an async
+/// runtime; its admin futures are completed from librdkafka's own threads, so parking until
+/// woken is all they need.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unparker(Thread);
+    impl Wake for Unparker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unparker(thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => thread::park(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_read_as_sentences_about_the_topic() {
+        let report = TopicReport {
+            topic: "orders".into(),
+            created: false,
+            partitions: 3,
+            replication_factor: 1,
+            differences: vec![
+                TopicDifference::PartitionCount { requested: 6, actual: 3 },
+                TopicDifference::Config {
+                    name: "retention.ms".into(),
+                    requested: "1000".into(),
+                    actual: None,
+                },
+            ],
+        };
+        assert_eq!(
+            report.to_string(),
+            "topic orders exists with 3 partitions, replication factor 1; it has 3 partitions, \
+             not the 6 requested; it reports no value for retention.ms; \"1000\" was requested"
+        );
+    }
+
+    #[test]
+    fn rejected_option_values_never_reach_the_message() {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        config.set("security.protocol", "hunter2-not-a-protocol");
+        let error = config.create::<AdminClient<DefaultClientContext>>().err().unwrap();
+        assert!(error.to_string().contains("hunter2"), "librdkafka repeats the value: {error}");
+        let text = redacted(&error);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("security.protocol"), "{text}");
+    }
+}
