@@ -273,12 +273,11 @@ impl Planner<'_> {
                 (Node::Column { index, name: ident.name.clone() }, column_type.scalar_type.clone())
             }
             ExprKind::Str(s) => (Node::Literal(Literal::Text(s.clone())), ScalarType::Text),
-            ExprKind::Number(n) => number_literal(n).ok_or_else(|| {
-                SpecError::new(format!("number {n} is out of range")).at(expr.pos)
-            })?,
+            ExprKind::Number(n) => {
+                number_literal(n).ok_or_else(|| SpecError::new(format!("number {n} is out of range")).at(expr.pos))?
+            }
             ExprKind::Cast { expr: inner, type_name, type_pos } => {
-                let to = ScalarType::parse(type_name)
-                    .map_err(|e| SpecError::new(e.to_string()).at(*type_pos))?;
+                let to = ScalarType::parse(type_name).map_err(|e| SpecError::new(e.to_string()).at(*type_pos))?;
                 let (input, from) = self.plan(inner)?;
                 if from == to {
                     return Ok((input, to));
@@ -340,8 +339,9 @@ impl Planner<'_> {
                         (Node::Hash { function, input: Box::new(input) }, function.return_type())
                     }
                     _ => {
-                        let error = SpecError::new(format!("function {}({}) does not exist", name.name, types.join(", ")))
-                            .at(name.pos);
+                        let error =
+                            SpecError::new(format!("function {}({}) does not exist", name.name, types.join(", ")))
+                                .at(name.pos);
                         return Err(match function {
                             Some(f) => error.hint(format!(
                                 "{0} takes one text or bytea argument: cast it, e.g. {0}(customer_id::text)",
@@ -355,6 +355,12 @@ impl Planner<'_> {
         };
         Ok((fold_constant(node, expr)?, typ))
     }
+}
+
+/// A row whose datums do not have the types of the relation the expression was checked
+/// against.
+fn mismatch(expected: &str, got: &[Datum<'_>]) -> EvalError {
+    EvalError(format!("expected {expected}, but the row holds {got:?}: it does not match the relation"))
 }
 
 /// Evaluates a node whose inputs are all literals, so that a bad literal cast is an error in
@@ -396,7 +402,12 @@ fn is_string(t: &ScalarType) -> bool {
 fn is_integer(t: &ScalarType) -> bool {
     matches!(
         t,
-        ScalarType::Int16 | ScalarType::Int32 | ScalarType::Int64 | ScalarType::UInt16 | ScalarType::UInt32 | ScalarType::UInt64
+        ScalarType::Int16
+            | ScalarType::Int32
+            | ScalarType::Int64
+            | ScalarType::UInt16
+            | ScalarType::UInt32
+            | ScalarType::UInt64
     )
 }
 
@@ -437,9 +448,9 @@ impl Node {
 
     fn eval<'a>(&'a self, datums: &[Datum<'a>]) -> Result<Value<'a>, EvalError> {
         Ok(match self {
-            Node::Column { index, name } => Value::Datum(
-                *datums.get(*index).ok_or_else(|| EvalError(format!("the row has no column \"{name}\"")))?,
-            ),
+            Node::Column { index, name } => {
+                Value::Datum(*datums.get(*index).ok_or_else(|| EvalError(format!("the row has no column \"{name}\"")))?)
+            }
             Node::Literal(literal) => Value::Datum(match literal {
                 Literal::Text(s) => Datum::String(s),
                 Literal::Bytes(b) => Datum::Bytes(b),
@@ -460,7 +471,7 @@ impl Node {
                     (Datum::Null, _) | (_, Datum::Null) => Value::Datum(Datum::Null),
                     (Datum::Bytes(l), Datum::Bytes(r)) if *bytes => Value::Bytes([l, r].concat()),
                     (Datum::String(l), Datum::String(r)) if !bytes => Value::Text([l, r].concat()),
-                    (l, r) => panic!("|| was planned for {} but got {l:?} and {r:?}", if *bytes { "bytea" } else { "text" }),
+                    (l, r) => return Err(mismatch(if *bytes { "bytea" } else { "text" }, &[l, r])),
                 }
             }
             Node::Hash { function, input } => {
@@ -469,7 +480,7 @@ impl Node {
                     Datum::Null => Datum::Null,
                     Datum::String(s) => function.apply(s.as_bytes()),
                     Datum::Bytes(b) => function.apply(b),
-                    other => panic!("{} was planned for text or bytea but got {other:?}", function.name()),
+                    other => return Err(mismatch("text or bytea", &[other])),
                 })
             }
         })
@@ -542,8 +553,9 @@ fn cast<'a>(value: Value<'a>, from: &ScalarType, to: &ScalarType) -> Result<Valu
     if let ScalarType::Numeric { .. } = to {
         let n = match datum {
             Datum::Numeric(n) => n,
-            Datum::String(s) => Numeric::parse(s)
-                .ok_or_else(|| EvalError(format!("invalid input syntax for type numeric: \"{s}\"")))?,
+            Datum::String(s) => {
+                Numeric::parse(s).ok_or_else(|| EvalError(format!("invalid input syntax for type numeric: \"{s}\"")))?
+            }
             Datum::Float32(v) => float_to_numeric(v.into())?,
             Datum::Float64(v) => float_to_numeric(v)?,
             other => Numeric::new(integer_of(other, to)?, 0),
@@ -577,10 +589,9 @@ fn integer_of(datum: Datum<'_>, to: &ScalarType) -> Result<i128, EvalError> {
         Datum::Numeric(n) => numeric_to_integer(n),
         Datum::Float32(v) => float_to_integer(v.into(), to),
         Datum::Float64(v) => float_to_integer(v, to),
-        Datum::String(s) => s
-            .trim()
-            .parse::<i128>()
-            .map_err(|_| EvalError(format!("invalid input syntax for type {to}: \"{s}\""))),
+        Datum::String(s) => {
+            s.trim().parse::<i128>().map_err(|_| EvalError(format!("invalid input syntax for type {to}: \"{s}\"")))
+        }
         other => Err(EvalError(format!("cannot cast {other:?} to {to}"))),
     }
 }
@@ -589,9 +600,7 @@ fn numeric_to_integer(n: Numeric) -> Result<i128, EvalError> {
     if n.is_nan() {
         return Err(EvalError("cannot convert NaN to an integer".to_string()));
     }
-    let divisor = 10i128
-        .checked_pow(n.scale().into())
-        .ok_or_else(|| EvalError("numeric out of range".to_string()))?;
+    let divisor = 10i128.checked_pow(n.scale().into()).ok_or_else(|| EvalError("numeric out of range".to_string()))?;
     let (quotient, remainder) = (n.mantissa() / divisor, n.mantissa() % divisor);
     let round_away = remainder.unsigned_abs() * 2 >= divisor.unsigned_abs();
     Ok(if round_away { quotient + n.mantissa().signum() } else { quotient })
@@ -623,7 +632,7 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>, EvalError> {
     let invalid = || EvalError("invalid input syntax for type bytea".to_string());
     if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err(invalid());
         }
         return digits
@@ -701,7 +710,12 @@ fn write_text(datum: Datum<'_>, typ: &ScalarType, out: &mut String) {
                     }
                     if !datum.is_null() {
                         let text = format_text(datum, &field_type.scalar_type);
-                        push_quoted(out, &text, |c| matches!(c, '(' | ')' | ',' | '"' | '\\') || c.is_whitespace(), true);
+                        push_quoted(
+                            out,
+                            &text,
+                            |c| matches!(c, '(' | ')' | ',' | '"' | '\\') || c.is_whitespace(),
+                            true,
+                        );
                     }
                 }
                 out.push(')');
@@ -894,6 +908,15 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_another_relation_are_errors() {
+        let expr = PartitionExpr::parse("crc32(region)", &desc()).unwrap();
+        let wrong = Row::pack([Datum::Int64(1), Datum::Int64(2)]);
+        assert!(expr.eval(&wrong).unwrap_err().0.contains("does not match the relation"));
+        assert_eq!(expr.partition_hash(&wrong), None);
+        assert_eq!(expr.partition_hash(&Row::pack([Datum::Int64(1)])), None, "too few columns");
+    }
+
+    #[test]
     fn typechecking_errors() {
         let err = |expr: &str| PartitionExpr::parse(expr, &desc()).unwrap_err();
         let e = err("region");
@@ -945,12 +968,21 @@ mod tests {
         assert_eq!(text(Datum::Float32(1234567.0), ScalarType::Float32), "1.234567e+06");
         assert_eq!(text(Datum::Float64(f64::NEG_INFINITY), ScalarType::Float64), "-Infinity");
         assert_eq!(text(Datum::Bytes(b"hi"), ScalarType::Bytes), "\\x6869");
-        assert_eq!(text(Datum::TimestampTz(Timestamp(0)), ScalarType::TimestampTz { precision: None }), "1970-01-01 00:00:00+00");
+        assert_eq!(
+            text(Datum::TimestampTz(Timestamp(0)), ScalarType::TimestampTz { precision: None }),
+            "1970-01-01 00:00:00+00"
+        );
         assert_eq!(text(Datum::Interval(Interval { months: 1, days: 0, micros: 0 }), ScalarType::Interval), "1 mon");
 
         let list_type = ScalarType::List { element: Box::new(ScalarType::Text) };
         let mut packer = RowPacker::new();
-        packer.push_list([Datum::String("a"), Datum::String("b c"), Datum::Null, Datum::String("null"), Datum::String("")]);
+        packer.push_list([
+            Datum::String("a"),
+            Datum::String("b c"),
+            Datum::Null,
+            Datum::String("null"),
+            Datum::String(""),
+        ]);
         let list = packer.finish();
         assert_eq!(format_text(list.unpack_first(), &list_type), "{a,\"b c\",NULL,\"null\",\"\"}");
 

@@ -30,8 +30,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use outflow_dataflow::{ColumnType, RelationDesc, ScalarType};
-use outflow_encoders::{AvroFormatSpec, DocTarget, Envelope, FormatSpec, Secret};
+use outflow_dataflow::{RelationDesc, ScalarType};
+use outflow_encoders::{
+    validate_headers_column, AvroFormatSpec, DocScope, DocTarget, EncodeError, EncoderConfig, Envelope, FormatSpec,
+    Part as EncodePart, Secret,
+};
 use serde::{Serialize, Serializer};
 
 use crate::partition::PartitionExpr;
@@ -260,8 +263,12 @@ pub enum SecurityProtocol {
 }
 
 impl SecurityProtocol {
-    pub const ALL: [SecurityProtocol; 4] =
-        [SecurityProtocol::Plaintext, SecurityProtocol::Ssl, SecurityProtocol::SaslPlaintext, SecurityProtocol::SaslSsl];
+    pub const ALL: [SecurityProtocol; 4] = [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -485,11 +492,15 @@ impl ConnectionBuilder {
         } else {
             SecurityProtocol::Ssl
         });
-        let protocol_site = Site::Option("SECURITY PROTOCOL");
         let sasl = if protocol.uses_sasl() {
+            // Blame the first SASL option the statement gave.
+            let anchor = ["SASL MECHANISMS", "SECURITY PROTOCOL", "SASL USERNAME", "SASL PASSWORD"]
+                .into_iter()
+                .find(|option| sites.0.contains_key(&Site::Option(option)))
+                .map_or(Site::Statement, Site::Option);
             let missing = |option: &str| {
                 sites
-                    .error(Site::Statement, format!("SECURITY PROTOCOL {protocol} requires {option}"))
+                    .error(anchor, format!("SASL authentication requires {option}"))
                     .hint("SASL needs SASL MECHANISMS, SASL USERNAME and SASL PASSWORD")
             };
             Some(SaslSpec {
@@ -524,13 +535,11 @@ impl ConnectionBuilder {
                 .error(Site::Option(option), format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"))
                 .hint("use SECURITY PROTOCOL SSL or SASL_SSL"));
         }
-        if self.security_protocol.is_some() && protocol.uses_sasl() != sasl.is_some() {
-            return Err(sites.error(protocol_site, format!("SECURITY PROTOCOL {protocol} does not match the SASL options")));
-        }
         check_key_pair(self.ssl_key.is_some(), self.ssl_certificate.is_some(), sites)?;
         let progress_topic = match self.progress_topic {
             Some(topic) => {
-                check_topic_name("PROGRESS TOPIC", &topic).map_err(|e| e.at_opt(sites.at(Site::Option("PROGRESS TOPIC"))))?;
+                check_topic_name("PROGRESS TOPIC", &topic)
+                    .map_err(|e| e.at_opt(sites.at(Site::Option("PROGRESS TOPIC"))))?;
                 topic
             }
             None => ConnectionSpec::default_progress_topic(&self.name),
@@ -956,6 +965,19 @@ pub struct SinkKey {
     pub not_enforced: bool,
 }
 
+/// A column of the sink's relation, by index and name; prints as its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnRef {
+    pub index: usize,
+    pub name: String,
+}
+
+impl Serialize for ColumnRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name)
+    }
+}
+
 /// The prefix of transactional ids when `TRANSACTIONAL ID PREFIX` is not given.
 pub const DEFAULT_TRANSACTIONAL_ID_PREFIX: &str = "outflow-";
 /// The prefix of progress consumer groups when `PROGRESS GROUP ID PREFIX` is not given.
@@ -998,9 +1020,8 @@ pub struct SinkSpec {
     #[serde(rename = "topic_metadata_refresh_interval_ms", serialize_with = "serialize_millis")]
     pub topic_metadata_refresh_interval: Duration,
     pub key: Option<SinkKey>,
-    /// The index of the `HEADERS` column.
-    #[serde(serialize_with = "serialize_headers")]
-    pub headers: Option<(usize, String)>,
+    /// The `HEADERS` column.
+    pub headers: Option<ColumnRef>,
     pub key_format: Option<FormatSpec>,
     pub value_format: FormatSpec,
     pub envelope: Envelope,
@@ -1236,9 +1257,7 @@ impl SinkBuilder {
         };
 
         let key = match &self.key {
-            Some((columns, not_enforced)) => {
-                Some(self.resolve_key(columns, *not_enforced, envelope, &relation)?)
-            }
+            Some((columns, not_enforced)) => Some(self.resolve_key(columns, *not_enforced, envelope, &relation)?),
             None => None,
         };
 
@@ -1273,10 +1292,9 @@ impl SinkBuilder {
         let positive = |value: Option<i64>, option: &'static str| -> Result<Option<i32>, SpecError> {
             value
                 .map(|n| {
-                    i32::try_from(n)
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| sites.error(Site::Option(option), format!("{option} must be a positive integer")))
+                    i32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                        sites.error(Site::Option(option), format!("{option} must be a positive integer"))
+                    })
                 })
                 .transpose()
         };
@@ -1293,13 +1311,22 @@ impl SinkBuilder {
             None => None,
         };
         if let Some(format) = &key_format {
-            self.check_avro_names(format, Part::Key, key.is_some())?;
+            self.check_avro_options(format, Part::Key, key.is_some())?;
         }
-        self.check_avro_names(&value_format, Part::Value, key.is_some())?;
-        if let (Some(format), Some(key)) = (&key_format, &key) {
-            self.check_format(format, Part::Key, &desc.project(&key.indices), envelope)?;
-        }
-        self.check_format(&value_format, Part::Value, desc, envelope)?;
+        self.check_avro_options(&value_format, Part::Value, key.is_some())?;
+        // What the encoders can build, checked by the encoders themselves, so that a sink
+        // accepted here never fails when its encoder is made.
+        let encoder = EncoderConfig {
+            desc: desc.clone(),
+            relation: self.from.clone().unwrap_or_default(),
+            key_columns: key.as_ref().map(|k| k.indices.clone()),
+            envelope,
+            key_format: key_format.clone().unwrap_or_else(|| value_format.clone()),
+            value_format: value_format.clone(),
+            headers_column: headers.as_ref().map(|h| h.index),
+            topic: topic.clone(),
+        };
+        encoder.validate().map_err(|e| self.encoder_error(e))?;
 
         let partition_by = match &self.partition_by {
             Some(input) => {
@@ -1367,15 +1394,15 @@ impl SinkBuilder {
             match self.desc.get_by_name(column) {
                 Some((index, _)) => indices.push(index),
                 None => {
-                    return Err(sites
-                        .error(Site::KeyColumn(i), format!("column referenced in KEY does not exist: {column}")))
+                    return Err(
+                        sites.error(Site::KeyColumn(i), format!("column referenced in KEY does not exist: {column}"))
+                    )
                 }
             }
         }
         if envelope == Envelope::Upsert && !not_enforced && !self.desc.is_unique(&indices) {
-            let quoted = |cols: &mut dyn Iterator<Item = &str>| {
-                cols.map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
-            };
+            let quoted =
+                |cols: &mut dyn Iterator<Item = &str>| cols.map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
             let known = if self.desc.keys().is_empty() {
                 "There are no known valid unique keys for the underlying relation.".to_string()
             } else {
@@ -1398,25 +1425,49 @@ impl SinkBuilder {
         Ok(SinkKey { columns: columns.to_vec(), indices, not_enforced })
     }
 
-    fn resolve_headers(&self, column: &str, envelope: Envelope) -> Result<(usize, String), SpecError> {
+    fn resolve_headers(&self, column: &str, envelope: Envelope) -> Result<ColumnRef, SpecError> {
         let sites = &self.sites;
         if envelope == Envelope::Debezium {
             return Err(sites.error(Site::Headers, "HEADERS option is not supported with ENVELOPE DEBEZIUM"));
         }
-        let Some((index, typ)) = self.desc.get_by_name(column) else {
+        let Some((index, _)) = self.desc.get_by_name(column) else {
             return Err(sites.error(Site::Headers, format!("HEADERS column ({column}) is unknown")));
         };
-        match &typ.scalar_type {
-            ScalarType::Map { value } if matches!(**value, ScalarType::Text | ScalarType::Bytes) => {
-                Ok((index, column.to_string()))
-            }
-            other => Err(sites
-                .error(Site::Headers, "HEADERS column must have type map[text => text] or map[text => bytea]")
-                .detail(format!("Column \"{column}\" has type {other}."))),
-        }
+        validate_headers_column(&self.desc, envelope, index).map_err(|e| self.encoder_error(e))?;
+        Ok(ColumnRef { index, name: column.to_string() })
     }
 
-    fn check_avro_names(&self, format: &FormatSpec, part: Part, has_key: bool) -> Result<(), SpecError> {
+    /// Blames an encoder's validation error on the part of the statement it is about.
+    fn encoder_error(&self, error: EncodeError) -> SpecError {
+        let part = |p: &EncodePart| match p {
+            EncodePart::Key => Part::Key,
+            EncodePart::Value => Part::Value,
+        };
+        let site = match &error {
+            EncodeError::MultipleColumnsTextOrBytes { part: p, .. }
+            | EncodeError::NoColumnsTextOrBytes { part: p, .. }
+            | EncodeError::BytesType { part: p, .. } => Site::Format(part(p)),
+            EncodeError::TextOrBytesWithDebezium { .. } => Site::Format(Part::Value),
+            EncodeError::EmptyKey
+            | EncodeError::KeyColumnOutOfRange { .. }
+            | EncodeError::DuplicateKeyColumn { .. } => Site::Key,
+            EncodeError::HeadersWithDebezium
+            | EncodeError::HeadersColumnOutOfRange { .. }
+            | EncodeError::HeadersType { .. } => Site::Headers,
+            EncodeError::KeyFullnameWithoutKey => Site::FormatOption(Part::Value, "AVRO KEY FULLNAME"),
+            EncodeError::FullnamesNotPaired => Site::FormatOption(Part::Key, "AVRO KEY FULLNAME"),
+            EncodeError::InvalidFullname { part: EncodePart::Key, .. } => {
+                Site::FormatOption(Part::Key, "AVRO KEY FULLNAME")
+            }
+            EncodeError::InvalidFullname { part: EncodePart::Value, .. } => {
+                Site::FormatOption(Part::Value, "AVRO VALUE FULLNAME")
+            }
+            _ => Site::Statement,
+        };
+        self.sites.error(site, error.to_string())
+    }
+
+    fn check_avro_options(&self, format: &FormatSpec, part: Part, has_key: bool) -> Result<(), SpecError> {
         let FormatSpec::Avro(avro) = format else { return Ok(()) };
         let sites = &self.sites;
         if !has_key && avro.key_fullname.is_some() {
@@ -1432,7 +1483,8 @@ impl SinkBuilder {
                 "Must specify both AVRO KEY FULLNAME and AVRO VALUE FULLNAME when specifying generated schema names",
             ));
         }
-        for (option, name) in [("AVRO KEY FULLNAME", &avro.key_fullname), ("AVRO VALUE FULLNAME", &avro.value_fullname)] {
+        for (option, name) in [("AVRO KEY FULLNAME", &avro.key_fullname), ("AVRO VALUE FULLNAME", &avro.value_fullname)]
+        {
             if let Some(name) = name {
                 if !is_avro_fullname(name) {
                     return Err(sites
@@ -1441,50 +1493,34 @@ impl SinkBuilder {
                 }
             }
         }
+        // The encoders document the sink's own relation and its columns only (our records
+        // have no other named types); the same rule, blamed on the DOC ON that breaks it.
         for (i, doc) in avro.docs.iter().enumerate() {
-            if doc.text.is_empty() {
-                let target = match &doc.target {
-                    DocTarget::Type(t) => format!("TYPE {t}"),
-                    DocTarget::Column { relation, column } => format!("COLUMN {relation}.{column}"),
-                };
-                return Err(sites.error(Site::Doc(part, i), format!("invalid DOC ON {target}: cannot be empty")));
-            }
-            if let (DocTarget::Column { relation, column }, Some(from)) = (&doc.target, &self.from) {
-                if relation == from && self.desc.get_by_name(column).is_none() {
-                    return Err(sites.error(
-                        Site::Doc(part, i),
-                        format!("column \"{column}\" of relation \"{relation}\" does not exist"),
-                    ));
+            let marker = match doc.scope {
+                DocScope::Key => "KEY ",
+                DocScope::Value => "VALUE ",
+                DocScope::Both => "",
+            };
+            let (doc_on, relation, column) = match &doc.target {
+                DocTarget::Type(t) => (format!("{marker}DOC ON TYPE {t}"), t, None),
+                DocTarget::Column { relation, column } => {
+                    (format!("{marker}DOC ON COLUMN {relation}.{column}"), relation, Some(column))
                 }
+            };
+            if doc.text.is_empty() {
+                return Err(sites.error(Site::Doc(part, i), format!("{doc_on} cannot be empty")));
             }
-        }
-        Ok(())
-    }
-
-    /// TEXT and BYTES write one datum with no framing; `desc` is the part's columns.
-    fn check_format(&self, format: &FormatSpec, part: Part, desc: &RelationDesc, envelope: Envelope) -> Result<(), SpecError> {
-        let site = Site::Format(part);
-        let sites = &self.sites;
-        if !matches!(format, FormatSpec::Text | FormatSpec::Bytes) {
-            return Ok(());
-        }
-        if desc.arity() != 1 {
-            return Err(sites.error(site, "BYTES or TEXT format with multiple columns not yet supported"));
-        }
-        let typ: &ColumnType = &desc.column(0).typ;
-        if *format == FormatSpec::Bytes
-            && matches!(typ.scalar_type, ScalarType::List { .. } | ScalarType::Map { .. } | ScalarType::Record { .. })
-        {
-            return Err(sites.error(
-                site,
-                format!("BYTES format with non-encodable type: {} not yet supported", typ.scalar_type),
-            ));
-        }
-        if part == Part::Value && envelope == Envelope::Debezium {
-            return Err(sites
-                .error(site, format!("{} value format with ENVELOPE DEBEZIUM not supported", format.name()))
-                .detail("The before and after records would be written back to back with nothing to tell them apart.")
-                .hint("use FORMAT JSON or AVRO for the value, or ENVELOPE UPSERT"));
+            let from = self.from.as_deref().unwrap_or_default();
+            if relation != from || column.is_some_and(|c| self.desc.get_by_name(c).is_none()) {
+                let error = sites.error(
+                    Site::Doc(part, i),
+                    format!("{doc_on} does not name the sink's relation \"{from}\" or one of its columns"),
+                );
+                return Err(match self.from {
+                    Some(_) => error,
+                    None => error.hint("name the relation with SinkBuilder::from_relation"),
+                });
+            }
         }
         Ok(())
     }
@@ -1557,10 +1593,6 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 fn serialize_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u128(duration.as_millis())
-}
-
-fn serialize_headers<S: Serializer>(headers: &Option<(usize, String)>, serializer: S) -> Result<S::Ok, S::Error> {
-    headers.as_ref().map(|(_, name)| name).serialize(serializer)
 }
 
 /// A relation as `{"columns": [{"name", "type", "nullable"}], "keys": [["col", …]]}`.

@@ -242,6 +242,7 @@ struct Sim<'a> {
     actors: Vec<Actor>,
     run: usize,
     workers: u32,
+    most_workers: u32,
     setup: Setup,
     fenced: BTreeSet<String>,
     recovery: Option<Arc<Recovery>>,
@@ -299,11 +300,15 @@ impl<'a> Sim<'a> {
             rng,
             log,
             names: SinkNames::new("s7", "txn-", "progress-"),
-            topics: ModelTopics { data: DATA.into(), progress: PROGRESS.into() },
+            topics: ModelTopics {
+                data: DATA.into(),
+                progress: PROGRESS.into(),
+            },
             now: Duration::ZERO,
             actors: Vec::new(),
             run: 0,
             workers: 0,
+            most_workers: 0,
             setup: Setup::Initializing,
             fenced: BTreeSet::new(),
             recovery: None,
@@ -343,15 +348,24 @@ impl<'a> Sim<'a> {
     }
 
     fn who(actor: &Actor) -> String {
-        format!("run {} worker {}{}", actor.run, actor.worker, if actor.zombie { " (zombie)" } else { "" })
+        format!(
+            "run {} worker {}{}",
+            actor.run,
+            actor.worker,
+            if actor.zombie { " (zombie)" } else { "" }
+        )
     }
 
     fn start_run(&mut self) {
         self.run += 1;
         let previous = self.workers;
         self.workers = worker_count(self.run, &mut self.rng);
+        self.most_workers = self.most_workers.max(self.workers);
         count(&COVERAGE.runs, 1);
-        count(&COVERAGE.worker_count_changes, u64::from(previous != 0 && previous != self.workers));
+        count(
+            &COVERAGE.worker_count_changes,
+            u64::from(previous != 0 && previous != self.workers),
+        );
         self.setup = Setup::Initializing;
         self.fenced.clear();
         self.recovery = None;
@@ -366,7 +380,12 @@ impl<'a> Sim<'a> {
         let (run, workers) = (self.run, self.workers);
         self.note(|| format!("run {run} starts with {workers} workers"));
         for worker in 0..self.workers {
-            let machine = Machine::new(self.names.clone(), self.scenario.cadence.clone(), worker, self.workers);
+            let machine = Machine::new(
+                self.names.clone(),
+                self.scenario.cadence.clone(),
+                worker,
+                self.workers,
+            );
             self.actors.push(Actor {
                 run: self.run,
                 worker,
@@ -399,17 +418,23 @@ impl<'a> Sim<'a> {
     }
 
     fn current(&self) -> impl Iterator<Item = &Actor> {
-        self.actors.iter().filter(move |actor| actor.run == self.run)
+        self.actors
+            .iter()
+            .filter(move |actor| actor.run == self.run)
     }
 
     fn scan(&self) -> Result<ProgressScan, String> {
         let (isolation, mut scan) = if self.scenario.showing_aborted {
-            (Isolation::ReadCommittedShowingAborted, ProgressScan::showing_aborted(&self.names))
+            (
+                Isolation::ReadCommittedShowingAborted,
+                ProgressScan::showing_aborted(&self.names),
+            )
         } else {
             (Isolation::ReadCommitted, ProgressScan::new(&self.names))
         };
         for record in self.log.read(PROGRESS, 0, isolation) {
-            scan.push(&record.key, record.value.as_deref()).map_err(|error| error.to_string())?;
+            scan.push(&record.key, record.value.as_deref())
+                .map_err(|error| error.to_string())?;
         }
         Ok(scan)
     }
@@ -454,14 +479,24 @@ impl<'a> Sim<'a> {
                 let offsets: BTreeMap<u32, u64> = scan
                     .workers_with_records()
                     .into_iter()
-                    .filter_map(|w| self.log.committed_offset(&self.names.progress_group_id(w)).map(|o| (w, o)))
+                    .filter_map(|w| {
+                        self.log
+                            .committed_offset(&self.names.progress_group_id(w))
+                            .map(|o| (w, o))
+                    })
                     .collect();
                 let recovery = scan.recover(&offsets, self.workers);
                 self.note(|| format!("coordinator recovers {recovery:?}"));
                 count(&COVERAGE.disagreements, recovery.disagreements.len() as u64);
                 count(&COVERAGE.ignored_records, recovery.ignored_records as u64);
                 let mid_chunk = recovery.resume.claims().iter().any(|claim| {
-                    matches!(claim.point, Point::At { position: Some(_), .. })
+                    matches!(
+                        claim.point,
+                        Point::At {
+                            position: Some(_),
+                            ..
+                        }
+                    )
                 });
                 count(&COVERAGE.resumes_mid_chunk, u64::from(mid_chunk));
                 self.check_recovery(&recovery)?;
@@ -522,10 +557,17 @@ impl<'a> Sim<'a> {
             let mut input = VecDeque::new();
             for time in 0..=scenario.max_time {
                 // Updates of one time are sorted by key, which is their position.
-                for (index, update) in scenario.updates.iter().enumerate().filter(|(_, u)| u.time == time) {
+                for (index, update) in scenario
+                    .updates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, u)| u.time == time)
+                {
                     let hash = scenario.hashes[update.key];
                     if hash % u64::from(self.workers) == u64::from(actor.worker)
-                        && !recovery.resume.should_skip(hash, time, &scenario.keys[update.key])
+                        && !recovery
+                            .resume
+                            .should_skip(hash, time, &scenario.keys[update.key])
                     {
                         input.push_back(Input::Message { update: index });
                     }
@@ -545,7 +587,10 @@ impl<'a> Sim<'a> {
             .find(|actor| actor.run == run && actor.worker == worker)
             .expect("every worker of the current run exists");
         actor.started = true;
-        actor.driver.handle(now, Event::Recovered(recovery.clone())).map_err(|e| e.to_string())?;
+        actor
+            .driver
+            .handle(now, Event::Recovered(recovery.clone()))
+            .map_err(|e| e.to_string())?;
         self.note(|| format!("run {run} worker {worker} gets the recovery"));
         Ok(())
     }
@@ -570,7 +615,12 @@ impl<'a> Sim<'a> {
             if actor.started && !actor.paused && !actor.input.is_empty() {
                 moves.push(Move::Feed(index));
             }
-            if actor.driver.machine().next_wakeup().is_some_and(|at| at <= self.now) {
+            if actor
+                .driver
+                .machine()
+                .next_wakeup()
+                .is_some_and(|at| at <= self.now)
+            {
                 moves.push(Move::Tick(index));
             }
         }
@@ -605,7 +655,9 @@ impl<'a> Sim<'a> {
                 return Err(error);
             }
         }
-        Err(format!("the schedule did not finish within {STEP_LIMIT} steps"))
+        Err(format!(
+            "the schedule did not finish within {STEP_LIMIT} steps"
+        ))
     }
 
     fn step(&mut self, chosen: Move) -> Result<(), String> {
@@ -617,11 +669,17 @@ impl<'a> Sim<'a> {
             Move::Coordinate => self.coordinate()?,
             Move::Tick(index) => {
                 self.note(|| format!("{} ticks", Self::who(&self.actors[index])));
-                self.actors[index].driver.handle(now, Event::Tick).map_err(|e| e.to_string())?;
+                self.actors[index]
+                    .driver
+                    .handle(now, Event::Tick)
+                    .map_err(|e| e.to_string())?;
             }
             Move::Deliver(index) => {
                 self.note(|| format!("{} gets a delivery report", Self::who(&self.actors[index])));
-                self.actors[index].driver.deliver(now).map_err(|e| e.to_string())?;
+                self.actors[index]
+                    .driver
+                    .deliver(now)
+                    .map_err(|e| e.to_string())?;
             }
             Move::Feed(index) => {
                 let scenario = self.scenario;
@@ -666,15 +724,28 @@ impl<'a> Sim<'a> {
         let current = self.actors[index].run == self.run;
         let in_final_run = self.crashes_left == 0 && current;
         let allow_fatal = self.crashes_left > 0;
-        let per_mille = if in_final_run && self.final_faults_left == 0 { 0 } else { self.scenario.fault_per_mille };
-        let Sim { actors, log, rng, now, .. } = self;
+        let per_mille = if in_final_run && self.final_faults_left == 0 {
+            0
+        } else {
+            self.scenario.fault_per_mille
+        };
+        let Sim {
+            actors,
+            log,
+            rng,
+            now,
+            ..
+        } = self;
         let mut injected = 0;
         let mut faults = |op: Op| {
             let fault = choose_fault(rng, op, per_mille, allow_fatal);
             injected += u32::from(fault != Fault::None);
             fault
         };
-        let executed = actors[index].driver.execute(log, *now, &mut faults).map_err(|e| e.to_string())?;
+        let executed = actors[index]
+            .driver
+            .execute(log, *now, &mut faults)
+            .map_err(|e| e.to_string())?;
         if in_final_run {
             self.final_faults_left = self.final_faults_left.saturating_sub(injected);
         }
@@ -687,13 +758,20 @@ impl<'a> Sim<'a> {
             (_, _, Fault::CommitTimeout { .. }) => count(&COVERAGE.commit_timeouts, 1),
             _ => {}
         }
-        let Some(observation) = executed.observation else { return Ok(()) };
+        let Some(observation) = executed.observation else {
+            return Ok(());
+        };
         let actor = &mut self.actors[index];
         match observation {
             Observation::Frontier(frontier) => {
-                let regressed = actor.reported.is_some_and(|old| Point::frontier(frontier) < Point::frontier(old));
+                let regressed = actor
+                    .reported
+                    .is_some_and(|old| Point::frontier(frontier) < Point::frontier(old));
                 if regressed {
-                    return Err(format!("{who} reported frontier {frontier:?} after {:?}", actor.reported));
+                    return Err(format!(
+                        "{who} reported frontier {frontier:?} after {:?}",
+                        actor.reported
+                    ));
                 }
                 actor.reported = Some(frontier);
                 actor.finished |= frontier.is_none();
@@ -710,7 +788,10 @@ impl<'a> Sim<'a> {
                     if !error.contains("fenced") && !error.contains("fatal") {
                         return Err(format!("{who} failed for an unexpected reason: {error}"));
                     }
-                    count(&COVERAGE.zombies_fenced, u64::from(error.contains("fenced")));
+                    count(
+                        &COVERAGE.zombies_fenced,
+                        u64::from(error.contains("fenced")),
+                    );
                     self.actors.remove(index);
                 } else if self.crashes_left > 0 {
                     self.crashes_left -= 1;
@@ -748,23 +829,39 @@ impl<'a> Sim<'a> {
         let committed = self.log.read(PROGRESS, 0, Isolation::ReadCommitted);
         let mut last: BTreeMap<Vec<u8>, &[u8]> = BTreeMap::new();
         for record in &committed {
-            last.insert(record.key.clone(), record.value.as_deref().unwrap_or_default());
+            last.insert(
+                record.key.clone(),
+                record.value.as_deref().unwrap_or_default(),
+            );
             let key = String::from_utf8_lossy(&record.key);
             let parsed = ProgressRecord::parse(&key, record.value.as_deref().unwrap_or_default());
-            let chunk = parsed.is_ok_and(|r| matches!(r.point, Point::At { position: Some(_), .. }));
+            let chunk = parsed.is_ok_and(|r| {
+                matches!(
+                    r.point,
+                    Point::At {
+                        position: Some(_),
+                        ..
+                    }
+                )
+            });
             count(&COVERAGE.chunk_commits, u64::from(chunk));
         }
-        for worker in 0..self.workers.max(3) {
+        for worker in 0..self.most_workers {
             let key = self.names.progress_key(worker);
-            let offset = self.log.committed_offset(&self.names.progress_group_id(worker));
+            let offset = self
+                .log
+                .committed_offset(&self.names.progress_group_id(worker));
             let Some(value) = last.get(key.as_bytes()) else {
                 if offset.is_some() {
-                    return Err(format!("worker {worker} has group offset {offset:?} but no record"));
+                    return Err(format!(
+                        "worker {worker} has group offset {offset:?} but no record"
+                    ));
                 }
                 continue;
             };
             let record = ProgressRecord::parse(&key, value).map_err(|error| error.to_string())?;
-            let agrees = offset == Some(record.seq) || (offset.is_none() && self.scenario.expire_offsets);
+            let agrees =
+                offset == Some(record.seq) || (offset.is_none() && self.scenario.expire_offsets);
             if !agrees {
                 return Err(format!(
                     "worker {worker}: last committed record {record:?} but group offset {offset:?}"
@@ -773,20 +870,30 @@ impl<'a> Sim<'a> {
         }
         let mut scan = ProgressScan::new(&self.names);
         for record in &committed {
-            scan.push(&record.key, record.value.as_deref()).map_err(|error| error.to_string())?;
+            scan.push(&record.key, record.value.as_deref())
+                .map_err(|error| error.to_string())?;
         }
         let offsets: BTreeMap<u32, u64> = scan
             .workers_with_records()
             .into_iter()
-            .filter_map(|w| self.log.committed_offset(&self.names.progress_group_id(w)).map(|o| (w, o)))
+            .filter_map(|w| {
+                self.log
+                    .committed_offset(&self.names.progress_group_id(w))
+                    .map(|o| (w, o))
+            })
             .collect();
         let recovery = scan.recover(&offsets, self.workers);
         if recovery.resume_time().is_some() {
-            return Err(format!("a restart after the end would resume at {:?}", recovery.resume.min()));
+            return Err(format!(
+                "a restart after the end would resume at {:?}",
+                recovery.resume.min()
+            ));
         }
         if !self.scenario.expire_offsets {
             if let Some(disagreement) = recovery.disagreements.first() {
-                return Err(format!("records and offsets disagree at the end: {disagreement}"));
+                return Err(format!(
+                    "records and offsets disagree at the end: {disagreement}"
+                ));
             }
         }
         Ok(())
@@ -794,7 +901,10 @@ impl<'a> Sim<'a> {
 }
 
 fn show(values: &[Vec<u8>]) -> String {
-    let values: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
     format!("[{}]", values.join(", "))
 }
 
@@ -812,7 +922,10 @@ fn run_seed(seed: u64, trace: bool) -> Result<(), String> {
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .map_or_else(|| "a panic".to_string(), |message| format!("panic: {message}"))),
+            .map_or_else(
+                || "a panic".to_string(),
+                |message| format!("panic: {message}"),
+            )),
     }
 }
 
@@ -823,7 +936,11 @@ fn replay_failure(seed: u64, error: String) -> ! {
     panic!(
         "schedule {seed} failed: {error}{}\nreplay it: OUTFLOW_SEED={seed} cargo test -p outflow \
          --test protocol_model -- --nocapture",
-        if replayed.is_ok() { " (but passed when replayed)" } else { "" }
+        if replayed.is_ok() {
+            " (but passed when replayed)"
+        } else {
+            ""
+        }
     );
 }
 

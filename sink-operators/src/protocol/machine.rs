@@ -85,7 +85,10 @@ pub struct TxnError {
 impl TxnError {
     /// An error of `kind` with the client's `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        TxnError { kind, message: message.into() }
+        TxnError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -371,7 +374,10 @@ impl<M: Clone> Machine<M> {
     /// The machine of worker `worker` of a run of `workers`. Its first action initializes
     /// transactions.
     pub fn new(names: SinkNames, cadence: Cadence, worker: u32, workers: u32) -> Self {
-        assert!(worker < workers, "worker {worker} is not below the worker count {workers}");
+        assert!(
+            worker < workers,
+            "worker {worker} is not below the worker count {workers}"
+        );
         let progress_key = names.progress_key(worker);
         let group = names.progress_group_id(worker);
         let mut machine = Machine {
@@ -441,7 +447,9 @@ impl<M: Clone> Machine<M> {
                 (txn.closing.is_none() && self.input_passes(*last_time))
                     .then(|| txn.started_at + self.cadence.commit_interval)
             }
-            Phase::Idle if self.recovered && self.pending.is_empty() && self.input > self.recorded => {
+            Phase::Idle
+                if self.recovered && self.pending.is_empty() && self.input > self.recorded =>
+            {
                 Some(self.recorded_at + self.cadence.idle_progress_interval)
             }
             _ => None,
@@ -471,7 +479,12 @@ impl<M: Clone> Machine<M> {
                 self.expect(Phase::AwaitingRecovery, name)?;
                 self.recover(now, &recovery)?;
             }
-            Event::Message { time, position, bytes, message } => {
+            Event::Message {
+                time,
+                position,
+                bytes,
+                message,
+            } => {
                 self.accept(time, position, bytes, message)?;
             }
             Event::Frontier(frontier) => {
@@ -480,7 +493,11 @@ impl<M: Clone> Machine<M> {
                     self.input = frontier;
                 }
             }
-            Event::Delivered { transaction, bytes, result } => {
+            Event::Delivered {
+                transaction,
+                bytes,
+                result,
+            } => {
                 if self.attempt_live && transaction == self.attempt {
                     self.in_flight = self.in_flight.saturating_sub(bytes);
                     if let Err(error) = result {
@@ -610,7 +627,12 @@ impl<M: Clone> Machine<M> {
         }
         self.last_fed = Some((time, position.clone()));
         self.pending_bytes += bytes;
-        self.pending.push_back(Staged { time, position, bytes, message });
+        self.pending.push_back(Staged {
+            time,
+            position,
+            bytes,
+            message,
+        });
         Ok(())
     }
 
@@ -675,7 +697,10 @@ impl<M: Clone> Machine<M> {
     fn began(&mut self) {
         self.phase = Phase::Open;
         self.recovered_from_stall();
-        let txn = self.txn.as_ref().expect("a transaction begins only when one is being built");
+        let txn = self
+            .txn
+            .as_ref()
+            .expect("a transaction begins only when one is being built");
         for (bytes, message) in &txn.messages {
             self.in_flight += bytes;
             self.actions.push_back(Action::Produce {
@@ -707,7 +732,9 @@ impl<M: Clone> Machine<M> {
                         let staged = self.pending.pop_front().expect("front exists");
                         self.pending_bytes -= staged.bytes;
                         match &txn.last {
-                            Some((time, _)) if *time == staged.time => txn.time_bytes += staged.bytes,
+                            Some((time, _)) if *time == staged.time => {
+                                txn.time_bytes += staged.bytes
+                            }
                             _ => txn.time_bytes = staged.bytes,
                         }
                         txn.last = Some((staged.time, staged.position));
@@ -746,13 +773,19 @@ impl<M: Clone> Machine<M> {
             // Messages come in time order, so every time before `next` is complete.
             let due = txn.bytes >= self.cadence.max_transaction_bytes
                 || now >= txn.started_at + self.cadence.commit_interval;
-            due.then_some(Point::At { time: next.time, position: None })
+            due.then_some(Point::At {
+                time: next.time,
+                position: None,
+            })
         } else if next.position > *last_position
             && txn.time_bytes >= self.cadence.max_transaction_bytes
         {
             // A time too large for one transaction: commit a chunk that ends where a new
             // position begins, so a key's messages at one time never straddle two transactions.
-            Some(Point::At { time: *last_time, position: Some(last_position.clone()) })
+            Some(Point::At {
+                time: *last_time,
+                position: Some(last_position.clone()),
+            })
         } else {
             None
         }
@@ -765,13 +798,19 @@ impl<M: Clone> Machine<M> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let txn = self.txn.as_mut().expect("closing a transaction that exists");
+        let txn = self
+            .txn
+            .as_mut()
+            .expect("closing a transaction that exists");
         txn.seq = Some(seq);
         let record = ProgressRecord {
             seq,
             workers: self.workers,
             worker: self.worker,
-            point: txn.closing.clone().expect("a closing transaction has its point"),
+            point: txn
+                .closing
+                .clone()
+                .expect("a closing transaction has its point"),
             base: self.base.clone(),
         };
         let value = record.to_json();
@@ -783,12 +822,18 @@ impl<M: Clone> Machine<M> {
             key: self.progress_key.clone(),
             value,
         });
-        self.actions.push_back(Action::SendOffsets { group: self.group.clone(), offset: seq });
+        self.actions.push_back(Action::SendOffsets {
+            group: self.group.clone(),
+            offset: seq,
+        });
         self.phase = Phase::SendingOffsets;
     }
 
     fn committed(&mut self, now: Duration) {
-        let txn = self.txn.take().expect("a commit finishes the transaction being built");
+        let txn = self
+            .txn
+            .take()
+            .expect("a commit finishes the transaction being built");
         let point = txn.closing.expect("a committed transaction was closing");
         self.recorded = point.clone();
         self.recorded_at = now;
@@ -833,7 +878,11 @@ impl<M: Clone> Machine<M> {
         self.in_flight = 0;
         self.poisoned = None;
         let error = std::mem::take(&mut self.abort_reason);
-        self.stall(now, Call::Begin, format!("{error}; resending the open transaction"));
+        self.stall(
+            now,
+            Call::Begin,
+            format!("{error}; resending the open transaction"),
+        );
     }
 
     fn call_failed(&mut self, now: Duration, call: Call, error: TxnError) {
@@ -859,7 +908,10 @@ impl<M: Clone> Machine<M> {
             .min(self.cadence.max_retry_backoff);
         let until = now + backoff;
         self.phase = Phase::Backoff { until, then };
-        self.set_status(Status::Stalled { error, retry_at: until });
+        self.set_status(Status::Stalled {
+            error,
+            retry_at: until,
+        });
     }
 
     fn retry(&mut self, call: Call) {
@@ -871,9 +923,16 @@ impl<M: Clone> Machine<M> {
             Call::Begin => self.begin(),
             Call::SendOffsets if self.poisoned.is_some() => self.start_abort(),
             Call::SendOffsets => {
-                let seq = self.txn.as_ref().and_then(|txn| txn.seq).expect("offsets follow a record");
+                let seq = self
+                    .txn
+                    .as_ref()
+                    .and_then(|txn| txn.seq)
+                    .expect("offsets follow a record");
                 self.phase = Phase::SendingOffsets;
-                self.actions.push_back(Action::SendOffsets { group: self.group.clone(), offset: seq });
+                self.actions.push_back(Action::SendOffsets {
+                    group: self.group.clone(),
+                    offset: seq,
+                });
             }
             // A commit that timed out may have happened: only the commit call can tell, so it
             // is repeated even when a send failed meanwhile.
@@ -928,7 +987,11 @@ impl<M: Clone> Machine<M> {
 
     fn report(&mut self, point: Point) {
         let frontier = Point::frontier(point.time());
-        if self.reported.as_ref().is_none_or(|reported| frontier > *reported) {
+        if self
+            .reported
+            .as_ref()
+            .is_none_or(|reported| frontier > *reported)
+        {
             self.actions.push_back(Action::Frontier(frontier.time()));
             self.reported = Some(frontier);
         }
@@ -984,13 +1047,22 @@ mod tests {
         std::iter::from_fn(|| machine.poll_action()).collect()
     }
 
-    fn ok(machine: &mut TestMachine, now: u64, event: Event<&'static str>) -> Vec<Action<&'static str>> {
+    fn ok(
+        machine: &mut TestMachine,
+        now: u64,
+        event: Event<&'static str>,
+    ) -> Vec<Action<&'static str>> {
         machine.handle(ms(now), event).unwrap();
         drain(machine)
     }
 
     fn message(time: u64, position: &str, bytes: usize, text: &'static str) -> Event<&'static str> {
-        Event::Message { time, position: position.as_bytes().to_vec(), bytes, message: text }
+        Event::Message {
+            time,
+            position: position.as_bytes().to_vec(),
+            bytes,
+            message: text,
+        }
     }
 
     fn record_of(actions: &[Action<&'static str>]) -> ProgressRecord {
@@ -1024,13 +1096,19 @@ mod tests {
         );
         assert!(ok(&mut machine, 0, Event::Initialized(Ok(()))).is_empty());
         let actions = ok(&mut machine, 0, Event::Recovered(fresh(workers)));
-        assert_eq!(actions, vec![Action::Status(Status::Running), Action::Frontier(Some(0))]);
+        assert_eq!(
+            actions,
+            vec![Action::Status(Status::Running), Action::Frontier(Some(0))]
+        );
         machine
     }
 
     /// Commits the transaction whose closing actions are `actions`; returns what followed.
     fn commit(machine: &mut TestMachine, now: u64) -> Vec<Action<&'static str>> {
-        assert_eq!(ok(machine, now, Event::OffsetsSent(Ok(()))), vec![Action::CommitTransaction]);
+        assert_eq!(
+            ok(machine, now, Event::OffsetsSent(Ok(()))),
+            vec![Action::CommitTransaction]
+        );
         ok(machine, now, Event::Committed(Ok(())))
     }
 
@@ -1044,7 +1122,10 @@ mod tests {
             seq: 4,
             workers: 1,
             worker: 0,
-            point: Point::At { time: 7, position: None },
+            point: Point::At {
+                time: 7,
+                position: None,
+            },
             base: vec![],
         };
         scan.push(b"s/0", Some(&old.to_json())).unwrap();
@@ -1053,16 +1134,42 @@ mod tests {
         let actions = ok(&mut machine, 0, Event::Recovered(recovery));
         assert_eq!(
             actions,
-            vec![Action::Status(Status::Running), Action::Frontier(Some(7)), Action::BeginTransaction]
+            vec![
+                Action::Status(Status::Running),
+                Action::Frontier(Some(7)),
+                Action::BeginTransaction
+            ]
         );
         let actions = ok(&mut machine, 1, Event::Began(Ok(())));
         let record = record_of(&actions);
         assert_eq!(record.seq, 5);
         assert_eq!((record.workers, record.worker), (2, 0));
-        assert_eq!(record.point, Point::At { time: 7, position: None });
-        assert_eq!(record.base, vec![Claim { workers: 1, worker: 0, point: old.point.clone() }]);
-        assert!(produced(&actions).is_empty(), "the announcement carries no data");
-        assert_eq!(actions.last(), Some(&Action::SendOffsets { group: "pg-s-0".into(), offset: 5 }));
+        assert_eq!(
+            record.point,
+            Point::At {
+                time: 7,
+                position: None
+            }
+        );
+        assert_eq!(
+            record.base,
+            vec![Claim {
+                workers: 1,
+                worker: 0,
+                point: old.point.clone()
+            }]
+        );
+        assert!(
+            produced(&actions).is_empty(),
+            "the announcement carries no data"
+        );
+        assert_eq!(
+            actions.last(),
+            Some(&Action::SendOffsets {
+                group: "pg-s-0".into(),
+                offset: 5
+            })
+        );
         let actions = commit(&mut machine, 2);
         assert_eq!(actions, vec![Action::Announced, Action::BeginTransaction]);
     }
@@ -1070,20 +1177,39 @@ mod tests {
     #[test]
     fn a_transaction_closes_at_a_time_boundary_once_the_interval_passed() {
         let mut machine = running(2);
-        assert_eq!(ok(&mut machine, 0, message(1, "a", 2, "a1")), vec![Action::BeginTransaction]);
+        assert_eq!(
+            ok(&mut machine, 0, message(1, "a", 2, "a1")),
+            vec![Action::BeginTransaction]
+        );
         assert_eq!(
             ok(&mut machine, 0, Event::Began(Ok(()))),
-            vec![Action::Produce { transaction: 1, bytes: 2, message: "a1" }]
+            vec![Action::Produce {
+                transaction: 1,
+                bytes: 2,
+                message: "a1"
+            }]
         );
-        assert_eq!(produced(&ok(&mut machine, 10, message(1, "b", 2, "b1"))), vec!["b1"]);
+        assert_eq!(
+            produced(&ok(&mut machine, 10, message(1, "b", 2, "b1"))),
+            vec!["b1"]
+        );
         // Time 2 starts before the interval passed: same transaction.
-        assert_eq!(produced(&ok(&mut machine, 20, message(2, "a", 2, "a2"))), vec!["a2"]);
+        assert_eq!(
+            produced(&ok(&mut machine, 20, message(2, "a", 2, "a2"))),
+            vec!["a2"]
+        );
         // The frontier passes 2 but the interval has not elapsed.
         assert!(ok(&mut machine, 50, Event::Frontier(Some(3))).is_empty());
         assert_eq!(machine.next_wakeup(), Some(ms(100)));
         let actions = ok(&mut machine, 100, Event::Tick);
         let record = record_of(&actions);
-        assert_eq!(record.point, Point::At { time: 3, position: None });
+        assert_eq!(
+            record.point,
+            Point::At {
+                time: 3,
+                position: None
+            }
+        );
         assert!(record.base.is_empty(), "only worker 0 carries the base");
         assert_eq!(commit(&mut machine, 110), vec![Action::Frontier(Some(3))]);
         assert_eq!(machine.committed_frontier(), Some(Some(3)));
@@ -1098,7 +1224,13 @@ mod tests {
         assert!(ok(&mut machine, 500, Event::Tick).is_empty());
         assert!(ok(&mut machine, 500, Event::Frontier(Some(4))).is_empty());
         let actions = ok(&mut machine, 500, Event::Frontier(Some(9)));
-        assert_eq!(record_of(&actions).point, Point::At { time: 9, position: None });
+        assert_eq!(
+            record_of(&actions).point,
+            Point::At {
+                time: 9,
+                position: None
+            }
+        );
     }
 
     #[test]
@@ -1106,19 +1238,35 @@ mod tests {
         let mut machine = running(2);
         ok(&mut machine, 0, message(0, "a", 6, "a"));
         ok(&mut machine, 0, Event::Began(Ok(())));
-        assert_eq!(produced(&ok(&mut machine, 0, message(0, "b", 6, "b"))), vec!["b"]);
+        assert_eq!(
+            produced(&ok(&mut machine, 0, message(0, "b", 6, "b"))),
+            vec!["b"]
+        );
         // 12 bytes at time 0 reach the bound; "b" again has the same position and stays.
-        assert_eq!(produced(&ok(&mut machine, 0, message(0, "b", 1, "b'"))), vec!["b'"]);
+        assert_eq!(
+            produced(&ok(&mut machine, 0, message(0, "b", 1, "b'"))),
+            vec!["b'"]
+        );
         let actions = ok(&mut machine, 0, message(0, "c", 6, "c"));
         assert!(produced(&actions).is_empty());
         assert_eq!(
             record_of(&actions).point,
-            Point::At { time: 0, position: Some(b"b".to_vec()) }
+            Point::At {
+                time: 0,
+                position: Some(b"b".to_vec())
+            }
         );
         let actions = commit(&mut machine, 1);
-        assert_eq!(actions, vec![Action::BeginTransaction], "the chunk covers no whole time");
+        assert_eq!(
+            actions,
+            vec![Action::BeginTransaction],
+            "the chunk covers no whole time"
+        );
         assert_eq!(machine.committed_frontier(), Some(Some(0)));
-        assert_eq!(produced(&ok(&mut machine, 1, Event::Began(Ok(())))), vec!["c"]);
+        assert_eq!(
+            produced(&ok(&mut machine, 1, Event::Began(Ok(())))),
+            vec!["c"]
+        );
         let actions = ok(&mut machine, 1, Event::Frontier(None));
         assert_eq!(record_of(&actions).point, Point::Done);
         assert_eq!(commit(&mut machine, 2), vec![Action::Frontier(None)]);
@@ -1138,12 +1286,20 @@ mod tests {
         }
         let actions = ok(&mut machine, 0, message(2, "a", 1, "a2"));
         assert!(produced(&actions).is_empty());
-        assert_eq!(record_of(&actions).point, Point::At { time: 2, position: None });
+        assert_eq!(
+            record_of(&actions).point,
+            Point::At {
+                time: 2,
+                position: None
+            }
+        );
     }
 
     fn record_of_opt(actions: &[Action<&'static str>]) -> Option<ProgressRecord> {
         actions.iter().find_map(|action| match action {
-            Action::ProduceProgress { key, value, .. } => Some(ProgressRecord::parse(key, value).unwrap()),
+            Action::ProduceProgress { key, value, .. } => {
+                Some(ProgressRecord::parse(key, value).unwrap())
+            }
             _ => None,
         })
     }
@@ -1151,15 +1307,33 @@ mod tests {
     #[test]
     fn idle_frontiers_are_reported_at_once_and_recorded_rarely() {
         let mut machine = running(2);
-        assert_eq!(ok(&mut machine, 10, Event::Frontier(Some(5))), vec![Action::Frontier(Some(5))]);
-        assert_eq!(ok(&mut machine, 20, Event::Frontier(Some(6))), vec![Action::Frontier(Some(6))]);
+        assert_eq!(
+            ok(&mut machine, 10, Event::Frontier(Some(5))),
+            vec![Action::Frontier(Some(5))]
+        );
+        assert_eq!(
+            ok(&mut machine, 20, Event::Frontier(Some(6))),
+            vec![Action::Frontier(Some(6))]
+        );
         assert_eq!(machine.next_wakeup(), Some(ms(1000)));
-        assert_eq!(ok(&mut machine, 1000, Event::Tick), vec![Action::BeginTransaction]);
+        assert_eq!(
+            ok(&mut machine, 1000, Event::Tick),
+            vec![Action::BeginTransaction]
+        );
         let actions = ok(&mut machine, 1000, Event::Began(Ok(())));
-        assert_eq!(record_of(&actions).point, Point::At { time: 6, position: None });
+        assert_eq!(
+            record_of(&actions).point,
+            Point::At {
+                time: 6,
+                position: None
+            }
+        );
         assert!(commit(&mut machine, 1001).is_empty());
         // The end is recorded without waiting.
-        assert_eq!(ok(&mut machine, 1002, Event::Frontier(None)), vec![Action::BeginTransaction]);
+        assert_eq!(
+            ok(&mut machine, 1002, Event::Frontier(None)),
+            vec![Action::BeginTransaction]
+        );
         let actions = ok(&mut machine, 1002, Event::Began(Ok(())));
         assert_eq!(record_of(&actions).point, Point::Done);
         assert_eq!(commit(&mut machine, 1003), vec![Action::Frontier(None)]);
@@ -1170,7 +1344,10 @@ mod tests {
     fn a_progress_transaction_takes_the_messages_that_arrived_while_it_began() {
         let mut machine = running(2);
         // The idle interval has passed, so the frontier gets a transaction of its own.
-        assert_eq!(ok(&mut machine, 1000, Event::Frontier(Some(4))), vec![Action::BeginTransaction]);
+        assert_eq!(
+            ok(&mut machine, 1000, Event::Frontier(Some(4))),
+            vec![Action::BeginTransaction]
+        );
         ok(&mut machine, 1001, message(4, "a", 1, "a4"));
         ok(&mut machine, 1002, Event::Frontier(Some(5)));
         let actions = ok(&mut machine, 1003, Event::Began(Ok(())));
@@ -1179,7 +1356,13 @@ mod tests {
         // certainly not one that skips the message.
         assert!(record_of_opt(&actions).is_none());
         let actions = ok(&mut machine, 1100, Event::Tick);
-        assert_eq!(record_of(&actions).point, Point::At { time: 5, position: None });
+        assert_eq!(
+            record_of(&actions).point,
+            Point::At {
+                time: 5,
+                position: None
+            }
+        );
         assert_eq!(produced(&actions), Vec::<&str>::new());
     }
 
@@ -1189,14 +1372,25 @@ mod tests {
         ok(&mut machine, 0, message(0, "a", 1, "a"));
         ok(&mut machine, 0, Event::Began(Ok(())));
         ok(&mut machine, 0, Event::Frontier(None));
-        assert_eq!(ok(&mut machine, 0, Event::OffsetsSent(Ok(()))), vec![Action::CommitTransaction]);
+        assert_eq!(
+            ok(&mut machine, 0, Event::OffsetsSent(Ok(()))),
+            vec![Action::CommitTransaction]
+        );
         let timeout = TxnError::new(ErrorKind::TimedOut, "EndTxn timed out");
         let actions = ok(&mut machine, 5, Event::Committed(Err(timeout)));
-        assert!(matches!(&actions[..], [Action::Status(Status::Stalled { retry_at, .. })] if *retry_at == ms(15)));
+        assert!(
+            matches!(&actions[..], [Action::Status(Status::Stalled { retry_at, .. })] if *retry_at == ms(15))
+        );
         assert!(ok(&mut machine, 14, Event::Tick).is_empty());
-        assert_eq!(ok(&mut machine, 15, Event::Tick), vec![Action::CommitTransaction]);
+        assert_eq!(
+            ok(&mut machine, 15, Event::Tick),
+            vec![Action::CommitTransaction]
+        );
         let actions = ok(&mut machine, 16, Event::Committed(Ok(())));
-        assert_eq!(actions, vec![Action::Status(Status::Running), Action::Frontier(None)]);
+        assert_eq!(
+            actions,
+            vec![Action::Status(Status::Running), Action::Frontier(None)]
+        );
     }
 
     #[test]
@@ -1208,16 +1402,29 @@ mod tests {
         let first = record_of(&ok(&mut machine, 100, Event::Frontier(Some(1))));
         ok(&mut machine, 100, Event::OffsetsSent(Ok(())));
         let error = TxnError::new(ErrorKind::Abortable, "coordinator aborted");
-        assert_eq!(ok(&mut machine, 101, Event::Committed(Err(error))), vec![Action::AbortTransaction]);
+        assert_eq!(
+            ok(&mut machine, 101, Event::Committed(Err(error))),
+            vec![Action::AbortTransaction]
+        );
         let actions = ok(&mut machine, 102, Event::Aborted(Ok(())));
-        assert!(matches!(&actions[..], [Action::Status(Status::Stalled { error, retry_at })] if error.contains("coordinator aborted") && *retry_at == ms(112)));
-        assert_eq!(ok(&mut machine, 112, Event::Tick), vec![Action::BeginTransaction]);
+        assert!(
+            matches!(&actions[..], [Action::Status(Status::Stalled { error, retry_at })] if error.contains("coordinator aborted") && *retry_at == ms(112))
+        );
+        assert_eq!(
+            ok(&mut machine, 112, Event::Tick),
+            vec![Action::BeginTransaction]
+        );
         let actions = ok(&mut machine, 112, Event::Began(Ok(())));
         assert_eq!(produced(&actions), vec!["a", "b"]);
         let second = record_of(&actions);
         assert_eq!(second.point, first.point);
-        assert!(second.seq > first.seq, "a seq is never reused, even after an abort");
-        assert!(actions.iter().any(|a| matches!(a, Action::Produce { transaction: 2, .. })));
+        assert!(
+            second.seq > first.seq,
+            "a seq is never reused, even after an abort"
+        );
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::Produce { transaction: 2, .. })));
     }
 
     #[test]
@@ -1229,14 +1436,29 @@ mod tests {
         let actions = ok(
             &mut machine,
             1,
-            Event::Delivered { transaction: 1, bytes: 1, result: Err(error.clone()) },
+            Event::Delivered {
+                transaction: 1,
+                bytes: 1,
+                result: Err(error.clone()),
+            },
         );
         assert_eq!(actions, vec![Action::AbortTransaction]);
         ok(&mut machine, 2, Event::Aborted(Ok(())));
         ok(&mut machine, 20, Event::Tick);
-        assert_eq!(produced(&ok(&mut machine, 20, Event::Began(Ok(())))), vec!["a"]);
+        assert_eq!(
+            produced(&ok(&mut machine, 20, Event::Began(Ok(())))),
+            vec!["a"]
+        );
         // A late failure of attempt 1 must not poison attempt 2.
-        let late = ok(&mut machine, 21, Event::Delivered { transaction: 1, bytes: 1, result: Err(error) });
+        let late = ok(
+            &mut machine,
+            21,
+            Event::Delivered {
+                transaction: 1,
+                bytes: 1,
+                result: Err(error),
+            },
+        );
         assert!(late.is_empty());
         let actions = ok(&mut machine, 22, Event::Frontier(None));
         assert!(record_of_opt(&actions).is_some());
@@ -1249,8 +1471,20 @@ mod tests {
         ok(&mut machine, 0, Event::Began(Ok(())));
         ok(&mut machine, 0, Event::Frontier(None));
         let error = TxnError::new(ErrorKind::Retriable, "broker down");
-        assert!(ok(&mut machine, 1, Event::Delivered { transaction: 1, bytes: 1, result: Err(error) }).is_empty());
-        assert_eq!(ok(&mut machine, 1, Event::OffsetsSent(Ok(()))), vec![Action::AbortTransaction]);
+        assert!(ok(
+            &mut machine,
+            1,
+            Event::Delivered {
+                transaction: 1,
+                bytes: 1,
+                result: Err(error)
+            }
+        )
+        .is_empty());
+        assert_eq!(
+            ok(&mut machine, 1, Event::OffsetsSent(Ok(()))),
+            vec![Action::AbortTransaction]
+        );
     }
 
     #[test]
@@ -1259,11 +1493,27 @@ mod tests {
         ok(&mut machine, 0, message(0, "a", 1, "a"));
         ok(&mut machine, 0, Event::Began(Ok(())));
         let fenced = TxnError::new(ErrorKind::Fenced, "ProducerFenced");
-        let actions = ok(&mut machine, 1, Event::Delivered { transaction: 1, bytes: 1, result: Err(fenced) });
-        let [Action::Status(Status::Failed { error })] = &actions[..] else { panic!("{actions:?}") };
-        assert!(error.contains("\"tx-s-1\"") && error.contains("fenced"), "{error}");
+        let actions = ok(
+            &mut machine,
+            1,
+            Event::Delivered {
+                transaction: 1,
+                bytes: 1,
+                result: Err(fenced),
+            },
+        );
+        let [Action::Status(Status::Failed { error })] = &actions[..] else {
+            panic!("{actions:?}")
+        };
+        assert!(
+            error.contains("\"tx-s-1\"") && error.contains("fenced"),
+            "{error}"
+        );
         assert!(ok(&mut machine, 2, Event::Frontier(None)).is_empty());
-        assert!(ok(&mut machine, 2, Event::Committed(Ok(()))).is_empty(), "a failed machine ignores events");
+        assert!(
+            ok(&mut machine, 2, Event::Committed(Ok(()))).is_empty(),
+            "a failed machine ignores events"
+        );
     }
 
     #[test]
@@ -1272,7 +1522,9 @@ mod tests {
         drain(&mut machine);
         let error = TxnError::new(ErrorKind::Unsupported, "InitProducerId: UnsupportedVersion");
         let actions = ok(&mut machine, 0, Event::Initialized(Err(error)));
-        let [Action::Status(Status::Failed { error })] = &actions[..] else { panic!("{actions:?}") };
+        let [Action::Status(Status::Failed { error })] = &actions[..] else {
+            panic!("{actions:?}")
+        };
         assert!(error.contains("at-least-once"), "{error}");
     }
 
@@ -1284,16 +1536,33 @@ mod tests {
         let mut now = 0;
         for backoff in [10, 20, 40, 40] {
             let actions = ok(&mut machine, now, Event::Initialized(Err(error())));
-            assert!(matches!(&actions[..], [Action::Status(Status::Stalled { retry_at, .. })] if *retry_at == ms(now + backoff)), "{actions:?}");
+            assert!(
+                matches!(&actions[..], [Action::Status(Status::Stalled { retry_at, .. })] if *retry_at == ms(now + backoff)),
+                "{actions:?}"
+            );
             now += backoff;
-            assert_eq!(ok(&mut machine, now, Event::Tick), vec![Action::InitTransactions]);
+            assert_eq!(
+                ok(&mut machine, now, Event::Tick),
+                vec![Action::InitTransactions]
+            );
         }
-        assert_eq!(ok(&mut machine, now, Event::Initialized(Ok(()))), vec![Action::Status(Status::Starting)]);
+        assert_eq!(
+            ok(&mut machine, now, Event::Initialized(Ok(()))),
+            vec![Action::Status(Status::Starting)]
+        );
     }
 
     #[test]
     fn the_caller_pauses_while_too_much_is_in_flight() {
-        let mut machine = Machine::new(names(), Cadence { max_in_flight_bytes: 4, ..cadence() }, 1, 2);
+        let mut machine = Machine::new(
+            names(),
+            Cadence {
+                max_in_flight_bytes: 4,
+                ..cadence()
+            },
+            1,
+            2,
+        );
         drain(&mut machine);
         ok(&mut machine, 0, Event::Initialized(Ok(())));
         ok(&mut machine, 0, Event::Recovered(fresh(2)));
@@ -1302,8 +1571,19 @@ mod tests {
         assert_eq!(actions, vec![Action::Pause]);
         let actions = ok(&mut machine, 0, Event::Began(Ok(())));
         assert_eq!(produced(&actions), vec!["a", "b"]);
-        assert!(!actions.contains(&Action::Resume), "produced but not yet acknowledged");
-        let actions = ok(&mut machine, 1, Event::Delivered { transaction: 1, bytes: 2, result: Ok(()) });
+        assert!(
+            !actions.contains(&Action::Resume),
+            "produced but not yet acknowledged"
+        );
+        let actions = ok(
+            &mut machine,
+            1,
+            Event::Delivered {
+                transaction: 1,
+                bytes: 2,
+                result: Ok(()),
+            },
+        );
         assert_eq!(actions, vec![Action::Resume]);
     }
 
@@ -1312,20 +1592,40 @@ mod tests {
         let mut machine = running(2);
         machine.handle(ms(0), message(3, "b", 1, "b")).unwrap();
         let error = machine.handle(ms(0), message(3, "a", 1, "a")).unwrap_err();
-        assert!(matches!(error, ProtocolError::MessageOutOfOrder { worker: 1, .. }), "{error}");
+        assert!(
+            matches!(error, ProtocolError::MessageOutOfOrder { worker: 1, .. }),
+            "{error}"
+        );
         machine.handle(ms(0), Event::Frontier(Some(5))).unwrap();
         let error = machine.handle(ms(0), message(4, "z", 1, "z")).unwrap_err();
-        assert!(matches!(error, ProtocolError::MessageBeforeFrontier { time: 4, frontier: 5, .. }));
+        assert!(matches!(
+            error,
+            ProtocolError::MessageBeforeFrontier {
+                time: 4,
+                frontier: 5,
+                ..
+            }
+        ));
         let error = machine.handle(ms(0), Event::Committed(Ok(()))).unwrap_err();
         assert!(error.to_string().contains("Committed"), "{error}");
         machine.handle(ms(0), Event::Frontier(None)).unwrap();
         let error = machine.handle(ms(0), message(9, "z", 1, "z")).unwrap_err();
         assert!(matches!(error, ProtocolError::MessageAfterDone { .. }));
-        let other = Arc::new(Recovery { workers: 3, ..(*fresh(1)).clone() });
+        let other = Arc::new(Recovery {
+            workers: 3,
+            ..(*fresh(1)).clone()
+        });
         let mut machine: TestMachine = Machine::new(names(), cadence(), 0, 2);
         machine.handle(ms(0), Event::Initialized(Ok(()))).unwrap();
         let error = machine.handle(ms(0), Event::Recovered(other)).unwrap_err();
-        assert!(matches!(error, ProtocolError::WorkerCountMismatch { workers: 2, recovered: 3, .. }));
+        assert!(matches!(
+            error,
+            ProtocolError::WorkerCountMismatch {
+                workers: 2,
+                recovered: 3,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -1336,13 +1636,24 @@ mod tests {
             resume: Resume::new([Claim {
                 workers: 1,
                 worker: 0,
-                point: Point::At { time: 2, position: Some(b"m".to_vec()) },
+                point: Point::At {
+                    time: 2,
+                    position: Some(b"m".to_vec()),
+                },
             }]),
             ..(*fresh(1)).clone()
         };
-        machine.handle(ms(0), Event::Recovered(Arc::new(recovery))).unwrap();
+        machine
+            .handle(ms(0), Event::Recovered(Arc::new(recovery)))
+            .unwrap();
         let error = machine.handle(ms(0), message(2, "k", 1, "k")).unwrap_err();
-        assert!(matches!(error, ProtocolError::MessageAlreadyCommitted { time: 2, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                ProtocolError::MessageAlreadyCommitted { time: 2, .. }
+            ),
+            "{error}"
+        );
         machine.handle(ms(0), message(2, "n", 1, "n")).unwrap();
     }
 }

@@ -28,8 +28,10 @@
 //!    has initialized transactions (this fences the previous holder of each id below the new
 //!    worker count, and aborts what it left open).
 //! 2. When all have, one place (the driver on worker 0) reads the progress topic to its end with
-//!    `isolation.level=read_committed` into a [`ProgressScan`], and fences the ids it names in
-//!    [`ProgressScan::retired_transactional_ids`] (`init_transactions` with a throwaway producer).
+//!    `isolation.level=read_committed` into a [`ProgressScan`] ([`ProgressScan::showing_aborted`]
+//!    when the reader may show aborted records, as librdkafka's does on Tansu), and fences the
+//!    ids it names in [`ProgressScan::retired_transactional_ids`] (`init_transactions` with a
+//!    throwaway producer).
 //! 3. It reads the progress topic again, reads the committed offsets of the groups of
 //!    [`ProgressScan::workers_with_records`], and calls [`ProgressScan::recover`]. If the new
 //!    recovery names a retired id that step 2 did not fence, fence it and repeat step 3.
@@ -46,6 +48,33 @@
 //! is announced only after every one of its workers succeeded, so a late call can only come
 //! from a run that never produced anything. It still takes the id over and fails the new run's
 //! worker with a fenced error, which costs a restart but no duplicate.
+//!
+//! # Driving a machine
+//!
+//! - Carry out the actions in the order [`Machine::poll_action`] returns them. Each
+//!   transactional call gets exactly one result event; the machine asks for nothing else until
+//!   it has it, so the blocking calls of librdkafka's transactional producer fit directly.
+//! - Report every send, data or progress, with [`Event::Delivered`], echoing the action's
+//!   `transaction` and `bytes`; a send refused at once (queue full, fenced) is reported the same
+//!   way. Late reports of an aborted attempt are ignored by the machine.
+//! - Classify errors with [`ErrorKind`]: `txn_requires_abort` is `Abortable`, `is_retriable` is
+//!   `Retriable`, a timeout of `commit_transaction` (or any call whose outcome is unknown) is
+//!   `TimedOut`, `ProducerFenced`/`InvalidProducerEpoch` are `Fenced`, `is_fatal` is `Fatal`,
+//!   and a broker without transactions is `Unsupported`. A commit that timed out is resolved by
+//!   committing again, which the machine asks for; never abort it on your own.
+//! - [`Action::SendOffsets`] is `send_offsets_to_transaction` with the group's metadata (a
+//!   consumer with `group.id` set to `group`) and offset `offset` for partition 0 of the progress
+//!   topic: the offset is a sequence number, not a position in the topic.
+//! - Deliver [`Event::Tick`] at [`Machine::next_wakeup`]; the clock passed to `handle` is any
+//!   monotonic one, the same for every call.
+//! - Stop feeding messages on [`Action::Pause`] until [`Action::Resume`]; frontier advances may
+//!   still be fed. The machine keeps the open transaction's messages (up to about twice
+//!   [`Cadence::max_transaction_bytes`]) to resend them after an abort, so the operator never
+//!   replays anything.
+//! - Set `transaction.timeout.ms` above the commit interval plus the longest time the input may
+//!   take to complete a timestamp: a transaction stays open until its last time is complete.
+//! - [`Action::Frontier`] is the committed frontier to publish: every update of the worker's
+//!   keys before it is in Kafka. It moves without a transaction while the worker is idle.
 
 mod machine;
 pub mod model;
@@ -83,13 +112,19 @@ impl SinkNames {
 
     /// The transactional id of worker `worker`.
     pub fn transactional_id(&self, worker: u32) -> String {
-        format!("{}{}-{}", self.transactional_id_prefix, self.sink_id, worker)
+        format!(
+            "{}{}-{}",
+            self.transactional_id_prefix, self.sink_id, worker
+        )
     }
 
     /// The consumer group whose offset on partition 0 of the progress topic names the `seq` of
     /// worker `worker`'s last committed progress record.
     pub fn progress_group_id(&self, worker: u32) -> String {
-        format!("{}{}-{}", self.progress_group_id_prefix, self.sink_id, worker)
+        format!(
+            "{}{}-{}",
+            self.progress_group_id_prefix, self.sink_id, worker
+        )
     }
 
     /// The progress-topic key of worker `worker`'s records.
@@ -139,7 +174,9 @@ pub enum ProtocolError {
         frontier: u64,
     },
     /// A message came after the input was declared done.
-    #[error("worker {worker} of sink {sink_id:?} got a message at time {time} after its input was done")]
+    #[error(
+        "worker {worker} of sink {sink_id:?} got a message at time {time} after its input was done"
+    )]
     MessageAfterDone {
         /// The sink.
         sink_id: String,
@@ -235,7 +272,7 @@ pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, String> {
         }
     }
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(format!("hex string {text:?} has an odd number of digits"));
     }
     bytes

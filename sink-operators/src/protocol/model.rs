@@ -103,11 +103,20 @@ fn fenced(handle: &ProducerHandle, epoch: u32) -> TxnError {
     )
 }
 
-fn write_markers(topics: &mut BTreeMap<String, Vec<Vec<Entry>>>, producer_id: u64, open: &OpenTxn, commit: bool) {
+fn write_markers(
+    topics: &mut BTreeMap<String, Vec<Vec<Entry>>>,
+    producer_id: u64,
+    open: &OpenTxn,
+    commit: bool,
+) {
     for (topic, partition) in &open.partitions {
-        let log = &mut topics.get_mut(topic).expect("a transaction only touches existing topics")
-            [*partition as usize];
-        log.push(Entry::Marker { producer_id, commit });
+        let log = &mut topics
+            .get_mut(topic)
+            .expect("a transaction only touches existing topics")[*partition as usize];
+        log.push(Entry::Marker {
+            producer_id,
+            commit,
+        });
     }
 }
 
@@ -120,16 +129,26 @@ impl TxnLog {
     /// Creates `topic` with `partitions` empty partitions.
     pub fn create_topic(&mut self, topic: &str, partitions: u32) {
         assert!(partitions > 0, "topic {topic} needs a partition");
-        self.topics.insert(topic.to_string(), vec![Vec::new(); partitions as usize]);
+        self.topics
+            .insert(topic.to_string(), vec![Vec::new(); partitions as usize]);
     }
 
     /// `init_transactions`: bumps the id's epoch, aborts what the previous holder left open, and
     /// so fences it.
     pub fn init_transactions(&mut self, transactional_id: &str) -> ProducerHandle {
-        let TxnLog { topics, ids, next_producer_id, .. } = self;
+        let TxnLog {
+            topics,
+            ids,
+            next_producer_id,
+            ..
+        } = self;
         let state = ids.entry(transactional_id.to_string()).or_insert_with(|| {
             *next_producer_id += 1;
-            TransactionalIdState { producer_id: *next_producer_id, epoch: 0, open: None }
+            TransactionalIdState {
+                producer_id: *next_producer_id,
+                epoch: 0,
+                open: None,
+            }
         });
         if let Some(open) = state.open.take() {
             write_markers(topics, state.producer_id, &open, false);
@@ -172,20 +191,37 @@ impl TxnLog {
             .get_mut(topic)
             .unwrap_or_else(|| panic!("produce to topic {topic}, which does not exist"))
             [partition as usize];
-        log.push(Entry::Record { producer_id, key: key.to_vec(), value: value.map(<[u8]>::to_vec) });
+        log.push(Entry::Record {
+            producer_id,
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        });
         Ok(log.len() as u64 - 1)
     }
 
     /// Adds a group offset to the handle's transaction; it shows once the transaction commits.
-    pub fn send_offsets(&mut self, handle: &ProducerHandle, group: &str, offset: u64) -> Result<(), TxnError> {
+    pub fn send_offsets(
+        &mut self,
+        handle: &ProducerHandle,
+        group: &str,
+        offset: u64,
+    ) -> Result<(), TxnError> {
         let state = self.current(handle)?;
-        state.open.get_or_insert_with(OpenTxn::default).offsets.insert(group.to_string(), offset);
+        state
+            .open
+            .get_or_insert_with(OpenTxn::default)
+            .offsets
+            .insert(group.to_string(), offset);
         Ok(())
     }
 
     /// Ends the handle's transaction with COMMIT or ABORT markers. Ending when nothing is open
     /// succeeds and does nothing, as an empty transaction does.
-    pub fn end_transaction(&mut self, handle: &ProducerHandle, commit: bool) -> Result<(), TxnError> {
+    pub fn end_transaction(
+        &mut self,
+        handle: &ProducerHandle,
+        commit: bool,
+    ) -> Result<(), TxnError> {
         let state = self.current(handle)?;
         let producer_id = state.producer_id;
         if let Some(open) = state.open.take() {
@@ -195,11 +231,6 @@ impl TxnLog {
             }
         }
         Ok(())
-    }
-
-    /// Whether the id has a transaction open on the broker.
-    pub fn is_open(&self, transactional_id: &str) -> bool {
-        self.ids.get(transactional_id).is_some_and(|state| state.open.is_some())
     }
 
     /// The transactional ids with open transactions.
@@ -237,7 +268,10 @@ impl TxnLog {
                 Entry::Record { producer_id, .. } => {
                     undecided.entry(*producer_id).or_default().push(index)
                 }
-                Entry::Marker { producer_id, commit } => {
+                Entry::Marker {
+                    producer_id,
+                    commit,
+                } => {
                     for decided in undecided.remove(producer_id).unwrap_or_default() {
                         outcome[decided] = Some(*commit);
                     }
@@ -259,13 +293,21 @@ impl TxnLog {
             .iter()
             .enumerate()
             .take(last_stable as usize)
-            .filter_map(|(offset, entry)| match (entry, outcome[offset], isolation) {
-                (Entry::Record { key, value, .. }, Some(true), _)
-                | (Entry::Record { key, value, .. }, Some(false), Isolation::ReadCommittedShowingAborted) => {
-                    Some(Visible { offset: offset as u64, key: key.clone(), value: value.clone() })
-                }
-                _ => None,
-            })
+            .filter_map(
+                |(offset, entry)| match (entry, outcome[offset], isolation) {
+                    (Entry::Record { key, value, .. }, Some(true), _)
+                    | (
+                        Entry::Record { key, value, .. },
+                        Some(false),
+                        Isolation::ReadCommittedShowingAborted,
+                    ) => Some(Visible {
+                        offset: offset as u64,
+                        key: key.clone(),
+                        value: value.clone(),
+                    }),
+                    _ => None,
+                },
+            )
             .collect()
     }
 
@@ -332,7 +374,10 @@ pub struct ModelProducer {
     handle: Option<ProducerHandle>,
     in_transaction: bool,
     abort_required: bool,
+    /// A commit timed out; the next call must be commit.
     commit_in_doubt: bool,
+    /// The commit that timed out did happen on the broker.
+    commit_happened: bool,
 }
 
 impl ModelProducer {
@@ -344,22 +389,34 @@ impl ModelProducer {
             in_transaction: false,
             abort_required: false,
             commit_in_doubt: false,
+            commit_happened: false,
         }
     }
 
     fn handle(&self) -> &ProducerHandle {
         self.handle.as_ref().unwrap_or_else(|| {
-            panic!("{}: transactional call before init_transactions succeeded", self.transactional_id)
+            panic!(
+                "{}: transactional call before init_transactions succeeded",
+                self.transactional_id
+            )
         })
     }
 
     fn expect_transaction(&self, call: &str) {
-        assert!(self.in_transaction, "{}: {call} outside a transaction", self.transactional_id);
+        assert!(
+            self.in_transaction,
+            "{}: {call} outside a transaction",
+            self.transactional_id
+        );
     }
 
     /// `init_transactions`.
     pub fn init(&mut self, log: &mut TxnLog, fault: Fault) -> Result<(), TxnError> {
-        assert!(!self.in_transaction, "{}: init_transactions inside a transaction", self.transactional_id);
+        assert!(
+            !self.in_transaction,
+            "{}: init_transactions inside a transaction",
+            self.transactional_id
+        );
         match fault {
             Fault::Fail(kind) => {
                 if kind == ErrorKind::TimedOut {
@@ -377,13 +434,18 @@ impl ModelProducer {
     /// `begin_transaction`: local to the client, as in Kafka.
     pub fn begin(&mut self, fault: Fault) -> Result<(), TxnError> {
         self.handle();
-        assert!(!self.in_transaction, "{}: begin_transaction while one is open", self.transactional_id);
+        assert!(
+            !self.in_transaction,
+            "{}: begin_transaction while one is open",
+            self.transactional_id
+        );
         if let Fault::Fail(kind) = fault {
             return Err(injected(kind, Op::Begin));
         }
         self.in_transaction = true;
         self.abort_required = false;
         self.commit_in_doubt = false;
+        self.commit_happened = false;
         Ok(())
     }
 
@@ -395,17 +457,22 @@ impl ModelProducer {
         partition: u32,
         key: &[u8],
         value: &[u8],
-        op: Op,
         fault: Fault,
     ) -> Result<(), TxnError> {
         self.expect_transaction("send");
-        assert!(!self.commit_in_doubt, "{}: send after a commit timed out", self.transactional_id);
+        assert!(
+            !self.commit_in_doubt,
+            "{}: send after a commit timed out",
+            self.transactional_id
+        );
         let result = match fault {
-            Fault::Fail(kind) => Err(injected(kind, op)),
-            Fault::FailAfterWrite(kind) => {
-                log.produce(self.handle(), topic, partition, key, Some(value)).and(Err(injected(kind, op)))
-            }
-            _ => log.produce(self.handle(), topic, partition, key, Some(value)).map(drop),
+            Fault::Fail(kind) => Err(injected(kind, Op::Produce)),
+            Fault::FailAfterWrite(kind) => log
+                .produce(self.handle(), topic, partition, key, Some(value))
+                .and(Err(injected(kind, Op::Produce))),
+            _ => log
+                .produce(self.handle(), topic, partition, key, Some(value))
+                .map(drop),
         };
         if result.is_err() {
             self.abort_required = true;
@@ -414,10 +481,19 @@ impl ModelProducer {
     }
 
     /// `send_offsets_to_transaction`.
-    pub fn send_offsets(&mut self, log: &mut TxnLog, group: &str, offset: u64, fault: Fault) -> Result<(), TxnError> {
+    pub fn send_offsets(
+        &mut self,
+        log: &mut TxnLog,
+        group: &str,
+        offset: u64,
+        fault: Fault,
+    ) -> Result<(), TxnError> {
         self.expect_transaction("send_offsets_to_transaction");
         if self.abort_required {
-            return Err(TxnError::new(ErrorKind::Abortable, "a send of this transaction failed"));
+            return Err(TxnError::new(
+                ErrorKind::Abortable,
+                "a send of this transaction failed",
+            ));
         }
         match fault {
             Fault::Fail(kind) => {
@@ -434,12 +510,14 @@ impl ModelProducer {
     pub fn commit(&mut self, log: &mut TxnLog, fault: Fault) -> Result<(), TxnError> {
         self.expect_transaction("commit_transaction");
         if self.abort_required {
-            return Err(TxnError::new(ErrorKind::Abortable, "a send of this transaction failed"));
+            return Err(TxnError::new(
+                ErrorKind::Abortable,
+                "a send of this transaction failed",
+            ));
         }
-        let already_committed = self.commit_in_doubt && !log.is_open(&self.transactional_id);
         let result = match fault {
             // A commit that already happened can only be confirmed.
-            _ if already_committed => log.end_transaction(self.handle(), true),
+            _ if self.commit_happened => log.end_transaction(self.handle(), true),
             Fault::Fail(kind) => {
                 if kind == ErrorKind::Abortable {
                     self.abort_required = true;
@@ -449,6 +527,7 @@ impl ModelProducer {
             Fault::CommitTimeout { committed } => {
                 if committed {
                     log.end_transaction(self.handle(), true)?;
+                    self.commit_happened = true;
                 }
                 self.commit_in_doubt = true;
                 Err(injected(ErrorKind::TimedOut, Op::Commit))
@@ -458,6 +537,7 @@ impl ModelProducer {
         if result.is_ok() {
             self.in_transaction = false;
             self.commit_in_doubt = false;
+            self.commit_happened = false;
         }
         result
     }
@@ -466,7 +546,7 @@ impl ModelProducer {
     pub fn abort(&mut self, log: &mut TxnLog, fault: Fault) -> Result<(), TxnError> {
         self.expect_transaction("abort_transaction");
         assert!(
-            !(self.commit_in_doubt && !log.is_open(&self.transactional_id)),
+            !self.commit_happened,
             "{}: aborted a transaction whose timed-out commit had happened",
             self.transactional_id
         );
@@ -564,7 +644,14 @@ impl<M: ModelMessage> ModelWorker<M> {
     pub fn new(mut machine: Machine<M>, topics: ModelTopics) -> Self {
         let producer = ModelProducer::new(machine.transactional_id());
         let actions = std::iter::from_fn(|| machine.poll_action()).collect();
-        ModelWorker { machine, producer, topics, actions, deliveries: VecDeque::new(), initialized: false }
+        ModelWorker {
+            machine,
+            producer,
+            topics,
+            actions,
+            deliveries: VecDeque::new(),
+            initialized: false,
+        }
     }
 
     /// The machine.
@@ -590,14 +677,25 @@ impl<M: ModelMessage> ModelWorker<M> {
     /// Hands the machine an event from outside the broker (input, recovery, a tick).
     pub fn handle(&mut self, now: Duration, event: Event<M>) -> Result<(), ProtocolError> {
         self.machine.handle(now, event)?;
-        self.actions.extend(std::iter::from_fn(|| self.machine.poll_action()));
+        self.actions
+            .extend(std::iter::from_fn(|| self.machine.poll_action()));
         Ok(())
     }
 
     /// Hands the machine the oldest delivery report.
     pub fn deliver(&mut self, now: Duration) -> Result<(), ProtocolError> {
-        let (transaction, bytes, result) = self.deliveries.pop_front().expect("a delivery report waits");
-        self.handle(now, Event::Delivered { transaction, bytes, result })
+        let (transaction, bytes, result) = self
+            .deliveries
+            .pop_front()
+            .expect("a delivery report waits");
+        self.handle(
+            now,
+            Event::Delivered {
+                transaction,
+                bytes,
+                result,
+            },
+        )
     }
 
     /// Executes the oldest action against `log`, asking `faults` what to inject into a call.
@@ -608,7 +706,12 @@ impl<M: ModelMessage> ModelWorker<M> {
         faults: &mut dyn FnMut(Op) -> Fault,
     ) -> Result<Executed, ProtocolError> {
         let action = self.actions.pop_front().expect("an action waits");
-        let observed = |observation| Executed { op: None, fault: Fault::None, result: None, observation: Some(observation) };
+        let observed = |observation| Executed {
+            op: None,
+            fault: Fault::None,
+            result: None,
+            observation: Some(observation),
+        };
         let (op, fault, result, event) = match action {
             Action::Status(status) => return Ok(observed(Observation::Status(status))),
             Action::Frontier(frontier) => return Ok(observed(Observation::Frontier(frontier))),
@@ -619,47 +722,92 @@ impl<M: ModelMessage> ModelWorker<M> {
                 let fault = faults(Op::Init);
                 let result = self.producer.init(log, fault);
                 self.initialized |= result.is_ok();
-                (Op::Init, fault, result.clone(), Some(Event::Initialized(result)))
+                (
+                    Op::Init,
+                    fault,
+                    result.clone(),
+                    Some(Event::Initialized(result)),
+                )
             }
             Action::BeginTransaction => {
                 let fault = faults(Op::Begin);
                 let result = self.producer.begin(fault);
                 (Op::Begin, fault, result.clone(), Some(Event::Began(result)))
             }
-            Action::Produce { transaction, bytes, message } => {
+            Action::Produce {
+                transaction,
+                bytes,
+                message,
+            } => {
                 let fault = faults(Op::Produce);
                 let topic = &self.topics.data;
-                let result = self.producer.send(log, topic, message.partition(), message.key(), message.value(), Op::Produce, fault);
-                self.deliveries.push_back((transaction, bytes, result.clone()));
+                let result = self.producer.send(
+                    log,
+                    topic,
+                    message.partition(),
+                    message.key(),
+                    message.value(),
+                    fault,
+                );
+                self.deliveries
+                    .push_back((transaction, bytes, result.clone()));
                 (Op::Produce, fault, result, None)
             }
-            Action::ProduceProgress { transaction, bytes, key, value } => {
+            Action::ProduceProgress {
+                transaction,
+                bytes,
+                key,
+                value,
+            } => {
                 let fault = faults(Op::ProduceProgress);
                 let topic = &self.topics.progress;
-                let result = self.producer.send(log, topic, 0, key.as_bytes(), &value, Op::ProduceProgress, fault);
-                self.deliveries.push_back((transaction, bytes, result.clone()));
+                let result = self
+                    .producer
+                    .send(log, topic, 0, key.as_bytes(), &value, fault);
+                self.deliveries
+                    .push_back((transaction, bytes, result.clone()));
                 (Op::ProduceProgress, fault, result, None)
             }
             Action::SendOffsets { group, offset } => {
                 let fault = faults(Op::SendOffsets);
                 let result = self.producer.send_offsets(log, &group, offset, fault);
-                (Op::SendOffsets, fault, result.clone(), Some(Event::OffsetsSent(result)))
+                (
+                    Op::SendOffsets,
+                    fault,
+                    result.clone(),
+                    Some(Event::OffsetsSent(result)),
+                )
             }
             Action::CommitTransaction => {
                 let fault = faults(Op::Commit);
                 let result = self.producer.commit(log, fault);
-                (Op::Commit, fault, result.clone(), Some(Event::Committed(result)))
+                (
+                    Op::Commit,
+                    fault,
+                    result.clone(),
+                    Some(Event::Committed(result)),
+                )
             }
             Action::AbortTransaction => {
                 let fault = faults(Op::Abort);
                 let result = self.producer.abort(log, fault);
-                (Op::Abort, fault, result.clone(), Some(Event::Aborted(result)))
+                (
+                    Op::Abort,
+                    fault,
+                    result.clone(),
+                    Some(Event::Aborted(result)),
+                )
             }
         };
         if let Some(event) = event {
             self.handle(now, event)?;
         }
-        Ok(Executed { op: Some(op), fault, result: Some(result), observation: None })
+        Ok(Executed {
+            op: Some(op),
+            fault,
+            result: Some(result),
+            observation: None,
+        })
     }
 }
 
@@ -670,7 +818,10 @@ mod tests {
     const TOPIC: &str = "data";
 
     fn values(log: &TxnLog, isolation: Isolation) -> Vec<Vec<u8>> {
-        log.read(TOPIC, 0, isolation).into_iter().map(|v| v.value.unwrap()).collect()
+        log.read(TOPIC, 0, isolation)
+            .into_iter()
+            .map(|v| v.value.unwrap())
+            .collect()
     }
 
     fn log() -> TxnLog {
@@ -706,10 +857,21 @@ mod tests {
         log.produce(&old, TOPIC, 0, b"k", Some(b"zombie")).unwrap();
         log.send_offsets(&old, "g", 7).unwrap();
         let new = log.init_transactions("t");
-        assert_eq!((new.producer_id, new.epoch), (old.producer_id, old.epoch + 1));
-        assert_eq!(log.entries(TOPIC, 0).last(), Some(&Entry::Marker { producer_id: old.producer_id, commit: false }));
+        assert_eq!(
+            (new.producer_id, new.epoch),
+            (old.producer_id, old.epoch + 1)
+        );
+        assert_eq!(
+            log.entries(TOPIC, 0).last(),
+            Some(&Entry::Marker {
+                producer_id: old.producer_id,
+                commit: false
+            })
+        );
         for error in [
-            log.produce(&old, TOPIC, 0, b"k", Some(b"late")).map(drop).unwrap_err(),
+            log.produce(&old, TOPIC, 0, b"k", Some(b"late"))
+                .map(drop)
+                .unwrap_err(),
             log.send_offsets(&old, "g", 8).unwrap_err(),
             log.end_transaction(&old, true).unwrap_err(),
         ] {
@@ -742,10 +904,17 @@ mod tests {
             let mut producer = ModelProducer::new("t");
             producer.init(&mut log, Fault::None).unwrap();
             producer.begin(Fault::None).unwrap();
-            producer.send(&mut log, TOPIC, 0, b"k", b"v", Op::Produce, Fault::None).unwrap();
-            let error = producer.commit(&mut log, Fault::CommitTimeout { committed }).unwrap_err();
+            producer
+                .send(&mut log, TOPIC, 0, b"k", b"v", Fault::None)
+                .unwrap();
+            let error = producer
+                .commit(&mut log, Fault::CommitTimeout { committed })
+                .unwrap_err();
             assert_eq!(error.kind, ErrorKind::TimedOut);
-            assert_eq!(values(&log, Isolation::ReadCommitted).len(), usize::from(committed));
+            assert_eq!(
+                values(&log, Isolation::ReadCommitted).len(),
+                usize::from(committed)
+            );
             // Even an injected abortable error cannot undo a commit that happened.
             producer.commit(&mut log, Fault::None).unwrap();
             assert_eq!(values(&log, Isolation::ReadCommitted), vec![b"v".to_vec()]);
@@ -759,13 +928,26 @@ mod tests {
         producer.init(&mut log, Fault::None).unwrap();
         producer.begin(Fault::None).unwrap();
         let error = producer
-            .send(&mut log, TOPIC, 0, b"k", b"v", Op::Produce, Fault::FailAfterWrite(ErrorKind::Retriable))
+            .send(
+                &mut log,
+                TOPIC,
+                0,
+                b"k",
+                b"v",
+                Fault::FailAfterWrite(ErrorKind::Retriable),
+            )
             .unwrap_err();
         assert_eq!(error.kind, ErrorKind::Retriable);
-        assert_eq!(producer.commit(&mut log, Fault::None).unwrap_err().kind, ErrorKind::Abortable);
+        assert_eq!(
+            producer.commit(&mut log, Fault::None).unwrap_err().kind,
+            ErrorKind::Abortable
+        );
         producer.abort(&mut log, Fault::None).unwrap();
         assert!(values(&log, Isolation::ReadCommitted).is_empty());
-        assert_eq!(values(&log, Isolation::ReadCommittedShowingAborted), vec![b"v".to_vec()]);
+        assert_eq!(
+            values(&log, Isolation::ReadCommittedShowingAborted),
+            vec![b"v".to_vec()]
+        );
     }
 
     #[test]
@@ -775,8 +957,12 @@ mod tests {
         let mut producer = ModelProducer::new("t");
         producer.init(&mut log, Fault::None).unwrap();
         producer.begin(Fault::None).unwrap();
-        producer.send(&mut log, TOPIC, 0, b"k", b"v", Op::Produce, Fault::None).unwrap();
-        producer.commit(&mut log, Fault::CommitTimeout { committed: true }).unwrap_err();
+        producer
+            .send(&mut log, TOPIC, 0, b"k", b"v", Fault::None)
+            .unwrap();
+        producer
+            .commit(&mut log, Fault::CommitTimeout { committed: true })
+            .unwrap_err();
         let _ = producer.abort(&mut log, Fault::None);
     }
 }

@@ -27,12 +27,18 @@ pub enum Point {
 
 impl Point {
     /// Nothing written yet.
-    pub const START: Point = Point::At { time: 0, position: None };
+    pub const START: Point = Point::At {
+        time: 0,
+        position: None,
+    };
 
     /// The point of a frontier: `Some(t)` means every time before `t`, `None` means done.
     pub fn frontier(frontier: Option<u64>) -> Point {
         match frontier {
-            Some(time) => Point::At { time, position: None },
+            Some(time) => Point::At {
+                time,
+                position: None,
+            },
             None => Point::Done,
         }
     }
@@ -50,7 +56,10 @@ impl Point {
     pub fn covers(&self, time: u64, position: &[u8]) -> bool {
         match self {
             Point::Done => true,
-            Point::At { time: frontier, position: last } => {
+            Point::At {
+                time: frontier,
+                position: last,
+            } => {
                 time < *frontier
                     || (time == *frontier && last.as_deref().is_some_and(|last| position <= last))
             }
@@ -78,7 +87,7 @@ impl Claim {
 
     /// Whether every key this claim is about is also one `other` is about.
     pub(crate) fn keys_within(&self, other: &Claim) -> bool {
-        self.workers % other.workers == 0 && self.worker % other.workers == other.worker
+        self.workers.is_multiple_of(other.workers) && self.worker % other.workers == other.worker
     }
 }
 
@@ -150,7 +159,9 @@ fn check_worker(workers: u32, worker: u32) -> Result<(), String> {
     if workers == 0 {
         Err("worker count is 0".to_string())
     } else if worker >= workers {
-        Err(format!("worker {worker} is not below the worker count {workers}"))
+        Err(format!(
+            "worker {worker} is not below the worker count {workers}"
+        ))
     } else {
         Ok(())
     }
@@ -159,7 +170,11 @@ fn check_worker(workers: u32, worker: u32) -> Result<(), String> {
 impl ProgressRecord {
     /// The claim the record makes about its own worker's keys.
     pub fn claim(&self) -> Claim {
-        Claim { workers: self.workers, worker: self.worker, point: self.point.clone() }
+        Claim {
+            workers: self.workers,
+            worker: self.worker,
+            point: self.point.clone(),
+        }
     }
 
     /// The record's value as JSON bytes.
@@ -177,7 +192,12 @@ impl ProgressRecord {
                 .iter()
                 .map(|claim| {
                     let (frontier, position) = point_to_wire(&claim.point);
-                    WireClaim { workers: claim.workers, worker: claim.worker, frontier, position }
+                    WireClaim {
+                        workers: claim.workers,
+                        worker: claim.worker,
+                        frontier,
+                        position,
+                    }
                 })
                 .collect(),
         };
@@ -186,8 +206,10 @@ impl ProgressRecord {
 
     /// Parses the value stored at `key`. `key` is only used to name the record in errors.
     pub fn parse(key: &str, value: &[u8]) -> Result<ProgressRecord, ProtocolError> {
-        let malformed =
-            |problem: String| ProtocolError::MalformedRecord { key: key.to_string(), problem };
+        let malformed = |problem: String| ProtocolError::MalformedRecord {
+            key: key.to_string(),
+            problem,
+        };
         let wire: WireRecord = serde_json::from_slice(value).map_err(|error| {
             malformed(format!("{error} in {:?}", String::from_utf8_lossy(value)))
         })?;
@@ -199,10 +221,13 @@ impl ProgressRecord {
             });
         }
         if wire.version == 0 {
-            return Err(malformed("version 0 was never written by outflow".to_string()));
+            return Err(malformed(
+                "version 0 was never written by outflow".to_string(),
+            ));
         }
         check_worker(wire.workers, wire.worker).map_err(&malformed)?;
-        let point = point_from_wire(&wire.frontier, wire.position.as_deref()).map_err(&malformed)?;
+        let point =
+            point_from_wire(&wire.frontier, wire.position.as_deref()).map_err(&malformed)?;
         let base = wire
             .base
             .iter()
@@ -210,11 +235,21 @@ impl ProgressRecord {
             .map(|(index, claim)| {
                 check_worker(claim.workers, claim.worker)
                     .and_then(|()| point_from_wire(&claim.frontier, claim.position.as_deref()))
-                    .map(|point| Claim { workers: claim.workers, worker: claim.worker, point })
+                    .map(|point| Claim {
+                        workers: claim.workers,
+                        worker: claim.worker,
+                        point,
+                    })
                     .map_err(|problem| malformed(format!("base claim {index}: {problem}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ProgressRecord { seq: wire.seq, workers: wire.workers, worker: wire.worker, point, base })
+        Ok(ProgressRecord {
+            seq: wire.seq,
+            workers: wire.workers,
+            worker: wire.worker,
+            point,
+            base,
+        })
     }
 }
 
@@ -233,7 +268,10 @@ mod tests {
     use super::*;
 
     fn at(time: u64, position: Option<&[u8]>) -> Point {
-        Point::At { time, position: position.map(<[u8]>::to_vec) }
+        Point::At {
+            time,
+            position: position.map(<[u8]>::to_vec),
+        }
     }
 
     #[test]
@@ -270,7 +308,10 @@ mod tests {
             String::from_utf8(record.to_json()).unwrap(),
             r#"{"version":1,"seq":12,"frontier":[40],"workers":3,"worker":1}"#
         );
-        let done = ProgressRecord { point: Point::Done, ..record };
+        let done = ProgressRecord {
+            point: Point::Done,
+            ..record
+        };
         assert_eq!(
             String::from_utf8(done.to_json()).unwrap(),
             r#"{"version":1,"seq":12,"frontier":[],"workers":3,"worker":1}"#
@@ -285,9 +326,21 @@ mod tests {
             worker: 0,
             point: at(9, Some(&[0, 0xfe, b'k'])),
             base: vec![
-                Claim { workers: 1, worker: 0, point: at(4, None) },
-                Claim { workers: 3, worker: 2, point: at(6, Some(b"q")) },
-                Claim { workers: 3, worker: 1, point: Point::Done },
+                Claim {
+                    workers: 1,
+                    worker: 0,
+                    point: at(4, None),
+                },
+                Claim {
+                    workers: 3,
+                    worker: 2,
+                    point: at(6, Some(b"q")),
+                },
+                Claim {
+                    workers: 3,
+                    worker: 1,
+                    point: Point::Done,
+                },
             ],
         };
         let json = record.to_json();
@@ -299,10 +352,22 @@ mod tests {
     fn malformed_records_name_the_key_and_the_problem() {
         let cases: &[(&str, &str)] = &[
             ("not json", "expected"),
-            (r#"{"version":1,"frontier":[1],"workers":1,"worker":0}"#, "missing field `seq`"),
-            (r#"{"version":1,"seq":1,"frontier":[1,2],"workers":1,"worker":0}"#, "at most one"),
-            (r#"{"version":1,"seq":1,"frontier":[1],"workers":2,"worker":2}"#, "not below"),
-            (r#"{"version":1,"seq":1,"frontier":[1],"workers":0,"worker":0}"#, "worker count is 0"),
+            (
+                r#"{"version":1,"frontier":[1],"workers":1,"worker":0}"#,
+                "missing field `seq`",
+            ),
+            (
+                r#"{"version":1,"seq":1,"frontier":[1,2],"workers":1,"worker":0}"#,
+                "at most one",
+            ),
+            (
+                r#"{"version":1,"seq":1,"frontier":[1],"workers":2,"worker":2}"#,
+                "not below",
+            ),
+            (
+                r#"{"version":1,"seq":1,"frontier":[1],"workers":0,"worker":0}"#,
+                "worker count is 0",
+            ),
             (
                 r#"{"version":1,"seq":1,"frontier":[],"workers":1,"worker":0,"position":"00"}"#,
                 "non-empty frontier",
@@ -315,7 +380,10 @@ mod tests {
                 r#"{"version":1,"seq":1,"frontier":[1],"workers":1,"worker":0,"base":[{"workers":2,"worker":5,"frontier":[]}]}"#,
                 "base claim 0",
             ),
-            (r#"{"version":0,"seq":1,"frontier":[1],"workers":1,"worker":0}"#, "version 0"),
+            (
+                r#"{"version":0,"seq":1,"frontier":[1],"workers":1,"worker":0}"#,
+                "version 0",
+            ),
         ];
         for (value, problem) in cases {
             let error = ProgressRecord::parse("sink-9/0", value.as_bytes()).unwrap_err();
@@ -334,7 +402,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             error,
-            ProtocolError::UnsupportedVersion { key: "s/0".into(), version: 2, supported: 1 }
+            ProtocolError::UnsupportedVersion {
+                key: "s/0".into(),
+                version: 2,
+                supported: 1
+            }
         );
         assert!(error.to_string().contains("upgrade outflow"));
     }

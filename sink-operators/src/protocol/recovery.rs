@@ -65,22 +65,36 @@ pub enum Disagreement {
 impl fmt::Display for Disagreement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Disagreement::MissingRecord { worker, offset, fallback: Some(seq) } => write!(
+            Disagreement::MissingRecord {
+                worker,
+                offset,
+                fallback: Some(seq),
+            } => write!(
                 f,
                 "worker {worker}: the progress group offset names record {offset}, which is not in \
                  the progress topic; resumed from record {seq}"
             ),
-            Disagreement::MissingRecord { worker, offset, fallback: None } => write!(
+            Disagreement::MissingRecord {
+                worker,
+                offset,
+                fallback: None,
+            } => write!(
                 f,
                 "worker {worker}: the progress group offset names record {offset}, which is not in \
                  the progress topic, and no earlier record exists; its keys resume from the start"
             ),
-            Disagreement::MissingOffset { worker, fallback: Some(seq) } => write!(
+            Disagreement::MissingOffset {
+                worker,
+                fallback: Some(seq),
+            } => write!(
                 f,
                 "worker {worker}: no committed progress group offset (expired?); resumed from its \
                  newest record {seq}"
             ),
-            Disagreement::MissingOffset { worker, fallback: None } => write!(
+            Disagreement::MissingOffset {
+                worker,
+                fallback: None,
+            } => write!(
                 f,
                 "worker {worker}: no committed progress group offset, and the progress reader may \
                  show aborted records, so none of its records is trusted; its keys may be written \
@@ -138,7 +152,10 @@ impl ProgressScan {
     /// `read_committed` consumer on a broker whose fetch sends no aborted-transaction list
     /// (Tansu). Only records named by a committed offset are trusted then.
     pub fn showing_aborted(names: &SinkNames) -> Self {
-        ProgressScan { shows_aborted: true, ..Self::new(names) }
+        ProgressScan {
+            shows_aborted: true,
+            ..Self::new(names)
+        }
     }
 
     /// Adds the next record of the progress topic. A `None` value (a tombstone) forgets the
@@ -173,7 +190,9 @@ impl ProgressScan {
     /// The transactional ids of previous workers that a run of `new_workers` will not take over:
     /// fence them (`init_transactions` with a throwaway producer) before reading again.
     pub fn retired_transactional_ids(&self, new_workers: u32) -> Vec<String> {
-        (new_workers..self.highest_workers).map(|w| self.names.transactional_id(w)).collect()
+        (new_workers..self.highest_workers)
+            .map(|w| self.names.transactional_id(w))
+            .collect()
     }
 
     /// Computes where a run of `new_workers` resumes, given the committed offset (a `seq`) of
@@ -238,7 +257,10 @@ impl ProgressScan {
             .or_else(|| previous.iter().max_by_key(|p| p.seq))
             .map(|p| p.workers);
         let highest_offset = offsets.values().copied().max();
-        let next_seq = self.highest_seq.max(highest_offset).map_or(1, |seq| seq + 1);
+        let next_seq = self
+            .highest_seq
+            .max(highest_offset)
+            .map_or(1, |seq| seq + 1);
         Recovery {
             workers: new_workers,
             previous_workers,
@@ -276,7 +298,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-fn point_for<'a>(claims: &'a [Claim], key_hash: u64) -> &'a Point {
+fn point_for(claims: &[Claim], key_hash: u64) -> &Point {
     claims
         .iter()
         .filter(|claim| claim.covers_key(key_hash))
@@ -287,7 +309,11 @@ fn point_for<'a>(claims: &'a [Claim], key_hash: u64) -> &'a Point {
 
 /// The least point of the keys whose hash is `worker` modulo `workers`.
 fn min_over_class(claims: &[Claim], workers: u32, worker: u32) -> Point {
-    let class = Claim { workers, worker, point: Point::START };
+    let class = Claim {
+        workers,
+        worker,
+        point: Point::START,
+    };
     let mut modulus = u64::from(workers);
     for claim in claims {
         let other = u64::from(claim.workers);
@@ -315,7 +341,9 @@ impl Resume {
     pub fn new(claims: impl IntoIterator<Item = Claim>) -> Resume {
         let mut best: BTreeMap<(u32, u32), Point> = BTreeMap::new();
         for claim in claims {
-            let entry = best.entry((claim.workers, claim.worker)).or_insert(Point::START);
+            let entry = best
+                .entry((claim.workers, claim.worker))
+                .or_insert(Point::START);
             if claim.point > *entry {
                 *entry = claim.point;
             }
@@ -323,13 +351,21 @@ impl Resume {
         let mut claims: Vec<Claim> = best
             .into_iter()
             .filter(|(_, point)| *point > Point::START)
-            .map(|((workers, worker), point)| Claim { workers, worker, point })
+            .map(|((workers, worker), point)| Claim {
+                workers,
+                worker,
+                point,
+            })
             .collect();
         let min = min_over_class(&claims, 1, 0);
         if min > Point::START {
             // A claim about every key lets every claim at or below the minimum go.
             claims.retain(|claim| claim.workers != 1);
-            claims.push(Claim { workers: 1, worker: 0, point: min.clone() });
+            claims.push(Claim {
+                workers: 1,
+                worker: 0,
+                point: min.clone(),
+            });
         }
         let dominated: Vec<bool> = claims
             .iter()
@@ -349,7 +385,10 @@ impl Resume {
 
     /// Nothing written: a new sink.
     pub fn fresh() -> Resume {
-        Resume { claims: Vec::new(), min: Point::START }
+        Resume {
+            claims: Vec::new(),
+            min: Point::START,
+        }
     }
 
     /// The claims, least worker count first. Worker 0 of the new run records them as its `base`.
@@ -381,7 +420,10 @@ impl Resume {
     /// The least point over the keys worker `worker` of `workers` owns: where its own progress
     /// starts.
     pub fn start_for_worker(&self, worker: u32, workers: u32) -> Point {
-        assert!(worker < workers, "worker {worker} is not below the worker count {workers}");
+        assert!(
+            worker < workers,
+            "worker {worker} is not below the worker count {workers}"
+        );
         min_over_class(&self.claims, workers, worker)
     }
 }
@@ -404,19 +446,36 @@ mod tests {
     }
 
     fn at(time: u64) -> Point {
-        Point::At { time, position: None }
+        Point::At {
+            time,
+            position: None,
+        }
     }
 
     fn chunk(time: u64, position: &[u8]) -> Point {
-        Point::At { time, position: Some(position.to_vec()) }
+        Point::At {
+            time,
+            position: Some(position.to_vec()),
+        }
     }
 
     fn record(seq: u64, workers: u32, worker: u32, point: Point, base: Vec<Claim>) -> Vec<u8> {
-        ProgressRecord { seq, workers, worker, point, base }.to_json()
+        ProgressRecord {
+            seq,
+            workers,
+            worker,
+            point,
+            base,
+        }
+        .to_json()
     }
 
     fn claim(workers: u32, worker: u32, point: Point) -> Claim {
-        Claim { workers, worker, point }
+        Claim {
+            workers,
+            worker,
+            point,
+        }
     }
 
     fn scan(records: &[(&str, Vec<u8>)]) -> ProgressScan {
@@ -470,7 +529,10 @@ mod tests {
         assert_eq!(recovery.resume_time(), Some(20));
         assert_eq!(
             recovery.disagreements,
-            vec![Disagreement::MissingOffset { worker: 0, fallback: Some(6) }]
+            vec![Disagreement::MissingOffset {
+                worker: 0,
+                fallback: Some(6)
+            }]
         );
         assert!(recovery.disagreements[0].to_string().contains("expired"));
     }
@@ -492,12 +554,19 @@ mod tests {
         assert!(!should_skip(1, 0, b"", &recovery.resume));
         assert_eq!(
             recovery.disagreements,
-            vec![Disagreement::MissingOffset { worker: 1, fallback: None }]
+            vec![Disagreement::MissingOffset {
+                worker: 1,
+                fallback: None
+            }]
         );
         let recovery = scan.recover(&offsets(&[(0, 9), (1, 5)]), 2);
         assert_eq!(
             recovery.disagreements,
-            vec![Disagreement::MissingRecord { worker: 0, offset: 9, fallback: None }]
+            vec![Disagreement::MissingRecord {
+                worker: 0,
+                offset: 9,
+                fallback: None
+            }]
         );
         assert!(!should_skip(0, 0, b"", &recovery.resume));
     }
@@ -515,12 +584,20 @@ mod tests {
         assert_eq!(recovery.next_seq, 13);
         assert_eq!(
             recovery.disagreements,
-            vec![Disagreement::MissingRecord { worker: 0, offset: 9, fallback: Some(6) }]
+            vec![Disagreement::MissingRecord {
+                worker: 0,
+                offset: 9,
+                fallback: Some(6)
+            }]
         );
         let lonely = ProgressScan::new(&names()).recover(&offsets(&[(1, 4)]), 1);
         assert_eq!(
             lonely.disagreements,
-            vec![Disagreement::MissingRecord { worker: 1, offset: 4, fallback: None }]
+            vec![Disagreement::MissingRecord {
+                worker: 1,
+                offset: 4,
+                fallback: None
+            }]
         );
         assert_eq!(lonely.next_seq, 5);
     }
@@ -532,12 +609,18 @@ mod tests {
             ("s1/1", record(4, 3, 1, at(4), vec![])),
             ("s1/2", record(8, 3, 2, at(7), vec![])),
         ]);
-        assert_eq!(scan.retired_transactional_ids(2), vec!["tx-s1-2".to_string()]);
+        assert_eq!(
+            scan.retired_transactional_ids(2),
+            vec!["tx-s1-2".to_string()]
+        );
         assert!(scan.retired_transactional_ids(3).is_empty());
         assert_eq!(scan.workers_with_records(), vec![0, 1, 2]);
         let recovery = scan.recover(&offsets(&[(0, 3), (1, 4), (2, 8)]), 2);
         assert_eq!(recovery.previous_workers, Some(3));
-        assert_eq!(recovery.retired_transactional_ids, vec!["tx-s1-2".to_string()]);
+        assert_eq!(
+            recovery.retired_transactional_ids,
+            vec!["tx-s1-2".to_string()]
+        );
         assert_eq!(recovery.resume_time(), Some(4));
         assert_eq!(recovery.next_seq, 9);
         for hash in 0..30u64 {
@@ -564,10 +647,19 @@ mod tests {
         assert_eq!(recovery.resume_time(), Some(10));
         for hash in 0..12u64 {
             let frontier = if hash % 3 == 1 { 15 } else { 10 };
-            assert!(should_skip(hash, frontier - 1, b"", &recovery.resume), "hash {hash}");
-            assert!(!should_skip(hash, frontier, b"", &recovery.resume), "hash {hash}");
+            assert!(
+                should_skip(hash, frontier - 1, b"", &recovery.resume),
+                "hash {hash}"
+            );
+            assert!(
+                !should_skip(hash, frontier, b"", &recovery.resume),
+                "hash {hash}"
+            );
         }
-        assert_eq!(recovery.resume.claims(), &[claim(1, 0, at(10)), claim(3, 1, at(15))]);
+        assert_eq!(
+            recovery.resume.claims(),
+            &[claim(1, 0, at(10)), claim(3, 1, at(15))]
+        );
     }
 
     #[test]
@@ -603,7 +695,9 @@ mod tests {
         assert!(scan.workers_with_records().is_empty());
         let error = scan.push(b"s1/0", Some(b"garbage")).unwrap_err();
         assert!(error.to_string().contains("\"s1/0\""), "{error}");
-        let error = scan.push(b"s1/1", Some(&record(1, 2, 0, at(3), vec![]))).unwrap_err();
+        let error = scan
+            .push(b"s1/1", Some(&record(1, 2, 0, at(3), vec![])))
+            .unwrap_err();
         assert!(error.to_string().contains("written by worker 0"), "{error}");
     }
 

@@ -204,7 +204,14 @@ pub enum ExprKind {
     Str(String),
     Number(String),
     /// `expr::type` or `CAST(expr AS type)`; the type as written.
-    Cast { expr: Box<Expr>, type_name: String, type_pos: Position },
+    Cast {
+        expr: Box<Expr>,
+        type_name: String,
+        type_pos: Position,
+    },
     Concat(Box<Expr>, Box<Expr>),
-    Call { name: Ident, args: Vec<Expr> },
+    Call {
+        name: Ident,
+        args: Vec<Expr>,
+    },
 }

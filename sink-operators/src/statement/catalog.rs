@@ -8,10 +8,9 @@ use serde::Serialize;
 
 use super::parser::parse_statements;
 use crate::spec::{
-    avro_of, ClusterSpec, ConnectionSpec, Notice, Part, Position, RegistrySpec, SecretRef, SecretSpec, Site, Sites,
-    SinkSpec, SpecError, StringOrSecret, TableSpec,
+    avro_of, ClusterSpec, ConnectionSpec, Notice, Part, Position, RegistrySpec, SecretRef, SecretSpec, SinkSpec, Site,
+    Sites, SpecError, StringOrSecret, TableSpec,
 };
-use outflow_encoders::DocTarget;
 
 /// Secrets, connections, tables and sinks share one namespace, as in Materialize; clusters
 /// have their own.
@@ -205,7 +204,7 @@ impl Catalog {
     }
 
     /// Adds a sink after checking what it names: its table (if it names one, with the same
-    /// columns), cluster, Kafka connection, schema registry connections and `DOC ON` targets.
+    /// columns), cluster, Kafka connection and schema registry connections.
     pub fn add_sink(&mut self, sink: SinkSpec) -> Result<(), SpecError> {
         self.check_new_item(&sink.name, None)?;
         self.check_sink_refs(&sink, &Sites::default())?;
@@ -254,7 +253,11 @@ impl Catalog {
         }
     }
 
-    pub(super) fn check_secret_refs(&self, refs: &[(&'static str, &SecretRef)], sites: &Sites) -> Result<(), SpecError> {
+    pub(super) fn check_secret_refs(
+        &self,
+        refs: &[(&'static str, &SecretRef)],
+        sites: &Sites,
+    ) -> Result<(), SpecError> {
         for (option, secret) in refs {
             self.resolve_secret(secret.name(), sites.at(Site::Option(option)))?;
         }
@@ -265,8 +268,10 @@ impl Catalog {
     pub(super) fn resolve_sink_source(&self, name: &str, at: Option<Position>) -> Result<&TableSpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Table(t)) => Ok(t),
-            Some(other) => Err(SpecError::new(format!("{name} is a {}, which cannot be exported as a sink", other.kind()))
-                .at_opt(at)),
+            Some(other) => {
+                Err(SpecError::new(format!("{name} is a {}, which cannot be exported as a sink", other.kind()))
+                    .at_opt(at))
+            }
             None => Err(Self::unknown(name, at)),
         }
     }
@@ -308,27 +313,8 @@ impl Catalog {
         }
         self.resolve_kafka(&sink.connection, sites.at(Site::Connection))?;
         for (part, format) in [(Part::Key, sink.key_format.as_ref()), (Part::Value, Some(&sink.value_format))] {
-            let Some(avro) = format.and_then(avro_of) else { continue };
-            self.resolve_registry(&avro.registry, sites.at(Site::Registry(part)))?;
-            for (i, doc) in avro.docs.iter().enumerate() {
-                let at = sites.at(Site::Doc(part, i));
-                let (relation, column) = match &doc.target {
-                    DocTarget::Type(relation) => (relation, None),
-                    DocTarget::Column { relation, column } => (relation, Some(column)),
-                };
-                let table = match self.items.get(relation) {
-                    Some(Item::Table(t)) => t,
-                    Some(_) => return Err(SpecError::new(format!("\"{relation}\" is not a table")).at_opt(at)),
-                    None => return Err(Self::unknown(relation, at)),
-                };
-                if let Some(column) = column {
-                    if table.desc.get_by_name(column).is_none() {
-                        return Err(SpecError::new(format!(
-                            "column \"{column}\" of relation \"{relation}\" does not exist"
-                        ))
-                        .at_opt(at));
-                    }
-                }
+            if let Some(avro) = format.and_then(avro_of) {
+                self.resolve_registry(&avro.registry, sites.at(Site::Registry(part)))?;
             }
         }
         Ok(())

@@ -6,7 +6,10 @@ use crate::spec::{Position, SpecError};
 pub(crate) enum TokenKind {
     /// A keyword or identifier. `text` is as written; `quoted` words keep their case and are
     /// never keywords.
-    Word { text: String, quoted: bool },
+    Word {
+        text: String,
+        quoted: bool,
+    },
     /// A single-quoted string, with `''` unescaped.
     Str(String),
     /// An unsigned number as written: `12`, `1.5`, `2e3`.
@@ -81,7 +84,11 @@ impl TokenKind {
             TokenKind::Concat => "||",
             TokenKind::Dot => ".",
             TokenKind::Minus => "-",
-            TokenKind::Word { .. } | TokenKind::Str(_) | TokenKind::Number(_) | TokenKind::Other(_) | TokenKind::Eof => "",
+            TokenKind::Word { .. }
+            | TokenKind::Str(_)
+            | TokenKind::Number(_)
+            | TokenKind::Other(_)
+            | TokenKind::Eof => "",
         }
     }
 }
@@ -158,14 +165,14 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, SpecError> {
             }
             '\'' => {
                 cur.bump();
-                TokenKind::Str(quoted(&mut cur, '\'').ok_or_else(|| {
-                    SpecError::new("unterminated quoted string").at(pos)
-                })?)
+                TokenKind::Str(
+                    quoted(&mut cur, '\'').ok_or_else(|| SpecError::new("unterminated quoted string").at(pos))?,
+                )
             }
             '"' => {
                 cur.bump();
-                let text = quoted(&mut cur, '"')
-                    .ok_or_else(|| SpecError::new("unterminated quoted identifier").at(pos))?;
+                let text =
+                    quoted(&mut cur, '"').ok_or_else(|| SpecError::new("unterminated quoted identifier").at(pos))?;
                 if text.is_empty() {
                     return Err(SpecError::new("zero-length delimited identifier").at(pos));
                 }
@@ -306,7 +313,10 @@ mod tests {
     #[test]
     fn bad_input_is_an_error_with_a_position() {
         let err = tokenize("x 'open").unwrap_err();
-        assert_eq!((err.message.as_str(), err.position), ("unterminated quoted string", Some(Position { line: 1, column: 3 })));
+        assert_eq!(
+            (err.message.as_str(), err.position),
+            ("unterminated quoted string", Some(Position { line: 1, column: 3 }))
+        );
         assert_eq!(kinds("count(*)")[2], TokenKind::Other('*'));
         assert!(tokenize("\"\"").is_err());
         assert!(tokenize("/* never closed").is_err());

@@ -295,7 +295,11 @@ impl Parser {
         let (kind, defs, context) = if self.eat_keyword("KAFKA") {
             (ConnectionKind::Kafka, KAFKA_CONNECTION_OPTIONS, "KAFKA CONNECTION")
         } else if self.eat_keywords(&["CONFLUENT", "SCHEMA", "REGISTRY"]) {
-            (ConnectionKind::ConfluentSchemaRegistry, REGISTRY_CONNECTION_OPTIONS, "CONFLUENT SCHEMA REGISTRY CONNECTION")
+            (
+                ConnectionKind::ConfluentSchemaRegistry,
+                REGISTRY_CONNECTION_OPTIONS,
+                "CONFLUENT SCHEMA REGISTRY CONNECTION",
+            )
         } else {
             return Err(self.unexpected("KAFKA or CONFLUENT SCHEMA REGISTRY"));
         };
@@ -509,7 +513,9 @@ impl Parser {
             } else if matches!(token.kind, TokenKind::Semicolon | TokenKind::Eof) {
                 return Ok(sink);
             } else {
-                return Err(self.unexpected("KEY, HEADERS, FORMAT, KEY FORMAT, ENVELOPE, WITH or the end of the statement"));
+                return Err(
+                    self.unexpected("KEY, HEADERS, FORMAT, KEY FORMAT, ENVELOPE, WITH or the end of the statement")
+                );
             }
         }
     }
@@ -529,14 +535,17 @@ impl Parser {
         } else if self.eat_keyword("AVRO") {
             self.expect_keywords(&["USING", "CONFLUENT", "SCHEMA", "REGISTRY", "CONNECTION"])?;
             let registry = self.ident("a schema registry connection name")?;
-            let options = if self.peek().kind == TokenKind::LParen { self.registry_format_options()? } else { Vec::new() };
+            let options =
+                if self.peek().kind == TokenKind::LParen { self.registry_format_options()? } else { Vec::new() };
             for (words, name) in [
                 (&["SEED"][..], "SEED"),
                 (&["KEY", "STRATEGY"][..], "KEY STRATEGY"),
                 (&["VALUE", "STRATEGY"][..], "VALUE STRATEGY"),
             ] {
                 if self.peek_keywords(words) {
-                    return Err(SpecError::new(format!("{name} option does not make sense with sinks")).at(self.peek().pos));
+                    return Err(
+                        SpecError::new(format!("{name} option does not make sense with sinks")).at(self.peek().pos)
+                    );
                 }
             }
             FormatKind::Avro { registry, options }
@@ -698,7 +707,8 @@ impl Parser {
                     _ => return Err(self.unexpected(&format!("an integer for {name}"))),
                 };
                 let parsed = digits.parse::<i64>().map(|n| if negative { -n } else { n });
-                let n = parsed.map_err(|_| SpecError::new(format!("{name} must be an integer, not {digits}")).at(token.pos))?;
+                let n = parsed
+                    .map_err(|_| SpecError::new(format!("{name} must be an integer, not {digits}")).at(token.pos))?;
                 self.advance();
                 return Ok(OptionValue::Int(n));
             }
@@ -895,10 +905,10 @@ mod tests {
 
     #[test]
     fn table_types_and_constraints() {
-        let Statement::CreateTable(t) = one(
-            "create table t (a numeric(10, 2) not null, b timestamp(3) with time zone unique, \
-             c map[text => int8] primary key, d text[], CONSTRAINT u UNIQUE (a, b))",
-        ) else {
+        let Statement::CreateTable(t) =
+            one("create table t (a numeric(10, 2) not null, b timestamp(3) with time zone unique, \
+             c map[text => int8] primary key, d text[], CONSTRAINT u UNIQUE (a, b))")
+        else {
             panic!("not a table")
         };
         let types: Vec<&str> = t.columns.iter().map(|c| c.type_name.as_str()).collect();
@@ -925,14 +935,17 @@ mod tests {
 
     #[test]
     fn options_with_and_without_equals() {
-        let Statement::CreateConnection(c) = one(
-            "CREATE CONNECTION k TO KAFKA (BROKER 'b:9092', SASL MECHANISMS = 'PLAIN', SASL USERNAME SECRET u, \
-             SASL PASSWORD = SECRET p, PROGRESS TOPIC REPLICATION FACTOR 3)",
-        ) else {
+        let Statement::CreateConnection(c) =
+            one("CREATE CONNECTION k TO KAFKA (BROKER 'b:9092', SASL MECHANISMS = 'PLAIN', SASL USERNAME SECRET u, \
+             SASL PASSWORD = SECRET p, PROGRESS TOPIC REPLICATION FACTOR 3)")
+        else {
             panic!("not a connection")
         };
         let names: Vec<&str> = c.options.iter().map(|o| o.name).collect();
-        assert_eq!(names, ["BROKER", "SASL MECHANISMS", "SASL USERNAME", "SASL PASSWORD", "PROGRESS TOPIC REPLICATION FACTOR"]);
+        assert_eq!(
+            names,
+            ["BROKER", "SASL MECHANISMS", "SASL USERNAME", "SASL PASSWORD", "PROGRESS TOPIC REPLICATION FACTOR"]
+        );
         assert!(matches!(c.options[4].value, OptionValue::Int(3)));
     }
 
@@ -951,7 +964,8 @@ mod tests {
 
     #[test]
     fn parse_errors_point_at_the_token() {
-        let err = parse_statements("CREATE SINK s\n  FROM t INTO KAFKA CONNECTION k (TOPIC 't', TOPIC 'u')").unwrap_err();
+        let err =
+            parse_statements("CREATE SINK s\n  FROM t INTO KAFKA CONNECTION k (TOPIC 't', TOPIC 'u')").unwrap_err();
         assert_eq!(err.message, "TOPIC specified more than once");
         assert_eq!(err.position, Some(Position { line: 2, column: 46 }));
         let err = parse_statements("CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPICS 't')").unwrap_err();

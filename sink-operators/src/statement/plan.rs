@@ -10,8 +10,9 @@ use outflow_encoders::{AvroFormatSpec, CompatibilityLevel, DocComment, DocScope,
 use super::ast::*;
 use super::catalog::{Catalog, Item};
 use crate::spec::{
-    parse_duration, ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, Notice, Part, Position, RegistryBuilder,
-    SaslMechanism, SecretSpec, SecurityProtocol, Site, Sites, SinkSpec, SpecError, StringOrSecret, TableSpec,
+    parse_duration, ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, Notice, Part, Position,
+    RegistryBuilder, SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec, Site, Sites, SpecError, StringOrSecret,
+    TableSpec,
 };
 
 impl Catalog {
@@ -25,11 +26,8 @@ impl Catalog {
             Statement::CreateCluster(s) => (&s.name, s.if_not_exists, true),
             Statement::CreateSink(s) => (&s.name, s.if_not_exists, false),
         };
-        let existing = if is_cluster {
-            self.cluster(&name.name).map(|_| "cluster")
-        } else {
-            self.item_kind(&name.name)
-        };
+        let existing =
+            if is_cluster { self.cluster(&name.name).map(|_| "cluster") } else { self.item_kind(&name.name) };
         if let (Some(kind), true) = (existing, if_not_exists) {
             return Ok(vec![Notice {
                 message: format!("{kind} \"{}\" already exists, skipping", name.name),
@@ -195,8 +193,9 @@ impl Catalog {
                     let mut seen = HashSet::new();
                     for (key, value, pos) in entries {
                         if !seen.insert(key) {
-                            return Err(SpecError::new(format!("TOPIC CONFIG key '{key}' specified more than once"))
-                                .at(*pos));
+                            return Err(
+                                SpecError::new(format!("TOPIC CONFIG key '{key}' specified more than once")).at(*pos)
+                            );
                         }
                         builder = builder.topic_config(key, value);
                     }
@@ -244,9 +243,11 @@ impl Catalog {
                 builder = builder.format(format_spec(format, &[Part::Key, Part::Value], &mut sites)?);
             }
             Some(FormatClause::KeyValue { key, value }) => {
-                builder = builder
-                    .key_format(format_spec(key, &[Part::Key], &mut sites)?)
-                    .value_format(format_spec(value, &[Part::Value], &mut sites)?);
+                builder = builder.key_format(format_spec(key, &[Part::Key], &mut sites)?).value_format(format_spec(
+                    value,
+                    &[Part::Value],
+                    &mut sites,
+                )?);
             }
             None => {}
         }
@@ -376,7 +377,9 @@ fn format_spec(format: &Format, parts: &[Part], sites: &mut Sites) -> Result<For
             ("NULL DEFAULTS", OptionValue::Bool(b)) => avro.null_defaults = *b,
             ("DOC ON", OptionValue::Doc(doc, text)) => avro.docs.push(DocComment {
                 target: match &doc.column {
-                    Some(column) => DocTarget::Column { relation: doc.relation.name.clone(), column: column.name.clone() },
+                    Some(column) => {
+                        DocTarget::Column { relation: doc.relation.name.clone(), column: column.name.clone() }
+                    }
                     None => DocTarget::Type(doc.relation.name.clone()),
                 },
                 scope: match doc.part {
