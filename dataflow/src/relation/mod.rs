@@ -1,6 +1,7 @@
 //! The relation model: column types, values, packed rows and relation descriptions.
 
 pub mod desc;
+mod order;
 pub mod row;
 pub mod scalar;
 pub mod values;

@@ -75,7 +75,7 @@ impl<'a> Datum<'a> {
 
     /// The tag of the packed encoding, which is also the order between datums of different
     /// kinds (NULL first, as a missing value).
-    fn tag(&self) -> u8 {
+    pub(crate) fn tag(&self) -> u8 {
         match self {
             Datum::Null => 0,
             Datum::False => 1,
@@ -151,7 +151,7 @@ impl Ord for Datum<'_> {
 }
 
 /// A packed list of datums borrowed from a row (a list or a record value).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct DatumList<'a> {
     data: &'a [u8],
 }
@@ -177,7 +177,7 @@ impl fmt::Debug for DatumList<'_> {
 }
 
 /// A packed map from text to datums, in key order, borrowed from a row.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct DatumMap<'a> {
     data: &'a [u8],
 }

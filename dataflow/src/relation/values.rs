@@ -103,21 +103,9 @@ impl Numeric {
 
 impl Ord for Numeric {
     /// Numeric order with NaN above every number (as Postgres), then by scale so that the
-    /// order agrees with equality.
+    /// order agrees with equality; exact at any magnitude.
     fn cmp(&self, other: &Self) -> Ordering {
-        match (self.is_nan(), other.is_nan()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Greater,
-            (false, true) => return Ordering::Less,
-            _ => {}
-        }
-        let common = self.scale.max(other.scale);
-        let by_value = match (self.rescale(common), other.rescale(common)) {
-            (Some(a), Some(b)) => a.cmp(&b),
-            // Rescaling overflowed: the values are far apart, and floats order them right.
-            _ => self.to_f64().total_cmp(&other.to_f64()),
-        };
-        by_value.then(self.scale.cmp(&other.scale))
+        super::order::compare_numeric(self, other)
     }
 }
 
