@@ -20,7 +20,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::protocol::{Action, Cadence, ErrorKind, Event, Machine, ProtocolError, SinkNames, TxnError};
+use crate::protocol::{
+    Action, Cadence, ErrorKind, Event, Machine, ProtocolError, SinkNames, TxnError,
+};
 use crate::topic::redacted;
 
 /// The progress topic has one partition.
@@ -124,8 +126,8 @@ pub fn queue_bound(cadence: &Cadence) -> usize {
 ///   client would put them.
 pub fn producer_config(config: &ClientConfig, settings: &ProducerSettings) -> ClientConfig {
     let mut producer = config.clone();
-    let queue_kbytes = (settings.max_queued_bytes.saturating_mul(2) / 1024)
-        .clamp(1, i32::MAX as usize);
+    let queue_kbytes =
+        (settings.max_queued_bytes.saturating_mul(2) / 1024).clamp(1, i32::MAX as usize);
     producer
         .set("enable.idempotence", "true")
         .set("compression.type", &settings.compression)
@@ -387,10 +389,21 @@ struct EventQueue<M> {
 impl<M> EventQueue<M> {
     fn push(&self, event: Event<M>) {
         let was_empty = {
-            let mut events = self.events.lock().expect("the event queue's lock is never poisoned");
+            let mut events = self
+                .events
+                .lock()
+                .expect("the event queue's lock is never poisoned");
             if let (
-                Event::Delivered { transaction, bytes, result: Ok(()) },
-                Some(Event::Delivered { transaction: last, bytes: merged, result: Ok(()) }),
+                Event::Delivered {
+                    transaction,
+                    bytes,
+                    result: Ok(()),
+                },
+                Some(Event::Delivered {
+                    transaction: last,
+                    bytes: merged,
+                    result: Ok(()),
+                }),
             ) = (&event, events.back_mut())
             {
                 if transaction == last {
@@ -403,12 +416,18 @@ impl<M> EventQueue<M> {
             was_empty
         };
         if was_empty {
-            (self.wake.lock().expect("the wake callback's lock is never poisoned"))();
+            (self
+                .wake
+                .lock()
+                .expect("the wake callback's lock is never poisoned"))();
         }
     }
 
     fn pop(&self) -> Option<Event<M>> {
-        self.events.lock().expect("the event queue's lock is never poisoned").pop_front()
+        self.events
+            .lock()
+            .expect("the event queue's lock is never poisoned")
+            .pop_front()
     }
 }
 
@@ -427,18 +446,22 @@ struct Counters {
 impl Counters {
     fn sending(&self, bytes: usize) {
         self.messages_in_flight.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in_flight.fetch_add(bytes as i64, Ordering::Relaxed);
+        self.bytes_in_flight
+            .fetch_add(bytes as i64, Ordering::Relaxed);
     }
 
     fn settled(&self, transaction: u64, bytes: usize, delivered: bool) {
         self.messages_in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.bytes_in_flight.fetch_sub(bytes as i64, Ordering::Relaxed);
+        self.bytes_in_flight
+            .fetch_sub(bytes as i64, Ordering::Relaxed);
         if delivered {
             self.delivered_messages.fetch_add(1, Ordering::Relaxed);
-            self.delivered_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            self.delivered_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
         } else {
             self.failed_messages.fetch_add(1, Ordering::Relaxed);
-            self.last_failed_transaction.fetch_max(transaction, Ordering::AcqRel);
+            self.last_failed_transaction
+                .fetch_max(transaction, Ordering::AcqRel);
         }
     }
 }
@@ -482,7 +505,11 @@ impl<M: Send + 'static> ProducerContext for DriverContext<M> {
             }
         };
         self.counters.settled(transaction, bytes, result.is_ok());
-        self.events.push(Event::Delivered { transaction, bytes, result });
+        self.events.push(Event::Delivered {
+            transaction,
+            bytes,
+            result,
+        });
     }
 }
 
@@ -492,11 +519,21 @@ type KafkaProducer<M> = ThreadedProducer<DriverContext<M>>;
 enum Call {
     Init,
     Begin,
-    SendOffsets { group: String, offset: u64 },
-    Commit { transaction: u64 },
+    SendOffsets {
+        group: String,
+        offset: u64,
+    },
+    Commit {
+        transaction: u64,
+    },
     Abort,
     /// At-least-once: the batch's progress record, written at commit after its data.
-    HoldProgress { transaction: u64, bytes: usize, key: String, value: Vec<u8> },
+    HoldProgress {
+        transaction: u64,
+        bytes: usize,
+        key: String,
+        value: Vec<u8>,
+    },
 }
 
 impl Call {
@@ -508,9 +545,13 @@ impl Call {
             Call::SendOffsets { .. } => Event::OffsetsSent(Err(error)),
             Call::Commit { .. } => Event::Committed(Err(error)),
             Call::Abort => Event::Aborted(Err(error)),
-            Call::HoldProgress { transaction, bytes, .. } => {
-                Event::Delivered { transaction, bytes, result: Err(error) }
-            }
+            Call::HoldProgress {
+                transaction, bytes, ..
+            } => Event::Delivered {
+                transaction,
+                bytes,
+                result: Err(error),
+            },
         }
     }
 }
@@ -533,6 +574,7 @@ pub struct ProducerDriver<M: OutgoingRecord> {
     counters: Arc<Counters>,
     settings: ProducerSettings,
     last_transaction: Cell<u64>,
+    initialized: Cell<bool>,
     io_thread: Option<JoinHandle<()>>,
 }
 
@@ -545,7 +587,10 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         wake: Box<dyn Fn() + Send>,
     ) -> Result<Self, ProducerError> {
         let transactional_id = settings.transactional_id();
-        let events = Arc::new(EventQueue { events: Mutex::new(VecDeque::new()), wake: Mutex::new(wake) });
+        let events = Arc::new(EventQueue {
+            events: Mutex::new(VecDeque::new()),
+            wake: Mutex::new(wake),
+        });
         let counters = Arc::new(Counters::default());
         let context = DriverContext {
             transactional_id: transactional_id.clone(),
@@ -573,7 +618,10 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         let io_thread = thread::Builder::new()
             .name(format!("outflow-producer-{}", settings.worker))
             .spawn(move || io.run(incoming))
-            .map_err(|source| ProducerError::Thread { worker: settings.worker, source })?;
+            .map_err(|source| ProducerError::Thread {
+                worker: settings.worker,
+                source,
+            })?;
         Ok(ProducerDriver {
             producer,
             calls,
@@ -581,6 +629,7 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             counters,
             settings,
             last_transaction: Cell::new(0),
+            initialized: Cell::new(false),
             io_thread: Some(io_thread),
         })
     }
@@ -593,15 +642,24 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             Action::InitTransactions => self.call(Call::Init),
             Action::BeginTransaction => self.call(Call::Begin),
             Action::SendOffsets { group, offset } => self.call(Call::SendOffsets { group, offset }),
-            Action::CommitTransaction => {
-                self.call(Call::Commit { transaction: self.last_transaction.get() })
-            }
+            Action::CommitTransaction => self.call(Call::Commit {
+                transaction: self.last_transaction.get(),
+            }),
             Action::AbortTransaction => self.call(Call::Abort),
-            Action::Produce { transaction, bytes, message } => {
+            Action::Produce {
+                transaction,
+                bytes,
+                message,
+            } => {
                 self.last_transaction.set(transaction);
                 self.send_data(transaction, bytes, &message);
             }
-            Action::ProduceProgress { transaction, bytes, key, value } => {
+            Action::ProduceProgress {
+                transaction,
+                bytes,
+                key,
+                value,
+            } => {
                 self.last_transaction.set(transaction);
                 match self.settings.mode {
                     DeliveryMode::ExactlyOnce => self.send(
@@ -614,24 +672,46 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
                         transaction,
                         bytes,
                     ),
-                    DeliveryMode::AtLeastOnce => {
-                        self.call(Call::HoldProgress { transaction, bytes, key, value })
-                    }
+                    DeliveryMode::AtLeastOnce => self.call(Call::HoldProgress {
+                        transaction,
+                        bytes,
+                        key,
+                        value,
+                    }),
                 }
             }
-            other => return Some(other),
+            for_caller @ (Action::Announced
+            | Action::Pause
+            | Action::Resume
+            | Action::Status(_)
+            | Action::Frontier(_)) => return Some(for_caller),
         }
         None
     }
 
     /// The next result, if one has come.
     pub fn poll_event(&self) -> Option<Event<M>> {
-        self.events.pop()
+        let event = self.events.pop();
+        if let Some(Event::Initialized(Ok(()))) = &event {
+            self.initialized.set(true);
+        }
+        event
+    }
+
+    /// Whether `init_transactions` has succeeded (and its result was handed out by
+    /// [`ProducerDriver::poll_event`]): step 1 of the startup order in [`crate::protocol`] is
+    /// done for this worker, and the previous holder of its transactional id is fenced.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.get()
     }
 
     /// Feeds `machine` every result that has come and carries out every action it asks for,
     /// until neither is left; returns the actions that concern the caller, in order.
-    pub fn step(&self, machine: &mut Machine<M>, now: Duration) -> Result<Vec<Action<M>>, ProtocolError>
+    pub fn step(
+        &self,
+        machine: &mut Machine<M>,
+        now: Duration,
+    ) -> Result<Vec<Action<M>>, ProtocolError>
     where
         M: Clone,
     {
@@ -697,7 +777,9 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
     fn send_data(&self, transaction: u64, bytes: usize, message: &M) {
         let mut headers: Option<OwnedHeaders> = None;
         message.headers(&mut |name, value| {
-            let all = headers.take().unwrap_or_else(|| OwnedHeaders::new_with_capacity(4));
+            let all = headers
+                .take()
+                .unwrap_or_else(|| OwnedHeaders::new_with_capacity(4));
             headers = Some(all.insert(Header { key: name, value }));
         });
         self.send(
@@ -753,7 +835,11 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             }
             let mut failure = classify(&error);
             failure.message = format!("sending to {topic} failed: {}", failure.message);
-            self.events.push(Event::Delivered { transaction, bytes, result: Err(failure) });
+            self.events.push(Event::Delivered {
+                transaction,
+                bytes,
+                result: Err(failure),
+            });
         }
     }
 }
@@ -803,12 +889,32 @@ impl<M: OutgoingRecord> IoThread<M> {
     fn transactional(&mut self, call: Call) -> Option<Event<M>> {
         let timeout = self.settings.call_timeout;
         Some(match call {
-            Call::Init => Event::Initialized(self.producer.init_transactions(timeout).map_err(|e| self.failed("init_transactions", &e))),
-            Call::Begin => Event::Began(self.producer.begin_transaction().map_err(|e| self.failed("begin_transaction", &e))),
-            Call::SendOffsets { group, offset } => Event::OffsetsSent(self.send_offsets(&group, offset)),
-            Call::Commit { .. } => Event::Committed(self.producer.commit_transaction(timeout).map_err(|e| self.failed("commit_transaction", &e))),
-            Call::Abort => Event::Aborted(self.producer.abort_transaction(timeout).map_err(|e| self.failed("abort_transaction", &e))),
-            Call::HoldProgress { .. } => unreachable!("exactly-once progress records are sent by the worker"),
+            Call::Init => Event::Initialized(
+                self.producer
+                    .init_transactions(timeout)
+                    .map_err(|e| self.failed("init_transactions", &e)),
+            ),
+            Call::Begin => Event::Began(
+                self.producer
+                    .begin_transaction()
+                    .map_err(|e| self.failed("begin_transaction", &e)),
+            ),
+            Call::SendOffsets { group, offset } => {
+                Event::OffsetsSent(self.send_offsets(&group, offset))
+            }
+            Call::Commit { .. } => Event::Committed(
+                self.producer
+                    .commit_transaction(timeout)
+                    .map_err(|e| self.failed("commit_transaction", &e)),
+            ),
+            Call::Abort => Event::Aborted(
+                self.producer
+                    .abort_transaction(timeout)
+                    .map_err(|e| self.failed("abort_transaction", &e)),
+            ),
+            Call::HoldProgress { .. } => {
+                unreachable!("exactly-once progress records are sent by the worker")
+            }
         })
     }
 
@@ -832,7 +938,12 @@ impl<M: OutgoingRecord> IoThread<M> {
                 self.pending_offset = None;
                 Event::Began(Ok(()))
             }
-            Call::HoldProgress { transaction, bytes, key, value } => {
+            Call::HoldProgress {
+                transaction,
+                bytes,
+                key,
+                value,
+            } => {
                 self.held_progress = Some((transaction, bytes, key, value));
                 return None;
             }
@@ -858,11 +969,13 @@ impl<M: OutgoingRecord> IoThread<M> {
         self.flush("commit")?;
         self.check_delivered(transaction)?;
         if let Some((transaction, bytes, key, value)) = self.held_progress.take() {
-            let record: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
-                BaseRecord::with_opaque_to(&self.settings.progress_topic, Box::new(Delivery { transaction, bytes }))
-                    .partition(PROGRESS_PARTITION)
-                    .key(key.as_bytes())
-                    .payload(&value);
+            let record: BaseRecord<'_, [u8], [u8], Box<Delivery>> = BaseRecord::with_opaque_to(
+                &self.settings.progress_topic,
+                Box::new(Delivery { transaction, bytes }),
+            )
+            .partition(PROGRESS_PARTITION)
+            .key(key.as_bytes())
+            .payload(&value);
             self.counters.sending(bytes);
             if let Err((error, _)) = self.producer.send(record) {
                 self.counters.settled(transaction, bytes, false);
@@ -879,14 +992,23 @@ impl<M: OutgoingRecord> IoThread<M> {
             };
             if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
                 self.pending_offset = Some((group.clone(), offset));
-                return Err(failed_call(&self.settings, &format!("committing the offset of group {group}"), &error));
+                return Err(failed_call(
+                    &self.settings,
+                    &format!("committing the offset of group {group}"),
+                    &error,
+                ));
             }
         }
         Ok(())
     }
 
     fn check_delivered(&self, transaction: u64) -> Result<(), TxnError> {
-        if self.counters.last_failed_transaction.load(Ordering::Acquire) >= transaction {
+        if self
+            .counters
+            .last_failed_transaction
+            .load(Ordering::Acquire)
+            >= transaction
+        {
             Err(TxnError::new(
                 ErrorKind::Abortable,
                 format!(
@@ -908,10 +1030,17 @@ impl<M: OutgoingRecord> IoThread<M> {
     fn progress_offsets(&self, offset: u64) -> Result<TopicPartitionList, TxnError> {
         let mut offsets = TopicPartitionList::new();
         let offset = i64::try_from(offset).map_err(|_| {
-            TxnError::new(ErrorKind::Fatal, format!("progress sequence number {offset} does not fit a Kafka offset"))
+            TxnError::new(
+                ErrorKind::Fatal,
+                format!("progress sequence number {offset} does not fit a Kafka offset"),
+            )
         })?;
         offsets
-            .add_partition_offset(&self.settings.progress_topic, PROGRESS_PARTITION, Offset::Offset(offset))
+            .add_partition_offset(
+                &self.settings.progress_topic,
+                PROGRESS_PARTITION,
+                Offset::Offset(offset),
+            )
             .map_err(|e| failed_call(&self.settings, "building the progress offsets", &e))?;
         Ok(offsets)
     }
@@ -931,13 +1060,21 @@ impl<M: OutgoingRecord> IoThread<M> {
                 let consumer: BaseConsumer = consumer_config.create().map_err(|error| {
                     TxnError::new(
                         ErrorKind::Fatal,
-                        format!("cannot build a consumer for progress group {group}: {}", redacted(&error)),
+                        format!(
+                            "cannot build a consumer for progress group {group}: {}",
+                            redacted(&error)
+                        ),
                     )
                 })?;
                 let handle = match self.settings.mode {
-                    DeliveryMode::ExactlyOnce => GroupHandle::Metadata(consumer.group_metadata().ok_or_else(|| {
-                        TxnError::new(ErrorKind::Fatal, format!("librdkafka gave no metadata for progress group {group}"))
-                    })?),
+                    DeliveryMode::ExactlyOnce => {
+                        GroupHandle::Metadata(consumer.group_metadata().ok_or_else(|| {
+                            TxnError::new(
+                                ErrorKind::Fatal,
+                                format!("librdkafka gave no metadata for progress group {group}"),
+                            )
+                        })?)
+                    }
                     DeliveryMode::AtLeastOnce => GroupHandle::Consumer(consumer),
                 };
                 entry.insert(handle);
@@ -953,7 +1090,11 @@ impl<M: OutgoingRecord> IoThread<M> {
 
 fn failed_call(settings: &ProducerSettings, call: &str, error: &KafkaError) -> TxnError {
     let mut failure = classify(error);
-    failure.message = format!("{call} of {} failed: {}", settings.transactional_id(), failure.message);
+    failure.message = format!(
+        "{call} of {} failed: {}",
+        settings.transactional_id(),
+        failure.message
+    );
     failure
 }
 
@@ -976,14 +1117,20 @@ mod tests {
     #[test]
     fn exactly_once_config_names_the_worker_and_bounds_nothing_below_the_machine() {
         let mut connection = ClientConfig::new();
-        connection.set("bootstrap.servers", "b:9092").set("transactional.id", "user-set");
+        connection
+            .set("bootstrap.servers", "b:9092")
+            .set("transactional.id", "user-set");
         let config = producer_config(&connection, &settings(DeliveryMode::ExactlyOnce));
         assert_eq!(config.get("transactional.id"), Some("tx-s1-2"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("compression.type"), Some("lz4"));
         assert_eq!(config.get("transaction.timeout.ms"), Some("60000"));
         assert_eq!(config.get("queue.buffering.max.messages"), Some("0"));
-        let kbytes: usize = config.get("queue.buffering.max.kbytes").unwrap().parse().unwrap();
+        let kbytes: usize = config
+            .get("queue.buffering.max.kbytes")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(kbytes * 1024 > queue_bound(&Cadence::default()));
         assert_eq!(config.get("bootstrap.servers"), Some("b:9092"));
     }
@@ -1002,11 +1149,20 @@ mod tests {
     fn delivery_errors_map_to_what_the_machine_does() {
         let kind = |code| classify(&KafkaError::MessageProduction(code)).kind;
         assert_eq!(kind(RDKafkaErrorCode::ProducerFenced), ErrorKind::Fenced);
-        assert_eq!(kind(RDKafkaErrorCode::InvalidProducerEpoch), ErrorKind::Fenced);
+        assert_eq!(
+            kind(RDKafkaErrorCode::InvalidProducerEpoch),
+            ErrorKind::Fenced
+        );
         assert_eq!(kind(RDKafkaErrorCode::MessageTimedOut), ErrorKind::TimedOut);
         assert_eq!(kind(RDKafkaErrorCode::PurgeQueue), ErrorKind::Abortable);
-        assert_eq!(kind(RDKafkaErrorCode::UnknownTopicOrPartition), ErrorKind::Retriable);
-        assert_eq!(kind(RDKafkaErrorCode::MessageSizeTooLarge), ErrorKind::Fatal);
+        assert_eq!(
+            kind(RDKafkaErrorCode::UnknownTopicOrPartition),
+            ErrorKind::Retriable
+        );
+        assert_eq!(
+            kind(RDKafkaErrorCode::MessageSizeTooLarge),
+            ErrorKind::Fatal
+        );
         let full = classify(&KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
         assert_eq!(full.kind, ErrorKind::Fatal);
         assert!(full.message.contains("bug"), "{}", full.message);
@@ -1027,15 +1183,34 @@ mod tests {
             })),
         };
         for _ in 0..3 {
-            queue.push(Event::Delivered { transaction: 7, bytes: 10, result: Ok(()) });
+            queue.push(Event::Delivered {
+                transaction: 7,
+                bytes: 10,
+                result: Ok(()),
+            });
         }
-        queue.push(Event::Delivered { transaction: 8, bytes: 1, result: Ok(()) });
+        queue.push(Event::Delivered {
+            transaction: 8,
+            bytes: 1,
+            result: Ok(()),
+        });
         assert_eq!(wakes.load(Ordering::Relaxed), 1);
         match queue.pop() {
-            Some(Event::Delivered { transaction: 7, bytes: 30, result: Ok(()) }) => {}
+            Some(Event::Delivered {
+                transaction: 7,
+                bytes: 30,
+                result: Ok(()),
+            }) => {}
             other => panic!("expected 30 merged bytes of transaction 7, got {other:?}"),
         }
-        assert!(matches!(queue.pop(), Some(Event::Delivered { transaction: 8, bytes: 1, .. })));
+        assert!(matches!(
+            queue.pop(),
+            Some(Event::Delivered {
+                transaction: 8,
+                bytes: 1,
+                ..
+            })
+        ));
         assert!(queue.pop().is_none());
         queue.push(Event::Began(Ok(())));
         assert_eq!(wakes.load(Ordering::Relaxed), 2);

@@ -10,8 +10,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::producer::DeliveryMode;
 use crate::protocol::{ProgressScan, ProtocolError, Recovery, SinkNames};
 use crate::topic::{self, redacted, TopicError};
 
@@ -61,8 +63,9 @@ pub enum ProgressReadError {
     /// The progress topic's end was not reached in time.
     #[error(
         "timed out after {waited:?} reading progress topic {topic}: reached offset {position} of \
-         {end}{last_error}; an open transaction on the topic holds read_committed readers back \
-         until it ends or its transaction.timeout.ms passes"
+         {end}{last_error}; a transaction left open on the topic (by another sink sharing it, or \
+         a producer that died) holds read_committed readers back until it ends or its \
+         transaction.timeout.ms passes"
     )]
     Timeout {
         /// The topic.
@@ -84,7 +87,7 @@ pub enum ProgressReadError {
         /// The record's offset.
         offset: i64,
         /// What is wrong with it.
-        source: ProtocolError,
+        source: Box<ProtocolError>,
     },
     /// A progress group's committed offset could not be read.
     #[error("reading the committed offset of group {group} on progress topic {topic}: {reason}")]
@@ -122,6 +125,32 @@ pub enum ProgressReadError {
 /// Result of the progress reader's functions.
 pub type Result<T, E = ProgressReadError> = std::result::Result<T, E>;
 
+/// How [`recover`] and [`read_progress`] read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoverOptions {
+    /// How the sink delivers. Without transactions there are no producers to fence.
+    pub mode: DeliveryMode,
+    /// How long each read of the progress topic may take.
+    pub read_timeout: Duration,
+    /// Whether the broker may hand records of aborted transactions to `read_committed`
+    /// readers (Tansu does: its Fetch sends no aborted-transaction list). Recovery then trusts
+    /// only records a committed group offset names, so a worker whose offset expired starts
+    /// over (writing its keys again) instead of trusting a record that may have been aborted
+    /// (skipping updates that were never committed). Off by default: Kafka filters them, and a
+    /// worker whose offset expired resumes from its newest record, as DESIGN.md describes.
+    pub reader_shows_aborted: bool,
+}
+
+impl Default for RecoverOptions {
+    fn default() -> Self {
+        RecoverOptions {
+            mode: DeliveryMode::ExactlyOnce,
+            read_timeout: DEFAULT_PROGRESS_READ_TIMEOUT,
+            reader_shows_aborted: false,
+        }
+    }
+}
+
 /// Steps 2 and 3 of the startup order in [`crate::protocol`], to run once every worker's
 /// producer has initialized transactions: reads the progress topic to its end, fences the ids of
 /// retired workers, rereads if it fenced any, reads the committed offsets of the progress groups,
@@ -132,17 +161,17 @@ pub fn recover(
     names: &SinkNames,
     progress_topic: &str,
     new_workers: u32,
-    read_timeout: Duration,
+    options: RecoverOptions,
 ) -> Result<Recovery> {
     let mut fenced = BTreeSet::new();
-    let mut scan = read_progress(config, names, progress_topic, read_timeout)?;
+    let mut scan = read_progress(config, names, progress_topic, &options)?;
     for _ in 0..MAX_FENCING_ROUNDS {
         let retired: Vec<String> = scan
             .retired_transactional_ids(new_workers)
             .into_iter()
             .filter(|id| !fenced.contains(id))
             .collect();
-        if retired.is_empty() {
+        if retired.is_empty() || options.mode == DeliveryMode::AtLeastOnce {
             let offsets =
                 committed_seqs(config, names, progress_topic, &scan.workers_with_records())?;
             return Ok(scan.recover(&offsets, new_workers));
@@ -153,7 +182,7 @@ pub fn recover(
         }
         // A retired producer may have committed between the read and its fencing; only a read
         // after every fence is final, and it may name still more retired ids.
-        scan = read_progress(config, names, progress_topic, read_timeout)?;
+        scan = read_progress(config, names, progress_topic, &options)?;
     }
     Err(ProgressReadError::FencingDidNotSettle {
         sink_id: names.sink_id.clone(),
@@ -174,16 +203,31 @@ pub fn read_progress(
     config: &ClientConfig,
     names: &SinkNames,
     topic: &str,
-    timeout: Duration,
+    options: &RecoverOptions,
 ) -> Result<ProgressScan> {
-    let mut scan = ProgressScan::new(names);
-    read_to_end(config, topic, timeout, |offset, key, value| {
-        scan.push(key.unwrap_or_default(), value).map_err(|source| ProgressReadError::Record {
-            topic: topic.to_string(),
-            offset,
-            source,
-        })
-    })?;
+    let mut scan = if options.reader_shows_aborted {
+        ProgressScan::showing_aborted(names)
+    } else {
+        ProgressScan::new(names)
+    };
+    // librdkafka assigns partitions only to a consumer with a group; this one never joins it
+    // or commits, and its name falls under the sink's group prefix, which the sink's ACLs
+    // already cover.
+    let reader_group = format!("{}{}-reader", names.progress_group_id_prefix, names.sink_id);
+    read_to_end(
+        config,
+        topic,
+        &reader_group,
+        options.read_timeout,
+        |offset, key, value| {
+            scan.push(key.unwrap_or_default(), value)
+                .map_err(|source| ProgressReadError::Record {
+                    topic: topic.to_string(),
+                    offset,
+                    source: Box::new(source),
+                })
+        },
+    )?;
     Ok(scan)
 }
 
@@ -209,12 +253,13 @@ pub fn committed_seqs(
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("allow.auto.create.topics", "false");
-        let consumer: BaseConsumer = group_config.create().map_err(|error| {
-            ProgressReadError::Client {
-                purpose: format!("consumer for group {group}"),
-                reason: redacted(&error),
-            }
-        })?;
+        let consumer: BaseConsumer =
+            group_config
+                .create()
+                .map_err(|error| ProgressReadError::Client {
+                    purpose: format!("consumer for group {group}"),
+                    reason: redacted(&error),
+                })?;
         let mut partitions = TopicPartitionList::new();
         partitions.add_partition(topic, PROGRESS_PARTITION);
         let committed = consumer
@@ -245,16 +290,19 @@ pub fn fence(config: &ClientConfig, transactional_id: &str) -> Result<()> {
     fencing_config
         .set("transactional.id", transactional_id)
         .set("enable.idempotence", "true");
-    let producer: BaseProducer = fencing_config.create().map_err(|error| {
-        ProgressReadError::Client {
-            purpose: format!("producer to fence transactional id {transactional_id}"),
+    let producer: BaseProducer =
+        fencing_config
+            .create()
+            .map_err(|error| ProgressReadError::Client {
+                purpose: format!("producer to fence transactional id {transactional_id}"),
+                reason: redacted(&error),
+            })?;
+    producer
+        .init_transactions(REQUEST_TIMEOUT)
+        .map_err(|error| ProgressReadError::Fence {
+            transactional_id: transactional_id.to_string(),
             reason: redacted(&error),
-        }
-    })?;
-    producer.init_transactions(REQUEST_TIMEOUT).map_err(|error| ProgressReadError::Fence {
-        transactional_id: transactional_id.to_string(),
-        reason: redacted(&error),
-    })
+        })
 }
 
 /// Reads partition 0 of `topic` from its start to the end described at [`read_progress`],
@@ -262,6 +310,7 @@ pub fn fence(config: &ClientConfig, transactional_id: &str) -> Result<()> {
 fn read_to_end(
     config: &ClientConfig,
     topic: &str,
+    group: &str,
     timeout: Duration,
     mut record: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>) -> Result<()>,
 ) -> Result<()> {
@@ -269,7 +318,7 @@ fn read_to_end(
     let deadline = started + timeout;
     let mut reader_config = config.clone();
     reader_config
-        .remove("group.id")
+        .set("group.id", group)
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
@@ -279,12 +328,13 @@ fn read_to_end(
         // Tansu answers a Fetch that may not wait with nothing at all; a short wait keeps the
         // end-of-partition answer of a caught-up reader quick.
         .set("fetch.wait.max.ms", "100");
-    let consumer: BaseConsumer = reader_config.create().map_err(|error| {
-        ProgressReadError::Client {
-            purpose: format!("reader of progress topic {topic}"),
-            reason: redacted(&error),
-        }
-    })?;
+    let consumer: BaseConsumer =
+        reader_config
+            .create()
+            .map_err(|error| ProgressReadError::Client {
+                purpose: format!("reader of progress topic {topic}"),
+                reason: redacted(&error),
+            })?;
 
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout.min(topic::ADMIN_TIMEOUT))
@@ -297,7 +347,11 @@ fn read_to_end(
         })?;
     let (partitions, _) = topic::shape_from_metadata(&metadata, topic)?;
     if partitions != 1 {
-        return Err(TopicError::ProgressTopicPartitions { topic: topic.to_string(), partitions }.into());
+        return Err(TopicError::ProgressTopicPartitions {
+            topic: topic.to_string(),
+            partitions,
+        }
+        .into());
     }
 
     let mut assignment = TopicPartitionList::new();
@@ -326,7 +380,9 @@ fn read_to_end(
                 position,
                 end: end.map_or_else(|| "an end not yet known".to_string(), |end| end.to_string()),
                 waited: now - started,
-                last_error: last_error.map(|e| format!("; last error: {e}")).unwrap_or_default(),
+                last_error: last_error
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default(),
             });
         }
         let Some(polled) = consumer.poll((deadline - now).min(Duration::from_millis(200))) else {
@@ -361,7 +417,14 @@ fn read_to_end(
                     return Ok(());
                 }
             }
-            Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
+            Err(
+                error @ (KafkaError::MessageConsumptionFatal(_)
+                | KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::GroupAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed,
+                )),
+            ) => {
                 return Err(ProgressReadError::Read {
                     topic: topic.to_string(),
                     position,
@@ -379,7 +442,10 @@ fn read_to_end(
 
 fn reader_position(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
     let positions = consumer.position().ok()?;
-    match positions.find_partition(topic, PROGRESS_PARTITION)?.offset() {
+    match positions
+        .find_partition(topic, PROGRESS_PARTITION)?
+        .offset()
+    {
         Offset::Offset(offset) => Some(offset),
         _ => None,
     }

@@ -10,7 +10,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication, TopicResult,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -22,7 +24,8 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Partition count and replication factor sent when the user leaves them unset: the broker's
 /// `num.partitions` and `default.replication.factor` apply (KIP-464, Kafka 2.4 and later;
-/// Tansu accepts it and uses its default of 3 partitions).
+/// Tansu accepts it and uses its default of 3 partitions). Older brokers are asked for those
+/// two configs instead.
 const BROKER_DEFAULT: i32 = -1;
 
 /// What the sink wants its data topic to look like.
@@ -87,13 +90,27 @@ impl fmt::Display for TopicDifference {
                 write!(f, "has {actual} partitions, not the {requested} requested")
             }
             TopicDifference::ReplicationFactor { requested, actual } => {
-                write!(f, "has replication factor {actual}, not the {requested} requested")
+                write!(
+                    f,
+                    "has replication factor {actual}, not the {requested} requested"
+                )
             }
-            TopicDifference::Config { name, requested, actual: Some(actual) } => {
+            TopicDifference::Config {
+                name,
+                requested,
+                actual: Some(actual),
+            } => {
                 write!(f, "has {name}={actual:?}, not the {requested:?} requested")
             }
-            TopicDifference::Config { name, requested, actual: None } => {
-                write!(f, "reports no value for {name}; {requested:?} was requested")
+            TopicDifference::Config {
+                name,
+                requested,
+                actual: None,
+            } => {
+                write!(
+                    f,
+                    "reports no value for {name}; {requested:?} was requested"
+                )
             }
         }
     }
@@ -173,6 +190,19 @@ pub enum TopicError {
     NoPartitions {
         /// The topic.
         topic: String,
+    },
+    /// The broker cannot pick a default and does not say what its default is.
+    #[error(
+        "cannot create topic {topic}: the broker predates default partition counts and \
+         replication factors (KIP-464) and does not report its {config}; set {option}"
+    )]
+    NoBrokerDefault {
+        /// The topic.
+        topic: String,
+        /// The sink option to set.
+        option: &'static str,
+        /// The broker config that was looked for.
+        config: &'static str,
     },
     /// The progress topic has more than one partition, so records of one worker could be spread
     /// over several and their order lost.
@@ -308,10 +338,87 @@ fn create_topic(
     configs: &BTreeMap<String, String>,
 ) -> Result<bool> {
     const OPERATION: &str = "creating the topic";
+    let requested = (
+        partitions.unwrap_or(BROKER_DEFAULT),
+        replication_factor.unwrap_or(BROKER_DEFAULT),
+    );
+    let results = match request_creation(admin, topic, requested, configs) {
+        // librdkafka refuses -1 itself when the broker predates KIP-464 (Kafka 2.4); such a
+        // broker still tells its defaults through DescribeConfigs.
+        Err(KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedFeature))
+            if partitions.is_none() || replication_factor.is_none() =>
+        {
+            let (default_partitions, default_replication) = broker_defaults(admin, topic)?;
+            let missing =
+                |option: &'static str, config: &'static str| TopicError::NoBrokerDefault {
+                    topic: topic.to_string(),
+                    option,
+                    config,
+                };
+            let resolved = (
+                partitions
+                    .or(default_partitions)
+                    .ok_or_else(|| missing("TOPIC PARTITION COUNT", "num.partitions"))?,
+                replication_factor.or(default_replication).ok_or_else(|| {
+                    missing("TOPIC REPLICATION FACTOR", "default.replication.factor")
+                })?,
+            );
+            tracing::info!(
+                %topic,
+                partitions = resolved.0,
+                replication_factor = resolved.1,
+                "the broker predates KIP-464; creating the topic with its configured defaults"
+            );
+            request_creation(admin, topic, resolved, configs)
+        }
+        other => other,
+    }
+    .map_err(|error| request_failed(OPERATION, topic, &error))?;
+    let Some(result) = results.into_iter().next() else {
+        return Err(TopicError::Request {
+            operation: OPERATION,
+            topic: topic.to_string(),
+            reason: "the broker's answer named no topic".to_string(),
+        });
+    };
+    match result {
+        Ok(_) => Ok(true),
+        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => Ok(false),
+        Err((_, code)) => {
+            let hint = match code {
+                RDKafkaErrorCode::InvalidReplicationFactor => {
+                    "; set TOPIC REPLICATION FACTOR to at most the number of brokers"
+                }
+                RDKafkaErrorCode::InvalidPartitions => {
+                    "; set TOPIC PARTITION COUNT to a positive number"
+                }
+                RDKafkaErrorCode::InvalidConfig => "; check the names and values in TOPIC CONFIG",
+                RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed => {
+                    "; grant Create on the topic, or create it beforehand"
+                }
+                _ => "",
+            };
+            Err(TopicError::Refused {
+                operation: OPERATION,
+                topic: topic.to_string(),
+                code,
+                hint,
+            })
+        }
+    }
+}
+
+fn request_creation(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    (partitions, replication_factor): (i32, i32),
+    configs: &BTreeMap<String, String>,
+) -> std::result::Result<Vec<TopicResult>, KafkaError> {
     let mut new_topic = NewTopic::new(
         topic,
-        partitions.unwrap_or(BROKER_DEFAULT),
-        TopicReplication::Fixed(replication_factor.unwrap_or(BROKER_DEFAULT)),
+        partitions,
+        TopicReplication::Fixed(replication_factor),
     );
     for (name, value) in configs {
         new_topic = new_topic.set(name, value);
@@ -319,36 +426,33 @@ fn create_topic(
     let options = AdminOptions::new()
         .request_timeout(Some(ADMIN_TIMEOUT))
         .operation_timeout(Some(ADMIN_TIMEOUT));
-    let results = block_on(admin.create_topics([&new_topic], &options))
+    block_on(admin.create_topics([&new_topic], &options))
+}
+
+/// The broker's `num.partitions` and `default.replication.factor`, where it reports them.
+fn broker_defaults(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<(Option<i32>, Option<i32>)> {
+    const OPERATION: &str = "reading the broker's topic defaults";
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, ADMIN_TIMEOUT)
         .map_err(|error| request_failed(OPERATION, topic, &error))?;
-    for result in results {
-        match result {
-            Ok(_) => return Ok(true),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-            Err((_, code)) => {
-                let hint = match code {
-                    RDKafkaErrorCode::InvalidReplicationFactor => {
-                        "; set TOPIC REPLICATION FACTOR to at most the number of brokers"
-                    }
-                    RDKafkaErrorCode::InvalidPartitions => {
-                        "; set TOPIC PARTITION COUNT to a positive number"
-                    }
-                    RDKafkaErrorCode::InvalidConfig => "; check the names and values in TOPIC CONFIG",
-                    RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::ClusterAuthorizationFailed => {
-                        "; grant Create on the topic, or create it beforehand"
-                    }
-                    _ => "",
-                };
-                return Err(TopicError::Refused { operation: OPERATION, topic: topic.to_string(), code, hint });
-            }
-        }
+    let Some(broker) = metadata.brokers().first() else {
+        return Ok((None, None));
+    };
+    let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+    let results =
+        block_on(admin.describe_configs([&ResourceSpecifier::Broker(broker.id())], &options))
+            .map_err(|error| request_failed(OPERATION, topic, &error))?;
+    let mut defaults = (None, None);
+    for resource in results.into_iter().flatten() {
+        let number = |name: &str| resource.get(name)?.value.as_deref()?.parse::<i32>().ok();
+        defaults.0 = defaults.0.or(number("num.partitions"));
+        defaults.1 = defaults.1.or(number("default.replication.factor"));
     }
-    Err(TopicError::Request {
-        operation: OPERATION,
-        topic: topic.to_string(),
-        reason: "the broker's answer named no topic".to_string(),
-    })
+    Ok(defaults)
 }
 
 /// Partition count and replica count of the first partition.
@@ -362,14 +466,16 @@ fn topic_shape(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result
 
 pub(crate) fn shape_from_metadata(metadata: &Metadata, topic: &str) -> Result<(i32, i32)> {
     let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(TopicError::Missing { topic: topic.to_string() });
+        return Err(TopicError::Missing {
+            topic: topic.to_string(),
+        });
     };
     if let Some(error) = entry.error() {
         let code = RDKafkaErrorCode::from(error);
         return Err(match code {
-            RDKafkaErrorCode::UnknownTopicOrPartition => {
-                TopicError::Missing { topic: topic.to_string() }
-            }
+            RDKafkaErrorCode::UnknownTopicOrPartition => TopicError::Missing {
+                topic: topic.to_string(),
+            },
             code => TopicError::Refused {
                 operation: "reading metadata",
                 topic: topic.to_string(),
@@ -380,7 +486,9 @@ pub(crate) fn shape_from_metadata(metadata: &Metadata, topic: &str) -> Result<(i
     }
     let partitions = entry.partitions();
     let Some(first) = partitions.iter().min_by_key(|p| p.id()) else {
-        return Err(TopicError::NoPartitions { topic: topic.to_string() });
+        return Err(TopicError::NoPartitions {
+            topic: topic.to_string(),
+        });
     };
     let count = i32::try_from(partitions.len()).expect("a topic has fewer than 2^31 partitions");
     let replicas = i32::try_from(first.replicas().len()).expect("fewer than 2^31 replicas");
@@ -433,7 +541,11 @@ fn describe_topic_configs(
 }
 
 fn request_failed(operation: &'static str, topic: &str, error: &KafkaError) -> TopicError {
-    TopicError::Request { operation, topic: topic.to_string(), reason: redacted(error) }
+    TopicError::Request {
+        operation,
+        topic: topic.to_string(),
+        reason: redacted(error),
+    }
 }
 
 /// A librdkafka error as text that never carries an option's value: a rejected option may be a
@@ -485,7 +597,10 @@ mod tests {
             partitions: 3,
             replication_factor: 1,
             differences: vec![
-                TopicDifference::PartitionCount { requested: 6, actual: 3 },
+                TopicDifference::PartitionCount {
+                    requested: 6,
+                    actual: 3,
+                },
                 TopicDifference::Config {
                     name: "retention.ms".into(),
                     requested: "1000".into(),
@@ -505,8 +620,14 @@ mod tests {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", "127.0.0.1:1");
         config.set("security.protocol", "hunter2-not-a-protocol");
-        let error = config.create::<AdminClient<DefaultClientContext>>().err().unwrap();
-        assert!(error.to_string().contains("hunter2"), "librdkafka repeats the value: {error}");
+        let error = config
+            .create::<AdminClient<DefaultClientContext>>()
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().contains("hunter2"),
+            "librdkafka repeats the value: {error}"
+        );
         let text = redacted(&error);
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("security.protocol"), "{text}");
