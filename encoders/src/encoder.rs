@@ -5,6 +5,41 @@
 //! Building an encoder does everything that can be done once: validation, Avro schema
 //! generation and registration. Encoding a row then writes into the buffers of a reused
 //! [`EncodedMessage`] and allocates nothing once they have grown to the rows' size.
+//!
+//! ```
+//! use outflow_dataflow::relation::{Datum, Numeric, RelationDesc, Row, ScalarType};
+//! use outflow_dataflow::DiffPair;
+//! use outflow_encoders::{EncodedMessage, EncoderConfig, Envelope, FormatSpec, SinkEncoder};
+//!
+//! let desc = RelationDesc::empty()
+//!     .with_column("order_id", ScalarType::Int64, false)
+//!     .with_column("total", ScalarType::parse("numeric(10,2)").unwrap(), false)
+//!     .with_key(vec![0]);
+//! let config = EncoderConfig {
+//!     desc,
+//!     relation: "orders".to_string(),
+//!     key_columns: Some(vec![0]),
+//!     envelope: Envelope::Upsert,
+//!     key_format: FormatSpec::Json,
+//!     value_format: FormatSpec::Json,
+//!     headers_column: None,
+//!     topic: "orders_json".to_string(),
+//! };
+//! // No Avro part, so no schema registry.
+//! let encoder = SinkEncoder::new(config, None).unwrap();
+//!
+//! let mut message = EncodedMessage::new();
+//! let key = Row::pack_slice(&[Datum::Int64(123)]);
+//! let row = Row::pack_slice(&[Datum::Int64(123), Datum::Numeric(Numeric::new(9950, 2))]);
+//! encoder.encode(&key, &DiffPair::insert(row.clone()), 7, &mut message).unwrap();
+//! assert_eq!(message.key(), Some(&br#"{"order_id":123}"#[..]));
+//! assert_eq!(message.value(), Some(&br#"{"order_id":123,"total":99.50}"#[..]));
+//! assert_eq!(message.headers().collect::<Vec<_>>(), [("outflow-time", Some(&b"7"[..]))]);
+//!
+//! // A delete is a tombstone.
+//! encoder.encode(&key, &DiffPair::delete(row), 8, &mut message).unwrap();
+//! assert_eq!(message.value(), None);
+//! ```
 
 use std::collections::HashSet;
 use std::fmt;
@@ -209,9 +244,8 @@ pub fn validate_headers_column(desc: &RelationDesc, envelope: Envelope, column: 
 /// marked KEY or VALUE win over unmarked ones.
 fn schema_options(spec: &AvroFormatSpec, part: Part, relation: &str, desc: &RelationDesc) -> Result<SchemaOptions, EncodeError> {
     let mut options = SchemaOptions { null_defaults: spec.null_defaults, ..SchemaOptions::default() };
-    let applies = |scope: DocScope| match (scope, part) {
-        (DocScope::Both, _) | (DocScope::Key, Part::Key) | (DocScope::Value, Part::Value) => true,
-        _ => false,
+    let applies = |scope: DocScope| {
+        matches!((scope, part), (DocScope::Both, _) | (DocScope::Key, Part::Key) | (DocScope::Value, Part::Value))
     };
     let unmarked_first = spec.docs.iter().filter(|d| d.scope == DocScope::Both).chain(spec.docs.iter().filter(|d| d.scope != DocScope::Both));
     for doc in unmarked_first {

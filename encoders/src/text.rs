@@ -10,18 +10,55 @@ use outflow_dataflow::relation::{Datum, Date, Interval, Numeric, Time, Timestamp
 use crate::columns::{for_each_nested, Ctx, Kind, Slot};
 use crate::error::EncodeError;
 
-/// Decimal digits of `v`.
-pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+/// "00" through "99", so that digits are produced two at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes the decimal digits of `v` at the end of `out`, returning where they start.
+fn digits_u64(mut v: u64, out: &mut [u8; 40]) -> usize {
+    let mut at = out.len();
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        at -= 2;
+        out[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
+    if v >= 10 {
+        at -= 2;
+        out[at..at + 2].copy_from_slice(&DIGIT_PAIRS[v as usize * 2..v as usize * 2 + 2]);
+    } else {
+        at -= 1;
+        out[at] = b'0' + v as u8;
+    }
+    at
+}
+
+/// As [`digits_u64`] for up to 39 digits: 128-bit division only for the digits past 19.
+fn digits_u128(v: u128, out: &mut [u8; 40]) -> usize {
+    const TEN_19: u128 = 10_000_000_000_000_000_000;
+    if v <= u64::MAX as u128 {
+        return digits_u64(v as u64, out);
+    }
+    let (high, low) = (v / TEN_19, (v % TEN_19) as u64);
+    let mut low_digits = [0u8; 40];
+    let low_start = digits_u64(low, &mut low_digits);
+    // The low part always fills 19 digits, with zeros where it is short.
+    out[21..].fill(b'0');
+    out[low_start..].copy_from_slice(&low_digits[low_start..]);
+    let mut high_digits = [0u8; 40];
+    let high_start = digits_u128(high, &mut high_digits);
+    let high_len = 40 - high_start;
+    out[21 - high_len..21].copy_from_slice(&high_digits[high_start..]);
+    21 - high_len
+}
+
+/// Decimal digits of `v`.
+pub(crate) fn push_u64(buf: &mut Vec<u8>, v: u64) {
+    let mut digits = [0u8; 40];
+    let at = digits_u64(v, &mut digits);
     buf.extend_from_slice(&digits[at..]);
 }
 
@@ -32,19 +69,19 @@ pub(crate) fn push_i64(buf: &mut Vec<u8>, v: i64) {
     push_u64(buf, v.unsigned_abs());
 }
 
+/// Two digits, for values below 100.
+fn push_2(buf: &mut Vec<u8>, v: u64) {
+    let pair = (v % 100) as usize * 2;
+    buf.extend_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+}
+
 /// `v` with leading zeros to at least `width` digits.
 fn push_padded(buf: &mut Vec<u8>, v: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = v;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+    if width == 2 && v < 100 {
+        return push_2(buf, v);
     }
+    let mut digits = [0u8; 40];
+    let at = digits_u64(v, &mut digits);
     for _ in (digits.len() - at)..width {
         buf.push(b'0');
     }
@@ -152,16 +189,7 @@ pub(crate) fn write_numeric(buf: &mut Vec<u8>, n: Numeric) {
         return;
     }
     let mut digits = [0u8; 40];
-    let mut at = digits.len();
-    let mut rest = n.mantissa().unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
+    let at = digits_u128(n.mantissa().unsigned_abs(), &mut digits);
     let digits = &digits[at..];
     let scale = n.scale() as usize;
     if n.mantissa() < 0 {

@@ -449,7 +449,9 @@ fn compatibility_levels_are_part_of_the_spec() {
 #[test]
 fn fullname_and_doc_errors() {
     let with = |f: fn(&mut AvroFormatSpec)| avro_with(f);
-    let cases: Vec<(Option<Vec<usize>>, Envelope, FormatSpec, FormatSpec, &str)> = vec![
+    // (key columns, envelope, key format, value format, expected error)
+    type Case = (Option<Vec<usize>>, Envelope, FormatSpec, FormatSpec, &'static str);
+    let cases: Vec<Case> = vec![
         (
             None,
             Envelope::Upsert,

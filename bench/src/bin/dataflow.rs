@@ -233,12 +233,12 @@ fn memory_phase(phase: &str) {
                     arranged.combine_at_timestamp(&key()).pairs.probe_with(&probe).sink(Pipeline, "DropPairs", |(input, _)| {
                         input.for_each(|_, data| data.clear());
                     });
-                    (input, Box::new(trace))
+                    (input, Box::new(trace) as Box<dyn std::any::Any>)
                 }
                 "arrange-val" => {
                     let arranged = rows.key_by(&key()).arrange_by_sink_key();
                     arranged.stream.probe_with(&probe);
-                    (input, Box::new(arranged.trace))
+                    (input, Box::new(arranged.trace) as Box<dyn std::any::Any>)
                 }
                 "arrange-columnar" => {
                     // The columnar spine needs `columnar::Columnar` keys and values ordered by
@@ -248,7 +248,7 @@ fn memory_phase(phase: &str) {
                     let keyed: VecCollection<'_, u64, (Vec<u8>, Vec<u8>), isize> = rows.key_by(&key()).map(|(k, v)| (k.data().to_vec(), v.data().to_vec()));
                     let arranged = arrange_core::<_, _, Batcher, ColumnarSpine<Vec<u8>, Vec<u8>, u64, isize>>(keyed.inner, Pipeline, "ArrangeColumnar", Batcher::new);
                     arranged.stream.probe_with(&probe);
-                    (input, Box::new(arranged.trace))
+                    (input, Box::new(arranged.trace) as Box<dyn std::any::Any>)
                 }
                 other => panic!("unknown phase {other:?}: expected combine, arrange-val or arrange-columnar"),
             }

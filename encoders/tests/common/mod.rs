@@ -135,6 +135,6 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Hex with spaces and `|` allowed for readability in expected values.
 pub fn unhex(text: &str) -> Vec<u8> {
     let digits: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {text:?}");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits in {text:?}");
     (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap()).collect()
 }
