@@ -82,7 +82,8 @@ impl KafkaConnection {
 
 impl fmt::Debug for KafkaConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut keys: Vec<&str> = self.config.config_map().keys().map(String::as_str).collect();
+        let config_map = self.config.config_map();
+        let mut keys: Vec<&str> = config_map.keys().copied().collect();
         keys.sort_unstable();
         f.debug_struct("KafkaConnection")
             .field("name", &self.name)

@@ -3,8 +3,11 @@
 
 pub use outflow_dataflow as dataflow;
 pub use outflow_encoders as encoders;
+pub mod connection;
 pub mod progress_reader;
 pub mod producer;
+pub mod sink;
+pub mod status;
 pub mod topic;
 
 pub mod protocol;
@@ -14,3 +17,5 @@ pub mod spec;
 pub mod statement;
 pub use spec::{ClusterSpec, ConnectionSpec, RegistrySpec, SecretSpec, SinkSpec, SpecError, TableSpec};
 pub use statement::Catalog;
+pub use sink::{SinkError, SinkHandle, SinkKafka, SinkPlan};
+pub use status::{SinkMonitor, SinkReport, SinkStatus};

@@ -81,11 +81,14 @@ pub fn partition_for(hash: Option<u64>, partition_count: i32) -> i32 {
     }
 }
 
-/// The hash of a message when the sink has no `PARTITION BY`: Kafka's default partitioner,
-/// `kafka_murmur2` of the encoded key bytes (with any Confluent header), so that Outflow and
-/// Java producers place a key on the same partition. Keyless messages have no hash.
-pub fn key_partition_hash(encoded_key: Option<&[u8]>) -> Option<u64> {
-    encoded_key.map(|key| kafka_murmur2(key) as u64)
+/// The hash of a message when the sink has no `PARTITION BY`: `kafka_murmur2` of the key's
+/// encoded bytes without the 5-byte Confluent header of an Avro key
+/// (`EncodedMessage::key_payload`). A key therefore never moves partition when its Avro
+/// schema id changes, and JSON, TEXT and BYTES keys land where the Java client would put
+/// them. Keyless messages have no hash here; the sink spreads them by the stable hash of the
+/// row's pairing key (see `crate::sink`).
+pub fn key_partition_hash(key_payload: Option<&[u8]>) -> Option<u64> {
+    key_payload.map(|key| kafka_murmur2(key) as u64)
 }
 
 /// The hash functions a `PARTITION BY` expression may call. Each takes `text` (its UTF-8

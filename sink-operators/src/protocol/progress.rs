@@ -11,7 +11,7 @@ pub const PROGRESS_RECORD_VERSION: u64 = 1;
 ///
 /// Points are totally ordered: by time, then (at one time) a point with a position is further
 /// than one without, positions compare as bytes, and [`Point::Done`] is beyond every time.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Point {
     /// Every update at a time before `time` is in the topic; with a `position`, so is every
     /// update at `time` whose sort position is at most `position` (a time committed in chunks).
@@ -69,7 +69,7 @@ impl Point {
 
 /// A committed statement about one worker's keys: every update of a key whose stable hash is
 /// `worker` modulo `workers` is in the topic up to `point`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Claim {
     /// The worker count of the run that wrote the claim.
     pub workers: u32,
@@ -96,7 +96,7 @@ impl Claim {
 /// done), plus `"position"` (hex) when the frontier time was committed in chunks, and, in worker
 /// 0's records, `"base"`: the claims the run started from, each
 /// `{"workers":N,"worker":w,"frontier":[t],"position":hex}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ProgressRecord {
     /// Unique per transaction attempt of this key; the worker's group offset names the last
     /// committed one.

@@ -22,7 +22,7 @@ pub struct ProgressScan {
 }
 
 /// The committed state of one previous worker, as recovery trusted it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PreviousWorker {
     /// The worker index (the `w` of its key).
     pub worker: u32,
@@ -36,7 +36,7 @@ pub struct PreviousWorker {
 
 /// A place where the progress records and the group offsets do not tell the same story. Recovery
 /// still picks a record; the sink should show these in its status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Disagreement {
     /// The worker's committed offset names a sequence number no record carries. Recovery fell
     /// back to the newest record below it, if any (records above it belong to aborted
@@ -105,7 +105,7 @@ impl fmt::Display for Disagreement {
 }
 
 /// Where a new run resumes: everything recovery learned from the previous runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
     /// The new run's worker count.
     pub workers: u32,
@@ -279,7 +279,7 @@ impl ProgressScan {
 ///
 /// The claims come from the previous workers' records and the claims the previous run started
 /// from, so the filter stays exact however the worker count changed and wherever a run stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Resume {
     claims: Vec<Claim>,
     min: Point,
