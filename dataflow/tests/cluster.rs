@@ -5,7 +5,6 @@
 //! timely's own `-w 2 -n 2 -p <i> -h <hostfile>` arguments, each writing what its workers
 //! emitted to a file, and compares the union with a single-process run.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -83,7 +82,9 @@ fn run(config: timely::Config) -> Emitted {
             });
             let violations = Arc::clone(&emitted);
             combined.violations.sink(Pipeline, "Violations", move |(input, _)| {
-                input.for_each(|_, data| violations.lock().unwrap().violations.extend(data.drain(..).map(|v| (index, v))));
+                input.for_each(|_, data| {
+                    violations.lock().unwrap().violations.extend(data.drain(..).map(|v| (index, v)))
+                });
             });
             input
         });
@@ -133,7 +134,8 @@ fn free_loopback_port() -> u16 {
 /// Starts the two processes and waits for both; `Err` says why an attempt failed.
 fn run_cluster(dir: &Path) -> Result<Emitted, String> {
     let hostfile = dir.join("hosts");
-    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_loopback_port(), free_loopback_port())).unwrap();
+    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_loopback_port(), free_loopback_port()))
+        .unwrap();
     let exe = std::env::current_exe().unwrap();
     let outputs: Vec<PathBuf> = (0..2).map(|p| dir.join(format!("process-{p}.json"))).collect();
     let mut children: Vec<Child> = (0..2)
@@ -142,7 +144,8 @@ fn run_cluster(dir: &Path) -> Result<Emitted, String> {
                 .args(["-w", "2", "-n", "2", "-p", &process.to_string(), "-h", hostfile.to_str().unwrap()])
                 .env(OUTPUT_ENV, &outputs[process])
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
+                // A file, not a pipe: a process blocked on a full pipe would look hung.
+                .stderr(std::fs::File::create(dir.join(format!("process-{process}.stderr"))).unwrap())
                 .spawn()
                 .expect("start a cluster process")
         })
@@ -154,8 +157,8 @@ fn run_cluster(dir: &Path) -> Result<Emitted, String> {
             match child.try_wait().unwrap() {
                 Some(status) if status.success() => break,
                 Some(status) => {
-                    let mut stderr = String::new();
-                    child.stderr.take().unwrap().read_to_string(&mut stderr).ok();
+                    let stderr =
+                        std::fs::read_to_string(dir.join(format!("process-{process}.stderr"))).unwrap_or_default();
                     failure.get_or_insert(format!("process {process} exited with {status}: {stderr}"));
                     break;
                 }

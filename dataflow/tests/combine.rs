@@ -99,7 +99,9 @@ fn violations_are_found_across_times_and_enforced_keys_withhold_their_pairs() {
         let key = SinkKey::Declared { columns: vec![0], enforced };
         let count = outflow_dataflow::operators::ViolationCount::new();
         let counter = count.clone();
-        let emitted = run(1, &updates, &[(3, true)], &key, move || CombineOptions::default().count_violations_in(counter.clone()));
+        let emitted = run(1, &updates, &[(3, true)], &key, move || {
+            CombineOptions::default().count_violations_in(counter.clone())
+        });
         assert_eq!(emitted.violations.len(), 1, "{:?}", emitted.violations);
         let violation = &emitted.violations[0].1;
         assert_eq!((violation.time, violation.held_rows(), violation.enforced), (1, 2, enforced));
@@ -118,9 +120,9 @@ fn combines_a_shared_arrangement() {
     use differential_dataflow::input::Input;
     use differential_dataflow::trace::cursor::cursor_list;
     use differential_dataflow::trace::{Cursor, TraceReader};
-    use timely::progress::Antichain;
     use outflow_dataflow::operators::{ArrangeBySinkKey, CombineAtTimestamp, KeyBy};
     use outflow_dataflow::Row;
+    use timely::progress::Antichain;
 
     // Seven keys, each updated to a new value at every time.
     let mut updates = Vec::new();
@@ -176,4 +178,37 @@ fn combines_a_shared_arrangement() {
     emitted.check_placement_and_order(2);
     assert!(emitted.violations.is_empty());
     assert_eq!(emitted.pairs_in_order(), model(&updates, &key, |_, _| false).0);
+}
+
+/// A later batch touching a few keys far apart in a large history: the combiner must find each
+/// key's history by seeking, not only by stepping.
+#[test]
+fn sparse_changes_find_their_history() {
+    let mut updates: Vec<Update> = (0..200).map(|id| Update { row: row(id, 0), time: 0, diff: 1 }).collect();
+    for id in [3, 50, 51, 199] {
+        updates.push(Update { row: row(id, 0), time: 1, diff: -1 });
+        updates.push(Update { row: row(id, 1), time: 1, diff: 1 });
+    }
+    updates.push(Update { row: row(120, 7), time: 1, diff: 1 });
+    updates.push(Update { row: row(180, 7), time: 2, diff: 1 });
+    let key = SinkKey::Declared { columns: vec![0], enforced: false };
+    for workers in [1, 2] {
+        let emitted = run(workers, &updates, &[(1, true), (2, true), (3, true)], &key, CombineOptions::default);
+        let (pairs, violations) = model(&updates, &key, |_, _| false);
+        assert_eq!(emitted.pairs_in_order(), pairs);
+        assert_eq!(emitted.violations_in_order(), violations);
+        let found: Vec<(u64, i64)> = violations
+            .iter()
+            .map(|v| {
+                (
+                    v.time,
+                    match v.key.unpack_first() {
+                        outflow_dataflow::Datum::Int64(id) => id,
+                        other => panic!("{other:?}"),
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(found, [(1, 120), (2, 180)]);
+    }
 }

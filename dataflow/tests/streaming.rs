@@ -25,7 +25,9 @@ struct Consumption {
 
 /// Feeds a snapshot of distinct keys at time 0 to one worker and consumes the pairs in a sink
 /// that returns credit for what it received, if given a credit.
-fn consume_snapshot(options: impl FnOnce() -> (CombineOptions<u64>, Option<PairCredit>) + Send + Sync + 'static) -> Consumption {
+fn consume_snapshot(
+    options: impl FnOnce() -> (CombineOptions<u64>, Option<PairCredit>) + Send + Sync + 'static,
+) -> Consumption {
     timely::execute_directly(move |worker| {
         let consumption = Rc::new(RefCell::new(Consumption::default()));
         let seen = Rc::clone(&consumption);
@@ -33,25 +35,29 @@ fn consume_snapshot(options: impl FnOnce() -> (CombineOptions<u64>, Option<PairC
             let (input, rows) = scope.new_collection::<Row, isize>();
             let key = SinkKey::Declared { columns: vec![0], enforced: true };
             let (options, credit) = options();
-            rows.key_by(&key).combine_at_timestamp_with(&key, options).pairs.sink(Pipeline, "Consumer", move |(input, frontier)| {
-                let mut seen = seen.borrow_mut();
-                let mut now = 0;
-                input.for_each(|_, pairs| now += pairs.len());
-                if now > 0 {
-                    seen.received += now;
-                    seen.activations_with_data += 1;
-                    seen.most_in_one_activation = seen.most_in_one_activation.max(now);
-                    if !frontier.less_equal(&0) {
-                        seen.late += now;
+            rows.key_by(&key).combine_at_timestamp_with(&key, options).pairs.sink(
+                Pipeline,
+                "Consumer",
+                move |(input, frontier)| {
+                    let mut seen = seen.borrow_mut();
+                    let mut now = 0;
+                    input.for_each(|_, pairs| now += pairs.len());
+                    if now > 0 {
+                        seen.received += now;
+                        seen.activations_with_data += 1;
+                        seen.most_in_one_activation = seen.most_in_one_activation.max(now);
+                        if !frontier.less_equal(&0) {
+                            seen.late += now;
+                        }
+                        if let Some(credit) = &credit {
+                            credit.grant(now);
+                        }
                     }
-                    if let Some(credit) = &credit {
-                        credit.grant(now);
+                    if !frontier.less_equal(&0) && seen.received < SNAPSHOT_ROWS as usize {
+                        seen.frontier_passed_early = true;
                     }
-                }
-                if !frontier.less_equal(&0) && seen.received < SNAPSHOT_ROWS as usize {
-                    seen.frontier_passed_early = true;
-                }
-            });
+                },
+            );
             input
         });
         for id in 0..SNAPSHOT_ROWS {
@@ -61,7 +67,7 @@ fn consume_snapshot(options: impl FnOnce() -> (CombineOptions<u64>, Option<PairC
         input.flush();
         drop(input);
         while worker.step_or_park(None) {}
-        Rc::try_unwrap(consumption).ok().expect("dataflow finished").into_inner()
+        Rc::try_unwrap(consumption).expect("dataflow finished").into_inner()
     })
 }
 

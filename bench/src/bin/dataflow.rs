@@ -26,12 +26,14 @@ use differential_dataflow::columnar::trace::{ColChunk, Spine as ColumnarSpine};
 use differential_dataflow::input::Input;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::trace::chunk::ChunkBatcher;
+use differential_dataflow::trace::TraceReader;
 use differential_dataflow::VecCollection;
 use outflow_dataflow::operators::{ArrangeBySinkKey, CombineAtTimestamp, KeyBy, SinkKey};
 use outflow_dataflow::{Datum, Row};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::probe::{Handle as ProbeHandle, Probe};
+use timely::progress::Antichain;
 
 /// Counts live heap bytes and their high-water mark.
 struct CountingAllocator;
@@ -89,21 +91,34 @@ fn key() -> SinkKey {
 /// `VmHWM` or `VmRSS` of this process, in bytes.
 fn proc_status(field: &str) -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
-    let kib: usize = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line {line:?}"));
+    let line =
+        status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: usize =
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line {line:?}"));
     kib * 1024
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, phase] = args.as_slice() {
-        if flag == "--phase" {
-            memory_phase(phase);
-            return;
-        }
+    match args.as_slice() {
+        [_] => {}
+        [_, flag, phase] if flag == "--phase" && phase == "throughput" => return throughputs(),
+        [_, flag, phase] if flag == "--phase" => return memory_phase(phase),
+        _ => panic!("usage: dataflow [--phase throughput|combine|arrange-val|arrange-columnar]"),
     }
 
     println!("# outflow dataflow operators: key_by + arrange_by_sink_key + combine_at_timestamp");
+    throughputs();
+    println!("# memory: a {SNAPSHOT_ROWS}-row snapshot at one time, 1 worker, each figure from a fresh process");
+    let exe = std::env::current_exe().expect("own path");
+    for phase in ["combine", "arrange-val", "arrange-columnar"] {
+        let output = Command::new(&exe).args(["--phase", phase]).output().expect("start a memory phase");
+        assert!(output.status.success(), "phase {phase} failed: {}", String::from_utf8_lossy(&output.stderr));
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    }
+}
+
+fn throughputs() {
     println!(
         "# throughput: {THROUGHPUT_KEYS} keys inserted at time 0, then {} rounds that update every key \
          (a retraction and an insertion each), one round per time, each round waited for",
@@ -113,14 +128,6 @@ fn main() {
         for combine in [false, true] {
             throughput(workers, combine);
         }
-    }
-
-    println!("# memory: a {SNAPSHOT_ROWS}-row snapshot at one time, 1 worker, each figure from a fresh process");
-    let exe = std::env::current_exe().expect("own path");
-    for phase in ["combine", "arrange-val", "arrange-columnar"] {
-        let output = Command::new(&exe).args(["--phase", phase]).output().expect("start a memory phase");
-        assert!(output.status.success(), "phase {phase} failed: {}", String::from_utf8_lossy(&output.stderr));
-        print!("{}", String::from_utf8_lossy(&output.stdout));
     }
 }
 
@@ -139,7 +146,11 @@ fn throughput(workers: usize, combine: bool) {
                     .step_by(peers)
                     .flat_map(|id| {
                         let insert = (customer(id, round), 1);
-                        if round == 0 { vec![insert] } else { vec![(customer(id, round - 1), -1), insert] }
+                        if round == 0 {
+                            vec![insert]
+                        } else {
+                            vec![(customer(id, round - 1), -1), insert]
+                        }
                     })
                     .collect()
             })
@@ -147,22 +158,28 @@ fn throughput(workers: usize, combine: bool) {
         let updates: usize = rounds.iter().map(Vec::len).sum();
         let probe = ProbeHandle::new();
         let pairs = Arc::clone(&pairs_out);
-        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+        let (mut input, mut kept) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
             let arranged = rows.key_by(&key()).arrange_by_sink_key();
             if combine {
-                let count = Rc::new(Cell::new(0usize));
-                let counted = Rc::clone(&count);
-                arranged.combine_at_timestamp(&key()).pairs.probe_with(&probe).sink(Pipeline, "CountPairs", move |(input, frontier)| {
-                    input.for_each(|_, data| counted.set(counted.get() + data.len()));
-                    if frontier.is_empty() {
-                        pairs.fetch_add(counted.replace(0), Ordering::Relaxed);
-                    }
-                });
+                let counted = Rc::new(Cell::new(0usize));
+                arranged.combine_at_timestamp(&key()).pairs.probe_with(&probe).sink(
+                    Pipeline,
+                    "CountPairs",
+                    move |(input, frontier)| {
+                        input.for_each(|_, data| counted.set(counted.get() + data.len()));
+                        if frontier.is_empty() {
+                            pairs.fetch_add(counted.replace(0), Ordering::Relaxed);
+                        }
+                    },
+                );
+                (input, None)
             } else {
+                // A caller that maintains the arrangement: the trace is kept and compacted as
+                // the rounds complete, so the spine's merging is paid in both variants.
                 arranged.stream.probe_with(&probe);
+                (input, Some(arranged.trace))
             }
-            input
         });
         barrier.wait();
         let start = Instant::now();
@@ -175,7 +192,12 @@ fn throughput(workers: usize, combine: bool) {
             while probe.less_than(input.time()) {
                 worker.step();
             }
+            if let Some(trace) = &mut kept {
+                trace.set_logical_compaction(Antichain::from_elem(time as u64 + 1).borrow());
+                trace.set_physical_compaction(Antichain::from_elem(time as u64 + 1).borrow());
+            }
         }
+        drop(kept);
         drop(input);
         while worker.step_or_park(None) {}
         let took = start.elapsed();
@@ -189,9 +211,13 @@ fn throughput(workers: usize, combine: bool) {
     .map(|r| r.expect("worker finished"))
     .sum::<usize>();
     let seconds = elapsed.lock().unwrap().as_secs_f64();
-    let what = if combine { "key + arrange + combine" } else { "key + arrange          " };
+    let what = if combine { "key + arrange + combine      " } else { "key + arrange (trace kept)   " };
     let pairs = pairs.load(Ordering::Relaxed);
-    let pairs = if combine { format!(", {pairs} pairs ({:.2} M pairs/s)", pairs as f64 / seconds / 1e6) } else { String::new() };
+    let pairs = if combine {
+        format!(", {pairs} pairs ({:.2} M pairs/s)", pairs as f64 / seconds / 1e6)
+    } else {
+        String::new()
+    };
     println!(
         "{what}  workers={workers}: {updates_fed} updates in {seconds:.2} s = {:.2} M updates/s{pairs}",
         updates_fed as f64 / seconds / 1e6
@@ -199,7 +225,11 @@ fn throughput(workers: usize, combine: bool) {
 }
 
 /// Inserts the snapshot in pieces, as a source would, and advances past it.
-fn feed_snapshot(worker: &mut timely::worker::Worker, input: &mut differential_dataflow::input::InputSession<u64, Row, isize>, probe: &ProbeHandle<u64>) {
+fn feed_snapshot(
+    worker: &mut timely::worker::Worker,
+    input: &mut differential_dataflow::input::InputSession<u64, Row, isize>,
+    probe: &ProbeHandle<u64>,
+) {
     const PIECE: u64 = 100_000;
     for start in (0..SNAPSHOT_ROWS).step_by(PIECE as usize) {
         for id in start..(start + PIECE).min(SNAPSHOT_ROWS) {
@@ -230,9 +260,13 @@ fn memory_phase(phase: &str) {
                     let arranged = rows.key_by(&key()).arrange_by_sink_key();
                     let trace = arranged.trace.clone();
                     // The consumer drops each pair as it comes, as a producer would pass it on.
-                    arranged.combine_at_timestamp(&key()).pairs.probe_with(&probe).sink(Pipeline, "DropPairs", |(input, _)| {
-                        input.for_each(|_, data| data.clear());
-                    });
+                    arranged.combine_at_timestamp(&key()).pairs.probe_with(&probe).sink(
+                        Pipeline,
+                        "DropPairs",
+                        |(input, _)| {
+                            input.for_each(|_, data| data.clear());
+                        },
+                    );
                     (input, Box::new(trace) as Box<dyn std::any::Any>)
                 }
                 "arrange-val" => {
@@ -245,8 +279,14 @@ fn memory_phase(phase: &str) {
                     // their borrowed form; `Row` has no such implementation, its packed bytes do.
                     type Update = (Vec<u8>, Vec<u8>, u64, isize);
                     type Batcher = ChunkBatcher<ContainerChunker<ColChunk<Update>>, ColChunk<Update>>;
-                    let keyed: VecCollection<'_, u64, (Vec<u8>, Vec<u8>), isize> = rows.key_by(&key()).map(|(k, v)| (k.data().to_vec(), v.data().to_vec()));
-                    let arranged = arrange_core::<_, _, Batcher, ColumnarSpine<Vec<u8>, Vec<u8>, u64, isize>>(keyed.inner, Pipeline, "ArrangeColumnar", Batcher::new);
+                    let keyed: VecCollection<'_, u64, (Vec<u8>, Vec<u8>), isize> =
+                        rows.key_by(&key()).map(|(k, v)| (k.data().to_vec(), v.data().to_vec()));
+                    let arranged = arrange_core::<_, _, Batcher, ColumnarSpine<Vec<u8>, Vec<u8>, u64, isize>>(
+                        keyed.inner,
+                        Pipeline,
+                        "ArrangeColumnar",
+                        Batcher::new,
+                    );
                     arranged.stream.probe_with(&probe);
                     (input, Box::new(arranged.trace) as Box<dyn std::any::Any>)
                 }
@@ -271,7 +311,8 @@ fn report(phase: &str, start: Instant, baseline_rss: usize, baseline_heap: usize
     // plus their packed bytes), time, diff, and two offsets.
     let sample = customer(SNAPSHOT_ROWS / 2, 0);
     let key_bytes = sample.project(&[0]).byte_len();
-    let estimate = SNAPSHOT_ROWS as usize * (2 * std::mem::size_of::<Row>() + key_bytes + sample.byte_len() + 8 + 8 + 2 * 8);
+    let estimate =
+        SNAPSHOT_ROWS as usize * (2 * std::mem::size_of::<Row>() + key_bytes + sample.byte_len() + 8 + 8 + 2 * 8);
     let label = match phase {
         "combine" => "snapshot through key + arrange (ValSpine) + combine",
         "arrange-val" => "arrange only, ordered ValSpine<Row, Row>",
@@ -282,7 +323,11 @@ fn report(phase: &str, start: Instant, baseline_rss: usize, baseline_heap: usize
          over a {:.0} MiB baseline = {:.2}x the arrangement",
         seconds,
         arrangement as f64 / MIB,
-        if phase == "arrange-columnar" { String::new() } else { format!("; rows x bytes estimate {:.0} MiB", estimate as f64 / MIB) },
+        if phase == "arrange-columnar" {
+            String::new()
+        } else {
+            format!("; rows x bytes estimate {:.0} MiB", estimate as f64 / MIB)
+        },
         peak_heap as f64 / MIB,
         peak_rss as f64 / MIB,
         baseline_rss as f64 / MIB,

@@ -48,6 +48,11 @@ pub trait ArrangeBySinkKey<'scope, T: Timestamp + Lattice> {
 impl<'scope, T: Timestamp + Lattice> ArrangeBySinkKey<'scope, T> for VecCollection<'scope, T, (Row, Row), isize> {
     fn arrange_by_sink_key(self) -> SinkArrangement<'scope, T> {
         let pact = Exchange::new(|update: &((Row, Row), T, isize)| stable_key_hash(&(update.0).0));
-        arrange_core::<_, _, ValBatcher<Row, Row, T, isize>, SinkSpine<T>>(self.inner, pact, "ArrangeBySinkKey", ValBatcher::new)
+        arrange_core::<_, _, ValBatcher<Row, Row, T, isize>, SinkSpine<T>>(
+            self.inner,
+            pact,
+            "ArrangeBySinkKey",
+            ValBatcher::new,
+        )
     }
 }

@@ -154,10 +154,12 @@ pub struct Combined<'scope, T: Timestamp> {
 /// ]);
 /// ```
 pub trait CombineAtTimestamp<'scope, T: Timestamp + TotalOrder + Lattice>: Sized {
+    /// Combines with the defaults: everything emitted, no credit, a counter of its own.
     fn combine_at_timestamp(self, key: &SinkKey) -> Combined<'scope, T> {
         self.combine_at_timestamp_with(key, CombineOptions::default())
     }
 
+    /// Combines, skipping and pacing as `options` say.
     fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T>;
 }
 
@@ -166,7 +168,8 @@ where
     T: Timestamp + TotalOrder + Lattice,
 {
     fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T> {
-        self.arrange_by_sink_key().combine_at_timestamp_with(key, options)
+        // Arranged right here by the sink key's hash: no key can be misplaced.
+        combine_arranged(self.arrange_by_sink_key(), key, options, false)
     }
 }
 
@@ -177,69 +180,86 @@ where
     for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
 {
     fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T> {
-        let uniqueness = key.uniqueness();
-        let scope = self.stream.scope();
-        let mut builder = OperatorBuilder::new("CombineAtTimestamp".to_owned(), scope);
-        let mut input = builder.new_input(self.stream, Pipeline);
-        let (mut pairs_output, pairs) = builder.new_output::<Vec<KeyedPair<T>>>();
-        let (mut violations_output, violations) = builder.new_output::<Vec<KeyViolation<T>>>();
-
-        let address = builder.operator_info().address;
-        let activator = scope.activator_for(address.clone());
-        if let Some(credit) = &options.credit {
-            credit.attach(scope.activator_for(address));
-        }
-        let violation_count = options.violation_count.clone().unwrap_or_default();
-
-        // A whole-row key needs no history, so it lets go of the trace: nothing beyond the
-        // batches in flight stays in memory unless the caller keeps a handle.
-        let trace = (uniqueness != Uniqueness::Multiset).then_some(self.trace);
-        let mut combiner = Combiner {
-            uniqueness,
-            worker: (scope.index(), scope.peers()),
-            options,
-            count: violation_count.clone(),
-            trace,
-            processed_upper: Antichain::from_elem(T::minimum()),
-            queue: VecDeque::new(),
-            active: None,
-            pairs: Outbox::new(),
-            violations: Outbox::new(),
-        };
-
-        builder.build(move |initial_capabilities| {
-            // Output flows only from input batches, under their capabilities.
-            drop(initial_capabilities);
-            move |_frontiers| {
-                input.for_each(|capability, spans| {
-                    for span in spans.drain(..) {
-                        let (Some(pairs_cap), Some(violations_cap)) = (capability.retain_least(0), capability.retain_least(1)) else {
-                            assert!(span.inner.is_none(), "an arrangement sent a batch of updates under no capability");
-                            continue;
-                        };
-                        combiner.queue.push_back(Work {
-                            caps: (pairs_cap, violations_cap),
-                            lower: span.lower().clone(),
-                            upper: span.upper().clone(),
-                            batch: span.inner,
-                        });
-                    }
-                });
-                let mut pairs_session = pairs_output.activate();
-                let mut violations_session = violations_output.activate();
-                match combiner.work(&mut pairs_session, &mut violations_session) {
-                    Progress::Idle | Progress::AwaitingCredit => {}
-                    Progress::OutOfFuel => activator.activate(),
-                }
-            }
-        });
-
-        Combined { pairs, violations, violation_count }
+        combine_arranged(self, key, options, true)
     }
 }
 
-/// A batch of the arrangement waiting to be combined, with the capabilities that let its
-/// pairs and violations out.
+/// Builds the operator; `check_placement` asserts that each key is on the worker that owns it.
+fn combine_arranged<'scope, T, Tr>(
+    arranged: Arranged<'scope, Tr>,
+    key: &SinkKey,
+    options: CombineOptions<T>,
+    check_placement: bool,
+) -> Combined<'scope, T>
+where
+    T: Timestamp + TotalOrder + Lattice,
+    Tr: TraceReader<Time = T, Batch: Navigable> + 'static,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
+{
+    let uniqueness = key.uniqueness();
+    let scope = arranged.stream.scope();
+    let mut builder = OperatorBuilder::new("CombineAtTimestamp".to_owned(), scope);
+    let mut input = builder.new_input(arranged.stream, Pipeline);
+    let (mut pairs_output, pairs) = builder.new_output::<Vec<KeyedPair<T>>>();
+    let (mut violations_output, violations) = builder.new_output::<Vec<KeyViolation<T>>>();
+
+    let address = builder.operator_info().address;
+    let activator = scope.activator_for(address.clone());
+    if let Some(credit) = &options.credit {
+        credit.attach(scope.activator_for(address));
+    }
+    let violation_count = options.violation_count.clone().unwrap_or_default();
+
+    // A whole-row key needs no history, so it lets go of the trace: nothing beyond the
+    // batches in flight stays in memory unless the caller keeps a handle.
+    let trace = (uniqueness != Uniqueness::Multiset).then_some(arranged.trace);
+    let mut combiner = Combiner {
+        uniqueness,
+        placement: check_placement.then(|| (scope.index(), scope.peers())),
+        options,
+        count: violation_count.clone(),
+        trace,
+        processed_upper: Antichain::from_elem(T::minimum()),
+        queue: VecDeque::new(),
+        active: None,
+        pairs: Outbox::new(),
+        violations: Outbox::new(),
+    };
+
+    builder.build(move |initial_capabilities| {
+        // Output flows only from input batches, under their capabilities.
+        drop(initial_capabilities);
+        move |_frontiers| {
+            input.for_each(|capability, spans| {
+                for span in spans.drain(..) {
+                    let (Some(pairs_cap), Some(violations_cap)) =
+                        (capability.retain_least(0), capability.retain_least(1))
+                    else {
+                        assert!(span.inner.is_none(), "an arrangement sent a batch of updates under no capability");
+                        continue;
+                    };
+                    combiner.queue.push_back(Work {
+                        caps: (pairs_cap, violations_cap),
+                        lower: span.lower().clone(),
+                        upper: span.upper().clone(),
+                        batch: span.inner,
+                    });
+                }
+            });
+            let mut pairs_session = pairs_output.activate();
+            let mut violations_session = violations_output.activate();
+            // Waiting for credit, the combiner is woken by the grant.
+            if let Some(Pause::OutOfFuel) = combiner.work(&mut pairs_session, &mut violations_session) {
+                activator.activate();
+            }
+        }
+    });
+
+    Combined { pairs, violations, violation_count }
+}
+
+/// A span of the arrangement waiting to be combined, with the capabilities that let its pairs
+/// and violations out. `batch` is taken when combining starts.
 struct Work<T: Timestamp, B> {
     caps: (Capability<T>, Capability<T>),
     lower: Antichain<T>,
@@ -256,16 +276,16 @@ struct Active<T: Timestamp, B: Navigable> {
     history: Option<(CursorList<B::Cursor>, Vec<B>)>,
 }
 
-enum Progress {
-    Idle,
+/// Why combining stopped before the end of its batch.
+enum Pause {
     OutOfFuel,
     AwaitingCredit,
 }
 
 struct Combiner<T: Timestamp, Tr: TraceReader<Batch: Navigable>> {
     uniqueness: Uniqueness,
-    /// This worker's index and the number of workers.
-    worker: (usize, usize),
+    /// This worker's index and the number of workers, when keys' placement is to be checked.
+    placement: Option<(usize, usize)>,
     options: CombineOptions<T>,
     count: ViolationCount,
     trace: Option<Tr>,
@@ -282,31 +302,34 @@ where
     Tr: TraceReader<Time = T, Batch: Navigable>,
     for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
 {
-    fn work(&mut self, pairs_out: &mut Output<T, Vec<KeyedPair<T>>>, violations_out: &mut Output<T, Vec<KeyViolation<T>>>) -> Progress {
+    /// Combines queued batches until none is left (`None`) or combining pauses.
+    fn work(
+        &mut self,
+        pairs_out: &mut Output<T, Vec<KeyedPair<T>>>,
+        violations_out: &mut Output<T, Vec<KeyViolation<T>>>,
+    ) -> Option<Pause> {
         let mut fuel = self.options.fuel;
         loop {
             if self.active.is_none() {
-                let Some(work) = self.queue.pop_front() else { break };
-                match work.batch.clone() {
+                let Some(mut work) = self.queue.pop_front() else { break };
+                match work.batch.take() {
                     None => self.finish(work.upper),
                     Some(batch) => self.active = Some(self.start(work, batch)),
                 }
                 continue;
             }
-            let progress = self.combine_active(&mut fuel, pairs_out, violations_out);
+            let outcome = self.combine_active(&mut fuel, pairs_out, violations_out);
             self.pairs.send_all(pairs_out);
             self.violations.send_all(violations_out);
-            match progress {
-                Progress::Idle => {
-                    let active = self.active.take().expect("combining finished a batch it did not have");
-                    // Dropping the buffers' capabilities, then the batch's, lets the frontier
-                    // pass the batch's times.
-                    self.pairs.release();
-                    self.violations.release();
-                    self.finish(active.work.upper);
-                }
-                waiting => return waiting,
+            if let Err(pause) = outcome {
+                return Some(pause);
             }
+            let active = self.active.take().expect("combining finished a batch it did not have");
+            // Dropping the buffers' capabilities, then the batch's, lets the frontier pass the
+            // batch's times.
+            self.pairs.release();
+            self.violations.release();
+            self.finish(active.work.upper);
         }
         if let Some(trace) = &mut self.trace {
             // Intervals without updates reach the trace but not the stream; step over them
@@ -315,7 +338,7 @@ where
             trace.set_logical_compaction(self.processed_upper.borrow());
             trace.set_physical_compaction(self.processed_upper.borrow());
         }
-        Progress::Idle
+        None
     }
 
     fn start(&mut self, work: Work<T, Tr::Batch>, batch: Tr::Batch) -> Active<T, Tr::Batch> {
@@ -342,15 +365,15 @@ where
         }
     }
 
-    /// Combines keys of the active batch until it is done (`Idle`), the fuel is spent, or the
-    /// credit is.
+    /// Combines keys of the active batch until it is done (`Ok`), or the fuel or the credit is
+    /// spent.
     fn combine_active(
         &mut self,
         fuel: &mut usize,
         pairs_out: &mut Output<T, Vec<KeyedPair<T>>>,
         violations_out: &mut Output<T, Vec<KeyViolation<T>>>,
-    ) -> Progress {
-        let Combiner { uniqueness, worker, options, count, active, pairs, violations, .. } = self;
+    ) -> Result<(), Pause> {
+        let Combiner { uniqueness, placement, options, count, active, pairs, violations, .. } = self;
         let Active { work, batch, cursor, history } = active.as_mut().expect("no batch to combine");
         let (mut history_cursor, history_batches) = match history {
             Some((cursor, batches)) => (Some(cursor), Some(&*batches)),
@@ -362,23 +385,28 @@ where
         let mut held: Vec<(&Row, isize)> = Vec::new();
         while let Some(key) = cursor.get_key(batch) {
             if *fuel == 0 {
-                return Progress::OutOfFuel;
+                return Err(Pause::OutOfFuel);
             }
             if options.credit.as_ref().is_some_and(PairCredit::exhausted) {
-                return Progress::AwaitingCredit;
+                return Err(Pause::AwaitingCredit);
             }
-            let (index, peers) = *worker;
-            let owner = worker_for_key(key, peers);
-            assert_eq!(
-                owner, index,
-                "key {key:?} is arranged on worker {index} of {peers}, but stable_key_hash places it on worker {owner}: \
-                 combine_at_timestamp needs an arrangement made by arrange_by_sink_key"
-            );
+            if let Some((index, peers)) = *placement {
+                let owner = worker_for_key(key, peers);
+                assert_eq!(
+                    owner, index,
+                    "key {key:?} is arranged on worker {index} of {peers}, but stable_key_hash places it on worker {owner}: \
+                     combine_at_timestamp needs an arrangement made by arrange_by_sink_key"
+                );
+            }
 
             updates.clear();
             while let Some(val) = cursor.get_val(batch) {
                 cursor.map_times(batch, |time, diff| {
-                    updates.push((<BatchCursor<Tr> as Cursor>::owned_time(time), val, <BatchCursor<Tr> as Cursor>::owned_diff(diff)))
+                    updates.push((
+                        <BatchCursor<Tr> as Cursor>::owned_time(time),
+                        val,
+                        <BatchCursor<Tr> as Cursor>::owned_diff(diff),
+                    ))
                 });
                 cursor.step_val(batch);
             }
@@ -387,11 +415,13 @@ where
 
             held.clear();
             if let (Some(history_cursor), Some(history_batches)) = (history_cursor.as_deref_mut(), history_batches) {
-                history_cursor.seek_key(history_batches, key);
+                seek_forward(history_cursor, history_batches, key);
                 if history_cursor.get_key(history_batches) == Some(key) {
                     while let Some(val) = history_cursor.get_val(history_batches) {
                         let mut copies = 0;
-                        history_cursor.map_times(history_batches, |_, diff| copies += <CursorList<BatchCursor<Tr>> as Cursor>::owned_diff(diff));
+                        history_cursor.map_times(history_batches, |_, diff| {
+                            copies += <CursorList<BatchCursor<Tr>> as Cursor>::owned_diff(diff)
+                        });
                         if copies != 0 {
                             held.push((val, copies));
                         }
@@ -444,8 +474,25 @@ where
             *fuel = fuel.saturating_sub(updates.len() + emitted);
             cursor.step_key(batch);
         }
-        Progress::Idle
+        Ok(())
     }
+}
+
+/// Moves a cursor to `key` or the first key after it. Batches often touch most keys of their
+/// history, so the next key is usually a step or two ahead: stepping costs one comparison a
+/// step, where `seek_key` compares a fixed handful of keys in every batch of the history.
+fn seek_forward<C>(cursor: &mut C, storage: &C::Storage, key: &Row)
+where
+    for<'a> C: Cursor<Key<'a> = &'a Row>,
+{
+    const STEPS: usize = 4;
+    for _ in 0..STEPS {
+        match cursor.get_key(storage) {
+            Some(current) if current < key => cursor.step_key(storage),
+            _ => return,
+        }
+    }
+    cursor.seek_key(storage, key);
 }
 
 /// Adds `diff` copies of `val` to a key's accumulated rows, kept in row order without zeros.
@@ -522,10 +569,8 @@ impl<T: Timestamp, D: Clone + 'static> Outbox<T, D> {
     }
 
     fn push(&mut self, cap: &Capability<T>, time: &T, record: D, out: &mut Output<T, Vec<D>>) {
-        if !self.by_time.contains_key(time) {
-            self.by_time.insert(time.clone(), (cap.delayed(time), Vec::with_capacity(MESSAGE_LEN)));
-        }
-        let (time_cap, buffer) = self.by_time.get_mut(time).expect("buffer just made");
+        let (time_cap, buffer) =
+            self.by_time.entry(time.clone()).or_insert_with(|| (cap.delayed(time), Vec::with_capacity(MESSAGE_LEN)));
         buffer.push(record);
         self.buffered += 1;
         if buffer.len() >= MESSAGE_LEN {

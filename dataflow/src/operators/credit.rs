@@ -17,6 +17,10 @@ use timely::scheduling::Activator;
 /// The credit is spent key by key: a key's pairs at one time are never split by a pause, so the
 /// balance can dip below zero by at most one key's pairs, which then delays the next key.
 ///
+/// Grant credit when pairs leave the consumer's queue (handed to the producer), never when
+/// their time commits: the combiner holds the frontier at a batch's times until it has emitted
+/// the whole batch, so a grant that waits for the frontier would never come.
+///
 /// A credit lives on one worker (it is not `Send`); build it inside the worker closure and give
 /// a clone to the consumer. A consumer that never grants stalls the combiner, by design.
 ///
@@ -34,9 +38,7 @@ struct Inner {
 impl PairCredit {
     /// A credit of `pairs` pairs, typically the capacity of the consumer's queue.
     pub fn new(pairs: usize) -> PairCredit {
-        PairCredit {
-            inner: Rc::new(Inner { balance: Cell::new(clamp(pairs)), waiting: RefCell::new(None) }),
-        }
+        PairCredit { inner: Rc::new(Inner { balance: Cell::new(clamp(pairs)), waiting: RefCell::new(None) }) }
     }
 
     /// Pairs that may still be emitted before combining pauses (zero when overdrawn).

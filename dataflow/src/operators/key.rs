@@ -64,7 +64,11 @@ impl SinkKey {
     /// let loose = SinkKey::resolve(&desc, Some(&[1]), true).unwrap();
     /// assert_eq!(loose.uniqueness(), Uniqueness::NotEnforced);
     /// ```
-    pub fn resolve(desc: &RelationDesc, declared: Option<&[usize]>, not_enforced: bool) -> Result<SinkKey, OperatorError> {
+    pub fn resolve(
+        desc: &RelationDesc,
+        declared: Option<&[usize]>,
+        not_enforced: bool,
+    ) -> Result<SinkKey, OperatorError> {
         let Some(columns) = declared else {
             return Ok(match desc.keys().first() {
                 Some(columns) => SinkKey::Relation { columns: columns.clone() },
@@ -157,5 +161,53 @@ impl<'scope, T: Timestamp, R: Semigroup + 'static> KeyBy<'scope, T, R> for VecCo
         let key = key.clone();
         let mut packer = RowPacker::new();
         self.map(move |row| key.split(row, &mut packer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relation::{Datum, ScalarType};
+
+    fn desc() -> RelationDesc {
+        RelationDesc::empty()
+            .with_column("id", ScalarType::Int64, false)
+            .with_column("region", ScalarType::Text, true)
+            .with_column("amount", ScalarType::Int64, false)
+            .with_key(vec![0])
+    }
+
+    #[test]
+    fn keys_resolve_to_declared_relation_or_whole_row() {
+        let declared = SinkKey::resolve(&desc(), Some(&[1, 0]), false).unwrap();
+        assert_eq!(declared, SinkKey::Declared { columns: vec![1, 0], enforced: true });
+        assert!(declared.is_message_key());
+        assert_eq!(declared.uniqueness(), Uniqueness::Enforced);
+        let keyless = RelationDesc::empty().with_column("v", ScalarType::Int64, false);
+        let whole = SinkKey::resolve(&keyless, None, false).unwrap();
+        assert_eq!((whole.columns(), whole.is_message_key(), whole.uniqueness()), (None, false, Uniqueness::Multiset));
+    }
+
+    #[test]
+    fn bad_declared_keys_are_refused_naming_the_column() {
+        assert_eq!(
+            SinkKey::resolve(&desc(), Some(&[3]), true).unwrap_err().to_string(),
+            "KEY names column 3, but the relation has 3 columns"
+        );
+        assert_eq!(SinkKey::resolve(&desc(), Some(&[]), true).unwrap_err(), OperatorError::EmptyKey);
+        let err = SinkKey::resolve(&desc(), Some(&[1, 2]), false).unwrap_err().to_string();
+        assert!(err.contains("KEY (region, amount) NOT ENFORCED"), "{err}");
+    }
+
+    #[test]
+    fn split_projects_the_key_in_declared_order() {
+        let row = Row::pack_slice(&[Datum::Int64(7), Datum::String("eu"), Datum::Int64(5)]);
+        let mut packer = RowPacker::new();
+        let key = SinkKey::Declared { columns: vec![2, 1], enforced: false };
+        assert_eq!(
+            key.split(row.clone(), &mut packer),
+            (Row::pack_slice(&[Datum::Int64(5), Datum::String("eu")]), row.clone())
+        );
+        assert_eq!(SinkKey::WholeRow.split(row.clone(), &mut packer), (row, Row::default()));
     }
 }

@@ -41,7 +41,11 @@ pub struct ResumePoint<T = u64> {
 }
 
 impl<T: Ord> ResumePoint<T> {
-    pub fn new(old_workers: usize, frontiers: Vec<Option<T>>, positions: Vec<Option<Row>>) -> Result<ResumePoint<T>, OperatorError> {
+    pub fn new(
+        old_workers: usize,
+        frontiers: Vec<Option<T>>,
+        positions: Vec<Option<Row>>,
+    ) -> Result<ResumePoint<T>, OperatorError> {
         let point = ResumePoint { old_workers, frontiers, positions };
         point.validate()?;
         Ok(point)
@@ -54,10 +58,16 @@ impl<T: Ord> ResumePoint<T> {
             return Err(OperatorError::ResumeWithoutWorkers);
         }
         if self.frontiers.len() != self.old_workers {
-            return Err(OperatorError::ResumeFrontierCount { workers: self.old_workers, frontiers: self.frontiers.len() });
+            return Err(OperatorError::ResumeFrontierCount {
+                workers: self.old_workers,
+                frontiers: self.frontiers.len(),
+            });
         }
         if !self.positions.is_empty() && self.positions.len() != self.old_workers {
-            return Err(OperatorError::ResumePositionCount { workers: self.old_workers, positions: self.positions.len() });
+            return Err(OperatorError::ResumePositionCount {
+                workers: self.old_workers,
+                positions: self.positions.len(),
+            });
         }
         for (worker, (frontier, position)) in self.frontiers.iter().zip(&self.positions).enumerate() {
             if frontier.is_none() && position.is_some() {
@@ -101,7 +111,8 @@ mod tests {
     fn positions_skip_keys_up_to_the_last_committed_at_the_frontier_time() {
         let keys: Vec<Row> = (0..40).map(key).filter(|k| worker_for_key(k, 3) == 1).collect();
         let position = keys[keys.len() / 2].clone();
-        let resume = ResumePoint::new(3, vec![Some(2), Some(7), None], vec![None, Some(position.clone()), None]).unwrap();
+        let resume =
+            ResumePoint::new(3, vec![Some(2), Some(7), None], vec![None, Some(position.clone()), None]).unwrap();
         for k in &keys {
             assert!(resume.skip(k, &6));
             assert_eq!(resume.skip(k, &7), k <= &position, "key {k:?}");

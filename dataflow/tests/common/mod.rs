@@ -32,8 +32,11 @@ pub struct Update {
 /// Arbitrary updates: keys often hold several rows, rows are retracted that were never
 /// inserted, copies pile up.
 pub fn arbitrary_history() -> impl Strategy<Value = Vec<Update>> {
-    prop::collection::vec((0..5i64, 0..3i64, 0..=MAX_TIME, prop_oneof![Just(-2isize), Just(-1), Just(1), Just(2)]), 0..40)
-        .prop_map(|updates| updates.into_iter().map(|(id, v, time, diff)| Update { row: row(id, v), time, diff }).collect())
+    prop::collection::vec(
+        (0..5i64, 0..3i64, 0..=MAX_TIME, prop_oneof![Just(-2isize), Just(-1), Just(1), Just(2)]),
+        0..40,
+    )
+    .prop_map(|updates| updates.into_iter().map(|(id, v, time, diff)| Update { row: row(id, v), time, diff }).collect())
 }
 
 /// Histories of a well-keyed relation: at each step a key changes to a new value or goes away.
@@ -157,7 +160,9 @@ where
         });
         let mut from = 0;
         for &(upto, wait) in &schedule {
-            for (_, update) in updates.iter().enumerate().filter(|(i, u)| i % peers == index && u.time >= from && u.time < upto) {
+            for (_, update) in
+                updates.iter().enumerate().filter(|(i, u)| i % peers == index && u.time >= from && u.time < upto)
+            {
                 input.update_at(update.row.clone(), update.time, update.diff);
             }
             input.advance_to(upto);
@@ -202,7 +207,11 @@ pub fn capture<'scope, D: Clone + 'static>(
 
 /// The sequential model: consolidate, then walk times in order and keys in order, keeping each
 /// key's rows, and pair as the operator documents.
-pub fn model(updates: &[Update], key: &SinkKey, skip: impl Fn(&Row, u64) -> bool) -> (Vec<KeyedPair<u64>>, Vec<KeyViolation<u64>>) {
+pub fn model(
+    updates: &[Update],
+    key: &SinkKey,
+    skip: impl Fn(&Row, u64) -> bool,
+) -> (Vec<KeyedPair<u64>>, Vec<KeyViolation<u64>>) {
     let mut consolidated: BTreeMap<(u64, Row, Row), isize> = BTreeMap::new();
     for update in updates {
         let (k, v) = match key.columns() {
@@ -250,7 +259,9 @@ pub fn model(updates: &[Update], key: &SinkKey, skip: impl Fn(&Row, u64) -> bool
         }
         let enforced = !matches!(key, SinkKey::Declared { enforced: false, .. });
         if violated {
-            let side = |negative: bool| vals.iter().filter(|(_, d)| (*d < 0) == negative).map(|(v, d)| (v.clone(), d.unsigned_abs())).collect();
+            let side = |negative: bool| {
+                vals.iter().filter(|(_, d)| (*d < 0) == negative).map(|(v, d)| (v.clone(), d.unsigned_abs())).collect()
+            };
             violations.push(KeyViolation {
                 key: k.clone(),
                 time,
