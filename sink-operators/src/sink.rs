@@ -57,6 +57,8 @@ use crate::topic::{ensure_data_topic, ensure_progress_topic, TopicSettings};
 
 /// Pairs a worker lets combining emit ahead of what its producer has taken.
 const PAIR_CREDIT: usize = 16 * 1024;
+/// How often the startup operators look for their producer's progress.
+const STARTUP_POLL: Duration = Duration::from_millis(5);
 
 /// Everything a sink needs to run: its spec, the resolved connection and registry, and how it
 /// paces itself. Built from a catalog (the statements) or by hand.
@@ -410,6 +412,9 @@ fn render<'scope>(
         "OutflowSinkInit",
         |capability, info| {
             register(&info.address);
+            // Another of this worker's sink operators may take the driver's answer; the
+            // startup operators look again shortly rather than rely on being woken.
+            let activator = scope.activator_for(info.address.clone());
             let mut capability = Some(capability);
             move |output| {
                 let mut state = init_state.borrow_mut();
@@ -421,8 +426,13 @@ fn render<'scope>(
                 } else {
                     None
                 };
-                if let (Some(outcome), Some(cap)) = (outcome, capability.take()) {
-                    output.session(&cap).give((state.worker, outcome));
+                match (outcome, capability.take()) {
+                    (Some(outcome), Some(cap)) => output.session(&cap).give((state.worker, outcome)),
+                    (None, cap @ Some(_)) => {
+                        capability = cap;
+                        activator.activate_after(STARTUP_POLL);
+                    }
+                    _ => {}
                 }
             }
         },
@@ -445,24 +455,30 @@ fn render<'scope>(
             |capability, info| {
                 register(&info.address);
                 let activator = scope.worker().sync_activator_for(info.address.to_vec());
+                let poll = scope.activator_for(info.address.clone());
                 let mut capability = Some(capability);
                 let mut errors: Vec<String> = Vec::new();
+                let mut reported = 0usize;
                 let mut pending: Option<mpsc::Receiver<Result<Recovery, String>>> = None;
                 let mut recovery: Option<Arc<Recovery>> = None;
-                move |(input, frontier), output| {
+                move |(input, _frontier), output| {
                     input.for_each(|_, data| {
                         for (worker, outcome) in data.drain(..) {
+                            reported += 1;
                             if let Err(error) = outcome {
                                 errors.push(format!("worker {worker}: {error}"));
                             }
                         }
                     });
                     let Some(cap) = capability.as_ref() else { return };
-                    if !frontier.is_empty() {
-                        return;
-                    }
                     if worker != 0 {
                         capability = None;
+                        return;
+                    }
+                    // Every worker reports once, success or error. The reports are counted rather
+                    // than read off the frontier, which is empty until progress first reaches this
+                    // operator.
+                    if reported < workers {
                         return;
                     }
                     if !errors.is_empty() {
@@ -492,7 +508,7 @@ fn render<'scope>(
                                 let found = Arc::new(found);
                                 recovery = Some(Arc::clone(&found));
                                 pending = None;
-                                state.handle(Event::Recovered(found));
+                                                state.handle(Event::Recovered(found));
                             }
                             Ok(Err(error)) => {
                                 pending = None;
@@ -501,14 +517,19 @@ fn render<'scope>(
                                 capability = None;
                                 return;
                             }
-                            Err(_) => return,
+                            Err(_) => {
+                                poll.activate_after(STARTUP_POLL);
+                                return;
+                            }
                         }
                     }
                     state.pump();
                     if let Some(error) = state.failed.clone() {
                         output.session(cap).give(Err(error));
                         capability = None;
-                    } else if state.announced {
+                    } else if !state.announced {
+                        poll.activate_after(STARTUP_POLL);
+                    } else {
                         let recovery = recovery.as_ref().expect("announced only after recovering");
                         let json = serde_json::to_string(&**recovery).expect("recoveries serialize");
                         output.session(cap).give(Ok(json));
@@ -579,6 +600,17 @@ fn render<'scope>(
             });
             let counted = violation_count.get();
             state.monitor.update(state.worker, |s| s.key_violations = counted.max(violations_seen));
+
+            if state.failed.is_some() {
+                // A failed sink writes nothing more: it lets go of its output and drains its
+                // inputs, so that the dataflow can shut down and its owner can report the error.
+                capability = None;
+                let drained = stash.len() + owed_credit;
+                stash.clear();
+                owed_credit = 0;
+                credit.grant(drained.max(PAIR_CREDIT));
+                return;
+            }
 
             if let (Some(resume), None) = (recovery.as_ref(), state.failed.as_ref()) {
                 // Feed pairs while the machine takes them.

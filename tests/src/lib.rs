@@ -3,3 +3,4 @@
 pub mod broker;
 pub mod rawlog;
 pub mod registry;
+pub mod pipeline;

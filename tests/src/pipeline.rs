@@ -1,0 +1,182 @@
+//! Runs a sink over an update history on a timely computation, and computes what a topic must
+//! hold afterwards, for the tests of the sink against a real broker.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use differential_dataflow::input::Input;
+use outflow::dataflow::{Datum, Row};
+use outflow::{SinkKafka, SinkPlan, SinkReport};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// One update of the input: `row` gains `diff` copies at `time`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub time: u64,
+    pub row: Row,
+    pub diff: isize,
+}
+
+/// How [`run_sink`] feeds the history.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub workers: usize,
+    /// A pause after each time is fed, so that a run can be interrupted part way.
+    pub pace: Option<Duration>,
+    /// Give up waiting for the sink after this long.
+    pub timeout: Duration,
+    /// Stop as a crashed run would: feed the updates before this time, wait until the sink has
+    /// committed them, and drop the dataflow without closing the input.
+    pub stop_at: Option<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { workers: 1, pace: None, timeout: Duration::from_secs(60), stop_at: None }
+    }
+}
+
+/// Feeds `history` (on worker 0) to a collection sunk by `plan` on `options.workers` workers,
+/// closes the input after the last time, and waits until every worker's sink has committed
+/// everything or failed. Returns the sink's report.
+pub fn run_sink(plan: SinkPlan, history: Vec<Update>, options: RunOptions) -> SinkReport {
+    let monitor = plan.monitor.clone();
+    let config = timely::Config::process(options.workers);
+    let guards = timely::execute(config, move |worker| {
+        let plan = plan.clone();
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let handle = rows.sink_kafka(&plan).unwrap_or_else(|e| panic!("cannot build sink: {e}"));
+            (input, handle.probe)
+        });
+        let deadline = std::time::Instant::now() + options.timeout;
+        let mut by_time: BTreeMap<u64, Vec<(Row, isize)>> = BTreeMap::new();
+        if worker.index() == 0 {
+            for update in &history {
+                by_time.entry(update.time).or_default().push((update.row.clone(), update.diff));
+            }
+        }
+        for (time, updates) in by_time {
+            if options.stop_at.is_some_and(|stop| time >= stop) {
+                break;
+            }
+            input.advance_to(time);
+            for (row, diff) in updates {
+                input.update(row, diff);
+            }
+            if let Some(pace) = options.pace {
+                input.advance_to(time + 1);
+                input.flush();
+                let until = std::time::Instant::now() + pace;
+                while std::time::Instant::now() < until {
+                    worker.step_or_park(Some(Duration::from_millis(1)));
+                }
+            }
+        }
+        let stopping = options.stop_at.inspect(|&stop| {
+            input.advance_to(stop);
+            input.flush();
+        });
+        if stopping.is_none() {
+            input.close();
+        }
+        let debug = std::env::var_os("OUTFLOW_TEST_DEBUG").is_some();
+        let mut last_print = std::time::Instant::now();
+        while stopping.map_or(!probe.done(), |stop| probe.less_than(&stop)) {
+            if debug && last_print.elapsed() > Duration::from_secs(2) {
+                last_print = std::time::Instant::now();
+                eprintln!("worker {}: {:?}", worker.index(), plan.monitor.report());
+            }
+            if plan.monitor.status().is_failed() || std::time::Instant::now() > deadline {
+                break;
+            }
+            worker.step_or_park(Some(Duration::from_millis(5)));
+        }
+        if stopping.is_some() || plan.monitor.status().is_failed() {
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        }
+    })
+    .expect("timely computation starts");
+    drop(guards);
+    monitor.report()
+}
+
+/// A random history over `keys` keys of rows `(id int8, value text, amount numeric(10,2))`:
+/// inserts, updates and deletes at times 1..=`times`, at most one change per key and time, so
+/// the key stays unique.
+pub fn random_history(seed: u64, keys: i64, times: u64, changes_per_time: usize) -> Vec<Update> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut current: BTreeMap<i64, Row> = BTreeMap::new();
+    let mut history = Vec::new();
+    for time in 1..=times {
+        let mut touched = std::collections::BTreeSet::new();
+        for _ in 0..changes_per_time {
+            let id = rng.gen_range(0..keys);
+            if !touched.insert(id) {
+                continue;
+            }
+            let old = current.remove(&id);
+            let delete = old.is_some() && rng.gen_bool(0.2);
+            if let Some(old) = old {
+                history.push(Update { time, row: old, diff: -1 });
+            }
+            if !delete {
+                let amount = outflow::dataflow::relation::Numeric::new(rng.gen_range(0..100_000), 2);
+                let value = format!("v{time}-{}", rng.gen_range(0..1000));
+                let row = Row::pack_slice(&[Datum::Int64(id), Datum::String(&value), Datum::Numeric(amount)]);
+                history.push(Update { time, row: row.clone(), diff: 1 });
+                current.insert(id, row);
+            }
+        }
+    }
+    history
+}
+
+/// What each key's messages must be under ENVELOPE UPSERT: per key (its first column), in time
+/// order, the row after each time at which it changed (`None` for a delete).
+pub fn expected_upserts(history: &[Update]) -> BTreeMap<i64, Vec<Option<Row>>> {
+    let mut by_time: BTreeMap<u64, BTreeMap<i64, Option<Row>>> = BTreeMap::new();
+    for update in history {
+        let id = match update.row.unpack_first() {
+            Datum::Int64(id) => id,
+            other => panic!("history rows start with an int8 id, not {other:?}"),
+        };
+        let entry = by_time.entry(update.time).or_default().entry(id).or_insert(None);
+        if update.diff > 0 {
+            *entry = Some(update.row.clone());
+        }
+    }
+    let mut state: BTreeMap<i64, Option<Row>> = BTreeMap::new();
+    let mut out: BTreeMap<i64, Vec<Option<Row>>> = BTreeMap::new();
+    for changes in by_time.into_values() {
+        for (id, after) in changes {
+            let before = state.get(&id).cloned().flatten();
+            if before != after {
+                out.entry(id).or_default().push(after.clone());
+                state.insert(id, after);
+            }
+        }
+    }
+    out
+}
+
+/// The JSON text FORMAT JSON writes for a history row `(id, value, amount)`.
+pub fn history_row_json(row: &Row) -> String {
+    let datums = row.unpack();
+    let (Datum::Int64(id), Datum::String(value), Datum::Numeric(amount)) = (datums[0], datums[1], datums[2]) else {
+        panic!("not a history row: {row:?}");
+    };
+    format!(r#"{{"id":{id},"value":"{value}","amount":{amount}}}"#)
+}
+
+/// The `CREATE` statements of a history table `t (id int8 primary key, value text, amount
+/// numeric(10,2))` and a plaintext connection `k` to `bootstrap`.
+pub fn history_catalog_sql(bootstrap: &str) -> String {
+    format!(
+        "CREATE CONNECTION k TO KAFKA (BROKER '{bootstrap}', SECURITY PROTOCOL PLAINTEXT);
+         CREATE TABLE t (id bigint PRIMARY KEY, value text NOT NULL, amount numeric(10,2) NOT NULL);"
+    )
+}

@@ -1,0 +1,179 @@
+//! The exactly-once sink against a real broker (Tansu): round trips of update histories through
+//! the UPSERT and DEBEZIUM envelopes, restarts with other worker counts, and fencing.
+//!
+//! Tansu's own `read_committed` shows aborted records, so every topic is audited with the
+//! raw-log reader, which applies `read_committed` from the control batches itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use outflow::dataflow::Row;
+use outflow::statement::Catalog;
+use outflow::{SinkPlan, SinkStatus};
+use outflow_tests::broker::{shared_broker, unique_name};
+use outflow_tests::pipeline::{
+    expected_upserts, history_catalog_sql, history_row_json, random_history, run_sink, RunOptions, Update,
+};
+use outflow_tests::rawlog::{self, LogRecord};
+
+fn plan(sql: &str, sink: &str) -> SinkPlan {
+    let catalog = Catalog::from_sql(sql).unwrap_or_else(|e| panic!("{}", e.render("test.sql")));
+    let mut plan = SinkPlan::from_catalog(&catalog, sink).unwrap();
+    plan.broker_shows_aborted_records = true;
+    plan.cadence.commit_interval = Duration::from_millis(50);
+    plan.cadence.idle_progress_interval = Duration::from_millis(200);
+    plan
+}
+
+/// Sink names identify progress records on the shared progress topic, so each test has its own.
+fn upsert_sink_sql(topic: &str, prefix: &str) -> String {
+    format!(
+        "{}
+         CREATE SINK \"{topic}\" FROM t INTO KAFKA CONNECTION k (TOPIC '{topic}', TOPIC PARTITION COUNT 3,
+             TRANSACTIONAL ID PREFIX '{prefix}', PROGRESS GROUP ID PREFIX '{prefix}')
+           KEY (id) FORMAT JSON ENVELOPE UPSERT;",
+        history_catalog_sql(&shared_broker().bootstrap())
+    )
+}
+
+/// Per key (the JSON key's `id`), the values in offset order; `None` for tombstones.
+fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
+    let mut out: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
+    let mut partition_of: BTreeMap<i64, i32> = BTreeMap::new();
+    for record in records {
+        let key: serde_json::Value = serde_json::from_slice(record.key.as_deref().expect("upsert messages have keys")).unwrap();
+        let id = key["id"].as_i64().expect("key has an id");
+        let previous = partition_of.insert(id, record.partition);
+        assert!(previous.is_none() || previous == Some(record.partition), "key {id} in two partitions");
+        let value = record.value.as_ref().map(|v| String::from_utf8(v.clone()).unwrap());
+        out.entry(id).or_default().push(value);
+    }
+    out
+}
+
+fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
+    expected_upserts(history)
+        .into_iter()
+        .map(|(id, values)| (id, values.iter().map(|v| v.as_ref().map(history_row_json)).collect()))
+        .collect()
+}
+
+fn assert_running_then_done(report: &outflow::SinkReport) {
+    assert!(!report.status.is_failed(), "sink failed: {report:#?}");
+    assert!(
+        report.history.iter().any(|c| c.status == SinkStatus::Running),
+        "the sink never reported running: {:#?}",
+        report.history
+    );
+}
+
+#[test]
+fn upsert_history_round_trips_exactly_once() {
+    let topic = unique_name("upsert");
+    let prefix = unique_name("tx");
+    let history = random_history(7, 40, 12, 15);
+    let report = run_sink(plan(&upsert_sink_sql(&topic, &prefix), &topic), history.clone(), RunOptions { workers: 2, ..RunOptions::default() });
+    assert_running_then_done(&report);
+
+    let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
+    assert_eq!(upserts_by_key(&records), expected_json(&history));
+    let messages: usize = expected_json(&history).values().map(Vec::len).sum();
+    assert_eq!(report.total.messages_committed as usize, messages, "{report:#?}");
+    assert_eq!(rawlog::partition_count(&shared_broker().bootstrap(), &topic).unwrap(), 3);
+    for record in &records {
+        let time = record.headers.iter().find(|(n, _)| n == "outflow-time").and_then(|(_, v)| v.clone());
+        assert!(time.is_some(), "message without its time header: {record:?}");
+    }
+}
+
+#[test]
+fn debezium_history_round_trips_exactly_once() {
+    let topic = unique_name("debezium");
+    let prefix = unique_name("tx");
+    let sql = format!(
+        "{}
+         CREATE SINK \"{topic}\" FROM t INTO KAFKA CONNECTION k (TOPIC '{topic}', TRANSACTIONAL ID PREFIX '{prefix}',
+             PROGRESS GROUP ID PREFIX '{prefix}')
+           FORMAT JSON ENVELOPE DEBEZIUM;",
+        history_catalog_sql(&shared_broker().bootstrap())
+    );
+    let history = random_history(11, 20, 8, 10);
+    let report = run_sink(plan(&sql, &topic), history.clone(), RunOptions { workers: 1, ..RunOptions::default() });
+    assert_running_then_done(&report);
+
+    let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
+    // Per key, the before/after pairs must chain: each before is the previous after.
+    let mut seen: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
+    for record in &records {
+        assert!(record.key.is_none(), "a Debezium sink without KEY writes no message key");
+        let value: serde_json::Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        let side = |name: &str| (!value[name].is_null()).then(|| value[name].clone());
+        let (before, after) = (side("before"), side("after"));
+        let id = after.as_ref().or(before.as_ref()).unwrap()["id"].as_i64().unwrap();
+        let chain = seen.entry(id).or_default();
+        let previous = chain.last().cloned().flatten();
+        assert_eq!(before.map(|b| b.to_string()), previous.map(|p| serde_json::from_str::<serde_json::Value>(&p).unwrap().to_string()), "key {id}");
+        chain.push(after.map(|a| a.to_string()));
+    }
+    let expected: BTreeMap<i64, Vec<Option<String>>> = expected_json(&history)
+        .into_iter()
+        .map(|(id, values)| {
+            let values = values
+                .into_iter()
+                .map(|v| v.map(|text| serde_json::from_str::<serde_json::Value>(&text).unwrap().to_string()))
+                .collect();
+            (id, values)
+        })
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn a_restart_with_another_worker_count_writes_nothing_twice() {
+    let topic = unique_name("restart");
+    let prefix = unique_name("tx");
+    let sql = upsert_sink_sql(&topic, &prefix);
+    let history = random_history(23, 30, 10, 12);
+    let first: Vec<Update> = history.iter().filter(|u| u.time <= 5).cloned().collect();
+    let stop = RunOptions { workers: 2, stop_at: Some(6), ..RunOptions::default() };
+    let report = run_sink(plan(&sql, &topic), history.clone(), stop);
+    assert_running_then_done(&report);
+    let after_first = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
+    assert_eq!(upserts_by_key(&after_first), expected_json(&first));
+
+    // The second run replays the whole history on 3 workers: what the first committed is
+    // skipped, the rest is written once.
+    let report = run_sink(plan(&sql, &topic), history.clone(), RunOptions { workers: 3, ..RunOptions::default() });
+    assert_running_then_done(&report);
+    let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
+    assert_eq!(upserts_by_key(&records), expected_json(&history));
+
+    // And a third, on one worker, with nothing new: nothing is written.
+    let report = run_sink(plan(&sql, &topic), history.clone(), RunOptions { workers: 1, ..RunOptions::default() });
+    assert_running_then_done(&report);
+    assert_eq!(report.total.messages_committed, 0);
+    let again = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
+    assert_eq!(again.len(), records.len());
+}
+
+#[test]
+fn a_key_that_is_not_unique_fails_the_sink_with_the_key() {
+    let topic = unique_name("violation");
+    let prefix = unique_name("tx");
+    let history = vec![
+        Update { time: 1, row: row(1, "a"), diff: 1 },
+        Update { time: 2, row: row(1, "b"), diff: 1 },
+    ];
+    let report = run_sink(plan(&upsert_sink_sql(&topic, &prefix), &topic), history, RunOptions::default());
+    let SinkStatus::Failed { error } = &report.status else { panic!("sink did not fail: {report:#?}") };
+    assert!(error.contains("NOT ENFORCED"), "{error}");
+    // Time 1 is complete and correct; it is committed, time 2 is not.
+    let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
+    assert!(records.len() <= 1, "{records:?}");
+}
+
+fn row(id: i64, value: &str) -> Row {
+    use outflow::dataflow::relation::Numeric;
+    use outflow::dataflow::Datum;
+    Row::pack_slice(&[Datum::Int64(id), Datum::String(value), Datum::Numeric(Numeric::new(100, 2))])
+}
