@@ -211,8 +211,9 @@ impl<'a> Iterator for DatumIter<'a> {
         if self.data.is_empty() {
             return None;
         }
-        // Rows are only built by `RowPacker`, so a decoding failure is a broken invariant.
-        let (datum, rest) = read_datum(self.data).expect("corrupt packed row");
+        // Rows are only built by `RowPacker` or checked by `Row::from_bytes`, so a decoding
+        // failure is a broken invariant, and text needs no second UTF-8 check.
+        let (datum, rest) = read_datum::<true>(self.data).expect("corrupt packed row");
         self.data = rest;
         Some(datum)
     }
@@ -251,8 +252,9 @@ fn read_len_prefixed(data: &[u8]) -> Option<(&[u8], &[u8])> {
     split(rest, u32::from_le_bytes(len) as usize)
 }
 
-/// Decodes one datum, returning it and the rest; `None` on malformed input.
-fn read_datum(data: &[u8]) -> Option<(Datum<'_>, &[u8])> {
+/// Decodes one datum, returning it and the rest; `None` on malformed input. `TRUSTED` skips
+/// the UTF-8 check of text, for bytes that were checked when the row was made.
+fn read_datum<const TRUSTED: bool>(data: &[u8]) -> Option<(Datum<'_>, &[u8])> {
     let (&tag, rest) = data.split_first()?;
     Some(match tag {
         0 => (Datum::Null, rest),
@@ -274,7 +276,7 @@ fn read_datum(data: &[u8]) -> Option<(Datum<'_>, &[u8])> {
         }
         12 => {
             let (bytes, r) = read_len_prefixed(rest)?;
-            (Datum::String(std::str::from_utf8(bytes).ok()?), r)
+            (Datum::String(read_str::<TRUSTED>(bytes)?), r)
         }
         13 => read_len_prefixed(rest).map(|(b, r)| (Datum::Bytes(b), r))?,
         14 => read_array(rest).map(|(b, r)| (Datum::Date(Date(i32::from_le_bytes(b))), r))?,
@@ -295,7 +297,7 @@ fn read_datum(data: &[u8]) -> Option<(Datum<'_>, &[u8])> {
         19 => read_array(rest).map(|(b, r)| (Datum::Uuid(b), r))?,
         20 => {
             let (bytes, r) = read_len_prefixed(rest)?;
-            (Datum::Jsonb(std::str::from_utf8(bytes).ok()?), r)
+            (Datum::Jsonb(read_str::<TRUSTED>(bytes)?), r)
         }
         21 => read_len_prefixed(rest).map(|(b, r)| (Datum::List(DatumList { data: b }), r))?,
         22 => read_len_prefixed(rest).map(|(b, r)| (Datum::Map(DatumMap { data: b }), r))?,
@@ -303,10 +305,20 @@ fn read_datum(data: &[u8]) -> Option<(Datum<'_>, &[u8])> {
     })
 }
 
+fn read_str<const TRUSTED: bool>(bytes: &[u8]) -> Option<&str> {
+    if TRUSTED {
+        // SAFETY: trusted bytes come from a `Row`, whose text was a `&str` when packed or was
+        // checked by `validate` in `Row::from_bytes`.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
 /// Checks that `data` is a well-formed packed sequence of datums.
 fn validate(mut data: &[u8]) -> bool {
     while !data.is_empty() {
-        match read_datum(data) {
+        match read_datum::<false>(data) {
             Some((Datum::List(l), rest)) => {
                 if !validate(l.data) {
                     return false;
