@@ -266,6 +266,10 @@ pub fn classify(error: &KafkaError) -> TxnError {
             let code = rd.code();
             if is_fenced(code) {
                 ErrorKind::Fenced
+            } else if is_unsupported(code) || code == RDKafkaErrorCode::TransactionalIdAuthorizationFailed {
+                // A broker or a principal without transactions: the at-least-once mode still
+                // works there, and the machine's message says so.
+                ErrorKind::Unsupported
             } else if rd.is_fatal() {
                 ErrorKind::Fatal
             } else if rd.txn_requires_abort() {
@@ -614,6 +618,7 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             groups: HashMap::new(),
             held_progress: None,
             pending_offset: None,
+            commit_timing_out_since: None,
         };
         let io_thread = thread::Builder::new()
             .name(format!("outflow-producer-{}", settings.worker))
@@ -866,6 +871,8 @@ struct IoThread<M: OutgoingRecord> {
     groups: HashMap<String, GroupHandle>,
     held_progress: Option<(u64, usize, String, Vec<u8>)>,
     pending_offset: Option<(String, u64)>,
+    /// When the current run of timed-out commits began.
+    commit_timing_out_since: Option<std::time::Instant>,
 }
 
 enum GroupHandle {
@@ -902,11 +909,7 @@ impl<M: OutgoingRecord> IoThread<M> {
             Call::SendOffsets { group, offset } => {
                 Event::OffsetsSent(self.send_offsets(&group, offset))
             }
-            Call::Commit { .. } => Event::Committed(
-                self.producer
-                    .commit_transaction(timeout)
-                    .map_err(|e| self.failed("commit_transaction", &e)),
-            ),
+            Call::Commit { .. } => Event::Committed(self.commit()),
             Call::Abort => Event::Aborted(
                 self.producer
                     .abort_transaction(timeout)
@@ -916,6 +919,39 @@ impl<M: OutgoingRecord> IoThread<M> {
                 unreachable!("exactly-once progress records are sent by the worker")
             }
         })
+    }
+
+    /// A commit that keeps timing out past the transaction timeout can no longer succeed: the
+    /// coordinator has aborted the transaction, or fenced this producer. Tansu answers a fenced
+    /// producer's EndTxn by closing the connection, so without this the sink would retry the
+    /// commit for ever, stalled.
+    fn commit(&mut self) -> Result<(), TxnError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .producer
+            .commit_transaction(self.settings.call_timeout)
+            .map_err(|e| self.failed("commit_transaction", &e));
+        match &result {
+            Err(error) if error.kind == ErrorKind::TimedOut => {
+                let since = *self.commit_timing_out_since.get_or_insert(started);
+                if since.elapsed() >= self.settings.transaction_timeout {
+                    return Err(TxnError::new(
+                        ErrorKind::Fenced,
+                        format!(
+                            "commit_transaction of transactional id {} has timed out for {} ms, longer \
+                             than the transaction timeout of {} ms: the broker has aborted the \
+                             transaction or fenced this producer (a broker may answer a fenced \
+                             commit by closing the connection) ({error})",
+                            self.settings.transactional_id(),
+                            since.elapsed().as_millis(),
+                            self.settings.transaction_timeout.as_millis(),
+                        ),
+                    ));
+                }
+            }
+            _ => self.commit_timing_out_since = None,
+        }
+        result
     }
 
     fn send_offsets(&mut self, group: &str, offset: u64) -> Result<(), TxnError> {

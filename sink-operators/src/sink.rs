@@ -53,7 +53,7 @@ use crate::protocol::{Action, Cadence, Event, Machine, Recovery, SinkNames, Stat
 use crate::spec::{DeliveryGuarantee, SinkSpec};
 use crate::statement::Catalog;
 use crate::status::{SinkMonitor, SinkStatus};
-use crate::topic::{ensure_data_topic, ensure_progress_topic, TopicSettings};
+use crate::topic::{ensure_data_topic, ensure_progress_topic, PartitionWatch, TopicSettings};
 
 /// Pairs a worker lets combining emit ahead of what its producer has taken.
 const PAIR_CREDIT: usize = 16 * 1024;
@@ -76,6 +76,14 @@ pub struct SinkPlan {
     pub broker_shows_aborted_records: bool,
     /// Where the workers of this process report status and statistics.
     pub monitor: SinkMonitor,
+    /// `transaction.timeout.ms` of the workers' producers (see
+    /// [`ProducerSettings::transaction_timeout`]). A commit that keeps timing out for longer
+    /// than this fails the sink: by then the broker has aborted the transaction or fenced the
+    /// producer. Default 60 s.
+    pub transaction_timeout: Duration,
+    /// How long one blocking producer call may take before it is retried (see
+    /// [`ProducerSettings::call_timeout`]). Default 30 s.
+    pub call_timeout: Duration,
 }
 
 impl SinkPlan {
@@ -90,6 +98,8 @@ impl SinkPlan {
             as_of: 0,
             broker_shows_aborted_records: false,
             monitor,
+            transaction_timeout: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(30),
         }
     }
 
@@ -229,6 +239,16 @@ struct WorkerSink {
     failed: Option<String>,
 }
 
+/// A worker's sink state lives as long as the sink's operators: when the dataflow is dropped
+/// or finishes, so is the sink, and its status says so (a failure stays the last word).
+impl Drop for WorkerSink {
+    fn drop(&mut self) {
+        if self.failed.is_none() {
+            self.monitor.set_status(self.worker, SinkStatus::Dropped);
+        }
+    }
+}
+
 impl WorkerSink {
     fn now(&self) -> Duration {
         self.started.elapsed()
@@ -354,6 +374,21 @@ fn render<'scope>(
     if !report.differences.is_empty() {
         monitor.note(report.to_string());
     }
+    // Partitions added to the topic while the sink runs are used from the next refresh on; the
+    // refresh runs on a thread of its own so that a slow broker never holds up the worker.
+    let partitions = {
+        let monitor = monitor.clone();
+        let topic_name = spec.topic.clone();
+        PartitionWatch::start(
+            &client,
+            &spec.topic,
+            report.partitions,
+            spec.topic_metadata_refresh_interval,
+            Box::new(move |old, new| {
+                monitor.note(format!("topic {topic_name} went from {old} to {new} partitions"));
+            }),
+        )?
+    };
     let progress = ensure_progress_topic(
         &client,
         &plan.connection.progress_topic,
@@ -375,6 +410,8 @@ fn render<'scope>(
     );
     settings.mode = plan.delivery_mode();
     settings.compression = spec.compression.as_str().to_string();
+    settings.transaction_timeout = plan.transaction_timeout;
+    settings.call_timeout = plan.call_timeout;
 
     // The driver wakes whichever of this worker's sink operators waits on it.
     let wakers: Arc<Mutex<Vec<SyncActivator>>> = Arc::new(Mutex::new(Vec::new()));
@@ -552,7 +589,6 @@ fn render<'scope>(
 
     let enforced = spec.key.as_ref().map_or(true, |k| !k.not_enforced);
     let partition_by = spec.partition_by.clone();
-    let partitions = report.partitions;
     let violation_count = combined.violation_count.clone();
     let sink_state = Rc::clone(&shared);
     let sink_name = spec.name.clone();
@@ -632,7 +668,7 @@ fn render<'scope>(
                         None => Some(stable_key_hash(&key)),
                     };
                     let record = SinkRecord {
-                        partition: Some(partition_for(hash, partitions)),
+                        partition: Some(partition_for(hash, partitions.current())),
                         key: message.key().map(<[u8]>::to_vec),
                         value: message.value().map(<[u8]>::to_vec),
                         headers: message.headers().map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec))).collect(),

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -81,6 +82,9 @@ pub enum TopicDifference {
         /// among them, report only the configs set when the topic was created).
         actual: Option<String>,
     },
+    /// The broker cannot describe topic configs (it has no reachable controller, as
+    /// librdkafka's mock cluster has none), so the requested configs were not checked.
+    ConfigsNotDescribed,
 }
 
 impl fmt::Display for TopicDifference {
@@ -112,6 +116,10 @@ impl fmt::Display for TopicDifference {
                     "reports no value for {name}; {requested:?} was requested"
                 )
             }
+            TopicDifference::ConfigsNotDescribed => write!(
+                f,
+                "was not checked against the requested configs: the broker has no controller to describe them"
+            ),
         }
     }
 }
@@ -262,6 +270,64 @@ pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<i32> {
     Ok(partitions)
 }
 
+/// The partition count of a topic, re-read from the broker's metadata every refresh interval
+/// on a thread of its own, so that readers get the current count without waiting for a broker.
+/// Dropping the watch stops the thread.
+pub struct PartitionWatch {
+    count: Arc<AtomicI32>,
+    // Dropping the sender wakes the thread, which then ends.
+    _stop: mpsc::Sender<()>,
+}
+
+impl PartitionWatch {
+    /// Starts watching `topic`, which has `initial` partitions now. `on_change(old, new)` is
+    /// called on the watching thread whenever the count changes. A refresh that fails keeps the
+    /// last count and is logged: the sink keeps writing to the partitions it knows.
+    pub fn start(
+        config: &ClientConfig,
+        topic: &str,
+        initial: i32,
+        interval: Duration,
+        on_change: Box<dyn Fn(i32, i32) + Send>,
+    ) -> Result<PartitionWatch> {
+        let admin = admin_client(config, topic)?;
+        let count = Arc::new(AtomicI32::new(initial));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let shared = Arc::clone(&count);
+        let name = topic.to_string();
+        let topic = topic.to_string();
+        thread::Builder::new()
+            .name(format!("outflow-partitions-{topic}"))
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    match topic_shape(&admin, &topic) {
+                        Ok((partitions, _)) => {
+                            let old = shared.swap(partitions, Ordering::Relaxed);
+                            if old != partitions {
+                                tracing::info!(%topic, old, new = partitions, "partition count changed");
+                                on_change(old, partitions);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%topic, %error, "cannot refresh the partition count; keeping the last one")
+                        }
+                    }
+                }
+            })
+            .map_err(|error| TopicError::Request {
+                operation: "starting the partition count refresh",
+                topic: name,
+                reason: error.to_string(),
+            })?;
+        Ok(PartitionWatch { count, _stop: stop })
+    }
+
+    /// The partition count as last read.
+    pub fn current(&self) -> i32 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
 fn ensure_topic(
     config: &ClientConfig,
     topic: &str,
@@ -270,12 +336,21 @@ fn ensure_topic(
     configs: &BTreeMap<String, String>,
 ) -> Result<TopicReport> {
     let admin = admin_client(config, topic)?;
-    let created = create_topic(&admin, topic, partitions, replication_factor, configs)?;
-    let (actual_partitions, actual_replication) = if created {
+    // An existing topic is used as it is, without a CreateTopics request: that needs a Create
+    // permission the sink may lack, and some brokers (librdkafka's mock cluster) have no
+    // CreateTopics at all.
+    let existing = match topic_shape(&admin, topic) {
+        Ok(shape) => Some(shape),
+        Err(TopicError::Missing { .. }) => None,
+        Err(other) => return Err(other),
+    };
+    let created = existing.is_none() && create_topic(&admin, topic, partitions, replication_factor, configs)?;
+    let (actual_partitions, actual_replication) = match existing {
+        Some(shape) => shape,
         // Kafka propagates a new topic's metadata to the brokers asynchronously.
-        wait_for_topic(&admin, topic)?
-    } else {
-        topic_shape(&admin, topic)?
+        None if created => wait_for_topic(&admin, topic)?,
+        // Created by someone else between the metadata request and ours.
+        None => topic_shape(&admin, topic)?,
     };
     let mut differences = Vec::new();
     if !created {
@@ -295,7 +370,9 @@ fn ensure_topic(
                 });
             }
         }
-        if !configs.is_empty() {
+        if !configs.is_empty() && !controller_reachable(&admin, topic)? {
+            differences.push(TopicDifference::ConfigsNotDescribed);
+        } else if !configs.is_empty() {
             let actual = describe_topic_configs(&admin, topic)?;
             for (name, requested) in configs {
                 let value = actual.get(name);
@@ -509,6 +586,20 @@ fn wait_for_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Res
             other => return other,
         }
     }
+}
+
+/// Whether the cluster's controller is one of its brokers. DescribeConfigs of a topic goes to
+/// the controller; librdkafka's mock cluster names a controller that does not exist, and the
+/// request would wait out its whole timeout.
+fn controller_reachable(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<bool> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, ADMIN_TIMEOUT)
+        .map_err(|error| request_failed("reading metadata", topic, &error))?;
+    // SAFETY: the handle is the admin client's own and outlives the call, which only reads the
+    // metadata cache that the request above filled.
+    let controller = unsafe { rdkafka::bindings::rd_kafka_controllerid(admin.inner().native_ptr(), 1000) };
+    Ok(metadata.brokers().iter().any(|broker| broker.id() == controller))
 }
 
 fn describe_topic_configs(
