@@ -33,3 +33,8 @@ broker:
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine memory://tansu/
+
+# The long process-level fault run: `outflow run` killed with SIGKILL and restarted many times
+# (OUTFLOW_FAULT_ROUNDS, default 30; OUTFLOW_FAULT_SEED replays a seed the run printed).
+faults:
+    OUTFLOW_FAULT_ROUNDS="${OUTFLOW_FAULT_ROUNDS:-30}" cargo test -p outflow-tests --test cli_faults -- --nocapture

@@ -1,2 +1,1143 @@
-//! Throughput harness.
-fn main() {}
+//! Throughput harness: a snapshot of N rows, then a stream of inserts, updates and deletes over
+//! K keys, through Outflow's sink path, with figures for the snapshot and the stream.
+//!
+//! Each scenario runs in a fresh process (this binary again, with `--run-scenario`), so that
+//! its peak resident memory (`VmHWM`, which only grows) is its own. A scenario is one of:
+//!
+//! - `encode`: rows encoded as inserts, no keying or combining (what encoding alone costs);
+//! - `combine`: `key_by` → `combine_at_timestamp`, pairs counted and dropped;
+//! - `encode+combine`: `key_by` → `combine_at_timestamp` → `SinkEncoder::encode`, output
+//!   discarded: the sink's path without a producer (broker-free);
+//! - `sink`: `sink_kafka` into the embedded broker (librdkafka's mock cluster, in process) or
+//!   the broker `--broker` names, exactly-once or at-least-once.
+//!
+//! The same process then measures two baselines on the same messages: a raw librdkafka
+//! producer sending them, pre-encoded, without transactions (to the scenario's broker; for
+//! broker-free scenarios to an embedded one), and a bare `serde_json` encode loop over the
+//! rows as plain values. Scenarios report their throughput as ratios of both.
+//!
+//! `cargo run --release -p outflow-bench -- --json-out FILE` runs the standard suite; flags such
+//! as `--stage`, `--target`, `--columns` or `--workers` run one scenario instead.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::Command;
+use std::rc::Rc;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use differential_dataflow::input::{Input, InputSession};
+use outflow::dataflow::operators::{CombineAtTimestamp, KeyBy, SinkKey};
+use outflow::dataflow::relation::{Numeric, Timestamp};
+use outflow::dataflow::{Datum, DiffPair, Row};
+use outflow::embedded::EmbeddedBroker;
+use outflow::encoders::{EncodedMessage, EncoderConfig, SinkEncoder};
+use outflow::spec::DeliveryGuarantee;
+use outflow::statement::Catalog;
+use outflow::{SinkKafka, SinkPlan};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::probe::{Handle as ProbeHandle, Probe};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+enum Stage {
+    Encode,
+    Combine,
+    #[value(name = "encode+combine")]
+    #[serde(rename = "encode+combine")]
+    EncodeCombine,
+    Sink,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+enum Target {
+    /// No broker: the stages before the producer.
+    None,
+    /// The embedded broker: librdkafka's mock cluster in this process.
+    Mock,
+    /// The broker `--broker` names.
+    Broker,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+enum Format {
+    Json,
+    Avro,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+enum EnvelopeKind {
+    Upsert,
+    Debezium,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+enum Delivery {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+/// One measurement: what runs, on what, over what workload.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Scenario {
+    name: String,
+    stage: Stage,
+    target: Target,
+    broker: Option<String>,
+    format: Format,
+    envelope: EnvelopeKind,
+    delivery: Delivery,
+    workers: usize,
+    /// Columns of the row, the key `id bigint` included.
+    columns: usize,
+    /// Rows of the snapshot (keys `0..rows`).
+    rows: u64,
+    /// Changes of the stream, each an insert, update or delete of one key.
+    changes: u64,
+    /// Keys the stream draws from (`>= rows`: the keys above `rows` start absent).
+    keys: u64,
+    /// Timestamps the stream is spread over.
+    rounds: u64,
+    /// Rounds fed ahead of the last one committed.
+    window: u64,
+    partitions: i32,
+    commit_interval_ms: u64,
+}
+
+#[derive(Parser)]
+#[command(about = "Throughput of Outflow's sink path, with a raw producer and serde_json as baselines")]
+struct Args {
+    /// Write each scenario's figures here as JSON.
+    #[arg(long)]
+    json_out: Option<std::path::PathBuf>,
+    /// The plot of throughput against workers and row width (SVG); default: next to
+    /// `--json-out`, or `bench-results.svg`.
+    #[arg(long)]
+    svg_out: Option<std::path::PathBuf>,
+    /// A Kafka broker (`host:port`): the suite's broker scenarios use it instead of the
+    /// embedded one.
+    #[arg(long)]
+    broker: Option<String>,
+    /// Run one scenario with this stage instead of the suite.
+    #[arg(long)]
+    stage: Option<Stage>,
+    #[arg(long)]
+    target: Option<Target>,
+    #[arg(long)]
+    format: Option<Format>,
+    #[arg(long)]
+    envelope: Option<EnvelopeKind>,
+    #[arg(long)]
+    delivery: Option<Delivery>,
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long)]
+    columns: Option<usize>,
+    #[arg(long)]
+    rows: Option<u64>,
+    #[arg(long)]
+    changes: Option<u64>,
+    #[arg(long)]
+    keys: Option<u64>,
+    #[arg(long)]
+    rounds: Option<u64>,
+    #[arg(long)]
+    commit_interval_ms: Option<u64>,
+    /// Internal: run the scenario given as JSON and print its outcome.
+    #[arg(long, hide = true)]
+    run_scenario: Option<String>,
+}
+
+/// What a scenario's process measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Outcome {
+    snapshot_rows: u64,
+    snapshot_secs: f64,
+    snapshot_bytes: u64,
+    stream_rows: u64,
+    stream_secs: f64,
+    stream_bytes: u64,
+    /// Per stream round: from the input passing its time to the output (the committed
+    /// frontier, for a sink) passing it.
+    latencies_ms: Vec<f64>,
+    peak_rss_bytes: u64,
+    transactions: u64,
+    raw_producer_rows_per_sec: f64,
+    serde_json_rows_per_sec: f64,
+    error: Option<String>,
+}
+
+const RESULT_PREFIX: &str = "OUTFLOW-BENCH-RESULT ";
+
+fn main() {
+    let args = Args::parse();
+    if let Some(json) = &args.run_scenario {
+        let scenario: Scenario = serde_json::from_str(json).expect("the parent passes a valid scenario");
+        let outcome = run_scenario(&scenario).unwrap_or_else(|error| Outcome { error: Some(error), ..Outcome::default() });
+        println!("{RESULT_PREFIX}{}", serde_json::to_string(&outcome).expect("outcomes serialize"));
+        return;
+    }
+    let scenarios = match single_scenario(&args) {
+        Some(scenario) => vec![scenario],
+        None => standard_suite(args.broker.as_deref()),
+    };
+    let started = Instant::now();
+    println!(
+        "outflow-bench: {} scenarios, each in its own process; snapshot then stream, figures per scenario",
+        scenarios.len()
+    );
+    let mut rows = Vec::new();
+    for scenario in &scenarios {
+        let outcome = spawn_scenario(scenario);
+        let figures = Figures::from(scenario, &outcome);
+        println!("{}", figures.line());
+        rows.push(figures);
+    }
+    println!();
+    print_table(&rows);
+    print_breakdown(&rows);
+    println!("\nsuite took {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(path) = &args.json_out {
+        let json = serde_json::to_string_pretty(&rows).expect("figures serialize");
+        std::fs::write(path, json + "\n").unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        println!("figures written to {}", path.display());
+    }
+    let svg_path = args.svg_out.clone().unwrap_or_else(|| match &args.json_out {
+        Some(json) => json.with_extension("svg"),
+        None => "bench-results.svg".into(),
+    });
+    if let Some(svg) = plot(&rows) {
+        std::fs::write(&svg_path, svg).unwrap_or_else(|e| panic!("cannot write {}: {e}", svg_path.display()));
+        println!("plot written to {}", svg_path.display());
+    }
+}
+
+fn base_scenario(name: &str) -> Scenario {
+    Scenario {
+        name: name.to_string(),
+        stage: Stage::EncodeCombine,
+        target: Target::None,
+        broker: None,
+        format: Format::Json,
+        envelope: EnvelopeKind::Upsert,
+        delivery: Delivery::ExactlyOnce,
+        workers: 1,
+        columns: 8,
+        rows: 200_000,
+        changes: 100_000,
+        keys: 250_000,
+        rounds: 20,
+        window: 4,
+        partitions: 6,
+        commit_interval_ms: 100,
+    }
+}
+
+/// Sized for the mock cluster, which keeps at most 100,000 messages or 5 MiB per partition:
+/// 100,000 messages of about 170 bytes over 6 partitions stay below both.
+fn broker_scenario(name: &str, broker: Option<&str>) -> Scenario {
+    Scenario {
+        stage: Stage::Sink,
+        target: if broker.is_some() { Target::Broker } else { Target::Mock },
+        broker: broker.map(str::to_string),
+        rows: 60_000,
+        changes: 40_000,
+        keys: 75_000,
+        // One round at a time: when the sink falls behind, an arrangement batch spans several
+        // times, `combine_at_timestamp` emits its pairs key by key (a key's times in order,
+        // but times interleaved across keys), and the sink's machine refuses a time earlier
+        // than one it was given. Waiting for each round keeps every batch to one time.
+        window: 1,
+        ..base_scenario(name)
+    }
+}
+
+fn standard_suite(broker: Option<&str>) -> Vec<Scenario> {
+    let mut suite = Vec::new();
+    for workers in [1, 2] {
+        for (stage, label) in [(Stage::Encode, "encode"), (Stage::Combine, "combine"), (Stage::EncodeCombine, "encode+combine")] {
+            suite.push(Scenario { stage, workers, ..base_scenario(&format!("{label} json upsert w{workers}")) });
+        }
+    }
+    for columns in [2, 4, 16, 32] {
+        suite.push(Scenario { columns, ..base_scenario(&format!("encode+combine json upsert c{columns} w1")) });
+    }
+    for workers in [1, 2] {
+        suite.push(Scenario { format: Format::Avro, workers, ..base_scenario(&format!("encode+combine avro upsert w{workers}")) });
+    }
+    suite.push(Scenario { envelope: EnvelopeKind::Debezium, ..base_scenario("encode+combine json debezium w1") });
+    let at = if broker.is_some() { "broker" } else { "mock" };
+    for workers in [1, 2] {
+        for (delivery, label) in [(Delivery::ExactlyOnce, "eo"), (Delivery::AtLeastOnce, "alo")] {
+            suite.push(Scenario {
+                delivery,
+                workers,
+                ..broker_scenario(&format!("sink {at} json upsert {label} w{workers}"), broker)
+            });
+        }
+    }
+    suite.push(Scenario { format: Format::Avro, workers: 2, ..broker_scenario(&format!("sink {at} avro upsert eo w2"), broker) });
+    suite.push(Scenario {
+        envelope: EnvelopeKind::Debezium,
+        workers: 2,
+        ..broker_scenario(&format!("sink {at} json debezium eo w2"), broker)
+    });
+    suite
+}
+
+/// The scenario the flags describe, if any flag describes one.
+fn single_scenario(args: &Args) -> Option<Scenario> {
+    let any = args.stage.is_some()
+        || args.target.is_some()
+        || args.format.is_some()
+        || args.envelope.is_some()
+        || args.delivery.is_some()
+        || args.workers.is_some()
+        || args.columns.is_some()
+        || args.rows.is_some()
+        || args.changes.is_some()
+        || args.keys.is_some()
+        || args.rounds.is_some();
+    if !any {
+        return None;
+    }
+    let target = args.target.unwrap_or(if args.broker.is_some() { Target::Broker } else { Target::None });
+    let stage = args.stage.unwrap_or(if target == Target::None { Stage::EncodeCombine } else { Stage::Sink });
+    let mut scenario = if stage == Stage::Sink { broker_scenario("custom", args.broker.as_deref()) } else { base_scenario("custom") };
+    scenario.stage = stage;
+    scenario.target = if stage == Stage::Sink && target == Target::None { Target::Mock } else { target };
+    if stage != Stage::Sink {
+        scenario.target = Target::None;
+    }
+    macro_rules! take {
+        ($($field:ident),*) => { $( if let Some(value) = args.$field { scenario.$field = value; } )* };
+    }
+    take!(format, envelope, delivery, workers, columns, rows, changes, rounds, commit_interval_ms);
+    scenario.keys = args.keys.unwrap_or(scenario.keys.max(scenario.rows));
+    assert!(scenario.columns >= 1, "--columns must be at least 1 (the key)");
+    assert!(scenario.workers >= 1, "--workers must be at least 1");
+    assert!(scenario.rounds >= 1, "--rounds must be at least 1");
+    assert!(scenario.keys >= scenario.rows, "--keys must be at least --rows");
+    assert!(scenario.target != Target::Broker || scenario.broker.is_some(), "--target broker needs --broker ADDR");
+    scenario.name = format!(
+        "{} {} {} {}{} c{} w{}",
+        match stage {
+            Stage::Encode => "encode",
+            Stage::Combine => "combine",
+            Stage::EncodeCombine => "encode+combine",
+            Stage::Sink => "sink",
+        },
+        match scenario.format {
+            Format::Json => "json",
+            Format::Avro => "avro",
+        },
+        match scenario.envelope {
+            EnvelopeKind::Upsert => "upsert",
+            EnvelopeKind::Debezium => "debezium",
+        },
+        match scenario.target {
+            Target::None => "",
+            Target::Mock => "mock ",
+            Target::Broker => "broker ",
+        },
+        match (stage, scenario.delivery) {
+            (Stage::Sink, Delivery::ExactlyOnce) => "eo",
+            (Stage::Sink, Delivery::AtLeastOnce) => "alo",
+            _ => "",
+        },
+        scenario.columns,
+        scenario.workers
+    )
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ");
+    Some(scenario)
+}
+
+fn spawn_scenario(scenario: &Scenario) -> Outcome {
+    let exe = std::env::current_exe().expect("own path");
+    let json = serde_json::to_string(scenario).expect("scenarios serialize");
+    let output = match Command::new(exe).args(["--run-scenario", &json]).output() {
+        Ok(output) => output,
+        Err(error) => return Outcome { error: Some(format!("cannot start the scenario process: {error}")), ..Outcome::default() },
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().find_map(|line| line.strip_prefix(RESULT_PREFIX)) {
+        Some(result) => serde_json::from_str(result).expect("the child prints a valid outcome"),
+        None => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            Outcome {
+                error: Some(format!("scenario process exited with {}: {}", output.status, tail.join(" | "))),
+                ..Outcome::default()
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The workload.
+
+/// SQL type of column `index` (0 is the key).
+fn column_type(index: usize) -> &'static str {
+    match index {
+        0 => "bigint",
+        _ => ["integer", "text", "numeric(12, 2)", "double precision", "boolean", "timestamp", "text"][(index - 1) % 7],
+    }
+}
+
+fn table_sql(columns: usize) -> String {
+    let mut sql = String::from("CREATE TABLE bench (id bigint PRIMARY KEY");
+    for index in 1..columns {
+        let _ = write!(sql, ", c{index} {} NOT NULL", column_type(index));
+    }
+    sql + ");"
+}
+
+const BASE_TIME: i64 = 1_714_982_400_000_000;
+
+/// Row `id` at `version`: the same `(id, version)` always gives the same row.
+fn make_row(id: u64, version: u64, columns: usize) -> Row {
+    let texts: Vec<String> = (1..columns)
+        .map(|index| match (index - 1) % 7 {
+            1 => format!("customer-{id:08}"),
+            6 => format!("note {version} on order {id}: leave at the door"),
+            _ => String::new(),
+        })
+        .collect();
+    let mut datums = Vec::with_capacity(columns);
+    datums.push(Datum::Int64(id as i64));
+    for index in 1..columns {
+        let mix = id.wrapping_mul(31).wrapping_add(version * 7 + index as u64);
+        datums.push(match (index - 1) % 7 {
+            0 => Datum::Int32((mix % 100_000) as i32),
+            1 | 6 => Datum::String(&texts[index - 1]),
+            2 => Datum::Numeric(Numeric::new((mix % 1_000_000_000) as i128, 2)),
+            3 => Datum::Float64(mix as f64 * 0.001),
+            4 => Datum::from_bool(mix % 2 == 0),
+            _ => Datum::Timestamp(Timestamp(BASE_TIME + (mix % 100_000_000) as i64 * 1_000_000)),
+        });
+    }
+    Row::pack_slice(&datums)
+}
+
+/// One worker's input: its share of the snapshot, and of each stream round as `(row, diff)`
+/// updates, with the same changes as before/after pairs for the baselines.
+struct Workload {
+    snapshot: Vec<Row>,
+    rounds: Vec<Vec<(Row, isize)>>,
+    /// Changes in the rounds: an update is two of their updates, an insert or delete one.
+    changes: u64,
+    pairs: Vec<(u64, DiffPair<Row>)>,
+}
+
+/// Worker `index` of `peers` owns the keys `≡ index (mod peers)`, so the workers' changes never
+/// touch one key twice at one time. Changes walk the owned keys in order; a present key is
+/// updated (80%) or deleted, an absent one inserted.
+fn workload(scenario: &Scenario, index: usize, peers: usize) -> Workload {
+    let owned: Vec<u64> = (index as u64..scenario.keys).step_by(peers).collect();
+    let mut version: BTreeMap<u64, Option<u64>> = owned.iter().map(|&id| (id, (id < scenario.rows).then_some(0))).collect();
+    let snapshot: Vec<Row> = owned.iter().filter(|&&id| id < scenario.rows).map(|&id| make_row(id, 0, scenario.columns)).collect();
+    let mut pairs: Vec<(u64, DiffPair<Row>)> = snapshot.iter().map(|row| (0, DiffPair::insert(row.clone()))).collect();
+    let share = scenario.changes / peers as u64 + u64::from((index as u64) < scenario.changes % peers as u64);
+    let per_round = share.div_ceil(scenario.rounds).max(1) as usize;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ index as u64;
+    let mut cursor = 0usize;
+    let mut rounds = Vec::new();
+    let mut left = share as usize;
+    for round in 0..scenario.rounds {
+        let mut updates = Vec::new();
+        let time = round + 1;
+        let count = per_round.min(left).min(owned.len());
+        left -= count;
+        for _ in 0..count {
+            let id = owned[cursor % owned.len()];
+            cursor += 1;
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let slot = version.get_mut(&id).expect("owned keys have a slot");
+            let before = slot.map(|v| make_row(id, v, scenario.columns));
+            let next = time;
+            let after = match slot {
+                Some(_) if seed % 5 == 0 => None,
+                _ => Some(make_row(id, next, scenario.columns)),
+            };
+            *slot = after.as_ref().map(|_| next);
+            if let Some(row) = &before {
+                updates.push((row.clone(), -1));
+            }
+            if let Some(row) = &after {
+                updates.push((row.clone(), 1));
+            }
+            pairs.push((time, DiffPair { before, after }));
+        }
+        rounds.push(updates);
+    }
+    let changes = (share as usize - left) as u64;
+    Workload { snapshot, rounds, changes, pairs }
+}
+
+fn sink_sql(scenario: &Scenario, bootstrap: &str, registry: &str, topic: &str, prefix: &str) -> String {
+    let format = match scenario.format {
+        Format::Json => "FORMAT JSON".to_string(),
+        Format::Avro => "FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr".to_string(),
+    };
+    let envelope = match scenario.envelope {
+        EnvelopeKind::Upsert => "UPSERT",
+        EnvelopeKind::Debezium => "DEBEZIUM",
+    };
+    format!(
+        "CREATE CONNECTION k TO KAFKA (BROKER '{bootstrap}', SECURITY PROTOCOL PLAINTEXT);
+         CREATE CONNECTION csr TO CONFLUENT SCHEMA REGISTRY (URL '{registry}');
+         {}
+         CREATE SINK \"{topic}\" FROM bench INTO KAFKA CONNECTION k (TOPIC '{topic}',
+             TOPIC PARTITION COUNT {}, TRANSACTIONAL ID PREFIX '{prefix}', PROGRESS GROUP ID PREFIX '{prefix}')
+           KEY (id) {format} ENVELOPE {envelope};",
+        table_sql(scenario.columns),
+        scenario.partitions
+    )
+}
+
+fn encoder_config(plan: &SinkPlan) -> EncoderConfig {
+    let spec = &plan.spec;
+    EncoderConfig {
+        desc: spec.desc.clone(),
+        relation: spec.from.clone().unwrap_or_else(|| spec.name.clone()),
+        key_columns: spec.key.as_ref().map(|k| k.indices.clone()),
+        envelope: spec.envelope,
+        key_format: spec.key_format.clone().unwrap_or_else(|| spec.value_format.clone()),
+        value_format: spec.value_format.clone(),
+        headers_column: spec.headers.as_ref().map(|c| c.index),
+        topic: spec.topic.clone(),
+    }
+}
+
+/// An encoder that needs no registry: Avro gets fixed schema ids.
+fn offline_encoder(config: &EncoderConfig, format: Format) -> Result<SinkEncoder, String> {
+    match format {
+        Format::Json => SinkEncoder::new(config.clone(), None),
+        Format::Avro => SinkEncoder::with_schema_ids(config.clone(), Some(1), Some(2)),
+    }
+    .map_err(|e| format!("cannot build the encoder: {e}"))
+}
+
+/// What the sink counts as a message's bytes: key, value and headers.
+fn message_bytes(message: &EncodedMessage) -> u64 {
+    let headers: usize = message.headers().map(|(n, v)| n.len() + v.map_or(0, <[u8]>::len)).sum();
+    (message.key().map_or(0, <[u8]>::len) + message.value().map_or(0, <[u8]>::len) + headers) as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// One scenario, in its own process.
+
+fn run_scenario(scenario: &Scenario) -> Result<Outcome, String> {
+    // The broker and registry live in this process for its whole run; the workers reach them
+    // over loopback.
+    let embedded = match scenario.target {
+        Target::Mock => Some(EmbeddedBroker::start().map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let registry = (scenario.format == Format::Avro && scenario.stage == Stage::Sink)
+        .then(outflow_tests::registry::SchemaRegistry::start);
+    let bootstrap = match (&embedded, &scenario.broker) {
+        (Some(broker), _) => broker.bootstrap(),
+        (None, Some(address)) => address.clone(),
+        // Broker-free: the plan is only read for its encoder configuration.
+        (None, None) => "127.0.0.1:9".to_string(),
+    };
+    let registry_url = registry.as_ref().map_or("http://127.0.0.1:9".to_string(), |r| r.url().to_string());
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    );
+    let topic = format!("bench-{unique}");
+    let catalog = Catalog::from_sql(&sink_sql(scenario, &bootstrap, &registry_url, &topic, &format!("bench-{unique}-")))
+        .map_err(|e| e.render("bench.sql"))?;
+    let mut plan = SinkPlan::from_catalog(&catalog, &topic).map_err(|e| e.to_string())?;
+    plan.cadence.commit_interval = Duration::from_millis(scenario.commit_interval_ms);
+    plan.broker_shows_aborted_records = true;
+    if scenario.delivery == Delivery::AtLeastOnce {
+        plan.spec.delivery = DeliveryGuarantee::AtLeastOnce;
+    }
+    if let Some(broker) = &embedded {
+        broker.prepare(&mut plan).map_err(|e| e.to_string())?;
+    }
+    let config = encoder_config(&plan);
+
+    let mut outcome = measure(scenario, &plan, &config)?;
+    outcome.peak_rss_bytes = proc_status("VmHWM:");
+
+    // The baselines, after the peak was taken: the same messages, pre-encoded.
+    let workload = workload(scenario, 0, 1);
+    let encoder = offline_encoder(&config, scenario.format)?;
+    let mut message = EncodedMessage::new();
+    let mut messages = Vec::with_capacity(workload.pairs.len());
+    for (time, pair) in &workload.pairs {
+        let row = pair.after.as_ref().or(pair.before.as_ref()).expect("a pair has a side");
+        encoder.encode(&row.project(&[0]), pair, *time, &mut message).map_err(|e| format!("baseline encode: {e}"))?;
+        messages.push((message.key().map(<[u8]>::to_vec), message.value().map(<[u8]>::to_vec)));
+    }
+    let raw_target = match &embedded {
+        Some(broker) => RawTarget::Embedded(broker),
+        None if scenario.target == Target::Broker => RawTarget::Address(&bootstrap),
+        None => RawTarget::Fresh,
+    };
+    outcome.raw_producer_rows_per_sec = raw_producer(raw_target, &format!("{topic}-raw"), scenario.partitions, &messages)?;
+    outcome.serde_json_rows_per_sec = serde_json_loop(&workload.snapshot, scenario.columns);
+    Ok(outcome)
+}
+
+/// Runs the dataflow of the scenario's stage: the snapshot, then the stream, timed.
+fn measure(scenario: &Scenario, plan: &SinkPlan, config: &EncoderConfig) -> Result<Outcome, String> {
+    let workers = scenario.workers;
+    let barrier = Arc::new(Barrier::new(workers));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let (scenario, plan, config) = (scenario.clone(), plan.clone(), config.clone());
+    let shared = Arc::new(Mutex::new(Outcome::default()));
+    let result = Arc::clone(&shared);
+    let monitor = plan.monitor.clone();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| -> Result<(), String> {
+        let (index, peers) = (worker.index(), worker.peers());
+        let input_data = workload(&scenario, index, peers);
+        let key = SinkKey::Declared { columns: vec![0], enforced: true };
+        let probe = ProbeHandle::new();
+        let encoder = offline_encoder(&config, scenario.format)?;
+        let counted = Arc::clone(&bytes);
+        let mut input: InputSession<u64, Row, isize> = worker.dataflow::<u64, _, _>(|scope| -> Result<_, String> {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            match scenario.stage {
+                Stage::Encode => {
+                    let mut message = EncodedMessage::new();
+                    rows.inner
+                        .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "EncodeOnly", move |_, _| {
+                            move |input, _output| {
+                                let mut local = 0;
+                                input.for_each(|_, data| {
+                                    for (row, time, diff) in data.drain(..) {
+                                        let pair = if diff > 0 { DiffPair::insert(row) } else { DiffPair::delete(row) };
+                                        let side = pair.after.as_ref().or(pair.before.as_ref()).expect("one side");
+                                        let key = side.project(&[0]);
+                                        encoder.encode(&key, &pair, time, &mut message).expect("bench rows encode");
+                                        local += message_bytes(&message);
+                                    }
+                                });
+                                counted.fetch_add(local, Ordering::Relaxed);
+                            }
+                        })
+                        .probe_with(&probe);
+                }
+                Stage::Combine => {
+                    let pairs = Rc::new(Cell::new(0u64));
+                    rows.key_by(&key)
+                        .combine_at_timestamp(&key)
+                        .pairs
+                        .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "CountPairs", move |_, _| {
+                            move |input, _output| {
+                                input.for_each(|_, data| {
+                                    pairs.set(pairs.get() + data.len() as u64);
+                                    data.clear();
+                                });
+                            }
+                        })
+                        .probe_with(&probe);
+                }
+                Stage::EncodeCombine => {
+                    let mut message = EncodedMessage::new();
+                    rows.key_by(&key)
+                        .combine_at_timestamp(&key)
+                        .pairs
+                        .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "EncodeDiscard", move |_, _| {
+                            move |input, _output| {
+                                let mut local = 0;
+                                input.for_each(|_, data| {
+                                    for (key, time, pair) in data.drain(..) {
+                                        encoder.encode(&key, &pair, time, &mut message).expect("bench rows encode");
+                                        local += message_bytes(&message);
+                                    }
+                                });
+                                counted.fetch_add(local, Ordering::Relaxed);
+                            }
+                        })
+                        .probe_with(&probe);
+                }
+                Stage::Sink => {
+                    let handle = rows.sink_kafka(&plan).map_err(|e| e.to_string())?;
+                    handle.committed.probe_with(&probe);
+                }
+            }
+            Ok(input)
+        })?;
+        let failed = || plan.monitor.status().is_failed();
+        let wait = |worker: &mut timely::worker::Worker, time: u64| -> Result<(), String> {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while probe.less_than(&time) {
+                if failed() {
+                    return Err(format!("the sink failed: {:?}", plan.monitor.status()));
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("time {time} was not through after 120 s"));
+                }
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+            Ok(())
+        };
+        let bytes_now = |monitor: &outflow::SinkMonitor| match scenario.stage {
+            Stage::Sink => monitor.report().total.bytes_committed,
+            _ => bytes.load(Ordering::Relaxed),
+        };
+        // A sink first starts its producers and recovers: not part of the snapshot's time.
+        if scenario.stage == Stage::Sink {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while plan.monitor.status() != outflow::SinkStatus::Running && Instant::now() < deadline && !failed() {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+        }
+        barrier.wait();
+        let start = Instant::now();
+        let start_bytes = bytes_now(&plan.monitor);
+        for chunk in input_data.snapshot.chunks(20_000) {
+            for row in chunk {
+                input.insert(row.clone());
+            }
+            input.flush();
+            worker.step();
+        }
+        input.advance_to(1);
+        input.flush();
+        wait(worker, 1)?;
+        barrier.wait();
+        let snapshot_secs = start.elapsed().as_secs_f64();
+        let snapshot_bytes = bytes_now(&plan.monitor) - start_bytes;
+
+        let stream_start = Instant::now();
+        let mut advanced_at = Vec::new();
+        let mut latencies = Vec::new();
+        for (round, updates) in input_data.rounds.iter().enumerate() {
+            let time = round as u64 + 1;
+            for (row, diff) in updates {
+                input.update(row.clone(), *diff);
+            }
+            input.advance_to(time + 1);
+            input.flush();
+            advanced_at.push(Instant::now());
+            // Keep at most `window` rounds ahead of the output.
+            let oldest = latencies.len() as u64 + 1;
+            if time - oldest + 1 > scenario.window {
+                wait(worker, oldest + 1)?;
+                latencies.push(advanced_at[latencies.len()].elapsed().as_secs_f64() * 1e3);
+            }
+            // Record rounds that completed on their own.
+            while (latencies.len() as u64) < time && !probe.less_than(&(latencies.len() as u64 + 2)) {
+                latencies.push(advanced_at[latencies.len()].elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        while latencies.len() < input_data.rounds.len() {
+            let time = latencies.len() as u64 + 1;
+            wait(worker, time + 1)?;
+            latencies.push(advanced_at[latencies.len()].elapsed().as_secs_f64() * 1e3);
+        }
+        barrier.wait();
+        let stream_secs = stream_start.elapsed().as_secs_f64();
+        let stream_bytes = bytes_now(&plan.monitor) - start_bytes - snapshot_bytes;
+        let stream_changes = input_data.changes;
+        {
+            let mut outcome = result.lock().unwrap_or_else(|p| p.into_inner());
+            outcome.snapshot_rows += input_data.snapshot.len() as u64;
+            outcome.stream_rows += stream_changes;
+            if index == 0 {
+                outcome.snapshot_secs = snapshot_secs;
+                outcome.stream_secs = stream_secs;
+                outcome.snapshot_bytes = snapshot_bytes;
+                outcome.stream_bytes = stream_bytes;
+                outcome.latencies_ms = latencies;
+            }
+        }
+        drop(input);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.step_or_park(Some(Duration::from_millis(1))) && Instant::now() < deadline && !failed() {}
+        Ok(())
+    })
+    .map_err(|e| format!("timely: {e}"))?;
+    for outcome in guards.join() {
+        outcome.map_err(|e| format!("a worker stopped: {e}"))??;
+    }
+    let mut outcome = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    outcome.transactions = monitor.report().total.transactions_committed;
+    Ok(outcome)
+}
+
+enum RawTarget<'a> {
+    Embedded(&'a EmbeddedBroker),
+    Address(&'a str),
+    /// An embedded broker started for the baseline alone.
+    Fresh,
+}
+
+/// Messages per second of a plain (non-transactional) librdkafka producer sending `messages`.
+fn raw_producer(target: RawTarget<'_>, topic: &str, partitions: i32, messages: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) -> Result<f64, String> {
+    let fresh;
+    let bootstrap = match target {
+        RawTarget::Embedded(broker) => {
+            broker.create_topic(topic, partitions).map_err(|e| e.to_string())?;
+            broker.bootstrap()
+        }
+        RawTarget::Fresh => {
+            fresh = EmbeddedBroker::start().map_err(|e| e.to_string())?;
+            fresh.create_topic(topic, partitions).map_err(|e| e.to_string())?;
+            fresh.bootstrap()
+        }
+        RawTarget::Address(address) => {
+            let mut config = ClientConfig::new();
+            config.set("bootstrap.servers", address);
+            let mut settings = outflow::topic::TopicSettings::new(topic);
+            settings.partitions = Some(partitions);
+            outflow::topic::ensure_data_topic(&config, &settings).map_err(|e| e.to_string())?;
+            address.to_string()
+        }
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(|e| format!("raw producer: {e}"))?;
+    // Connecting and learning the topic's leaders is not part of the figure.
+    producer.send(BaseRecord::<[u8], [u8]>::to(topic).payload(b"warm-up".as_slice())).map_err(|(e, _)| format!("raw producer: {e}"))?;
+    producer.flush(Duration::from_secs(30)).map_err(|e| format!("raw producer flush: {e}"))?;
+    let start = Instant::now();
+    for (key, value) in messages {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = value {
+            record = record.payload(value.as_slice());
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).map_err(|e| format!("raw producer flush: {e}"))?;
+    Ok(messages.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A row as plain values, for serde.
+enum Plain {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+struct PlainRow<'a> {
+    names: &'a [String],
+    values: Vec<Plain>,
+}
+
+impl Serialize for PlainRow<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.values.len()))?;
+        for (name, value) in self.names.iter().zip(&self.values) {
+            match value {
+                Plain::Int(v) => map.serialize_entry(name, v)?,
+                Plain::Float(v) => map.serialize_entry(name, v)?,
+                Plain::Bool(v) => map.serialize_entry(name, v)?,
+                Plain::Text(v) => map.serialize_entry(name, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// Rows per second of `serde_json::to_writer` over the snapshot's rows as plain values (made
+/// before timing; timestamps and numerics ready-made), best of three.
+fn serde_json_loop(rows: &[Row], columns: usize) -> f64 {
+    let names: Vec<String> = (0..columns).map(|i| if i == 0 { "id".to_string() } else { format!("c{i}") }).collect();
+    let plain: Vec<PlainRow> = rows
+        .iter()
+        .map(|row| PlainRow {
+            names: &names,
+            values: row
+                .iter()
+                .map(|datum| match datum {
+                    Datum::Int64(v) => Plain::Int(v),
+                    Datum::Int32(v) => Plain::Int(v.into()),
+                    Datum::Float64(v) => Plain::Float(v),
+                    Datum::Numeric(n) => Plain::Float(n.to_f64()),
+                    Datum::True => Plain::Bool(true),
+                    Datum::False => Plain::Bool(false),
+                    Datum::String(s) => Plain::Text(s.to_string()),
+                    other => Plain::Text(format!("{other:?}")),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut buffer = Vec::with_capacity(4096);
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        for row in &plain {
+            buffer.clear();
+            serde_json::to_writer(&mut buffer, std::hint::black_box(row)).expect("serializing to a Vec");
+            std::hint::black_box(&buffer);
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    rows.len() as f64 / best
+}
+
+/// `VmHWM` or `VmRSS` of this process, in bytes.
+fn proc_status(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures, the table, the breakdown and the plot.
+
+/// A scenario's figures, as written to `--json-out`.
+#[derive(Clone, Debug, Serialize)]
+struct Figures {
+    name: String,
+    stage: Stage,
+    target: Target,
+    format: Format,
+    envelope: EnvelopeKind,
+    delivery: Option<Delivery>,
+    workers: usize,
+    columns: usize,
+    snapshot_rows: u64,
+    stream_changes: u64,
+    /// Snapshot rows and stream changes over the time of both.
+    rows_per_sec: f64,
+    /// Message bytes (key, value, headers) over the time of both.
+    mb_per_sec: f64,
+    snapshot_rows_per_sec: f64,
+    snapshot_mb_per_sec: f64,
+    stream_rows_per_sec: f64,
+    stream_mb_per_sec: f64,
+    /// Per stream round, from the input passing its time to the output passing it (for a
+    /// sink: the committed frontier).
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    peak_rss_bytes: u64,
+    transactions_per_sec: Option<f64>,
+    /// `rows_per_sec` over a plain librdkafka producer's messages/s for the same pre-encoded
+    /// messages (to the same broker; for broker-free scenarios, to an embedded broker).
+    ratio_vs_raw_producer: f64,
+    /// `rows_per_sec` over a bare `serde_json` encode loop's rows/s on one thread.
+    ratio_vs_serde_json: f64,
+    raw_producer_rows_per_sec: f64,
+    serde_json_rows_per_sec: f64,
+    error: Option<String>,
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+impl Figures {
+    fn from(scenario: &Scenario, outcome: &Outcome) -> Figures {
+        let per = |count: f64, secs: f64| if secs > 0.0 { count / secs } else { 0.0 };
+        let total_secs = outcome.snapshot_secs + outcome.stream_secs;
+        let rows_per_sec = per((outcome.snapshot_rows + outcome.stream_rows) as f64, total_secs);
+        let ratio = |base: f64| if base > 0.0 { rows_per_sec / base } else { 0.0 };
+        Figures {
+            name: scenario.name.clone(),
+            stage: scenario.stage,
+            target: scenario.target,
+            format: scenario.format,
+            envelope: scenario.envelope,
+            delivery: (scenario.stage == Stage::Sink).then_some(scenario.delivery),
+            workers: scenario.workers,
+            columns: scenario.columns,
+            snapshot_rows: outcome.snapshot_rows,
+            stream_changes: outcome.stream_rows,
+            rows_per_sec,
+            mb_per_sec: per((outcome.snapshot_bytes + outcome.stream_bytes) as f64 / 1e6, total_secs),
+            snapshot_rows_per_sec: per(outcome.snapshot_rows as f64, outcome.snapshot_secs),
+            snapshot_mb_per_sec: per(outcome.snapshot_bytes as f64 / 1e6, outcome.snapshot_secs),
+            stream_rows_per_sec: per(outcome.stream_rows as f64, outcome.stream_secs),
+            stream_mb_per_sec: per(outcome.stream_bytes as f64 / 1e6, outcome.stream_secs),
+            latency_p50_ms: percentile(&outcome.latencies_ms, 50.0),
+            latency_p99_ms: percentile(&outcome.latencies_ms, 99.0),
+            peak_rss_bytes: outcome.peak_rss_bytes,
+            transactions_per_sec: (scenario.stage == Stage::Sink).then(|| per(outcome.transactions as f64, total_secs)),
+            ratio_vs_raw_producer: ratio(outcome.raw_producer_rows_per_sec),
+            ratio_vs_serde_json: ratio(outcome.serde_json_rows_per_sec),
+            raw_producer_rows_per_sec: outcome.raw_producer_rows_per_sec,
+            serde_json_rows_per_sec: outcome.serde_json_rows_per_sec,
+            error: outcome.error.clone(),
+        }
+    }
+
+    fn line(&self) -> String {
+        match &self.error {
+            Some(error) => format!("{:<40} FAILED: {error}", self.name),
+            None => format!(
+                "{:<40} {:>9.0} rows/s {:>7.1} MB/s  (snapshot {:.0}/s, stream {:.0}/s, p50 {:.1} ms)",
+                self.name, self.rows_per_sec, self.mb_per_sec, self.snapshot_rows_per_sec, self.stream_rows_per_sec, self.latency_p50_ms
+            ),
+        }
+    }
+}
+
+fn print_table(rows: &[Figures]) {
+    println!(
+        "{:<40} {:>10} {:>7} {:>10} {:>10} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7}",
+        "scenario", "rows/s", "MB/s", "snap r/s", "strm r/s", "p50 ms", "p99 ms", "RSS MB", "txn/s", "xRawPrd", "xSerde"
+    );
+    for f in rows {
+        if let Some(error) = &f.error {
+            println!("{:<40} FAILED: {error}", f.name);
+            continue;
+        }
+        println!(
+            "{:<40} {:>10.0} {:>7.1} {:>10.0} {:>10.0} {:>8.1} {:>8.1} {:>7.0} {:>6} {:>7.2} {:>7.2}",
+            f.name,
+            f.rows_per_sec,
+            f.mb_per_sec,
+            f.snapshot_rows_per_sec,
+            f.stream_rows_per_sec,
+            f.latency_p50_ms,
+            f.latency_p99_ms,
+            f.peak_rss_bytes as f64 / 1e6,
+            f.transactions_per_sec.map_or("-".to_string(), |t| format!("{t:.1}")),
+            f.ratio_vs_raw_producer,
+            f.ratio_vs_serde_json
+        );
+    }
+}
+
+/// Where a row's time goes, from the stages measured apart at one worker: encoding alone,
+/// combining alone, both, then producing without and with transactions.
+fn print_breakdown(rows: &[Figures]) {
+    let micros = |pick: &dyn Fn(&Figures) -> bool| {
+        rows.iter().find(|f| f.error.is_none() && f.workers == 1 && f.format == Format::Json && f.envelope == EnvelopeKind::Upsert && pick(f))
+            .map(|f| (1e6 / f.rows_per_sec, f.columns))
+    };
+    let encode = micros(&|f| f.stage == Stage::Encode && f.columns == 8);
+    let combine = micros(&|f| f.stage == Stage::Combine && f.columns == 8);
+    let both = micros(&|f| f.stage == Stage::EncodeCombine && f.columns == 8);
+    let at_least_once = micros(&|f| f.stage == Stage::Sink && f.delivery == Some(Delivery::AtLeastOnce));
+    let exactly_once = micros(&|f| f.stage == Stage::Sink && f.delivery == Some(Delivery::ExactlyOnce));
+    let (Some(encode), Some(combine), Some(both)) = (encode, combine, both) else { return };
+    println!("\nwhere a row's time goes (1 worker, JSON upsert, 8 columns; µs per row):");
+    println!("  encoding                         {:>7.2}", encode.0);
+    println!("  keying, arranging, combining     {:>7.2}", combine.0);
+    println!("  both, in one dataflow            {:>7.2}", both.0);
+    if let Some(alo) = at_least_once {
+        println!("  producing (at-least-once − both) {:>7.2}   at-least-once sink: {:.2}", alo.0 - both.0, alo.0);
+        if let Some(eo) = exactly_once {
+            println!("  committing (exactly-once − ALO)  {:>7.2}   exactly-once sink:  {:.2}", eo.0 - alo.0, eo.0);
+        }
+    }
+    println!("  (sink rows: the broker scenarios' smaller workload; the rest: broker-free)");
+}
+
+/// Two panels: rows/s against workers (one line per kind of scenario), and against row width.
+fn plot(rows: &[Figures]) -> Option<String> {
+    let ok: Vec<&Figures> = rows.iter().filter(|f| f.error.is_none() && f.rows_per_sec > 0.0).collect();
+    let mut by_workers: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut by_width: Vec<(f64, f64)> = Vec::new();
+    for f in &ok {
+        let series = f.name.rsplit_once(" w").map_or(f.name.clone(), |(head, _)| head.to_string());
+        if f.columns == 8 {
+            by_workers.entry(series).or_default().push((f.workers as f64, f.rows_per_sec));
+        }
+        if f.stage == Stage::EncodeCombine && f.workers == 1 && f.format == Format::Json && f.envelope == EnvelopeKind::Upsert {
+            by_width.push((f.columns as f64, f.rows_per_sec));
+        }
+    }
+    by_workers.retain(|_, points| points.len() > 1);
+    if by_workers.is_empty() && by_width.len() < 2 {
+        return None;
+    }
+    by_width.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    let mut svg = String::new();
+    let (width, height) = (1100.0, 460.0);
+    let _ = writeln!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let panel = |svg: &mut String, x0: f64, title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)], log_x: bool| {
+        let (w, h, top) = (420.0, 320.0, 50.0);
+        let xs: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x)).collect();
+        let ys: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y)).collect();
+        let fx = |x: f64| if log_x { x.log2() } else { x };
+        let (x_min, x_max) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(fx(x)), b.max(fx(x))));
+        let y_max = ys.iter().fold(0.0f64, |a, &y| a.max(y)) * 1.1;
+        let span = (x_max - x_min).max(1e-9);
+        let px = |x: f64| x0 + 60.0 + (fx(x) - x_min) / span * w;
+        let py = |y: f64| top + h - y / y_max * h;
+        let _ = writeln!(svg, r#"<text x="{}" y="30" font-size="14" font-weight="bold">{title}</text>"#, x0 + 60.0);
+        let _ = writeln!(svg, r#"<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="black"/><line x1="{0}" y1="{2}" x2="{3}" y2="{2}" stroke="black"/>"#, x0 + 60.0, top, top + h, x0 + 60.0 + w);
+        for tick in 0..=4 {
+            let y = y_max * tick as f64 / 4.0;
+            let _ = writeln!(svg, r##"<text x="{}" y="{}" text-anchor="end">{:.0}k</text><line x1="{}" y1="{2}" x2="{}" y2="{2}" stroke="#ddd"/>"##, x0 + 55.0, py(y) + 4.0, y / 1e3, x0 + 60.0, x0 + 60.0 + w);
+        }
+        let mut ticks: Vec<f64> = xs.clone();
+        ticks.sort_by(f64::total_cmp);
+        ticks.dedup();
+        for x in ticks {
+            let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">{x}</text>"#, px(x), top + h + 16.0);
+        }
+        let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">{x_label}</text>"#, x0 + 60.0 + w / 2.0, top + h + 34.0);
+        let _ = writeln!(svg, r#"<text x="{}" y="{}" transform="rotate(-90 {0} {1})" text-anchor="middle">rows/s</text>"#, x0 + 15.0, top + h / 2.0);
+        for (i, (name, points)) in series.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let path: Vec<String> = points.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y))).collect();
+            let _ = writeln!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, path.join(" "));
+            for (x, y) in points {
+                let _ = writeln!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, px(*x), py(*y));
+            }
+            let _ = writeln!(svg, r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#, x0 + 60.0 + w + 8.0 - if series.len() > 1 { 0.0 } else { w }, top + 14.0 * i as f64 + if series.len() > 1 { 0.0 } else { h + 50.0 });
+        }
+    };
+    let workers_series: Vec<(String, Vec<(f64, f64)>)> = by_workers.into_iter().collect();
+    if !workers_series.is_empty() {
+        // Legends sit right of the panel; the panel is narrower to leave them room.
+        panel(&mut svg, 0.0, "throughput against workers (8 columns)", "workers", &workers_series, false);
+    }
+    if by_width.len() >= 2 {
+        let series = vec![("encode+combine json upsert, 1 worker".to_string(), by_width)];
+        panel(&mut svg, 640.0, "throughput against row width (broker-free)", "columns (log scale)", &series, true);
+    }
+    svg.push_str("</svg>\n");
+    Some(svg)
+}

@@ -1,13 +1,50 @@
 //! Kafka and schema-registry connections: turning a `CREATE CONNECTION` spec and the catalog's
-//! secrets into a librdkafka configuration or a registry client configuration.
+//! secrets into a librdkafka configuration or a registry client configuration, and probing a
+//! Kafka connection before a sink relies on it.
+//!
+//! Security: `SSL` and `SASL_SSL` connections carry the authority, client certificate and key
+//! as PEM text (`ssl.ca.pem`, `ssl.certificate.pem`, `ssl.key.pem`), so nothing is read from
+//! disk; SASL uses `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` with a username and password.
+//! librdkafka's default hostname check stays on: broker certificates must name the address the
+//! client connects to. Every value that came from a secret is kept for redaction, and the
+//! probe's errors and log lines pass through it.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::encoders::{RegistryConfig, Secret};
 use crate::spec::{ConnectionSpec, RegistrySpec, SecurityProtocol, SpecError, StringOrSecret};
 use crate::statement::Catalog;
+
+/// How long [`KafkaConnection::check`] waits for the brokers to answer.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one metadata attempt of the probe blocks before it looks at the failures recorded
+/// meanwhile: a handshake failure is reported within this, not at the end of the timeout.
+const PROBE_SLICE: Duration = Duration::from_millis(250);
+
+/// Log lines a probe keeps; librdkafka at `debug=all` writes thousands.
+const PROBE_LOG_LINES: usize = 2_000;
+
+/// librdkafka options whose values are secrets whoever set them; values set through
+/// [`KafkaConnection::set`] under these names are redacted like `CREATE SECRET` values.
+const SECRET_OPTIONS: [&str; 6] = [
+    "sasl.password",
+    "ssl.key.pem",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
+];
 
 /// A Kafka connection ready for clients: librdkafka options, with secrets resolved.
 ///
@@ -20,36 +57,47 @@ pub struct KafkaConnection {
     /// Where every sink on this connection records its progress.
     pub progress_topic: String,
     pub progress_topic_replication_factor: Option<i32>,
+    /// Every option value that came from a secret, for [`KafkaConnection::redact`].
+    secrets: Vec<Secret>,
 }
 
 impl KafkaConnection {
     /// Resolves `connection`'s secrets in `catalog`.
     pub fn resolve(catalog: &Catalog, connection: &ConnectionSpec) -> Result<KafkaConnection, SpecError> {
         let mut config = ClientConfig::new();
+        let mut secrets = Vec::new();
         config.set("bootstrap.servers", connection.brokers.join(","));
         config.set("security.protocol", connection.security_protocol.as_str());
         // Topics are created by the sink with the settings the user gave, never by a metadata
         // request that happens to name a missing topic.
         config.set("allow.auto.create.topics", "false");
+        let mut reveal = |value: &StringOrSecret| -> Result<String, SpecError> {
+            let clear = catalog.reveal(value)?.to_string();
+            if value.secret_ref().is_some() {
+                secrets.push(Secret::new(clear.clone()));
+            }
+            Ok(clear)
+        };
         if let Some(sasl) = &connection.sasl {
             config.set("sasl.mechanisms", sasl.mechanism.as_str());
-            config.set("sasl.username", catalog.reveal(&sasl.username)?);
-            config.set("sasl.password", catalog.secret_value(&sasl.password)?.expose());
+            config.set("sasl.username", reveal(&sasl.username)?);
+            config.set("sasl.password", reveal(&StringOrSecret::Secret(sasl.password.clone()))?);
         }
         if let Some(key) = &connection.ssl_key {
-            config.set("ssl.key.pem", catalog.secret_value(key)?.expose());
+            config.set("ssl.key.pem", reveal(&StringOrSecret::Secret(key.clone()))?);
         }
         if let Some(certificate) = &connection.ssl_certificate {
-            config.set("ssl.certificate.pem", catalog.reveal(certificate)?);
+            config.set("ssl.certificate.pem", reveal(certificate)?);
         }
         if let Some(authority) = &connection.ssl_certificate_authority {
-            config.set("ssl.ca.pem", catalog.reveal(authority)?);
+            config.set("ssl.ca.pem", reveal(authority)?);
         }
         Ok(KafkaConnection {
             name: connection.name.clone(),
             config,
             progress_topic: connection.progress_topic.clone(),
             progress_topic_replication_factor: connection.progress_topic_replication_factor,
+            secrets,
         })
     }
 
@@ -65,18 +113,123 @@ impl KafkaConnection {
             name,
             config,
             progress_topic_replication_factor: None,
+            secrets: Vec::new(),
         }
     }
 
     /// The librdkafka options every client of this connection starts from.
+    ///
+    /// They hold secrets in the clear: never print them (`ClientConfig`'s `Debug` shows every
+    /// value).
     pub fn client_config(&self) -> &ClientConfig {
         &self.config
     }
 
+    /// The `bootstrap.servers` list.
+    pub fn brokers(&self) -> &str {
+        self.config.get("bootstrap.servers").unwrap_or_default()
+    }
+
     /// Sets a raw librdkafka option: the escape hatch for settings the statements don't name.
+    /// Values of options that hold passwords or keys are redacted like secrets.
     pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        let value = value.into();
+        if SECRET_OPTIONS.contains(&key) && !value.is_empty() {
+            self.secrets.push(Secret::new(value.clone()));
+        }
         self.config.set(key, value);
         self
+    }
+
+    /// `text` with every secret value of this connection replaced by `<redacted>`; for
+    /// messages from librdkafka or a broker before they reach an error, a status or a log.
+    pub fn redact(&self, text: &str) -> String {
+        redact_with(&self.secrets, text)
+    }
+
+    /// Asks the brokers for metadata within [`CHECK_TIMEOUT`], so that a wrong address,
+    /// authority, certificate or password is reported at once, naming the connection, rather
+    /// than as a timeout of whatever first uses it.
+    pub fn check(&self) -> Result<(), ConnectionError> {
+        self.probe(CHECK_TIMEOUT).result
+    }
+
+    /// [`KafkaConnection::check`] with another timeout.
+    pub fn check_within(&self, timeout: Duration) -> Result<(), ConnectionError> {
+        self.probe(timeout).result
+    }
+
+    /// The check, with the librdkafka log lines it produced (redacted), for diagnosing a
+    /// failure: set the raw option `debug` (e.g. `security,broker`) for more of them.
+    pub fn probe(&self, timeout: Duration) -> Probe {
+        let context = ProbeContext {
+            secrets: self.secrets.clone(),
+            brokers: self.brokers().split(',').filter(|b| !b.trim().is_empty()).count().max(1),
+            state: Mutex::new(ProbeState::default()),
+        };
+        let mut config = self.config.clone();
+        let millis = |d: Duration| d.as_millis().clamp(1, i32::MAX as u128).to_string();
+        // librdkafka's defaults wait 30 s for a TCP and TLS setup and back off up to 10 s
+        // between attempts; a probe must fail within its own timeout.
+        config.set("socket.connection.setup.timeout.ms", millis(timeout.max(Duration::from_secs(1))));
+        config.set("reconnect.backoff.ms", "50");
+        config.set("reconnect.backoff.max.ms", "500");
+        config.set_log_level(RDKafkaLogLevel::Debug);
+        let producer: ThreadedProducer<ProbeContext> = match config.create_with_context(context) {
+            Ok(producer) => producer,
+            Err(error) => {
+                let reason = self.redact(&describe_client_error(&error));
+                let result = Err(ConnectionError::Options { connection: self.name.clone(), reason });
+                return Probe { result, log: Vec::new() };
+            }
+        };
+        let started = Instant::now();
+        let outcome = loop {
+            if let Some(failure) = producer.context().decisive_failure() {
+                break Err(self.failure(failure));
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= timeout {
+                let last = producer.context().last_failure();
+                break Err(match last {
+                    Some(failure) => self.failure(failure),
+                    None => ConnectionError::NoAnswer {
+                        connection: self.name.clone(),
+                        address: self.brokers().to_string(),
+                        waited: timeout,
+                        hint: no_answer_hint(self.config.get("security.protocol")),
+                    },
+                });
+            }
+            let slice = PROBE_SLICE.min(timeout - elapsed);
+            // A failed attempt is retried until the timeout; what caused it reaches the
+            // context's error callback.
+            if producer.client().fetch_metadata(None, slice).is_ok() {
+                break Ok(());
+            }
+        };
+        Probe { result: outcome, log: producer.context().take_log() }
+    }
+
+    fn failure(&self, failure: Failure) -> ConnectionError {
+        let (address, reason) = split_broker_prefix(&failure.reason);
+        let address = address.unwrap_or_else(|| self.brokers().to_string());
+        let reason = self.redact(reason);
+        let connection = self.name.clone();
+        let lower = reason.to_ascii_lowercase();
+        if failure.code == RDKafkaErrorCode::Authentication || lower.contains("sasl") {
+            ConnectionError::Authentication {
+                connection,
+                address,
+                reason,
+                hint: "; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
+                       brokers accept that mechanism on this port",
+            }
+        } else if failure.code == RDKafkaErrorCode::SSL || lower.contains("ssl") || lower.contains("tls") {
+            ConnectionError::Tls { connection, address, hint: tls_hint(&lower), reason }
+        } else {
+            ConnectionError::Unreachable { connection, address, reason }
+        }
     }
 }
 
@@ -88,10 +241,250 @@ impl fmt::Debug for KafkaConnection {
         f.debug_struct("KafkaConnection")
             .field("name", &self.name)
             .field("bootstrap.servers", &self.config.get("bootstrap.servers"))
+            .field("security.protocol", &self.config.get("security.protocol"))
             .field("options", &keys)
             .field("progress_topic", &self.progress_topic)
             .finish()
     }
+}
+
+/// Why a Kafka connection cannot be used. Messages name the connection and the broker, never
+/// a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// librdkafka refused the options (a certificate or key that is not PEM, an unknown
+    /// option).
+    #[error("invalid options for Kafka connection \"{connection}\": {reason}")]
+    Options {
+        /// The connection.
+        connection: String,
+        /// librdkafka's reason, redacted.
+        reason: String,
+    },
+    /// The TLS handshake failed: the brokers' certificate is not trusted, a client certificate
+    /// is missing or refused, or the port does not speak TLS.
+    #[error("cannot connect to Kafka connection \"{connection}\" at {address}: {reason}{hint}")]
+    Tls {
+        connection: String,
+        /// The broker that failed, `host:port`.
+        address: String,
+        reason: String,
+        hint: &'static str,
+    },
+    /// SASL authentication failed.
+    #[error("cannot connect to Kafka connection \"{connection}\" at {address}: {reason}{hint}")]
+    Authentication {
+        connection: String,
+        address: String,
+        reason: String,
+        hint: &'static str,
+    },
+    /// The brokers could not be reached (refused, unresolvable, disconnected).
+    #[error("cannot connect to Kafka connection \"{connection}\" at {address}: {reason}")]
+    Unreachable {
+        connection: String,
+        address: String,
+        reason: String,
+    },
+    /// The brokers took the connection but never answered.
+    #[error("Kafka connection \"{connection}\" at {address} did not answer within {waited:?}{hint}")]
+    NoAnswer {
+        connection: String,
+        address: String,
+        waited: Duration,
+        hint: &'static str,
+    },
+}
+
+impl ConnectionError {
+    /// The connection's name.
+    pub fn connection(&self) -> &str {
+        match self {
+            ConnectionError::Options { connection, .. }
+            | ConnectionError::Tls { connection, .. }
+            | ConnectionError::Authentication { connection, .. }
+            | ConnectionError::Unreachable { connection, .. }
+            | ConnectionError::NoAnswer { connection, .. } => connection,
+        }
+    }
+}
+
+/// What [`KafkaConnection::probe`] found.
+#[derive(Debug)]
+pub struct Probe {
+    /// `Ok` once a broker answered a metadata request.
+    pub result: Result<(), ConnectionError>,
+    /// librdkafka's log lines during the probe, secrets redacted.
+    pub log: Vec<String>,
+}
+
+/// A librdkafka error reported through the error callback.
+#[derive(Clone, Debug)]
+struct Failure {
+    code: RDKafkaErrorCode,
+    reason: String,
+}
+
+#[derive(Default)]
+struct ProbeState {
+    /// A failure that retrying will not cure: a handshake or authentication failure, or every
+    /// broker down after at least one reason was given.
+    decisive: Option<Failure>,
+    /// The most telling failure so far: the latest with a reason of its own.
+    last: Option<Failure>,
+    /// Brokers that failed to connect at least once.
+    failed_brokers: BTreeSet<String>,
+    log: Vec<String>,
+}
+
+/// The probe's client context: records failures and log lines instead of printing them, with
+/// secrets redacted before anything is kept.
+struct ProbeContext {
+    secrets: Vec<Secret>,
+    /// How many bootstrap brokers there are.
+    brokers: usize,
+    state: Mutex<ProbeState>,
+}
+
+impl ProbeContext {
+    fn state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn decisive_failure(&self) -> Option<Failure> {
+        self.state().decisive.clone()
+    }
+
+    fn last_failure(&self) -> Option<Failure> {
+        self.state().last.clone()
+    }
+
+    fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut self.state().log)
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let line = redact_with(&self.secrets, &format!("{facility} {message}"));
+        tracing::debug!(target: "librdkafka", ?level, "{line}");
+        let mut state = self.state();
+        if state.log.len() < PROBE_LOG_LINES {
+            state.log.push(line);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+        let reason = redact_with(&self.secrets, reason);
+        tracing::debug!(target: "librdkafka", %code, "{reason}");
+        let mut state = self.state();
+        let failure = Failure { code, reason };
+        // A TLS alert (a client certificate refused after the handshake seemed done, in TLS
+        // 1.3) comes as a transport error, and retrying meets the same alert.
+        let tls_refusal = failure.reason.contains("SSL routines") || failure.reason.contains("SSL alert");
+        match code {
+            _ if tls_refusal => {
+                state.decisive.get_or_insert(failure.clone());
+                state.last = Some(failure);
+            }
+            RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication => {
+                state.decisive.get_or_insert(failure.clone());
+                state.last = Some(failure);
+            }
+            // "1/1 brokers are down" says nothing the failure before it did not.
+            RDKafkaErrorCode::AllBrokersDown => {
+                let decisive = state.last.clone().unwrap_or(failure);
+                state.decisive.get_or_insert(decisive);
+            }
+            _ => {
+                // Once every bootstrap broker has failed, retrying within the probe's
+                // timeout only repeats the failures.
+                if let (Some(address), _) = split_broker_prefix(&failure.reason) {
+                    state.failed_brokers.insert(address);
+                    if state.failed_brokers.len() >= self.brokers {
+                        state.decisive.get_or_insert(failure.clone());
+                    }
+                }
+                state.last = Some(failure);
+            }
+        }
+    }
+}
+
+impl ProducerContext for ProbeContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+fn describe_client_error(error: &KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, description, key, _) => {
+            format!("invalid value for client option {key:?}: {description}")
+        }
+        KafkaError::ClientCreation(reason) => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// librdkafka starts connection errors with `ssl://host:port/id: ` (or `host:port/id: ` in
+/// plaintext); the address goes into the message's own "at …", the rest is the reason.
+fn split_broker_prefix(reason: &str) -> (Option<String>, &str) {
+    let Some((prefix, message)) = reason.split_once(": ") else {
+        return (None, reason);
+    };
+    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+        return (None, reason);
+    }
+    let broker = prefix.split_once("://").map_or(prefix, |(_scheme, rest)| rest);
+    match broker.rsplit_once('/') {
+        Some((address, _id)) if !address.is_empty() => (Some(address.to_string()), message),
+        _ => (None, reason),
+    }
+}
+
+fn tls_hint(reason: &str) -> &'static str {
+    if reason.contains("certificate verify failed") || reason.contains("could not be verified") {
+        "; check SSL CERTIFICATE AUTHORITY: it must be the authority that signed the brokers' \
+         certificates, and they must name the address connected to"
+    } else if reason.contains("certificate required") || reason.contains("handshake failure") {
+        "; the brokers require a client certificate they trust: set SSL CERTIFICATE and SSL KEY"
+    } else if reason.contains("unknown ca") || reason.contains("bad certificate") {
+        "; the brokers do not trust the client certificate: check SSL CERTIFICATE and SSL KEY"
+    } else if reason.contains("wrong version number") || reason.contains("packet length too long") {
+        "; the brokers do not speak TLS on this port: check SECURITY PROTOCOL"
+    } else {
+        ""
+    }
+}
+
+fn no_answer_hint(protocol: Option<&str>) -> &'static str {
+    match protocol {
+        Some("SASL_PLAINTEXT" | "SASL_SSL") => {
+            "; the brokers took the connection but not the SASL handshake: check SECURITY \
+             PROTOCOL and that the listener on this port is configured for SASL"
+        }
+        Some("SSL") => "; the brokers took the connection but did not answer over TLS: check SECURITY PROTOCOL",
+        _ => "; check BROKERS and SECURITY PROTOCOL",
+    }
+}
+
+fn redact_with(secrets: &[Secret], text: &str) -> String {
+    let mut text = text.to_string();
+    for secret in secrets {
+        let value = secret.expose();
+        if !value.is_empty() {
+            text = text.replace(value, "<redacted>");
+        }
+        // A PEM key might be quoted one line at a time; its armour lines are not secret.
+        for line in value.lines().map(str::trim) {
+            if line.len() >= 16 && !line.starts_with("-----") {
+                text = text.replace(line, "<redacted>");
+            }
+        }
+    }
+    text
 }
 
 /// Resolves a schema registry connection's secrets into a client configuration.
@@ -152,6 +545,75 @@ mod tests {
         let printed = format!("{connection:?}");
         assert!(!printed.contains("hunter2") && !printed.contains("BEGIN PRIVATE KEY"), "{printed}");
         assert!(printed.contains("sasl.password"));
+    }
+
+    #[test]
+    fn every_value_from_a_secret_is_redacted() {
+        let catalog = Catalog::from_sql(STATEMENTS).unwrap();
+        let mut connection = KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
+        connection.set("ssl.key.password", "passphrase-for-the-key");
+        let text = "auth hunter2 key -----BEGIN PRIVATE KEY-----secret pass passphrase-for-the-key user alice";
+        assert_eq!(connection.redact(text), "auth <redacted> key <redacted> pass <redacted> user alice");
+        // An option given in the clear is not a secret; one line of a multi-line key is.
+        let key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\n-----END PRIVATE KEY-----\n";
+        let redacted = redact_with(&[Secret::new(key)], "line MIGHAgEAMBMGByqGSM49AgEGCCqGSM49 quoted");
+        assert_eq!(redacted, "line <redacted> quoted");
+        assert_eq!(connection.redact("cert-pem"), "cert-pem");
+    }
+
+    #[test]
+    fn broker_prefixes_become_the_address() {
+        assert_eq!(
+            split_broker_prefix("ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: bad"),
+            (Some("127.0.0.1:9093".to_string()), "SSL handshake failed: bad")
+        );
+        assert_eq!(
+            split_broker_prefix("sasl_plaintext://b:9092/1: Disconnected"),
+            (Some("b:9092".to_string()), "Disconnected")
+        );
+        assert_eq!(
+            split_broker_prefix("127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused"),
+            (Some("127.0.0.1:9".to_string()), "Connect to ipv4#127.0.0.1:9 failed: Connection refused")
+        );
+        assert_eq!(split_broker_prefix("1/1 brokers are down"), (None, "1/1 brokers are down"));
+        assert_eq!(split_broker_prefix("Local: Timed out: x"), (None, "Local: Timed out: x"));
+    }
+
+    #[test]
+    fn an_unreachable_broker_is_named_quickly() {
+        // A port nobody listens on: the connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let connection = KafkaConnection::plaintext("local", format!("127.0.0.1:{port}"));
+        let started = Instant::now();
+        let error = connection.check_within(Duration::from_secs(5)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?} {error}", started.elapsed());
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("cannot connect to Kafka connection \"local\" at 127.0.0.1:{port}: ")),
+            "{message}"
+        );
+        assert!(matches!(error, ConnectionError::Unreachable { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn a_silent_peer_is_reported_at_the_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        // Accepts connections and never says a word.
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().collect();
+            drop(held);
+        });
+        let connection = KafkaConnection::plaintext("quiet", address.to_string());
+        let started = Instant::now();
+        let error = connection.check_within(Duration::from_secs(1)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?} {error}", started.elapsed());
+        let message = error.to_string();
+        assert!(message.contains(&format!("Kafka connection \"quiet\" at {address}")), "{message}");
+        assert!(
+            matches!(error, ConnectionError::NoAnswer { .. } | ConnectionError::Unreachable { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]

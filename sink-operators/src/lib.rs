@@ -4,6 +4,11 @@
 pub use outflow_dataflow as dataflow;
 pub use outflow_encoders as encoders;
 pub mod connection;
+pub mod embedded;
+pub mod feed;
+pub mod observe;
+pub mod read;
+pub mod run;
 pub mod progress_reader;
 pub mod producer;
 pub mod sink;

@@ -164,31 +164,81 @@ pub fn recover(
     options: RecoverOptions,
 ) -> Result<Recovery> {
     let mut fenced = BTreeSet::new();
-    let mut scan = read_progress(config, names, progress_topic, &options)?;
     for _ in 0..MAX_FENCING_ROUNDS {
-        let retired: Vec<String> = scan
-            .retired_transactional_ids(new_workers)
-            .into_iter()
-            .filter(|id| !fenced.contains(id))
-            .collect();
-        if retired.is_empty() || options.mode == DeliveryMode::AtLeastOnce {
+        let before = fenced.len();
+        let scan = read_progress_fencing(
+            config,
+            names,
+            progress_topic,
+            &options,
+            new_workers,
+            &mut fenced,
+        )?;
+        // A retired producer may have committed between the read and its fencing; only a read
+        // that fenced nothing new is final.
+        if fenced.len() == before {
             let offsets =
                 committed_seqs(config, names, progress_topic, &scan.workers_with_records())?;
             return Ok(scan.recover(&offsets, new_workers));
         }
-        for transactional_id in retired {
-            fence(config, &transactional_id)?;
-            fenced.insert(transactional_id);
-        }
-        // A retired producer may have committed between the read and its fencing; only a read
-        // after every fence is final, and it may name still more retired ids.
-        scan = read_progress(config, names, progress_topic, &options)?;
     }
     Err(ProgressReadError::FencingDidNotSettle {
         sink_id: names.sink_id.clone(),
         topic: progress_topic.to_string(),
         rounds: MAX_FENCING_ROUNDS,
     })
+}
+
+/// [`read_progress`], fencing each retired transactional id (for a run of `new_workers`) as soon
+/// as a record names it, and adding it to `fenced`.
+///
+/// Fencing on sight matters: a retired worker killed inside a transaction that touched the
+/// progress topic holds `read_committed` readers back until that transaction ends, and only
+/// fencing (or its `transaction.timeout.ms`) ends it. The retired worker's run announced its
+/// worker count in worker 0's first transaction, which committed before that worker produced,
+/// so the record naming the id is always readable before the transaction that blocks the read.
+fn read_progress_fencing(
+    config: &ClientConfig,
+    names: &SinkNames,
+    topic: &str,
+    options: &RecoverOptions,
+    new_workers: u32,
+    fenced: &mut BTreeSet<String>,
+) -> Result<ProgressScan> {
+    let mut scan = if options.reader_shows_aborted {
+        ProgressScan::showing_aborted(names)
+    } else {
+        ProgressScan::new(names)
+    };
+    // librdkafka assigns partitions only to a consumer with a group; this one never joins it
+    // or commits, and its name falls under the sink's group prefix, which the sink's ACLs
+    // already cover.
+    let reader_group = format!("{}{}-reader", names.progress_group_id_prefix, names.sink_id);
+    let fences = options.mode == DeliveryMode::ExactlyOnce;
+    read_to_end(
+        config,
+        topic,
+        &reader_group,
+        options.read_timeout,
+        |offset, key, value| {
+            scan.push(key.unwrap_or_default(), value)
+                .map_err(|source| ProgressReadError::Record {
+                    topic: topic.to_string(),
+                    offset,
+                    source: Box::new(source),
+                })?;
+            if fences {
+                for transactional_id in scan.retired_transactional_ids(new_workers) {
+                    if !fenced.contains(&transactional_id) {
+                        fence(config, &transactional_id)?;
+                        fenced.insert(transactional_id);
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(scan)
 }
 
 /// Reads the progress topic from its start to its end with `isolation.level=read_committed`
@@ -205,30 +255,8 @@ pub fn read_progress(
     topic: &str,
     options: &RecoverOptions,
 ) -> Result<ProgressScan> {
-    let mut scan = if options.reader_shows_aborted {
-        ProgressScan::showing_aborted(names)
-    } else {
-        ProgressScan::new(names)
-    };
-    // librdkafka assigns partitions only to a consumer with a group; this one never joins it
-    // or commits, and its name falls under the sink's group prefix, which the sink's ACLs
-    // already cover.
-    let reader_group = format!("{}{}-reader", names.progress_group_id_prefix, names.sink_id);
-    read_to_end(
-        config,
-        topic,
-        &reader_group,
-        options.read_timeout,
-        |offset, key, value| {
-            scan.push(key.unwrap_or_default(), value)
-                .map_err(|source| ProgressReadError::Record {
-                    topic: topic.to_string(),
-                    offset,
-                    source: Box::new(source),
-                })
-        },
-    )?;
-    Ok(scan)
+    // No run has this many workers, so no id is retired and nothing is fenced.
+    read_progress_fencing(config, names, topic, options, u32::MAX, &mut BTreeSet::new())
 }
 
 /// The committed offset of each listed worker's progress group on partition 0 of the progress

@@ -64,6 +64,13 @@ impl Broker {
 
     /// Like [`Broker::start`], returning the failure instead of panicking.
     pub fn try_start() -> io::Result<Broker> {
+        Broker::try_start_advertising(None)
+    }
+
+    /// Starts a broker whose metadata sends clients to `advertised` (`host:port`) instead of
+    /// its own port: for a proxy in front of it (see [`crate::tls`]), so that clients
+    /// reconnecting after metadata go through the proxy too. `None` advertises its own port.
+    pub fn try_start_advertising(advertised: Option<&str>) -> io::Result<Broker> {
         let binary = tansu_binary()?;
         let log_dir = tempfile::Builder::new()
             .prefix("outflow-tansu-")
@@ -72,7 +79,7 @@ impl Broker {
         for attempt in 1..=START_ATTEMPTS {
             let port = free_loopback_port()?;
             let log_path = log_dir.path().join(format!("tansu-{port}.log"));
-            let mut child = spawn_tansu(&binary, port, &log_path)?;
+            let mut child = spawn_tansu(&binary, port, advertised, &log_path)?;
             match wait_until_ready(&mut child, port, &log_path) {
                 Ok(()) => {
                     return Ok(Broker {
@@ -335,8 +342,14 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-fn spawn_tansu(binary: &Path, port: u16, log_path: &Path) -> io::Result<Child> {
+fn spawn_tansu(
+    binary: &Path,
+    port: u16,
+    advertised: Option<&str>,
+    log_path: &Path,
+) -> io::Result<Child> {
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised_url = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
     let log = File::create(log_path)?;
     let mut command = Command::new(binary);
     command
@@ -345,7 +358,7 @@ fn spawn_tansu(binary: &Path, port: u16, log_path: &Path) -> io::Result<Child> {
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised_url,
         ])
         .args(["--storage-engine", "memory://tansu/"])
         // Tansu reads these from the environment when flags are absent; a developer's shell

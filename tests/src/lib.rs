@@ -4,3 +4,4 @@ pub mod broker;
 pub mod rawlog;
 pub mod registry;
 pub mod pipeline;
+pub mod tls;

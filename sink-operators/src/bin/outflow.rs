@@ -1,16 +1,25 @@
 //! `outflow`: the command-line front end. `outflow check FILE` validates a file of
-//! `CREATE …` statements and prints the normalized spec of every object it creates.
+//! `CREATE …` statements and prints the normalized spec of every object it creates;
+//! `outflow run FILE` runs its sinks over a change feed of its tables; `outflow read FILE
+//! --sink NAME` prints what a sink's topic holds at its committed frontier.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
+use outflow::read::{read_sink, ReadOptions};
+use outflow::run::{run, FeedSource, RunError, RunOptions, RunPlan};
 use outflow::statement::{parse_statements, Catalog};
 
 #[derive(Parser)]
 #[command(name = "outflow", version, about = "Stream differential dataflow collections into Kafka, exactly once")]
 struct Cli {
+    /// Log more: -v for what the sinks do, -vv for the details. RUST_LOG overrides it.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,11 +35,205 @@ enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Run every sink of the statements file over a change feed of its tables (JSON lines
+    /// `{"table", "time", "diff", "row"}` and `{"advance": t}`), until every sink has committed
+    /// the whole feed. Restarted on the same feed, the sinks resume where they committed.
+    #[command(disable_help_flag = true)]
+    Run(RunArgs),
+    /// Print what a sink's topic holds at its committed frontier: one JSON row per line, in
+    /// key order, then a line with the frontier.
+    Read {
+        /// The statements file.
+        file: PathBuf,
+        /// The sink to read.
+        #[arg(long)]
+        sink: String,
+        /// The broker's read_committed fetches return records of aborted transactions (Tansu):
+        /// trust only progress records a committed group offset names.
+        #[arg(long)]
+        broker_shows_aborted: bool,
+        /// Give up reading after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The statements file.
+    file: PathBuf,
+    /// The change feed: a file, or - for standard input (the default).
+    #[arg(long, default_value = "-")]
+    feed: String,
+    /// Worker threads per process; default: the size of the sinks' cluster, else 1.
+    #[arg(short = 'w', long)]
+    workers: Option<usize>,
+    /// Processes in the timely cluster (with --process and --hostfile).
+    #[arg(short = 'n', long, default_value_t = 1)]
+    processes: usize,
+    /// This process's index in the cluster; process 0 reads the feed.
+    #[arg(short = 'p', long, default_value_t = 0)]
+    process: usize,
+    /// A file with one host:port per line, one line per process.
+    #[arg(short = 'h', long)]
+    hostfile: Option<PathBuf>,
+    /// The brokers' read_committed fetches return records of aborted transactions (Tansu):
+    /// recovery trusts only progress records a committed group offset names.
+    #[arg(long)]
+    broker_shows_aborted: bool,
+    /// How often a sink commits, in milliseconds (default 1000).
+    #[arg(long)]
+    commit_interval_ms: Option<u64>,
+    /// Keep a JSON file with each sink's status, history and statistics, rewritten every
+    /// second and at exit.
+    #[arg(long)]
+    status: Option<PathBuf>,
+    /// Serve the statistics in Prometheus's text format on this loopback address, e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Pause this many milliseconds each time the feed's time moves forward.
+    #[arg(long, hide = true)]
+    pace_ms: Option<u64>,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
         Command::Check { file, pretty } => check(&file, pretty),
+        Command::Run(args) => run_command(args),
+        Command::Read { file, sink, broker_shows_aborted, timeout_s } => {
+            read_command(&file, &sink, ReadOptions { broker_shows_aborted_records: broker_shows_aborted, timeout: Duration::from_secs(timeout_s) })
+        }
+    }
+}
+
+/// Quiet by default: warnings and errors only. Secrets never reach the log: the connection
+/// types redact them in `Debug`, and client errors are redacted before they are reported.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        // librdkafka reports reaching a partition's end as an error; the readers ask for it.
+        0 => "warn,rdkafka::client=off",
+        1 => "info,outflow=info",
+        _ => "debug,rdkafka=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// The statements of `file` as a catalog, or the error rendered as FILE:LINE:COL.
+fn load_catalog(file: &PathBuf) -> Result<Catalog, String> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: error: cannot read the file: {e}"))?;
+    Catalog::from_sql(&text).map_err(|e| e.render(&name))
+}
+
+fn timely_config(args: &RunArgs, plan: &RunPlan) -> Result<timely::Config, String> {
+    let threads = args.workers.or(plan.cluster_workers).unwrap_or(1);
+    if threads == 0 {
+        return Err("--workers must be at least 1".to_string());
+    }
+    if args.processes <= 1 {
+        return Ok(timely::Config::process(threads));
+    }
+    if args.process >= args.processes {
+        return Err(format!("--process {} is not below --processes {}", args.process, args.processes));
+    }
+    let hostfile = args.hostfile.as_ref().ok_or("--processes above 1 needs --hostfile")?;
+    let text = std::fs::read_to_string(hostfile).map_err(|e| format!("cannot read the hostfile {}: {e}", hostfile.display()))?;
+    let addresses: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).take(args.processes).map(String::from).collect();
+    if addresses.len() < args.processes {
+        return Err(format!("the hostfile {} has {} addresses, but --processes is {}", hostfile.display(), addresses.len(), args.processes));
+    }
+    Ok(timely::Config {
+        communication: timely::CommunicationConfig::Cluster { threads, process: args.process, addresses, report: false, zerocopy: false },
+        worker: timely::WorkerConfig::default(),
+    })
+}
+
+fn run_command(args: RunArgs) -> ExitCode {
+    let catalog = match load_catalog(&args.file) {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut plan = match RunPlan::from_catalog(&catalog) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("{}: error: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    plan.configure(args.broker_shows_aborted, args.commit_interval_ms.map(Duration::from_millis));
+    let timely = match timely_config(&args, &plan) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let feed = if args.feed == "-" { FeedSource::Stdin } else { FeedSource::File(PathBuf::from(&args.feed)) };
+    let options = RunOptions {
+        timely,
+        feed,
+        pace: args.pace_ms.map(Duration::from_millis),
+        status_file: args.status.clone(),
+        metrics: args.metrics,
+        progress_line: true,
+    };
+    match run(plan, options) {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(RunError::Feed { error, committed_before, summary }) => {
+            print!("{summary}");
+            eprintln!("{}: error: {error} (every time before {committed_before} is committed; nothing of that time or later was fed)", feed_name(&args.feed));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn feed_name(feed: &str) -> &str {
+    if feed == "-" { "<stdin>" } else { feed }
+}
+
+fn read_command(file: &PathBuf, sink: &str, options: ReadOptions) -> ExitCode {
+    let catalog = match load_catalog(file) {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match read_sink(&catalog, sink, options) {
+        Ok(contents) => {
+            let mut out = std::io::stdout().lock();
+            let written = contents
+                .rows
+                .iter()
+                .try_for_each(|row| writeln!(out, "{row}"))
+                .and_then(|()| writeln!(out, "{}", contents.frontier_line()));
+            if let Err(e) = written {
+                eprintln!("error: cannot print: {e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
