@@ -10,6 +10,7 @@ pub mod observe;
 pub mod read;
 pub mod run;
 pub mod progress_reader;
+pub mod rawlog;
 pub mod producer;
 pub mod sink;
 pub mod status;

@@ -205,6 +205,9 @@ fn read_progress_fencing(
     new_workers: u32,
     fenced: &mut BTreeSet<String>,
 ) -> Result<ProgressScan> {
+    if options.reader_shows_aborted && raw_readable(config) {
+        return read_progress_raw(config, names, topic, options, new_workers, fenced);
+    }
     let mut scan = if options.reader_shows_aborted {
         ProgressScan::showing_aborted(names)
     } else {
@@ -239,6 +242,88 @@ fn read_progress_fencing(
         },
     )?;
     Ok(scan)
+}
+
+/// Whether the raw-log reader can reach the brokers: it speaks plaintext only.
+fn raw_readable(config: &ClientConfig) -> bool {
+    config.get("security.protocol").is_none_or(|p| p.eq_ignore_ascii_case("plaintext"))
+        && config.get("bootstrap.servers").is_some()
+}
+
+/// The progress read for brokers whose fetches show aborted records: the raw log, with
+/// `read_committed` applied from the control batches (see [`crate::rawlog`]), so that recovery
+/// sees exactly the committed records and needs no help from group offsets.
+///
+/// Every retired id that any of this sink's records names, committed or not, is fenced first,
+/// which aborts what a killed worker left open; the read repeats until it fences nothing new
+/// and no record of this sink belongs to an open transaction.
+fn read_progress_raw(
+    config: &ClientConfig,
+    names: &SinkNames,
+    topic: &str,
+    options: &RecoverOptions,
+    new_workers: u32,
+    fenced: &mut BTreeSet<String>,
+) -> Result<ProgressScan> {
+    let bootstrap = config
+        .get("bootstrap.servers")
+        .and_then(|servers| servers.split(',').next())
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let prefix = format!("{}/", names.sink_id);
+    let ours = |key: &Option<Vec<u8>>| key.as_deref().is_some_and(|k| k.starts_with(prefix.as_bytes()));
+    let fences = options.mode == DeliveryMode::ExactlyOnce;
+    let started = std::time::Instant::now();
+    loop {
+        let log = crate::rawlog::read_topic(&bootstrap, topic).map_err(|error| ProgressReadError::Read {
+            topic: topic.to_string(),
+            position: 0,
+            reason: error.to_string(),
+        })?;
+        let records: Vec<crate::rawlog::RawRecord> = log.raw().into_iter().filter(|r| ours(&r.record.key)).collect();
+        let mut fenced_now = false;
+        if fences {
+            let mut everything = ProgressScan::showing_aborted(names);
+            for raw in &records {
+                // A record that does not parse is reported below if it was committed.
+                let _ = everything.push(raw.record.key.as_deref().unwrap_or_default(), raw.record.value.as_deref());
+            }
+            for transactional_id in everything.retired_transactional_ids(new_workers) {
+                if fenced.insert(transactional_id.clone()) {
+                    fence(config, &transactional_id)?;
+                    fenced_now = true;
+                }
+            }
+        }
+        let open = records.iter().any(|r| r.outcome == crate::rawlog::Outcome::Open);
+        if !fenced_now && !open {
+            let mut scan = ProgressScan::committed_exactly(names);
+            for raw in records.iter().filter(|r| r.outcome.is_visible()) {
+                scan.push(raw.record.key.as_deref().unwrap_or_default(), raw.record.value.as_deref())
+                    .map_err(|source| ProgressReadError::Record {
+                        topic: topic.to_string(),
+                        offset: raw.record.offset,
+                        source: Box::new(source),
+                    })?;
+            }
+            return Ok(scan);
+        }
+        if started.elapsed() > options.read_timeout {
+            return Err(ProgressReadError::Timeout {
+                topic: topic.to_string(),
+                position: records.iter().map(|r| r.record.offset).max().unwrap_or(0),
+                end: "the end of an open transaction of this sink".to_string(),
+                waited: started.elapsed(),
+                last_error: String::new(),
+            });
+        }
+        if open && !fenced_now {
+            // A transaction of one of this run's own ids that `init_transactions` is about to
+            // abort, or a zombie's that the broker's transaction timeout will end.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// Reads the progress topic from its start to its end with `isolation.level=read_committed`

@@ -19,6 +19,7 @@ pub struct ProgressScan {
     highest_seq: Option<u64>,
     highest_workers: u32,
     shows_aborted: bool,
+    exact: bool,
 }
 
 /// The committed state of one previous worker, as recovery trusted it.
@@ -38,6 +39,17 @@ pub struct PreviousWorker {
 /// still picks a record; the sink should show these in its status.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Disagreement {
+    /// With a reader that sees exactly the committed records, the worker's committed offset
+    /// names another record than its newest (or there is no offset). Recovery trusted the
+    /// newest record.
+    OffsetDisagrees {
+        /// The worker.
+        worker: u32,
+        /// The committed offset, if any.
+        offset: Option<u64>,
+        /// The sequence number of the newest record, which recovery used.
+        record: Option<u64>,
+    },
     /// The worker's committed offset names a sequence number no record carries. Recovery fell
     /// back to the newest record below it, if any (records above it belong to aborted
     /// transactions), unless the reader may show aborted records: then nothing of the worker is
@@ -65,6 +77,13 @@ pub enum Disagreement {
 impl fmt::Display for Disagreement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Disagreement::OffsetDisagrees { worker, offset, record } => write!(
+                f,
+                "worker {worker}: the progress group offset names record {}, but its newest \
+                 committed record is {}; resumed from the newest record",
+                offset.map_or("none".to_string(), |o| o.to_string()),
+                record.map_or("none".to_string(), |r| r.to_string()),
+            ),
             Disagreement::MissingRecord {
                 worker,
                 offset,
@@ -145,6 +164,20 @@ impl ProgressScan {
             highest_seq: None,
             highest_workers: 0,
             shows_aborted: false,
+            exact: false,
+        }
+    }
+
+    /// An empty scan fed by a reader that sees exactly the committed records, having applied
+    /// the control batches itself (see [`crate::rawlog`]). The records are then the truth: each
+    /// worker resumes from its newest record, and a group offset that names another one is only
+    /// reported. This is what brokers whose fetches show aborted records need: their group
+    /// offsets were seen to lag the committed records, which would make a restart write a
+    /// committed transaction again.
+    pub fn committed_exactly(names: &SinkNames) -> Self {
+        ProgressScan {
+            exact: true,
+            ..Self::new(names)
         }
     }
 
@@ -207,6 +240,18 @@ impl ProgressScan {
         for worker in workers {
             let records = self.records.get(&worker).map(Vec::as_slice).unwrap_or(&[]);
             let trusted = match offsets.get(&worker) {
+                _ if self.exact => {
+                    let newest = records.iter().max_by_key(|r| r.seq);
+                    let offset = offsets.get(&worker).copied();
+                    if offset != newest.map(|r| r.seq) {
+                        disagreements.push(Disagreement::OffsetDisagrees {
+                            worker,
+                            offset,
+                            record: newest.map(|r| r.seq),
+                        });
+                    }
+                    newest
+                }
                 Some(&offset) => {
                     ignored_records += records.iter().filter(|r| r.seq > offset).count();
                     match records.iter().rev().find(|r| r.seq == offset) {
