@@ -206,7 +206,14 @@ fn read_progress_fencing(
     fenced: &mut BTreeSet<String>,
 ) -> Result<ProgressScan> {
     if options.reader_shows_aborted && raw_readable(config) {
-        return read_progress_raw(config, names, topic, options, new_workers, fenced);
+        match read_progress_raw(config, names, topic, options, new_workers, fenced) {
+            // A broker the raw reader cannot speak to (librdkafka's mock cluster answers its
+            // ApiVersions with UnsupportedVersion) is read through librdkafka instead.
+            Err(ProgressReadError::Read { reason, .. }) => {
+                tracing::debug!(topic, %reason, "raw progress read failed; reading through librdkafka");
+            }
+            result => return result,
+        }
     }
     let mut scan = if options.reader_shows_aborted {
         ProgressScan::showing_aborted(names)

@@ -365,7 +365,12 @@ fn render<'scope>(
     let monitor = plan.monitor.clone();
     monitor.set_status(worker, SinkStatus::Starting);
 
-    // Topics and schemas first: they fail fast with the user's mistakes, before any producer.
+    // The connection, topics and schemas first: they fail fast with the user's mistakes (a
+    // wrong address, certificate or password) before any producer, naming the connection.
+    if let Err(error) = plan.connection.check() {
+        monitor.set_status(worker, SinkStatus::Failed { error: error.to_string() });
+        return Err(error.into());
+    }
     let mut topic = TopicSettings::new(spec.topic.clone());
     topic.partitions = spec.topic_partition_count;
     topic.replication_factor = spec.topic_replication_factor;
@@ -762,6 +767,8 @@ pub enum SinkError {
     Spec(#[from] crate::spec::SpecError),
     #[error(transparent)]
     Key(#[from] crate::dataflow::operators::OperatorError),
+    #[error(transparent)]
+    Connection(#[from] crate::connection::ConnectionError),
     #[error(transparent)]
     Topic(#[from] crate::topic::TopicError),
     #[error(transparent)]
