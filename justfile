@@ -14,13 +14,18 @@ default:
 test:
     cargo test --workspace
 
-# Check the example statements with the command-line front end.
-demo:
-    cargo run -p outflow --bin outflow -- check examples/statements.sql
+# The guide's order pipeline on 2 workers against an embedded broker (no network needed):
+# an UPSERT and a DEBEZIUM topic, read back and printed with the sinks' statistics.
+# `just demo --broker HOST:PORT` writes to a real broker instead.
+demo *ARGS:
+    cargo run -p outflow-examples --bin demo -- {{ARGS}}
 
-# The throughput harness; prints its figures.
-bench:
-    cargo run --release -p outflow-bench
+# The throughput harness's standard suite (under 5 minutes on 2 cores): prints a table, writes
+# target/bench/results.json and a plot, target/bench/results.svg. Extra flags pass through
+# (`just bench --broker HOST:PORT`, or `--stage sink --workers 2 …` for one scenario).
+bench *ARGS:
+    mkdir -p target/bench
+    cargo run --release -p outflow-bench -- --json-out target/bench/results.json {{ARGS}}
 
 # Start a Tansu broker on a free loopback port for manual use; Ctrl-C stops it.
 broker:
@@ -38,3 +43,7 @@ broker:
 # (OUTFLOW_FAULT_ROUNDS, default 30; OUTFLOW_FAULT_SEED replays a seed the run printed).
 faults:
     OUTFLOW_FAULT_ROUNDS="${OUTFLOW_FAULT_ROUNDS:-30}" cargo test -p outflow-tests --test cli_faults -- --nocapture
+
+# Start the test schema registry on a free loopback port for manual use; Ctrl-C stops it.
+registry:
+    cargo run -q -p outflow-tests --bin schema_registry

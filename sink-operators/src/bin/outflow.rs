@@ -55,13 +55,29 @@ enum Command {
         /// Give up reading after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout_s: u64,
+        #[command(flatten)]
+        redirect: Redirect,
     },
+}
+
+/// Local peers to use instead of the statements' connections.
+#[derive(clap::Args, Clone, Default)]
+struct Redirect {
+    /// Use this broker (`host:port`, plaintext, no credentials) for every Kafka connection, and
+    /// the brokers' default replication factors.
+    #[arg(long, value_name = "HOST:PORT")]
+    broker: Option<String>,
+    /// Use this schema registry (no credentials) for every schema registry connection.
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
     /// The statements file.
     file: PathBuf,
+    #[command(flatten)]
+    redirect: Redirect,
     /// The change feed: a file, or - for standard input (the default).
     #[arg(long, default_value = "-")]
     feed: String,
@@ -106,9 +122,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { file, pretty } => check(&file, pretty),
         Command::Run(args) => run_command(args),
-        Command::Read { file, sink, broker_shows_aborted, timeout_s } => {
-            read_command(&file, &sink, ReadOptions { broker_shows_aborted_records: broker_shows_aborted, timeout: Duration::from_secs(timeout_s) })
-        }
+        Command::Read { file, sink, broker_shows_aborted, timeout_s, redirect } => read_command(
+            &file,
+            &redirect,
+            &sink,
+            ReadOptions { broker_shows_aborted_records: broker_shows_aborted, timeout: Duration::from_secs(timeout_s) },
+        ),
     }
 }
 
@@ -126,10 +145,12 @@ fn init_logging(verbose: u8) {
 }
 
 /// The statements of `file` as a catalog, or the error rendered as FILE:LINE:COL.
-fn load_catalog(file: &PathBuf) -> Result<Catalog, String> {
+fn load_catalog(file: &PathBuf, redirect: &Redirect) -> Result<Catalog, String> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: error: cannot read the file: {e}"))?;
-    Catalog::from_sql(&text).map_err(|e| e.render(&name))
+    let mut catalog = Catalog::from_sql(&text).map_err(|e| e.render(&name))?;
+    catalog.redirect(redirect.broker.as_deref(), redirect.registry.as_deref());
+    Ok(catalog)
 }
 
 fn timely_config(args: &RunArgs, plan: &RunPlan) -> Result<timely::Config, String> {
@@ -156,7 +177,7 @@ fn timely_config(args: &RunArgs, plan: &RunPlan) -> Result<timely::Config, Strin
 }
 
 fn run_command(args: RunArgs) -> ExitCode {
-    let catalog = match load_catalog(&args.file) {
+    let catalog = match load_catalog(&args.file, &args.redirect) {
         Ok(catalog) => catalog,
         Err(e) => {
             eprintln!("{e}");
@@ -208,8 +229,8 @@ fn feed_name(feed: &str) -> &str {
     if feed == "-" { "<stdin>" } else { feed }
 }
 
-fn read_command(file: &PathBuf, sink: &str, options: ReadOptions) -> ExitCode {
-    let catalog = match load_catalog(file) {
+fn read_command(file: &PathBuf, redirect: &Redirect, sink: &str, options: ReadOptions) -> ExitCode {
+    let catalog = match load_catalog(file, redirect) {
         Ok(catalog) => catalog,
         Err(e) => {
             eprintln!("{e}");

@@ -77,6 +77,40 @@ impl Catalog {
         Catalog::default()
     }
 
+    /// Points every Kafka connection at `brokers` (`host:port,…`) over plaintext, without
+    /// credentials, and every schema registry connection at `registry`, without credentials:
+    /// for running a statements file written for production against local peers.
+    pub fn redirect(&mut self, brokers: Option<&str>, registry: Option<&str>) {
+        for item in self.items.values_mut() {
+            match item {
+                Item::Connection(connection) => {
+                    if let Some(brokers) = brokers {
+                        connection.brokers = brokers.split(',').map(|b| b.trim().to_string()).collect();
+                        connection.security_protocol = crate::spec::SecurityProtocol::Plaintext;
+                        connection.sasl = None;
+                        connection.ssl_key = None;
+                        connection.ssl_certificate = None;
+                        connection.ssl_certificate_authority = None;
+                        // A local broker has one replica.
+                        connection.progress_topic_replication_factor = None;
+                    }
+                }
+                Item::Registry(spec) => {
+                    if let Some(registry) = registry {
+                        spec.url = registry.to_string();
+                        spec.username = None;
+                        spec.password = None;
+                        spec.ssl_key = None;
+                        spec.ssl_certificate = None;
+                        spec.ssl_certificate_authority = None;
+                    }
+                }
+                Item::Sink(sink) if brokers.is_some() => sink.topic_replication_factor = None,
+                _ => {}
+            }
+        }
+    }
+
     /// A catalog of the objects a file of statements creates.
     pub fn from_sql(text: &str) -> Result<Catalog, SpecError> {
         let mut catalog = Catalog::new();
