@@ -55,13 +55,13 @@ impl Target {
     /// created here, as that broker cannot create topics on request.
     pub fn plan(&self, catalog: &Catalog, name: &str) -> Result<SinkPlan, String> {
         let mut plan = SinkPlan::from_catalog(catalog, name).map_err(|e| format!("sink {name}: {e}"))?;
-        if let Some(embedded) = &self.embedded {
-            embedded.prepare(&mut plan).map_err(|e| e.to_string())?;
+        match &self.embedded {
+            Some(embedded) => embedded.prepare(&mut plan).map_err(|e| e.to_string())?,
+            // Recovery then reads the progress topic's raw log and applies its control
+            // batches itself: right on every broker, and needed on those whose read_committed
+            // readers see aborted records (Tansu).
+            None => plan.broker_shows_aborted_records = true,
         }
-        // Recovery then trusts only progress records that a committed group offset names:
-        // right on every broker, and needed on those whose read_committed readers see aborted
-        // records (the embedded one, Tansu).
-        plan.broker_shows_aborted_records = true;
         // Short transactions, so that each round of changes shows up within a moment.
         plan.cadence.commit_interval = Duration::from_millis(200);
         plan.cadence.idle_progress_interval = Duration::from_millis(500);

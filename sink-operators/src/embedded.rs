@@ -86,13 +86,18 @@ impl EmbeddedBroker {
 
     /// Creates the topics `plan`'s sink writes: its data topic (with `TOPIC PARTITION COUNT`,
     /// else [`DEFAULT_PARTITIONS`]) and its connection's progress topic (one partition). The
-    /// sink then finds both and never asks the broker to create or describe them. Marks the
-    /// plan's broker as one whose `read_committed` readers see aborted records.
+    /// sink then finds both and never asks the broker to create or describe them.
+    ///
+    /// Recovery reads the progress topic as a `read_committed` consumer
+    /// (`broker_shows_aborted_records = false`): the mock writes no control batches, so the
+    /// raw-log reader that applies them has nothing to apply (and the mock refuses its
+    /// ApiVersions request). That is right as long as no transaction on the topic was aborted,
+    /// which holds for a broker that starts empty with its process and sees no faults.
     pub fn prepare(&self, plan: &mut SinkPlan) -> Result<(), EmbeddedError> {
         let partitions = plan.spec.topic_partition_count.unwrap_or(DEFAULT_PARTITIONS);
         self.create_topic(&plan.spec.topic, partitions)?;
         self.create_topic(&plan.connection.progress_topic, 1)?;
-        plan.broker_shows_aborted_records = true;
+        plan.broker_shows_aborted_records = false;
         Ok(())
     }
 }
