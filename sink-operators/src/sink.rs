@@ -42,9 +42,9 @@ use timely::scheduling::SyncActivator;
 
 use crate::connection::{registry_config, KafkaConnection};
 use crate::dataflow::operators::{
-    CombineAtTimestamp, CombineOptions, Combined, KeyBy, KeyViolation, KeyedPair, PairCredit, SinkKey as PairingKey,
+    CombineAtTimestamp, CombineOptions, Combined, KeyBy, KeyViolation, PairCredit, SinkKey as PairingKey,
 };
-use crate::dataflow::{stable_key_hash, Row};
+use crate::dataflow::{stable_key_hash, DiffPair, Row};
 use crate::encoders::{EncodedMessage, EncoderConfig, RegistryConfig, SchemaRegistryClient, SinkEncoder};
 use crate::partition::{key_partition_hash, partition_for};
 use crate::producer::{DeliveryMode, ProducerDriver, ProducerSettings, SinkRecord};
@@ -600,7 +600,13 @@ fn render<'scope>(
     builder.build(move |mut capabilities| {
         let mut capability: Option<Capability<u64>> = capabilities.pop();
         let mut recovery: Option<Arc<Recovery>> = None;
-        let mut stash: VecDeque<KeyedPair<u64>> = VecDeque::new();
+        // Pairs by (time, key position). Combining emits a batch key by key, so when one batch
+        // spans several times (the input ran ahead of the sink) their pairs interleave; the
+        // machine takes them in (time, position) order. A pair at a time the input frontier has
+        // not passed may still be followed by pairs of that time with larger keys only (a time
+        // lies in one batch, read in key order), so pairs at the frontier's time go out at once
+        // and only later times wait: a snapshot streams, a backlog waits for its batch.
+        let mut stash: BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>> = BTreeMap::new();
         let mut message = EncodedMessage::new();
         let mut violations_seen = 0u64;
         let mut owed_credit = 0usize;
@@ -624,7 +630,14 @@ fn render<'scope>(
                     }
                 }
             });
-            pairs_input.for_each(|_, data| stash.extend(data.drain(..)));
+            let mut received = 0usize;
+            pairs_input.for_each(|_, data| {
+                for (key, time, pair) in data.drain(..) {
+                    received += 1;
+                    stash.entry((time, key.order_key())).or_default().push_back((key, pair));
+                }
+            });
+            owed_credit += received;
             violations_input.for_each(|_, data| {
                 for violation in data.drain(..) {
                     let skipped = recovery.as_ref().is_some_and(|r| {
@@ -646,7 +659,7 @@ fn render<'scope>(
                 // A failed sink writes nothing more: it lets go of its output and drains its
                 // inputs, so that the dataflow can shut down and its owner can report the error.
                 capability = None;
-                let drained = stash.len() + owed_credit;
+                let drained = owed_credit;
                 stash.clear();
                 owed_credit = 0;
                 credit.grant(drained.max(PAIR_CREDIT));
@@ -654,12 +667,20 @@ fn render<'scope>(
             }
 
             if let (Some(resume), None) = (recovery.as_ref(), state.failed.as_ref()) {
-                // Feed pairs while the machine takes them.
-                let mut fed = 0usize;
+                // Feed pairs while the machine takes them, in (time, position) order, up to the
+                // input frontier's time.
+                let input = frontiers[0].frontier().iter().chain(frontiers[1].frontier().iter()).min().copied();
                 while !state.paused {
-                    let Some((key, time, pair)) = stash.pop_front() else { break };
-                    fed += 1;
-                    let position = key.order_key();
+                    let Some(mut entry) = stash.first_entry() else { break };
+                    let time = entry.key().0;
+                    if input.is_some_and(|input| time > input) {
+                        break;
+                    }
+                    let position = entry.key().1.clone();
+                    let (key, pair) = entry.get_mut().pop_front().expect("stash entries are never empty");
+                    if entry.get().is_empty() {
+                        entry.remove();
+                    }
                     if resume.resume.should_skip(stable_key_hash(&key), time, &position) {
                         continue;
                     }
@@ -692,15 +713,8 @@ fn render<'scope>(
                     state.handle(Event::Message { time, position, bytes, message: Arc::new(record) });
                     state.pump();
                 }
-                owed_credit += fed;
-                if !state.paused && owed_credit > 0 {
-                    credit.grant(owed_credit);
-                    owed_credit = 0;
-                }
-
                 // The frontier the machine may rely on: nothing stashed is before it.
-                let input = frontiers[0].frontier().iter().chain(frontiers[1].frontier().iter()).min().copied();
-                let frontier = match (stash.front().map(|(_, t, _)| *t), input) {
+                let frontier = match (stash.first_key_value().map(|((t, _), _)| *t), input) {
                     (Some(stashed), Some(input)) => Some(stashed.min(input)),
                     (Some(stashed), None) => Some(stashed),
                     (None, input) => input,
@@ -715,6 +729,13 @@ fn render<'scope>(
                     }
                     state.handle(Event::Frontier(frontier));
                 }
+            }
+
+            // Credit returns as pairs reach the stash, which is bounded by combining's batches,
+            // except while the producer is full: then combining waits.
+            if !state.paused && owed_credit > 0 {
+                credit.grant(owed_credit);
+                owed_credit = 0;
             }
 
             let wakeup = state.machine.next_wakeup();
@@ -741,7 +762,10 @@ fn render<'scope>(
                 }
                 None => {}
             }
-            if !stash.is_empty() && !state.paused && state.failed.is_none() && recovery.is_some() {
+            let feedable = stash.first_key_value().is_some_and(|((time, _), _)| {
+                frontiers[0].frontier().iter().chain(frontiers[1].frontier().iter()).min().is_none_or(|input| time <= input)
+            });
+            if feedable && !state.paused && state.failed.is_none() && recovery.is_some() {
                 activator.activate();
             }
         }

@@ -177,3 +177,18 @@ fn row(id: i64, value: &str) -> Row {
     use outflow::dataflow::Datum;
     Row::pack_slice(&[Datum::Int64(id), Datum::String(value), Datum::Numeric(Numeric::new(100, 2))])
 }
+
+/// A backlog: many times fed before the sink runs at all, so that combining reads them in one
+/// batch and, past its buffer limit, emits their pairs key by key rather than time by time. The
+/// sink must still write each key's changes in time order and every time exactly once.
+#[test]
+fn a_backlog_of_many_times_in_one_batch_is_written_in_time_order() {
+    let topic = unique_name("backlog");
+    let prefix = unique_name("tx");
+    let history = random_history(5, 8_000, 4, 12_000);
+    assert!(history.len() > 30_000, "the backlog must exceed combining's buffers: {}", history.len());
+    let report = run_sink(plan(&upsert_sink_sql(&topic, &prefix), &topic), history.clone(), RunOptions { workers: 1, ..RunOptions::default() });
+    assert_running_then_done(&report);
+    let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
+    assert_eq!(upserts_by_key(&records), expected_json(&history));
+}
