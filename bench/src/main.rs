@@ -19,11 +19,11 @@
 //! `cargo run --release -p outflow-bench -- --json-out FILE` runs the standard suite; flags such
 //! as `--stage`, `--target`, `--columns` or `--workers` run one scenario instead.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::rc::Rc;
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -117,7 +117,9 @@ struct Scenario {
 }
 
 #[derive(Parser)]
-#[command(about = "Throughput of Outflow's sink path, with a raw producer and serde_json as baselines")]
+#[command(
+    about = "Throughput of Outflow's sink path, with a raw producer and serde_json as baselines"
+)]
 struct Args {
     /// Write each scenario's figures here as JSON.
     #[arg(long)]
@@ -184,9 +186,16 @@ const RESULT_PREFIX: &str = "OUTFLOW-BENCH-RESULT ";
 fn main() {
     let args = Args::parse();
     if let Some(json) = &args.run_scenario {
-        let scenario: Scenario = serde_json::from_str(json).expect("the parent passes a valid scenario");
-        let outcome = run_scenario(&scenario).unwrap_or_else(|error| Outcome { error: Some(error), ..Outcome::default() });
-        println!("{RESULT_PREFIX}{}", serde_json::to_string(&outcome).expect("outcomes serialize"));
+        let scenario: Scenario =
+            serde_json::from_str(json).expect("the parent passes a valid scenario");
+        let outcome = run_scenario(&scenario).unwrap_or_else(|error| Outcome {
+            error: Some(error),
+            ..Outcome::default()
+        });
+        println!(
+            "{RESULT_PREFIX}{}",
+            serde_json::to_string(&outcome).expect("outcomes serialize")
+        );
         return;
     }
     let scenarios = match single_scenario(&args) {
@@ -211,15 +220,20 @@ fn main() {
     println!("\nsuite took {:.0} s", started.elapsed().as_secs_f64());
     if let Some(path) = &args.json_out {
         let json = serde_json::to_string_pretty(&rows).expect("figures serialize");
-        std::fs::write(path, json + "\n").unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        std::fs::write(path, json + "\n")
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         println!("figures written to {}", path.display());
     }
-    let svg_path = args.svg_out.clone().unwrap_or_else(|| match &args.json_out {
-        Some(json) => json.with_extension("svg"),
-        None => "bench-results.svg".into(),
-    });
+    let svg_path = args
+        .svg_out
+        .clone()
+        .unwrap_or_else(|| match &args.json_out {
+            Some(json) => json.with_extension("svg"),
+            None => "bench-results.svg".into(),
+        });
     if let Some(svg) = plot(&rows) {
-        std::fs::write(&svg_path, svg).unwrap_or_else(|e| panic!("cannot write {}: {e}", svg_path.display()));
+        std::fs::write(&svg_path, svg)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", svg_path.display()));
         println!("plot written to {}", svg_path.display());
     }
 }
@@ -250,7 +264,11 @@ fn base_scenario(name: &str) -> Scenario {
 fn broker_scenario(name: &str, broker: Option<&str>) -> Scenario {
     Scenario {
         stage: Stage::Sink,
-        target: if broker.is_some() { Target::Broker } else { Target::Mock },
+        target: if broker.is_some() {
+            Target::Broker
+        } else {
+            Target::Mock
+        },
         broker: broker.map(str::to_string),
         rows: 60_000,
         changes: 40_000,
@@ -267,20 +285,41 @@ fn broker_scenario(name: &str, broker: Option<&str>) -> Scenario {
 fn standard_suite(broker: Option<&str>) -> Vec<Scenario> {
     let mut suite = Vec::new();
     for workers in [1, 2] {
-        for (stage, label) in [(Stage::Encode, "encode"), (Stage::Combine, "combine"), (Stage::EncodeCombine, "encode+combine")] {
-            suite.push(Scenario { stage, workers, ..base_scenario(&format!("{label} json upsert w{workers}")) });
+        for (stage, label) in [
+            (Stage::Encode, "encode"),
+            (Stage::Combine, "combine"),
+            (Stage::EncodeCombine, "encode+combine"),
+        ] {
+            suite.push(Scenario {
+                stage,
+                workers,
+                ..base_scenario(&format!("{label} json upsert w{workers}"))
+            });
         }
     }
     for columns in [2, 4, 16, 32] {
-        suite.push(Scenario { columns, ..base_scenario(&format!("encode+combine json upsert c{columns} w1")) });
+        suite.push(Scenario {
+            columns,
+            ..base_scenario(&format!("encode+combine json upsert c{columns} w1"))
+        });
     }
     for workers in [1, 2] {
-        suite.push(Scenario { format: Format::Avro, workers, ..base_scenario(&format!("encode+combine avro upsert w{workers}")) });
+        suite.push(Scenario {
+            format: Format::Avro,
+            workers,
+            ..base_scenario(&format!("encode+combine avro upsert w{workers}"))
+        });
     }
-    suite.push(Scenario { envelope: EnvelopeKind::Debezium, ..base_scenario("encode+combine json debezium w1") });
+    suite.push(Scenario {
+        envelope: EnvelopeKind::Debezium,
+        ..base_scenario("encode+combine json debezium w1")
+    });
     let at = if broker.is_some() { "broker" } else { "mock" };
     for workers in [1, 2] {
-        for (delivery, label) in [(Delivery::ExactlyOnce, "eo"), (Delivery::AtLeastOnce, "alo")] {
+        for (delivery, label) in [
+            (Delivery::ExactlyOnce, "eo"),
+            (Delivery::AtLeastOnce, "alo"),
+        ] {
             suite.push(Scenario {
                 delivery,
                 workers,
@@ -288,7 +327,11 @@ fn standard_suite(broker: Option<&str>) -> Vec<Scenario> {
             });
         }
     }
-    suite.push(Scenario { format: Format::Avro, workers: 2, ..broker_scenario(&format!("sink {at} avro upsert eo w2"), broker) });
+    suite.push(Scenario {
+        format: Format::Avro,
+        workers: 2,
+        ..broker_scenario(&format!("sink {at} avro upsert eo w2"), broker)
+    });
     suite.push(Scenario {
         envelope: EnvelopeKind::Debezium,
         workers: 2,
@@ -313,24 +356,59 @@ fn single_scenario(args: &Args) -> Option<Scenario> {
     if !any {
         return None;
     }
-    let target = args.target.unwrap_or(if args.broker.is_some() { Target::Broker } else { Target::None });
-    let stage = args.stage.unwrap_or(if target == Target::None { Stage::EncodeCombine } else { Stage::Sink });
-    let mut scenario = if stage == Stage::Sink { broker_scenario("custom", args.broker.as_deref()) } else { base_scenario("custom") };
+    let target = args.target.unwrap_or(if args.broker.is_some() {
+        Target::Broker
+    } else {
+        Target::None
+    });
+    let stage = args.stage.unwrap_or(if target == Target::None {
+        Stage::EncodeCombine
+    } else {
+        Stage::Sink
+    });
+    let mut scenario = if stage == Stage::Sink {
+        broker_scenario("custom", args.broker.as_deref())
+    } else {
+        base_scenario("custom")
+    };
     scenario.stage = stage;
-    scenario.target = if stage == Stage::Sink && target == Target::None { Target::Mock } else { target };
+    scenario.target = if stage == Stage::Sink && target == Target::None {
+        Target::Mock
+    } else {
+        target
+    };
     if stage != Stage::Sink {
         scenario.target = Target::None;
     }
     macro_rules! take {
         ($($field:ident),*) => { $( if let Some(value) = args.$field { scenario.$field = value; } )* };
     }
-    take!(format, envelope, delivery, workers, columns, rows, changes, rounds, commit_interval_ms);
+    take!(
+        format,
+        envelope,
+        delivery,
+        workers,
+        columns,
+        rows,
+        changes,
+        rounds,
+        commit_interval_ms
+    );
     scenario.keys = args.keys.unwrap_or(scenario.keys.max(scenario.rows));
-    assert!(scenario.columns >= 1, "--columns must be at least 1 (the key)");
+    assert!(
+        scenario.columns >= 1,
+        "--columns must be at least 1 (the key)"
+    );
     assert!(scenario.workers >= 1, "--workers must be at least 1");
     assert!(scenario.rounds >= 1, "--rounds must be at least 1");
-    assert!(scenario.keys >= scenario.rows, "--keys must be at least --rows");
-    assert!(scenario.target != Target::Broker || scenario.broker.is_some(), "--target broker needs --broker ADDR");
+    assert!(
+        scenario.keys >= scenario.rows,
+        "--keys must be at least --rows"
+    );
+    assert!(
+        scenario.target != Target::Broker || scenario.broker.is_some(),
+        "--target broker needs --broker ADDR"
+    );
     scenario.name = format!(
         "{} {} {} {}{} c{} w{}",
         match stage {
@@ -371,16 +449,28 @@ fn spawn_scenario(scenario: &Scenario) -> Outcome {
     let json = serde_json::to_string(scenario).expect("scenarios serialize");
     let output = match Command::new(exe).args(["--run-scenario", &json]).output() {
         Ok(output) => output,
-        Err(error) => return Outcome { error: Some(format!("cannot start the scenario process: {error}")), ..Outcome::default() },
+        Err(error) => {
+            return Outcome {
+                error: Some(format!("cannot start the scenario process: {error}")),
+                ..Outcome::default()
+            }
+        }
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
-    match stdout.lines().find_map(|line| line.strip_prefix(RESULT_PREFIX)) {
+    match stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(RESULT_PREFIX))
+    {
         Some(result) => serde_json::from_str(result).expect("the child prints a valid outcome"),
         None => {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
             Outcome {
-                error: Some(format!("scenario process exited with {}: {}", output.status, tail.join(" | "))),
+                error: Some(format!(
+                    "scenario process exited with {}: {}",
+                    output.status,
+                    tail.join(" | ")
+                )),
                 ..Outcome::default()
             }
         }
@@ -394,7 +484,15 @@ fn spawn_scenario(scenario: &Scenario) -> Outcome {
 fn column_type(index: usize) -> &'static str {
     match index {
         0 => "bigint",
-        _ => ["integer", "text", "numeric(12, 2)", "double precision", "boolean", "timestamp", "text"][(index - 1) % 7],
+        _ => [
+            "integer",
+            "text",
+            "numeric(12, 2)",
+            "double precision",
+            "boolean",
+            "timestamp",
+            "text",
+        ][(index - 1) % 7],
     }
 }
 
@@ -427,7 +525,9 @@ fn make_row(id: u64, version: u64, columns: usize) -> Row {
             2 => Datum::Numeric(Numeric::new((mix % 1_000_000_000) as i128, 2)),
             3 => Datum::Float64(mix as f64 * 0.001),
             4 => Datum::from_bool(mix % 2 == 0),
-            _ => Datum::Timestamp(Timestamp(BASE_TIME + (mix % 100_000_000) as i64 * 1_000_000)),
+            _ => Datum::Timestamp(Timestamp(
+                BASE_TIME + (mix % 100_000_000) as i64 * 1_000_000,
+            )),
         });
     }
     Row::pack_slice(&datums)
@@ -448,10 +548,21 @@ struct Workload {
 /// updated (80%) or deleted, an absent one inserted.
 fn workload(scenario: &Scenario, index: usize, peers: usize) -> Workload {
     let owned: Vec<u64> = (index as u64..scenario.keys).step_by(peers).collect();
-    let mut version: BTreeMap<u64, Option<u64>> = owned.iter().map(|&id| (id, (id < scenario.rows).then_some(0))).collect();
-    let snapshot: Vec<Row> = owned.iter().filter(|&&id| id < scenario.rows).map(|&id| make_row(id, 0, scenario.columns)).collect();
-    let mut pairs: Vec<(u64, DiffPair<Row>)> = snapshot.iter().map(|row| (0, DiffPair::insert(row.clone()))).collect();
-    let share = scenario.changes / peers as u64 + u64::from((index as u64) < scenario.changes % peers as u64);
+    let mut version: BTreeMap<u64, Option<u64>> = owned
+        .iter()
+        .map(|&id| (id, (id < scenario.rows).then_some(0)))
+        .collect();
+    let snapshot: Vec<Row> = owned
+        .iter()
+        .filter(|&&id| id < scenario.rows)
+        .map(|&id| make_row(id, 0, scenario.columns))
+        .collect();
+    let mut pairs: Vec<(u64, DiffPair<Row>)> = snapshot
+        .iter()
+        .map(|row| (0, DiffPair::insert(row.clone())))
+        .collect();
+    let share = scenario.changes / peers as u64
+        + u64::from((index as u64) < scenario.changes % peers as u64);
     let per_round = share.div_ceil(scenario.rounds).max(1) as usize;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ index as u64;
     let mut cursor = 0usize;
@@ -487,10 +598,21 @@ fn workload(scenario: &Scenario, index: usize, peers: usize) -> Workload {
         rounds.push(updates);
     }
     let changes = (share as usize - left) as u64;
-    Workload { snapshot, rounds, changes, pairs }
+    Workload {
+        snapshot,
+        rounds,
+        changes,
+        pairs,
+    }
 }
 
-fn sink_sql(scenario: &Scenario, bootstrap: &str, registry: &str, topic: &str, prefix: &str) -> String {
+fn sink_sql(
+    scenario: &Scenario,
+    bootstrap: &str,
+    registry: &str,
+    topic: &str,
+    prefix: &str,
+) -> String {
     let format = match scenario.format {
         Format::Json => "FORMAT JSON".to_string(),
         Format::Avro => "FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr".to_string(),
@@ -518,7 +640,10 @@ fn encoder_config(plan: &SinkPlan) -> EncoderConfig {
         relation: spec.from.clone().unwrap_or_else(|| spec.name.clone()),
         key_columns: spec.key.as_ref().map(|k| k.indices.clone()),
         envelope: spec.envelope,
-        key_format: spec.key_format.clone().unwrap_or_else(|| spec.value_format.clone()),
+        key_format: spec
+            .key_format
+            .clone()
+            .unwrap_or_else(|| spec.value_format.clone()),
         value_format: spec.value_format.clone(),
         headers_column: spec.headers.as_ref().map(|c| c.index),
         topic: spec.topic.clone(),
@@ -536,7 +661,10 @@ fn offline_encoder(config: &EncoderConfig, format: Format) -> Result<SinkEncoder
 
 /// What the sink counts as a message's bytes: key, value and headers.
 fn message_bytes(message: &EncodedMessage) -> u64 {
-    let headers: usize = message.headers().map(|(n, v)| n.len() + v.map_or(0, <[u8]>::len)).sum();
+    let headers: usize = message
+        .headers()
+        .map(|(n, v)| n.len() + v.map_or(0, <[u8]>::len))
+        .sum();
     (message.key().map_or(0, <[u8]>::len) + message.value().map_or(0, <[u8]>::len) + headers) as u64
 }
 
@@ -558,15 +686,25 @@ fn run_scenario(scenario: &Scenario) -> Result<Outcome, String> {
         // Broker-free: the plan is only read for its encoder configuration.
         (None, None) => "127.0.0.1:9".to_string(),
     };
-    let registry_url = registry.as_ref().map_or("http://127.0.0.1:9".to_string(), |r| r.url().to_string());
+    let registry_url = registry
+        .as_ref()
+        .map_or("http://127.0.0.1:9".to_string(), |r| r.url().to_string());
     let unique = format!(
         "{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
     );
     let topic = format!("bench-{unique}");
-    let catalog = Catalog::from_sql(&sink_sql(scenario, &bootstrap, &registry_url, &topic, &format!("bench-{unique}-")))
-        .map_err(|e| e.render("bench.sql"))?;
+    let catalog = Catalog::from_sql(&sink_sql(
+        scenario,
+        &bootstrap,
+        &registry_url,
+        &topic,
+        &format!("bench-{unique}-"),
+    ))
+    .map_err(|e| e.render("bench.sql"))?;
     let mut plan = SinkPlan::from_catalog(&catalog, &topic).map_err(|e| e.to_string())?;
     plan.cadence.commit_interval = Duration::from_millis(scenario.commit_interval_ms);
     // Tansu shows aborted records to read_committed readers; the embedded broker's `prepare`
@@ -589,22 +727,40 @@ fn run_scenario(scenario: &Scenario) -> Result<Outcome, String> {
     let mut message = EncodedMessage::new();
     let mut messages = Vec::with_capacity(workload.pairs.len());
     for (time, pair) in &workload.pairs {
-        let row = pair.after.as_ref().or(pair.before.as_ref()).expect("a pair has a side");
-        encoder.encode(&row.project(&[0]), pair, *time, &mut message).map_err(|e| format!("baseline encode: {e}"))?;
-        messages.push((message.key().map(<[u8]>::to_vec), message.value().map(<[u8]>::to_vec)));
+        let row = pair
+            .after
+            .as_ref()
+            .or(pair.before.as_ref())
+            .expect("a pair has a side");
+        encoder
+            .encode(&row.project(&[0]), pair, *time, &mut message)
+            .map_err(|e| format!("baseline encode: {e}"))?;
+        messages.push((
+            message.key().map(<[u8]>::to_vec),
+            message.value().map(<[u8]>::to_vec),
+        ));
     }
     let raw_target = match &embedded {
         Some(broker) => RawTarget::Embedded(broker),
         None if scenario.target == Target::Broker => RawTarget::Address(&bootstrap),
         None => RawTarget::Fresh,
     };
-    outcome.raw_producer_rows_per_sec = raw_producer(raw_target, &format!("{topic}-raw"), scenario.partitions, &messages)?;
+    outcome.raw_producer_rows_per_sec = raw_producer(
+        raw_target,
+        &format!("{topic}-raw"),
+        scenario.partitions,
+        &messages,
+    )?;
     outcome.serde_json_rows_per_sec = serde_json_loop(&workload.snapshot, scenario.columns);
     Ok(outcome)
 }
 
 /// Runs the dataflow of the scenario's stage: the snapshot, then the stream, timed.
-fn measure(scenario: &Scenario, plan: &SinkPlan, config: &EncoderConfig) -> Result<Outcome, String> {
+fn measure(
+    scenario: &Scenario,
+    plan: &SinkPlan,
+    config: &EncoderConfig,
+) -> Result<Outcome, String> {
     let workers = scenario.workers;
     let barrier = Arc::new(Barrier::new(workers));
     let bytes = Arc::new(AtomicU64::new(0));
@@ -789,16 +945,25 @@ enum RawTarget<'a> {
 }
 
 /// Messages per second of a plain (non-transactional) librdkafka producer sending `messages`.
-fn raw_producer(target: RawTarget<'_>, topic: &str, partitions: i32, messages: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) -> Result<f64, String> {
+fn raw_producer(
+    target: RawTarget<'_>,
+    topic: &str,
+    partitions: i32,
+    messages: &[(Option<Vec<u8>>, Option<Vec<u8>>)],
+) -> Result<f64, String> {
     let fresh;
     let bootstrap = match target {
         RawTarget::Embedded(broker) => {
-            broker.create_topic(topic, partitions).map_err(|e| e.to_string())?;
+            broker
+                .create_topic(topic, partitions)
+                .map_err(|e| e.to_string())?;
             broker.bootstrap()
         }
         RawTarget::Fresh => {
             fresh = EmbeddedBroker::start().map_err(|e| e.to_string())?;
-            fresh.create_topic(topic, partitions).map_err(|e| e.to_string())?;
+            fresh
+                .create_topic(topic, partitions)
+                .map_err(|e| e.to_string())?;
             fresh.bootstrap()
         }
         RawTarget::Address(address) => {
@@ -821,8 +986,12 @@ fn raw_producer(target: RawTarget<'_>, topic: &str, partitions: i32, messages: &
         .create()
         .map_err(|e| format!("raw producer: {e}"))?;
     // Connecting and learning the topic's leaders is not part of the figure.
-    producer.send(BaseRecord::<[u8], [u8]>::to(topic).payload(b"warm-up".as_slice())).map_err(|(e, _)| format!("raw producer: {e}"))?;
-    producer.flush(Duration::from_secs(30)).map_err(|e| format!("raw producer flush: {e}"))?;
+    producer
+        .send(BaseRecord::<[u8], [u8]>::to(topic).payload(b"warm-up".as_slice()))
+        .map_err(|(e, _)| format!("raw producer: {e}"))?;
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| format!("raw producer flush: {e}"))?;
     let start = Instant::now();
     for (key, value) in messages {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic);
@@ -843,7 +1012,9 @@ fn raw_producer(target: RawTarget<'_>, topic: &str, partitions: i32, messages: &
             }
         }
     }
-    producer.flush(Duration::from_secs(60)).map_err(|e| format!("raw producer flush: {e}"))?;
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| format!("raw producer flush: {e}"))?;
     Ok(messages.len() as f64 / start.elapsed().as_secs_f64())
 }
 
@@ -878,7 +1049,15 @@ impl Serialize for PlainRow<'_> {
 /// Rows per second of `serde_json::to_writer` over the snapshot's rows as plain values (made
 /// before timing; timestamps and numerics ready-made), best of three.
 fn serde_json_loop(rows: &[Row], columns: usize) -> f64 {
-    let names: Vec<String> = (0..columns).map(|i| if i == 0 { "id".to_string() } else { format!("c{i}") }).collect();
+    let names: Vec<String> = (0..columns)
+        .map(|i| {
+            if i == 0 {
+                "id".to_string()
+            } else {
+                format!("c{i}")
+            }
+        })
+        .collect();
     let plain: Vec<PlainRow> = rows
         .iter()
         .map(|row| PlainRow {
@@ -904,7 +1083,8 @@ fn serde_json_loop(rows: &[Row], columns: usize) -> f64 {
         let start = Instant::now();
         for row in &plain {
             buffer.clear();
-            serde_json::to_writer(&mut buffer, std::hint::black_box(row)).expect("serializing to a Vec");
+            serde_json::to_writer(&mut buffer, std::hint::black_box(row))
+                .expect("serializing to a Vec");
             std::hint::black_box(&buffer);
         }
         best = best.min(start.elapsed().as_secs_f64());
@@ -977,7 +1157,10 @@ impl Figures {
     fn from(scenario: &Scenario, outcome: &Outcome) -> Figures {
         let per = |count: f64, secs: f64| if secs > 0.0 { count / secs } else { 0.0 };
         let total_secs = outcome.snapshot_secs + outcome.stream_secs;
-        let rows_per_sec = per((outcome.snapshot_rows + outcome.stream_rows) as f64, total_secs);
+        let rows_per_sec = per(
+            (outcome.snapshot_rows + outcome.stream_rows) as f64,
+            total_secs,
+        );
         let ratio = |base: f64| if base > 0.0 { rows_per_sec / base } else { 0.0 };
         Figures {
             name: scenario.name.clone(),
@@ -991,7 +1174,10 @@ impl Figures {
             snapshot_rows: outcome.snapshot_rows,
             stream_changes: outcome.stream_rows,
             rows_per_sec,
-            mb_per_sec: per((outcome.snapshot_bytes + outcome.stream_bytes) as f64 / 1e6, total_secs),
+            mb_per_sec: per(
+                (outcome.snapshot_bytes + outcome.stream_bytes) as f64 / 1e6,
+                total_secs,
+            ),
             snapshot_rows_per_sec: per(outcome.snapshot_rows as f64, outcome.snapshot_secs),
             snapshot_mb_per_sec: per(outcome.snapshot_bytes as f64 / 1e6, outcome.snapshot_secs),
             stream_rows_per_sec: per(outcome.stream_rows as f64, outcome.stream_secs),
@@ -999,7 +1185,8 @@ impl Figures {
             latency_p50_ms: percentile(&outcome.latencies_ms, 50.0),
             latency_p99_ms: percentile(&outcome.latencies_ms, 99.0),
             peak_rss_bytes: outcome.peak_rss_bytes,
-            transactions_per_sec: (scenario.stage == Stage::Sink).then(|| per(outcome.transactions as f64, total_secs)),
+            transactions_per_sec: (scenario.stage == Stage::Sink)
+                .then(|| per(outcome.transactions as f64, total_secs)),
             ratio_vs_raw_producer: ratio(outcome.raw_producer_rows_per_sec),
             ratio_vs_serde_json: ratio(outcome.serde_json_rows_per_sec),
             raw_producer_rows_per_sec: outcome.raw_producer_rows_per_sec,
@@ -1022,7 +1209,17 @@ impl Figures {
 fn print_table(rows: &[Figures]) {
     println!(
         "{:<40} {:>10} {:>7} {:>10} {:>10} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7}",
-        "scenario", "rows/s", "MB/s", "snap r/s", "strm r/s", "p50 ms", "p99 ms", "RSS MB", "txn/s", "xRawPrd", "xSerde"
+        "scenario",
+        "rows/s",
+        "MB/s",
+        "snap r/s",
+        "strm r/s",
+        "p50 ms",
+        "p99 ms",
+        "RSS MB",
+        "txn/s",
+        "xRawPrd",
+        "xSerde"
     );
     for f in rows {
         if let Some(error) = &f.error {
@@ -1050,15 +1247,26 @@ fn print_table(rows: &[Figures]) {
 /// combining alone, both, then producing without and with transactions.
 fn print_breakdown(rows: &[Figures]) {
     let micros = |pick: &dyn Fn(&Figures) -> bool| {
-        rows.iter().find(|f| f.error.is_none() && f.workers == 1 && f.format == Format::Json && f.envelope == EnvelopeKind::Upsert && pick(f))
+        rows.iter()
+            .find(|f| {
+                f.error.is_none()
+                    && f.workers == 1
+                    && f.format == Format::Json
+                    && f.envelope == EnvelopeKind::Upsert
+                    && pick(f)
+            })
             .map(|f| (1e6 / f.snapshot_rows_per_sec, f.columns))
     };
     let encode = micros(&|f| f.stage == Stage::Encode && f.columns == 8);
     let combine = micros(&|f| f.stage == Stage::Combine && f.columns == 8);
     let both = micros(&|f| f.stage == Stage::EncodeCombine && f.columns == 8);
-    let at_least_once = micros(&|f| f.stage == Stage::Sink && f.delivery == Some(Delivery::AtLeastOnce));
-    let exactly_once = micros(&|f| f.stage == Stage::Sink && f.delivery == Some(Delivery::ExactlyOnce));
-    let (Some(encode), Some(combine), Some(both)) = (encode, combine, both) else { return };
+    let at_least_once =
+        micros(&|f| f.stage == Stage::Sink && f.delivery == Some(Delivery::AtLeastOnce));
+    let exactly_once =
+        micros(&|f| f.stage == Stage::Sink && f.delivery == Some(Delivery::ExactlyOnce));
+    let (Some(encode), Some(combine), Some(both)) = (encode, combine, both) else {
+        return;
+    };
     // The snapshot is the bulk figure: the stream of the sink scenarios waits for each round's
     // commit, so its rate measures commit latency rather than work per row.
     println!("\nwhere a row's time goes (1 worker, JSON upsert, 8 columns; µs per snapshot row):");
@@ -1066,9 +1274,17 @@ fn print_breakdown(rows: &[Figures]) {
     println!("  keying, arranging, combining     {:>7.2}", combine.0);
     println!("  both, in one dataflow            {:>7.2}", both.0);
     if let Some(alo) = at_least_once {
-        println!("  producing (at-least-once − both) {:>7.2}   at-least-once sink: {:.2}", alo.0 - both.0, alo.0);
+        println!(
+            "  producing (at-least-once − both) {:>7.2}   at-least-once sink: {:.2}",
+            alo.0 - both.0,
+            alo.0
+        );
         if let Some(eo) = exactly_once {
-            println!("  committing (exactly-once − ALO)  {:>7.2}   exactly-once sink:  {:.2}", eo.0 - alo.0, eo.0);
+            println!(
+                "  committing (exactly-once − ALO)  {:>7.2}   exactly-once sink:  {:.2}",
+                eo.0 - alo.0,
+                eo.0
+            );
         }
     }
     println!("  (sink rows: the broker scenarios' smaller workload; the rest: broker-free)");
@@ -1076,15 +1292,28 @@ fn print_breakdown(rows: &[Figures]) {
 
 /// Two panels: rows/s against workers (one line per kind of scenario), and against row width.
 fn plot(rows: &[Figures]) -> Option<String> {
-    let ok: Vec<&Figures> = rows.iter().filter(|f| f.error.is_none() && f.rows_per_sec > 0.0).collect();
+    let ok: Vec<&Figures> = rows
+        .iter()
+        .filter(|f| f.error.is_none() && f.rows_per_sec > 0.0)
+        .collect();
     let mut by_workers: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let mut by_width: Vec<(f64, f64)> = Vec::new();
     for f in &ok {
-        let series = f.name.rsplit_once(" w").map_or(f.name.clone(), |(head, _)| head.to_string());
+        let series = f
+            .name
+            .rsplit_once(" w")
+            .map_or(f.name.clone(), |(head, _)| head.to_string());
         if f.columns == 8 {
-            by_workers.entry(series).or_default().push((f.workers as f64, f.rows_per_sec));
+            by_workers
+                .entry(series)
+                .or_default()
+                .push((f.workers as f64, f.rows_per_sec));
         }
-        if f.stage == Stage::EncodeCombine && f.workers == 1 && f.format == Format::Json && f.envelope == EnvelopeKind::Upsert {
+        if f.stage == Stage::EncodeCombine
+            && f.workers == 1
+            && f.format == Format::Json
+            && f.envelope == EnvelopeKind::Upsert
+        {
             by_width.push((f.columns as f64, f.rows_per_sec));
         }
     }
@@ -1093,53 +1322,137 @@ fn plot(rows: &[Figures]) -> Option<String> {
         return None;
     }
     by_width.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    let colors = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
     let mut svg = String::new();
     let (width, height) = (1100.0, 460.0);
-    let _ = writeln!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let panel = |svg: &mut String, x0: f64, title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)], log_x: bool| {
+    let panel = |svg: &mut String,
+                 x0: f64,
+                 title: &str,
+                 x_label: &str,
+                 series: &[(String, Vec<(f64, f64)>)],
+                 log_x: bool| {
         let (w, h, top) = (420.0, 320.0, 50.0);
-        let xs: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x)).collect();
-        let ys: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y)).collect();
+        let xs: Vec<f64> = series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|(x, _)| *x))
+            .collect();
+        let ys: Vec<f64> = series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
+            .collect();
         let fx = |x: f64| if log_x { x.log2() } else { x };
-        let (x_min, x_max) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(fx(x)), b.max(fx(x))));
+        let (x_min, x_max) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| {
+            (a.min(fx(x)), b.max(fx(x)))
+        });
         let y_max = ys.iter().fold(0.0f64, |a, &y| a.max(y)) * 1.1;
         let span = (x_max - x_min).max(1e-9);
         let px = |x: f64| x0 + 60.0 + (fx(x) - x_min) / span * w;
         let py = |y: f64| top + h - y / y_max * h;
-        let _ = writeln!(svg, r#"<text x="{}" y="30" font-size="14" font-weight="bold">{title}</text>"#, x0 + 60.0);
-        let _ = writeln!(svg, r#"<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="black"/><line x1="{0}" y1="{2}" x2="{3}" y2="{2}" stroke="black"/>"#, x0 + 60.0, top, top + h, x0 + 60.0 + w);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="30" font-size="14" font-weight="bold">{title}</text>"#,
+            x0 + 60.0
+        );
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="black"/><line x1="{0}" y1="{2}" x2="{3}" y2="{2}" stroke="black"/>"#,
+            x0 + 60.0,
+            top,
+            top + h,
+            x0 + 60.0 + w
+        );
         for tick in 0..=4 {
             let y = y_max * tick as f64 / 4.0;
-            let _ = writeln!(svg, r##"<text x="{}" y="{}" text-anchor="end">{:.0}k</text><line x1="{}" y1="{2}" x2="{}" y2="{2}" stroke="#ddd"/>"##, x0 + 55.0, py(y) + 4.0, y / 1e3, x0 + 60.0, x0 + 60.0 + w);
+            let _ = writeln!(
+                svg,
+                r##"<text x="{}" y="{}" text-anchor="end">{:.0}k</text><line x1="{}" y1="{2}" x2="{}" y2="{2}" stroke="#ddd"/>"##,
+                x0 + 55.0,
+                py(y) + 4.0,
+                y / 1e3,
+                x0 + 60.0,
+                x0 + 60.0 + w
+            );
         }
         let mut ticks: Vec<f64> = xs.clone();
         ticks.sort_by(f64::total_cmp);
         ticks.dedup();
         for x in ticks {
-            let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">{x}</text>"#, px(x), top + h + 16.0);
+            let _ = writeln!(
+                svg,
+                r#"<text x="{}" y="{}" text-anchor="middle">{x}</text>"#,
+                px(x),
+                top + h + 16.0
+            );
         }
-        let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">{x_label}</text>"#, x0 + 60.0 + w / 2.0, top + h + 34.0);
-        let _ = writeln!(svg, r#"<text x="{}" y="{}" transform="rotate(-90 {0} {1})" text-anchor="middle">rows/s</text>"#, x0 + 15.0, top + h / 2.0);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">{x_label}</text>"#,
+            x0 + 60.0 + w / 2.0,
+            top + h + 34.0
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" transform="rotate(-90 {0} {1})" text-anchor="middle">rows/s</text>"#,
+            x0 + 15.0,
+            top + h / 2.0
+        );
         for (i, (name, points)) in series.iter().enumerate() {
             let color = colors[i % colors.len()];
-            let path: Vec<String> = points.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y))).collect();
-            let _ = writeln!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, path.join(" "));
+            let path: Vec<String> = points
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                path.join(" ")
+            );
             for (x, y) in points {
-                let _ = writeln!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, px(*x), py(*y));
+                let _ = writeln!(
+                    svg,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+                    px(*x),
+                    py(*y)
+                );
             }
-            let _ = writeln!(svg, r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#, x0 + 60.0 + w + 8.0 - if series.len() > 1 { 0.0 } else { w }, top + 14.0 * i as f64 + if series.len() > 1 { 0.0 } else { h + 50.0 });
+            let _ = writeln!(
+                svg,
+                r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
+                x0 + 60.0 + w + 8.0 - if series.len() > 1 { 0.0 } else { w },
+                top + 14.0 * i as f64 + if series.len() > 1 { 0.0 } else { h + 50.0 }
+            );
         }
     };
     let workers_series: Vec<(String, Vec<(f64, f64)>)> = by_workers.into_iter().collect();
     if !workers_series.is_empty() {
         // Legends sit right of the panel; the panel is narrower to leave them room.
-        panel(&mut svg, 0.0, "throughput against workers (8 columns)", "workers", &workers_series, false);
+        panel(
+            &mut svg,
+            0.0,
+            "throughput against workers (8 columns)",
+            "workers",
+            &workers_series,
+            false,
+        );
     }
     if by_width.len() >= 2 {
         let series = vec![("encode+combine json upsert, 1 worker".to_string(), by_width)];
-        panel(&mut svg, 640.0, "throughput against row width (broker-free)", "columns (log scale)", &series, true);
+        panel(
+            &mut svg,
+            640.0,
+            "throughput against row width (broker-free)",
+            "columns (log scale)",
+            &series,
+            true,
+        );
     }
     svg.push_str("</svg>\n");
     Some(svg)

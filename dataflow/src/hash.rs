@@ -35,14 +35,26 @@ mod tests {
             (Row::pack_slice(&[]), 0xc920_ca43_256f_dcb9),
             (Row::pack_slice(&[Datum::Int64(1)]), 0x42ac_cf4d_85c5_3010),
             (Row::pack_slice(&[Datum::Int64(123)]), 0x22b4_eb5c_c11f_328c),
-            (Row::pack_slice(&[Datum::String("order-42")]), 0xe551_d204_8847_3a61),
-            (Row::pack_slice(&[Datum::Int32(7), Datum::String("eu-west")]), 0x6020_2402_e6f6_56fe),
+            (
+                Row::pack_slice(&[Datum::String("order-42")]),
+                0xe551_d204_8847_3a61,
+            ),
+            (
+                Row::pack_slice(&[Datum::Int32(7), Datum::String("eu-west")]),
+                0x6020_2402_e6f6_56fe,
+            ),
             (Row::pack_slice(&[Datum::Null]), 0x78d3_db1f_028a_c5fd),
-            (Row::pack_slice(&[Datum::Numeric(Numeric::new(9950, 2))]), 0x0616_f74c_2afb_3ac7),
+            (
+                Row::pack_slice(&[Datum::Numeric(Numeric::new(9950, 2))]),
+                0x0616_f74c_2afb_3ac7,
+            ),
         ];
         let got: Vec<u64> = cases.iter().map(|(row, _)| stable_key_hash(row)).collect();
         let expected: Vec<u64> = cases.iter().map(|(_, h)| *h).collect();
-        assert_eq!(got, expected, "stable key hash vectors changed: {got:#018x?}");
+        assert_eq!(
+            got, expected,
+            "stable key hash vectors changed: {got:#018x?}"
+        );
     }
 
     /// SeaHash's own reference vector, so that a change of the crate's algorithm shows

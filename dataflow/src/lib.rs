@@ -9,6 +9,6 @@ pub mod operators;
 pub mod pair;
 pub mod relation;
 
-pub use pair::DiffPair;
 pub use hash::{stable_key_hash, worker_for_key};
+pub use pair::DiffPair;
 pub use relation::{ColumnType, Datum, RelationDesc, Row, RowPacker, ScalarType};

@@ -12,14 +12,23 @@ pub struct DiffPair<T> {
 
 impl<T> DiffPair<T> {
     pub fn insert(after: T) -> DiffPair<T> {
-        DiffPair { before: None, after: Some(after) }
+        DiffPair {
+            before: None,
+            after: Some(after),
+        }
     }
 
     pub fn delete(before: T) -> DiffPair<T> {
-        DiffPair { before: Some(before), after: None }
+        DiffPair {
+            before: Some(before),
+            after: None,
+        }
     }
 
     pub fn update(before: T, after: T) -> DiffPair<T> {
-        DiffPair { before: Some(before), after: Some(after) }
+        DiffPair {
+            before: Some(before),
+            after: Some(after),
+        }
     }
 }

@@ -45,7 +45,13 @@ fn history() -> Vec<(Row, u64, isize)> {
         for _ in 0..400 {
             let id = next(300) as usize;
             let value = next(50) as i64;
-            let row = |v: i64| Row::pack_slice(&[Datum::Int64(id as i64), Datum::Int64(v), Datum::String("payload")]);
+            let row = |v: i64| {
+                Row::pack_slice(&[
+                    Datum::Int64(id as i64),
+                    Datum::Int64(v),
+                    Datum::String("payload"),
+                ])
+            };
             match (current[id], next(10)) {
                 (Some(old), 0) => {
                     updates.push((row(old), time, -1));
@@ -74,18 +80,33 @@ fn run(config: timely::Config) -> Emitted {
         let emitted = Arc::new(Mutex::new(Emitted::default()));
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
-            let key = SinkKey::Declared { columns: vec![0], enforced: false };
+            let key = SinkKey::Declared {
+                columns: vec![0],
+                enforced: false,
+            };
             let combined = rows.key_by(&key).combine_at_timestamp(&key);
             let pairs = Arc::clone(&emitted);
             combined.pairs.sink(Pipeline, "Pairs", move |(input, _)| {
-                input.for_each(|_, data| pairs.lock().unwrap().pairs.extend(data.drain(..).map(|p| (index, p))));
-            });
-            let violations = Arc::clone(&emitted);
-            combined.violations.sink(Pipeline, "Violations", move |(input, _)| {
                 input.for_each(|_, data| {
-                    violations.lock().unwrap().violations.extend(data.drain(..).map(|v| (index, v)))
+                    pairs
+                        .lock()
+                        .unwrap()
+                        .pairs
+                        .extend(data.drain(..).map(|p| (index, p)))
                 });
             });
+            let violations = Arc::clone(&emitted);
+            combined
+                .violations
+                .sink(Pipeline, "Violations", move |(input, _)| {
+                    input.for_each(|_, data| {
+                        violations
+                            .lock()
+                            .unwrap()
+                            .violations
+                            .extend(data.drain(..).map(|v| (index, v)))
+                    });
+                });
             input
         });
         for (i, (row, time, diff)) in history().into_iter().enumerate() {
@@ -112,40 +133,69 @@ fn run(config: timely::Config) -> Emitted {
 /// of one key at one time in emission order.
 fn canonical(emitted: &Emitted, workers: usize) -> (Vec<KeyedPair<u64>>, Vec<KeyViolation<u64>>) {
     for (worker, (key, time, _)) in &emitted.pairs {
-        assert_eq!(worker_for_key(key, workers), *worker, "pair of {key:?} at {time} emitted by worker {worker}");
+        assert_eq!(
+            worker_for_key(key, workers),
+            *worker,
+            "pair of {key:?} at {time} emitted by worker {worker}"
+        );
     }
     let mut pairs: Vec<KeyedPair<u64>> = emitted.pairs.iter().map(|(_, p)| p.clone()).collect();
     pairs.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    let mut violations: Vec<KeyViolation<u64>> = emitted.violations.iter().map(|(_, v)| v.clone()).collect();
+    let mut violations: Vec<KeyViolation<u64>> =
+        emitted.violations.iter().map(|(_, v)| v.clone()).collect();
     violations.sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
     (pairs, violations)
 }
 
 fn cluster_process(output: &Path) {
-    let config = timely::Config::from_args(std::env::args().skip(1)).expect("timely cluster arguments");
+    let config =
+        timely::Config::from_args(std::env::args().skip(1)).expect("timely cluster arguments");
     let emitted = run(config);
     std::fs::write(output, serde_json::to_vec(&emitted).unwrap()).expect("write cluster output");
 }
 
 fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 /// Starts the two processes and waits for both; `Err` says why an attempt failed.
 fn run_cluster(dir: &Path) -> Result<Emitted, String> {
     let hostfile = dir.join("hosts");
-    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_loopback_port(), free_loopback_port()))
-        .unwrap();
+    std::fs::write(
+        &hostfile,
+        format!(
+            "127.0.0.1:{}\n127.0.0.1:{}\n",
+            free_loopback_port(),
+            free_loopback_port()
+        ),
+    )
+    .unwrap();
     let exe = std::env::current_exe().unwrap();
-    let outputs: Vec<PathBuf> = (0..2).map(|p| dir.join(format!("process-{p}.json"))).collect();
+    let outputs: Vec<PathBuf> = (0..2)
+        .map(|p| dir.join(format!("process-{p}.json")))
+        .collect();
     let mut children: Vec<Child> = (0..2)
         .map(|process| {
             Command::new(&exe)
-                .args(["-w", "2", "-n", "2", "-p", &process.to_string(), "-h", hostfile.to_str().unwrap()])
+                .args([
+                    "-w",
+                    "2",
+                    "-n",
+                    "2",
+                    "-p",
+                    &process.to_string(),
+                    "-h",
+                    hostfile.to_str().unwrap(),
+                ])
                 .env(OUTPUT_ENV, &outputs[process])
                 .stdout(Stdio::null())
                 // A file, not a pipe: a process blocked on a full pipe would look hung.
-                .stderr(std::fs::File::create(dir.join(format!("process-{process}.stderr"))).unwrap())
+                .stderr(
+                    std::fs::File::create(dir.join(format!("process-{process}.stderr"))).unwrap(),
+                )
                 .spawn()
                 .expect("start a cluster process")
         })
@@ -158,12 +208,16 @@ fn run_cluster(dir: &Path) -> Result<Emitted, String> {
                 Some(status) if status.success() => break,
                 Some(status) => {
                     let stderr =
-                        std::fs::read_to_string(dir.join(format!("process-{process}.stderr"))).unwrap_or_default();
-                    failure.get_or_insert(format!("process {process} exited with {status}: {stderr}"));
+                        std::fs::read_to_string(dir.join(format!("process-{process}.stderr")))
+                            .unwrap_or_default();
+                    failure
+                        .get_or_insert(format!("process {process} exited with {status}: {stderr}"));
                     break;
                 }
                 None if Instant::now() > deadline => {
-                    failure.get_or_insert(format!("process {process} still running after {PROCESS_DEADLINE:?}"));
+                    failure.get_or_insert(format!(
+                        "process {process} still running after {PROCESS_DEADLINE:?}"
+                    ));
                     break;
                 }
                 None => std::thread::sleep(Duration::from_millis(20)),
@@ -196,7 +250,10 @@ fn main() {
     }
     let started = Instant::now();
     let single = canonical(&run(timely::Config::process(1)), 1);
-    assert!(!single.0.is_empty() && !single.1.is_empty(), "the history should give pairs and violations");
+    assert!(
+        !single.0.is_empty() && !single.1.is_empty(),
+        "the history should give pairs and violations"
+    );
 
     let dir = std::env::temp_dir().join(format!("outflow-cluster-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -211,8 +268,14 @@ fn main() {
     };
     std::fs::remove_dir_all(&dir).ok();
     let cluster = canonical(&cluster, 4);
-    assert!(cluster.0 == single.0, "2 processes emitted other pairs than 1 process");
-    assert!(cluster.1 == single.1, "2 processes emitted other violations than 1 process");
+    assert!(
+        cluster.0 == single.0,
+        "2 processes emitted other pairs than 1 process"
+    );
+    assert!(
+        cluster.1 == single.1,
+        "2 processes emitted other violations than 1 process"
+    );
     println!(
         "cluster: 2 processes x 2 workers emitted the same {} pairs and {} violations as 1 process ({:.1?})",
         single.0.len(),

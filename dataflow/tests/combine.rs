@@ -58,17 +58,56 @@ proptest! {
 #[test]
 fn update_delete_insert_and_cancelled_changes() {
     let updates = [
-        Update { row: row(1, 10), time: 0, diff: 1 },
-        Update { row: row(2, 20), time: 0, diff: 1 },
-        Update { row: row(3, 30), time: 0, diff: 1 },
-        Update { row: row(1, 10), time: 1, diff: -1 },
-        Update { row: row(1, 11), time: 1, diff: 1 },
-        Update { row: row(2, 20), time: 1, diff: -1 },
-        Update { row: row(3, 30), time: 1, diff: -1 },
-        Update { row: row(3, 30), time: 1, diff: 1 },
-        Update { row: row(4, 40), time: 1, diff: 1 },
+        Update {
+            row: row(1, 10),
+            time: 0,
+            diff: 1,
+        },
+        Update {
+            row: row(2, 20),
+            time: 0,
+            diff: 1,
+        },
+        Update {
+            row: row(3, 30),
+            time: 0,
+            diff: 1,
+        },
+        Update {
+            row: row(1, 10),
+            time: 1,
+            diff: -1,
+        },
+        Update {
+            row: row(1, 11),
+            time: 1,
+            diff: 1,
+        },
+        Update {
+            row: row(2, 20),
+            time: 1,
+            diff: -1,
+        },
+        Update {
+            row: row(3, 30),
+            time: 1,
+            diff: -1,
+        },
+        Update {
+            row: row(3, 30),
+            time: 1,
+            diff: 1,
+        },
+        Update {
+            row: row(4, 40),
+            time: 1,
+            diff: 1,
+        },
     ];
-    let key = SinkKey::Declared { columns: vec![0], enforced: true };
+    let key = SinkKey::Declared {
+        columns: vec![0],
+        enforced: true,
+    };
     let emitted = run(2, &updates, &[(2, true)], &key, CombineOptions::default);
     let id = |i: i64| outflow_dataflow::Row::pack_slice(&[outflow_dataflow::Datum::Int64(i)]);
     use outflow_dataflow::DiffPair;
@@ -91,12 +130,27 @@ fn update_delete_insert_and_cancelled_changes() {
 #[test]
 fn violations_are_found_across_times_and_enforced_keys_withhold_their_pairs() {
     let updates = [
-        Update { row: row(1, 10), time: 0, diff: 1 },
-        Update { row: row(1, 11), time: 1, diff: 1 },
-        Update { row: row(1, 10), time: 2, diff: -1 },
+        Update {
+            row: row(1, 10),
+            time: 0,
+            diff: 1,
+        },
+        Update {
+            row: row(1, 11),
+            time: 1,
+            diff: 1,
+        },
+        Update {
+            row: row(1, 10),
+            time: 2,
+            diff: -1,
+        },
     ];
     for (enforced, expected_pairs) in [(true, 2), (false, 3)] {
-        let key = SinkKey::Declared { columns: vec![0], enforced };
+        let key = SinkKey::Declared {
+            columns: vec![0],
+            enforced,
+        };
         let count = outflow_dataflow::operators::ViolationCount::new();
         let counter = count.clone();
         let emitted = run(1, &updates, &[(3, true)], &key, move || {
@@ -104,8 +158,14 @@ fn violations_are_found_across_times_and_enforced_keys_withhold_their_pairs() {
         });
         assert_eq!(emitted.violations.len(), 1, "{:?}", emitted.violations);
         let violation = &emitted.violations[0].1;
-        assert_eq!((violation.time, violation.held_rows(), violation.enforced), (1, 2, enforced));
-        assert!(violation.to_string().contains("not unique at time 1"), "{violation}");
+        assert_eq!(
+            (violation.time, violation.held_rows(), violation.enforced),
+            (1, 2, enforced)
+        );
+        assert!(
+            violation.to_string().contains("not unique at time 1"),
+            "{violation}"
+        );
         assert_eq!(count.get(), 1);
         assert_eq!(emitted.pairs.len(), expected_pairs, "{:?}", emitted.pairs);
     }
@@ -129,11 +189,22 @@ fn combines_a_shared_arrangement() {
     for i in 0..42i64 {
         let (id, time) = (i % 7, (i / 7) as u64);
         if i >= 7 {
-            updates.push(Update { row: row(id, i - 7), time, diff: -1 });
+            updates.push(Update {
+                row: row(id, i - 7),
+                time,
+                diff: -1,
+            });
         }
-        updates.push(Update { row: row(id, i), time, diff: 1 });
+        updates.push(Update {
+            row: row(id, i),
+            time,
+            diff: 1,
+        });
     }
-    let key = SinkKey::Declared { columns: vec![0], enforced: true };
+    let key = SinkKey::Declared {
+        columns: vec![0],
+        enforced: true,
+    };
     let emitted = Arc::new(Mutex::new(Emitted::default()));
     let shared = Arc::clone(&emitted);
     let input_updates = updates.clone();
@@ -145,15 +216,29 @@ fn combines_a_shared_arrangement() {
             let arranged = rows.key_by(&sink_key).arrange_by_sink_key();
             let trace = arranged.trace.clone();
             let combined = arranged.combine_at_timestamp(&sink_key);
-            capture(combined.pairs, index, Arc::clone(&shared), |p| p.1, |e, w, p| e.pairs.push((w, p)));
+            capture(
+                combined.pairs,
+                index,
+                Arc::clone(&shared),
+                |p| p.1,
+                |e, w, p| e.pairs.push((w, p)),
+            );
             (input, trace)
         });
-        for (_, update) in input_updates.iter().enumerate().filter(|(i, _)| i % peers == index) {
+        for (_, update) in input_updates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+        {
             input.update_at(update.row.clone(), update.time, update.diff);
         }
         drop(input);
         while worker.step_or_park(None) {}
-        let (mut cursor, storage) = cursor_list(trace.batches_through(Antichain::new().borrow()).expect("whole trace"));
+        let (mut cursor, storage) = cursor_list(
+            trace
+                .batches_through(Antichain::new().borrow())
+                .expect("whole trace"),
+        );
         let mut rows = Vec::new();
         while let Some(key) = cursor.get_key(&storage) {
             while let Some(row) = cursor.get_val(&storage) {
@@ -173,27 +258,64 @@ fn combines_a_shared_arrangement() {
     .into_iter()
     .flat_map(|rows| rows.unwrap())
     .count();
-    assert_eq!(final_rows, 7, "the caller's trace holds the last row of each of the 7 keys");
+    assert_eq!(
+        final_rows, 7,
+        "the caller's trace holds the last row of each of the 7 keys"
+    );
     let emitted = Arc::try_unwrap(emitted).ok().unwrap().into_inner().unwrap();
     emitted.check_placement_and_order(2);
     assert!(emitted.violations.is_empty());
-    assert_eq!(emitted.pairs_in_order(), model(&updates, &key, |_, _| false).0);
+    assert_eq!(
+        emitted.pairs_in_order(),
+        model(&updates, &key, |_, _| false).0
+    );
 }
 
 /// A later batch touching a few keys far apart in a large history: the combiner must find each
 /// key's history by seeking, not only by stepping.
 #[test]
 fn sparse_changes_find_their_history() {
-    let mut updates: Vec<Update> = (0..200).map(|id| Update { row: row(id, 0), time: 0, diff: 1 }).collect();
+    let mut updates: Vec<Update> = (0..200)
+        .map(|id| Update {
+            row: row(id, 0),
+            time: 0,
+            diff: 1,
+        })
+        .collect();
     for id in [3, 50, 51, 199] {
-        updates.push(Update { row: row(id, 0), time: 1, diff: -1 });
-        updates.push(Update { row: row(id, 1), time: 1, diff: 1 });
+        updates.push(Update {
+            row: row(id, 0),
+            time: 1,
+            diff: -1,
+        });
+        updates.push(Update {
+            row: row(id, 1),
+            time: 1,
+            diff: 1,
+        });
     }
-    updates.push(Update { row: row(120, 7), time: 1, diff: 1 });
-    updates.push(Update { row: row(180, 7), time: 2, diff: 1 });
-    let key = SinkKey::Declared { columns: vec![0], enforced: false };
+    updates.push(Update {
+        row: row(120, 7),
+        time: 1,
+        diff: 1,
+    });
+    updates.push(Update {
+        row: row(180, 7),
+        time: 2,
+        diff: 1,
+    });
+    let key = SinkKey::Declared {
+        columns: vec![0],
+        enforced: false,
+    };
     for workers in [1, 2] {
-        let emitted = run(workers, &updates, &[(1, true), (2, true), (3, true)], &key, CombineOptions::default);
+        let emitted = run(
+            workers,
+            &updates,
+            &[(1, true), (2, true), (3, true)],
+            &key,
+            CombineOptions::default,
+        );
         let (pairs, violations) = model(&updates, &key, |_, _| false);
         assert_eq!(emitted.pairs_in_order(), pairs);
         assert_eq!(emitted.violations_in_order(), violations);

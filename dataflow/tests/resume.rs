@@ -14,7 +14,9 @@ fn committed(resume: &ResumePoint, worker: usize, key: &Row, time: u64) -> bool 
     match resume.frontiers[worker] {
         None => true,
         Some(frontier) => {
-            time < frontier || (time == frontier && matches!(resume.positions.get(worker), Some(Some(p)) if key <= p))
+            time < frontier
+                || (time == frontier
+                    && matches!(resume.positions.get(worker), Some(Some(p)) if key <= p))
         }
     }
 }

@@ -33,12 +33,15 @@ fn consume_snapshot(
         let seen = Rc::clone(&consumption);
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
-            let key = SinkKey::Declared { columns: vec![0], enforced: true };
+            let key = SinkKey::Declared {
+                columns: vec![0],
+                enforced: true,
+            };
             let (options, credit) = options();
-            rows.key_by(&key).combine_at_timestamp_with(&key, options).pairs.sink(
-                Pipeline,
-                "Consumer",
-                move |(input, frontier)| {
+            rows.key_by(&key)
+                .combine_at_timestamp_with(&key, options)
+                .pairs
+                .sink(Pipeline, "Consumer", move |(input, frontier)| {
                     let mut seen = seen.borrow_mut();
                     let mut now = 0;
                     input.for_each(|_, pairs| now += pairs.len());
@@ -56,18 +59,22 @@ fn consume_snapshot(
                     if !frontier.less_equal(&0) && seen.received < SNAPSHOT_ROWS as usize {
                         seen.frontier_passed_early = true;
                     }
-                },
-            );
+                });
             input
         });
         for id in 0..SNAPSHOT_ROWS {
-            input.insert(Row::pack_slice(&[Datum::Int64(id), Datum::String("payload")]));
+            input.insert(Row::pack_slice(&[
+                Datum::Int64(id),
+                Datum::String("payload"),
+            ]));
         }
         input.advance_to(1);
         input.flush();
         drop(input);
         while worker.step_or_park(None) {}
-        Rc::try_unwrap(consumption).expect("dataflow finished").into_inner()
+        Rc::try_unwrap(consumption)
+            .expect("dataflow finished")
+            .into_inner()
     })
 }
 
@@ -75,12 +82,23 @@ fn consume_snapshot(
 fn credit_bounds_the_pairs_in_flight() {
     let seen = consume_snapshot(|| {
         let credit = PairCredit::new(1_000);
-        (CombineOptions::default().with_credit(credit.clone()), Some(credit))
+        (
+            CombineOptions::default().with_credit(credit.clone()),
+            Some(credit),
+        )
     });
     eprintln!("{seen:?}");
     assert_eq!(seen.received, SNAPSHOT_ROWS as usize);
-    assert!(seen.most_in_one_activation <= 1_000, "{} pairs reached the consumer at once", seen.most_in_one_activation);
-    assert!(seen.activations_with_data >= 30, "only {} deliveries", seen.activations_with_data);
+    assert!(
+        seen.most_in_one_activation <= 1_000,
+        "{} pairs reached the consumer at once",
+        seen.most_in_one_activation
+    );
+    assert!(
+        seen.activations_with_data >= 30,
+        "only {} deliveries",
+        seen.activations_with_data
+    );
     assert_eq!(seen.late, 0);
     assert!(!seen.frontier_passed_early);
 }
@@ -90,7 +108,15 @@ fn fuel_yields_to_the_consumer_during_a_snapshot() {
     let seen = consume_snapshot(|| (CombineOptions::default().with_fuel(4_096), None));
     eprintln!("{seen:?}");
     assert_eq!(seen.received, SNAPSHOT_ROWS as usize);
-    assert!(seen.most_in_one_activation <= 4_096, "{} pairs reached the consumer at once", seen.most_in_one_activation);
-    assert!(seen.activations_with_data >= 10, "only {} deliveries", seen.activations_with_data);
+    assert!(
+        seen.most_in_one_activation <= 4_096,
+        "{} pairs reached the consumer at once",
+        seen.most_in_one_activation
+    );
+    assert!(
+        seen.activations_with_data >= 10,
+        "only {} deliveries",
+        seen.activations_with_data
+    );
     assert!(!seen.frontier_passed_early);
 }

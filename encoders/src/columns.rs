@@ -29,16 +29,24 @@ pub(crate) enum Kind {
     Float32,
     Float64,
     /// `scale` is `None` for an unconstrained numeric.
-    Numeric { scale: Option<u8> },
+    Numeric {
+        scale: Option<u8>,
+    },
     Text,
     /// `char(n)`: blank-padded to `n` characters on output, as Postgres prints it.
-    Char { length: Option<u32> },
+    Char {
+        length: Option<u32>,
+    },
     Bytes,
     Date,
     Time,
     /// `millis` when the declared precision is at most 3 (Avro `timestamp-millis`).
-    Timestamp { millis: bool },
-    TimestampTz { millis: bool },
+    Timestamp {
+        millis: bool,
+    },
+    TimestampTz {
+        millis: bool,
+    },
     Interval,
     Uuid,
     Jsonb,
@@ -79,25 +87,37 @@ impl Slot {
             ScalarType::Float64 => Kind::Float64,
             // `numeric(p)` parses with scale 0; a scale without a precision still constrains.
             ScalarType::Numeric { precision, scale } => Kind::Numeric {
-                scale: if precision.is_some() || scale.is_some() { Some(scale.unwrap_or(0)) } else { None },
+                scale: if precision.is_some() || scale.is_some() {
+                    Some(scale.unwrap_or(0))
+                } else {
+                    None
+                },
             },
             ScalarType::Text | ScalarType::VarChar { .. } => Kind::Text,
             ScalarType::Char { length } => Kind::Char { length: *length },
             ScalarType::Bytes => Kind::Bytes,
             ScalarType::Date => Kind::Date,
             ScalarType::Time => Kind::Time,
-            ScalarType::Timestamp { precision } => Kind::Timestamp { millis: matches!(precision, Some(p) if *p <= 3) },
-            ScalarType::TimestampTz { precision } => {
-                Kind::TimestampTz { millis: matches!(precision, Some(p) if *p <= 3) }
-            }
+            ScalarType::Timestamp { precision } => Kind::Timestamp {
+                millis: matches!(precision, Some(p) if *p <= 3),
+            },
+            ScalarType::TimestampTz { precision } => Kind::TimestampTz {
+                millis: matches!(precision, Some(p) if *p <= 3),
+            },
             ScalarType::Interval => Kind::Interval,
             ScalarType::Uuid => Kind::Uuid,
             ScalarType::Jsonb => Kind::Jsonb,
             ScalarType::List { element } => Kind::List(Box::new(Slot::of(element, true))),
             ScalarType::Map { value } => Kind::Map(Box::new(Slot::of(value, true))),
-            ScalarType::Record { fields } => Kind::Record(fields_from(fields.iter().map(|(n, t)| (n.as_str(), t)))),
+            ScalarType::Record { fields } => {
+                Kind::Record(fields_from(fields.iter().map(|(n, t)| (n.as_str(), t))))
+            }
         };
-        Slot { nullable, kind, typ: scalar.clone() }
+        Slot {
+            nullable,
+            kind,
+            typ: scalar.clone(),
+        }
     }
 }
 
@@ -119,7 +139,12 @@ fn fields_from<'a>(columns: impl Iterator<Item = (&'a str, &'a ColumnType)>) -> 
             let mut json_key = Vec::with_capacity(name.len() + 3);
             json::write_str(&mut json_key, &name);
             json_key.push(b':');
-            Field { name, source_name: source_name.to_string(), json_key: json_key.into(), slot: Slot::new(typ) }
+            Field {
+                name,
+                source_name: source_name.to_string(),
+                json_key: json_key.into(),
+                slot: Slot::new(typ),
+            }
         })
         .collect()
 }
@@ -166,11 +191,16 @@ impl Ctx<'_> {
 
     /// A datum whose kind is not the one its type calls for.
     pub fn mismatch(&self, slot: &Slot, datum: Datum<'_>) -> EncodeError {
-        self.error(format!("expected a value of type {}, found {datum:?}", slot.typ))
+        self.error(format!(
+            "expected a value of type {}, found {datum:?}",
+            slot.typ
+        ))
     }
 
     pub fn unexpected_null(&self, format: &str) -> EncodeError {
-        self.error(format!("the column is NOT NULL but holds NULL, which {format} cannot write"))
+        self.error(format!(
+            "the column is NOT NULL but holds NULL, which {format} cannot write"
+        ))
     }
 }
 
@@ -186,13 +216,21 @@ where
 {
     for (i, field) in fields.iter().enumerate() {
         let Some(datum) = datums.next() else {
-            return Err(EncodeError::Arity { part, expected: fields.len(), found: i });
+            return Err(EncodeError::Arity {
+                part,
+                expected: fields.len(),
+                found: i,
+            });
         };
         f(Ctx { part, field }, datum)?;
     }
     let extra = datums.count();
     if extra > 0 {
-        return Err(EncodeError::Arity { part, expected: fields.len(), found: fields.len() + extra });
+        return Err(EncodeError::Arity {
+            part,
+            expected: fields.len(),
+            found: fields.len() + extra,
+        });
     }
     Ok(())
 }
@@ -209,13 +247,20 @@ where
 {
     for (i, field) in fields.iter().enumerate() {
         let Some(datum) = datums.next() else {
-            return Err(ctx.error(format!("a record value has {i} fields, its type has {}", fields.len())));
+            return Err(ctx.error(format!(
+                "a record value has {i} fields, its type has {}",
+                fields.len()
+            )));
         };
         f(field, datum)?;
     }
     let extra = datums.count();
     if extra > 0 {
-        return Err(ctx.error(format!("a record value has {} fields, its type has {}", fields.len() + extra, fields.len())));
+        return Err(ctx.error(format!(
+            "a record value has {} fields, its type has {}",
+            fields.len() + extra,
+            fields.len()
+        )));
     }
     Ok(())
 }
@@ -226,8 +271,14 @@ mod tests {
 
     #[test]
     fn repeated_names_get_numbers() {
-        assert_eq!(unique_names(["a", "a", "a", "b"].into_iter()), ["a", "a1", "a2", "b"]);
+        assert_eq!(
+            unique_names(["a", "a", "a", "b"].into_iter()),
+            ["a", "a1", "a2", "b"]
+        );
         assert_eq!(unique_names(["x1", "x1"].into_iter()), ["x1", "x1_1"]);
-        assert_eq!(unique_names(["a", "a1", "a"].into_iter()), ["a", "a1", "a2"]);
+        assert_eq!(
+            unique_names(["a", "a1", "a"].into_iter()),
+            ["a", "a1", "a2"]
+        );
     }
 }

@@ -92,7 +92,13 @@ impl EncoderConfig {
     /// Checks everything that needs no schema registry: formats against columns, the key,
     /// the headers column, Avro names and doc targets.
     pub fn validate(&self) -> Result<(), EncodeError> {
-        validate_formats(&self.desc, self.key_columns.as_deref(), self.envelope, &self.key_format, &self.value_format)?;
+        validate_formats(
+            &self.desc,
+            self.key_columns.as_deref(),
+            self.envelope,
+            &self.key_format,
+            &self.value_format,
+        )?;
         if let Some(column) = self.headers_column {
             validate_headers_column(&self.desc, self.envelope, column)?;
         }
@@ -134,16 +140,25 @@ pub fn validate_formats(
         let mut seen = HashSet::new();
         for &index in key {
             if index >= desc.arity() {
-                return Err(EncodeError::KeyColumnOutOfRange { index, arity: desc.arity() });
+                return Err(EncodeError::KeyColumnOutOfRange {
+                    index,
+                    arity: desc.arity(),
+                });
             }
             if !seen.insert(index) {
-                return Err(EncodeError::DuplicateKeyColumn { column: desc.column(index).name.clone() });
+                return Err(EncodeError::DuplicateKeyColumn {
+                    column: desc.column(index).name.clone(),
+                });
             }
         }
         check_single_column(Part::Key, key_format, desc, key)?;
     }
-    if matches!(value_format, FormatSpec::Text | FormatSpec::Bytes) && envelope == Envelope::Debezium {
-        return Err(EncodeError::TextOrBytesWithDebezium { format: value_format.name() });
+    if matches!(value_format, FormatSpec::Text | FormatSpec::Bytes)
+        && envelope == Envelope::Debezium
+    {
+        return Err(EncodeError::TextOrBytesWithDebezium {
+            format: value_format.name(),
+        });
     }
     let all: Vec<usize> = (0..desc.arity()).collect();
     check_single_column(Part::Value, value_format, desc, &all)?;
@@ -157,10 +172,12 @@ pub fn validate_formats(
         _ => None,
     };
     if key_columns.is_none() {
-        let avro_specs = [key_format, value_format].into_iter().filter_map(|f| match f {
-            FormatSpec::Avro(spec) => Some(spec),
-            _ => None,
-        });
+        let avro_specs = [key_format, value_format]
+            .into_iter()
+            .filter_map(|f| match f {
+                FormatSpec::Avro(spec) => Some(spec),
+                _ => None,
+            });
         for spec in avro_specs {
             if spec.key_fullname.is_some() {
                 return Err(EncodeError::KeyFullnameWithoutKey);
@@ -173,12 +190,18 @@ pub fn validate_formats(
         }
     }
     if let Some(name) = key_spec.and_then(|s| s.key_fullname.as_deref()) {
-        avro_schema::check_fullname(name)
-            .map_err(|reason| EncodeError::InvalidFullname { part: Part::Key, name: name.to_string(), reason })?;
+        avro_schema::check_fullname(name).map_err(|reason| EncodeError::InvalidFullname {
+            part: Part::Key,
+            name: name.to_string(),
+            reason,
+        })?;
     }
     if let Some(name) = value_spec.and_then(|s| s.value_fullname.as_deref()) {
-        avro_schema::check_fullname(name)
-            .map_err(|reason| EncodeError::InvalidFullname { part: Part::Value, name: name.to_string(), reason })?;
+        avro_schema::check_fullname(name).map_err(|reason| EncodeError::InvalidFullname {
+            part: Part::Value,
+            name: name.to_string(),
+            reason,
+        })?;
         // The row record inside the envelope takes the envelope's namespace, so a value
         // record called `row` would be defined twice.
         if envelope == Envelope::Debezium && name.rsplit('.').next() == Some(DEBEZIUM_ROW_NAME) {
@@ -194,19 +217,30 @@ pub fn validate_formats(
     Ok(())
 }
 
-fn check_single_column(part: Part, format: &FormatSpec, desc: &RelationDesc, columns: &[usize]) -> Result<(), EncodeError> {
+fn check_single_column(
+    part: Part,
+    format: &FormatSpec,
+    desc: &RelationDesc,
+    columns: &[usize],
+) -> Result<(), EncodeError> {
     let bytes = match format {
         FormatSpec::Text => false,
         FormatSpec::Bytes => true,
         FormatSpec::Json | FormatSpec::Avro(_) => return Ok(()),
     };
     match columns {
-        [] => Err(EncodeError::NoColumnsTextOrBytes { format: format.name(), part }),
+        [] => Err(EncodeError::NoColumnsTextOrBytes {
+            format: format.name(),
+            part,
+        }),
         [index] => {
             let column = desc.column(*index);
             let encodable = matches!(
                 column.typ.scalar_type,
-                ScalarType::Bytes | ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. }
+                ScalarType::Bytes
+                    | ScalarType::Text
+                    | ScalarType::VarChar { .. }
+                    | ScalarType::Char { .. }
             );
             if bytes && !encodable {
                 return Err(EncodeError::BytesType {
@@ -217,37 +251,71 @@ fn check_single_column(part: Part, format: &FormatSpec, desc: &RelationDesc, col
             }
             Ok(())
         }
-        _ => Err(EncodeError::MultipleColumnsTextOrBytes { part, columns: columns.len() }),
+        _ => Err(EncodeError::MultipleColumnsTextOrBytes {
+            part,
+            columns: columns.len(),
+        }),
     }
 }
 
 /// The `HEADERS col` checks: UPSERT only, and a map from text to text or bytea.
-pub fn validate_headers_column(desc: &RelationDesc, envelope: Envelope, column: usize) -> Result<(), EncodeError> {
+pub fn validate_headers_column(
+    desc: &RelationDesc,
+    envelope: Envelope,
+    column: usize,
+) -> Result<(), EncodeError> {
     if envelope == Envelope::Debezium {
         return Err(EncodeError::HeadersWithDebezium);
     }
     if column >= desc.arity() {
-        return Err(EncodeError::HeadersColumnOutOfRange { index: column, arity: desc.arity() });
+        return Err(EncodeError::HeadersColumnOutOfRange {
+            index: column,
+            arity: desc.arity(),
+        });
     }
     let col = desc.column(column);
     match &col.typ.scalar_type {
         ScalarType::Map { value }
-            if matches!(**value, ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. } | ScalarType::Bytes) =>
+            if matches!(
+                **value,
+                ScalarType::Text
+                    | ScalarType::VarChar { .. }
+                    | ScalarType::Char { .. }
+                    | ScalarType::Bytes
+            ) =>
         {
             Ok(())
         }
-        other => Err(EncodeError::HeadersType { column: col.name.clone(), typ: other.to_string() }),
+        other => Err(EncodeError::HeadersType {
+            column: col.name.clone(),
+            typ: other.to_string(),
+        }),
     }
 }
 
 /// The schema options of one part: NULL DEFAULTS and the docs that apply to it, where docs
 /// marked KEY or VALUE win over unmarked ones.
-fn schema_options(spec: &AvroFormatSpec, part: Part, relation: &str, desc: &RelationDesc) -> Result<SchemaOptions, EncodeError> {
-    let mut options = SchemaOptions { null_defaults: spec.null_defaults, ..SchemaOptions::default() };
-    let applies = |scope: DocScope| {
-        matches!((scope, part), (DocScope::Both, _) | (DocScope::Key, Part::Key) | (DocScope::Value, Part::Value))
+fn schema_options(
+    spec: &AvroFormatSpec,
+    part: Part,
+    relation: &str,
+    desc: &RelationDesc,
+) -> Result<SchemaOptions, EncodeError> {
+    let mut options = SchemaOptions {
+        null_defaults: spec.null_defaults,
+        ..SchemaOptions::default()
     };
-    let unmarked_first = spec.docs.iter().filter(|d| d.scope == DocScope::Both).chain(spec.docs.iter().filter(|d| d.scope != DocScope::Both));
+    let applies = |scope: DocScope| {
+        matches!(
+            (scope, part),
+            (DocScope::Both, _) | (DocScope::Key, Part::Key) | (DocScope::Value, Part::Value)
+        )
+    };
+    let unmarked_first = spec
+        .docs
+        .iter()
+        .filter(|d| d.scope == DocScope::Both)
+        .chain(spec.docs.iter().filter(|d| d.scope != DocScope::Both));
     for doc in unmarked_first {
         let marker = match doc.scope {
             DocScope::Key => "KEY ",
@@ -256,19 +324,27 @@ fn schema_options(spec: &AvroFormatSpec, part: Part, relation: &str, desc: &Rela
         };
         let doc_on = match &doc.target {
             DocTarget::Type(t) => format!("{marker}DOC ON TYPE {t}"),
-            DocTarget::Column { relation, column } => format!("{marker}DOC ON COLUMN {relation}.{column}"),
+            DocTarget::Column { relation, column } => {
+                format!("{marker}DOC ON COLUMN {relation}.{column}")
+            }
         };
         if doc.text.is_empty() {
             return Err(EncodeError::EmptyDoc { doc_on });
         }
-        let unknown = || EncodeError::UnknownDocTarget { doc_on: doc_on.clone(), relation: relation.to_string() };
+        let unknown = || EncodeError::UnknownDocTarget {
+            doc_on: doc_on.clone(),
+            relation: relation.to_string(),
+        };
         match &doc.target {
             DocTarget::Type(t) if t == relation => {
                 if applies(doc.scope) {
                     options.type_doc = Some(doc.text.clone());
                 }
             }
-            DocTarget::Column { relation: r, column } if r == relation && desc.get_by_name(column).is_some() => {
+            DocTarget::Column {
+                relation: r,
+                column,
+            } if r == relation && desc.get_by_name(column).is_some() => {
                 if applies(doc.scope) {
                     options.column_docs.insert(column.clone(), doc.text.clone());
                 }
@@ -317,7 +393,10 @@ impl SinkEncoder {
     /// compatibility level on a subject that has none, and checking compatibility before
     /// registering). A schema the registry finds incompatible refuses the encoder, with the
     /// subject and the registry's reasons in the error.
-    pub fn new(config: EncoderConfig, registry: Option<&SchemaRegistryClient>) -> Result<SinkEncoder, EncodeError> {
+    pub fn new(
+        config: EncoderConfig,
+        registry: Option<&SchemaRegistryClient>,
+    ) -> Result<SinkEncoder, EncodeError> {
         let topic = config.topic.clone();
         SinkEncoder::build(config, |part, subject, schema, spec| {
             let registry = registry.ok_or(EncodeError::MissingRegistry { part })?;
@@ -327,7 +406,11 @@ impl SinkEncoder {
             };
             registry
                 .publish(subject, schema, level)
-                .map_err(|source| EncodeError::Registry { part, topic: topic.clone(), source })
+                .map_err(|source| EncodeError::Registry {
+                    part,
+                    topic: topic.clone(),
+                    source,
+                })
         })
     }
 
@@ -351,7 +434,10 @@ impl SinkEncoder {
     /// The Avro schemas `config` would register, without registering them.
     pub fn avro_schemas(config: &EncoderConfig) -> Result<AvroSchemas, EncodeError> {
         config.validate()?;
-        let mut schemas = AvroSchemas { key: None, value: None };
+        let mut schemas = AvroSchemas {
+            key: None,
+            value: None,
+        };
         for (part, spec) in config.avro_parts() {
             let schema = generate_schema(config, part, spec)?;
             match part {
@@ -367,19 +453,23 @@ impl SinkEncoder {
         R: FnMut(Part, &str, &str, &AvroFormatSpec) -> Result<i32, EncodeError>,
     {
         config.validate()?;
-        let mut part_format = |part: Part, format: &FormatSpec| -> Result<PartFormat, EncodeError> {
-            Ok(match format {
-                FormatSpec::Json => PartFormat::Json,
-                FormatSpec::Text => PartFormat::Text,
-                FormatSpec::Bytes => PartFormat::Bytes,
-                FormatSpec::Avro(spec) => {
-                    let schema = generate_schema(&config, part, spec)?;
-                    let subject = format!("{}-{}", config.topic, part.as_str());
-                    let id = schema_id(part, &subject, &schema, spec)?;
-                    PartFormat::Avro { schema, schema_id: id }
-                }
-            })
-        };
+        let mut part_format =
+            |part: Part, format: &FormatSpec| -> Result<PartFormat, EncodeError> {
+                Ok(match format {
+                    FormatSpec::Json => PartFormat::Json,
+                    FormatSpec::Text => PartFormat::Text,
+                    FormatSpec::Bytes => PartFormat::Bytes,
+                    FormatSpec::Avro(spec) => {
+                        let schema = generate_schema(&config, part, spec)?;
+                        let subject = format!("{}-{}", config.topic, part.as_str());
+                        let id = schema_id(part, &subject, &schema, spec)?;
+                        PartFormat::Avro {
+                            schema,
+                            schema_id: id,
+                        }
+                    }
+                })
+            };
         let key = match &config.key_columns {
             Some(columns) => Some(PartEncoder {
                 part: Part::Key,
@@ -394,7 +484,12 @@ impl SinkEncoder {
             fields: fields_of(&config.desc, &all),
             format: part_format(Part::Value, &config.value_format)?,
         };
-        Ok(SinkEncoder { envelope: config.envelope, key, value, headers_column: config.headers_column })
+        Ok(SinkEncoder {
+            envelope: config.envelope,
+            key,
+            value,
+            headers_column: config.headers_column,
+        })
     }
 
     /// Whether messages carry a key.
@@ -425,7 +520,13 @@ impl SinkEncoder {
     /// DEBEZIUM it is the `{before, after}` envelope. Headers are [`TIME_HEADER`] and, under
     /// UPSERT with a `HEADERS` column, that column's entries (from `after`, or `before` for a
     /// delete).
-    pub fn encode(&self, key: &Row, pair: &DiffPair<Row>, time: u64, out: &mut EncodedMessage) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        key: &Row,
+        pair: &DiffPair<Row>,
+        time: u64,
+        out: &mut EncodedMessage,
+    ) -> Result<(), EncodeError> {
         out.clear();
         if let Some(key_encoder) = &self.key {
             let present = key_encoder.encode(key, &mut out.key, true)?;
@@ -442,7 +543,9 @@ impl SinkEncoder {
             }
             Envelope::Debezium => {
                 if pair.before.is_none() && pair.after.is_none() {
-                    return Err(EncodeError::EmptyUpdate { key: format!("{key:?}") });
+                    return Err(EncodeError::EmptyUpdate {
+                        key: format!("{key:?}"),
+                    });
                 }
                 self.value.encode_debezium(pair, &mut out.value)?;
                 out.value_present = true;
@@ -457,9 +560,17 @@ impl SinkEncoder {
         Ok(())
     }
 
-    fn add_column_headers(&self, row: &Row, column: usize, out: &mut EncodedMessage) -> Result<(), EncodeError> {
+    fn add_column_headers(
+        &self,
+        row: &Row,
+        column: usize,
+        out: &mut EncodedMessage,
+    ) -> Result<(), EncodeError> {
         let field = &self.value.fields[column];
-        let ctx = crate::columns::Ctx { part: Part::Value, field };
+        let ctx = crate::columns::Ctx {
+            part: Part::Value,
+            field,
+        };
         let datum = row.iter().nth(column).ok_or(EncodeError::Arity {
             part: Part::Value,
             expected: self.value.fields.len(),
@@ -483,7 +594,11 @@ impl SinkEncoder {
                 Datum::String(s) => out.push_user_header(name, Some(s.as_bytes())),
                 Datum::Bytes(b) => out.push_user_header(name, Some(b)),
                 Datum::Null => out.push_user_header(name, None),
-                other => return Err(ctx.error(format!("header {name:?} has the value {other:?}, which is neither text nor bytea"))),
+                other => {
+                    return Err(ctx.error(format!(
+                        "header {name:?} has the value {other:?}, which is neither text nor bytea"
+                    )))
+                }
             }
         }
         Ok(())
@@ -563,18 +678,28 @@ impl PartEncoder {
     }
 }
 
-fn generate_schema(config: &EncoderConfig, part: Part, spec: &AvroFormatSpec) -> Result<String, EncodeError> {
+fn generate_schema(
+    config: &EncoderConfig,
+    part: Part,
+    spec: &AvroFormatSpec,
+) -> Result<String, EncodeError> {
     let options = schema_options(spec, part, &config.relation, &config.desc)?;
     let schema = match part {
         Part::Key => {
-            let columns = config.key_columns.as_deref().expect("only keyed sinks have a key schema");
+            let columns = config
+                .key_columns
+                .as_deref()
+                .expect("only keyed sinks have a key schema");
             let fullname = spec.key_fullname.as_deref().unwrap_or(DEFAULT_KEY_FULLNAME);
             avro_schema::row_schema(fullname, &fields_of(&config.desc, columns), &options)
         }
         Part::Value => {
             let all: Vec<usize> = (0..config.desc.arity()).collect();
             let fields = fields_of(&config.desc, &all);
-            let fullname = spec.value_fullname.as_deref().unwrap_or(DEFAULT_VALUE_FULLNAME);
+            let fullname = spec
+                .value_fullname
+                .as_deref()
+                .unwrap_or(DEFAULT_VALUE_FULLNAME);
             match config.envelope {
                 Envelope::Upsert => avro_schema::row_schema(fullname, &fields, &options),
                 Envelope::Debezium => avro_schema::debezium_schema(fullname, &fields, &options),
@@ -637,7 +762,8 @@ impl EncodedMessage {
     /// hashing them keeps each key on its partition when the key's schema id changes. The
     /// same as [`EncodedMessage::key`] for other formats.
     pub fn key_payload(&self) -> Option<&[u8]> {
-        self.key_present.then(|| &self.key[self.key_payload_start..])
+        self.key_present
+            .then(|| &self.key[self.key_payload_start..])
     }
 
     /// The value bytes; `None` for a tombstone (or a NULL TEXT/BYTES value).
@@ -654,13 +780,18 @@ impl EncodedMessage {
     /// The headers, in order: [`TIME_HEADER`] first, then those of the HEADERS column in the
     /// map's key order.
     pub fn headers(&self) -> Headers<'_> {
-        Headers { message: self, next: 0 }
+        Headers {
+            message: self,
+            next: 0,
+        }
     }
 
     /// The bytes a user is charged for: key, value, and the names and values of the headers
     /// from the HEADERS column (Outflow's own headers are not counted).
     pub fn user_bytes(&self) -> usize {
-        self.key().map_or(0, <[u8]>::len) + self.value().map_or(0, <[u8]>::len) + self.user_header_len
+        self.key().map_or(0, <[u8]>::len)
+            + self.value().map_or(0, <[u8]>::len)
+            + self.user_header_len
     }
 
     /// An owned copy, for callers that keep messages beyond the next `encode`.
@@ -668,7 +799,10 @@ impl EncodedMessage {
         OwnedMessage {
             key: self.key().map(<[u8]>::to_vec),
             value: self.value().map(<[u8]>::to_vec),
-            headers: self.headers().map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec))).collect(),
+            headers: self
+                .headers()
+                .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
+                .collect(),
             hash: self.hash,
         }
     }
@@ -692,7 +826,10 @@ impl EncodedMessage {
         let name = name_start..self.header_bytes.len();
         let value_start = self.header_bytes.len();
         value(&mut self.header_bytes);
-        self.headers.push(HeaderSpan { name, value: Some(value_start..self.header_bytes.len()) });
+        self.headers.push(HeaderSpan {
+            name,
+            value: Some(value_start..self.header_bytes.len()),
+        });
     }
 }
 
@@ -702,7 +839,13 @@ impl fmt::Debug for EncodedMessage {
         f.debug_struct("EncodedMessage")
             .field("key", &self.key().map(text))
             .field("value", &self.value().map(text))
-            .field("headers", &self.headers().map(|(n, v)| (n, v.map(text))).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self
+                    .headers()
+                    .map(|(n, v)| (n, v.map(text)))
+                    .collect::<Vec<_>>(),
+            )
             .field("hash", &self.hash)
             .finish()
     }
@@ -721,7 +864,8 @@ impl<'a> Iterator for Headers<'a> {
         let span = self.message.headers.get(self.next)?;
         self.next += 1;
         let bytes = &self.message.header_bytes;
-        let name = std::str::from_utf8(&bytes[span.name.clone()]).expect("header names are copied from str");
+        let name = std::str::from_utf8(&bytes[span.name.clone()])
+            .expect("header names are copied from str");
         Some((name, span.value.clone().map(|r| &bytes[r])))
     }
 

@@ -49,7 +49,11 @@ pub enum EncodeError {
          BYTES writes bytea columns as their bytes and text columns as UTF-8, so cast the \
          column to bytea or text, or use FORMAT TEXT"
     )]
-    BytesType { part: Part, column: String, typ: String },
+    BytesType {
+        part: Part,
+        column: String,
+        typ: String,
+    },
 
     #[error(
         "{format} value format is not supported with ENVELOPE DEBEZIUM: the before/after pair \
@@ -82,7 +86,11 @@ pub enum EncodeError {
     FullnamesNotPaired,
 
     #[error("AVRO {} FULLNAME \"{name}\" is not a valid Avro full name: {reason}", part.option_word())]
-    InvalidFullname { part: Part, name: String, reason: String },
+    InvalidFullname {
+        part: Part,
+        name: String,
+        reason: String,
+    },
 
     #[error("{doc_on} does not name the sink's relation \"{relation}\" or one of its columns")]
     UnknownDocTarget { doc_on: String, relation: String },
@@ -94,7 +102,11 @@ pub enum EncodeError {
     MissingRegistry { part: Part },
 
     #[error("the Avro {part} schema generated for this relation does not parse ({reason}); this is a bug in Outflow's schema generation: {schema}")]
-    InvalidGeneratedSchema { part: Part, reason: String, schema: String },
+    InvalidGeneratedSchema {
+        part: Part,
+        reason: String,
+        schema: String,
+    },
 
     #[error("cannot publish the Avro {part} schema of topic \"{topic}\": {source}")]
     Registry {
@@ -106,10 +118,19 @@ pub enum EncodeError {
 
     // --- Encoding a row -----------------------------------------------------------------
     #[error("the {part} row has {found} columns, but the sink's {part} has {expected}")]
-    Arity { part: Part, expected: usize, found: usize },
+    Arity {
+        part: Part,
+        expected: usize,
+        found: usize,
+    },
 
     #[error("{part} column \"{column}\" ({typ}): {problem}")]
-    Datum { part: Part, column: String, typ: String, problem: String },
+    Datum {
+        part: Part,
+        column: String,
+        typ: String,
+        problem: String,
+    },
 
     #[error("an update with neither a before nor an after row cannot be encoded (key {key})")]
     EmptyUpdate { key: String },

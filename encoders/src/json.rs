@@ -75,7 +75,12 @@ fn write_float_special(buf: &mut Vec<u8>, v: f64) {
     });
 }
 
-fn write_value(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>) -> Result<(), EncodeError> {
+fn write_value(
+    buf: &mut Vec<u8>,
+    slot: &Slot,
+    datum: Datum<'_>,
+    ctx: Ctx<'_>,
+) -> Result<(), EncodeError> {
     // Writing into a Vec cannot fail, so serde_json's io::Result is always Ok.
     let mut f = CompactFormatter;
     match (&slot.kind, datum) {
@@ -134,7 +139,9 @@ fn write_value(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>) -
         }
         (Kind::Date, Datum::Date(d)) => quoted(buf, |buf| text::write_date(buf, d)),
         (Kind::Time, Datum::Time(t)) => quoted(buf, |buf| text::write_time(buf, t)),
-        (Kind::Timestamp { .. }, Datum::Timestamp(t)) => quoted(buf, |buf| text::write_timestamp(buf, t, b'T')),
+        (Kind::Timestamp { .. }, Datum::Timestamp(t)) => {
+            quoted(buf, |buf| text::write_timestamp(buf, t, b'T'))
+        }
         (Kind::TimestampTz { .. }, Datum::TimestampTz(t)) => quoted(buf, |buf| {
             text::write_timestamp(buf, t, b'T');
             buf.push(b'Z');
@@ -191,7 +198,12 @@ fn quoted(buf: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>)) {
 pub(crate) fn check_json(s: &str, ctx: Ctx<'_>) -> Result<(), EncodeError> {
     serde_json::from_str::<serde::de::IgnoredAny>(s)
         .map(|_| ())
-        .map_err(|e| ctx.error(format!("the jsonb value is not valid JSON ({e}): {}", excerpt(s))))
+        .map_err(|e| {
+            ctx.error(format!(
+                "the jsonb value is not valid JSON ({e}): {}",
+                excerpt(s)
+            ))
+        })
 }
 
 fn excerpt(s: &str) -> String {
@@ -233,9 +245,15 @@ mod tests {
     #[test]
     fn strings_escape_what_json_requires() {
         let mut buf = Vec::new();
-        write_str(&mut buf, "a\"b\\c\nd\re\tf\u{8}g\u{c}h\u{1}i\u{1f}j\u{7f}é😀");
+        write_str(
+            &mut buf,
+            "a\"b\\c\nd\re\tf\u{8}g\u{c}h\u{1}i\u{1f}j\u{7f}é😀",
+        );
         let text = String::from_utf8(buf).unwrap();
-        assert_eq!(text, r#""a\"b\\c\nd\re\tf\bg\fh\u0001i\u001fj"#.to_string() + "\u{7f}é😀\"");
+        assert_eq!(
+            text,
+            r#""a\"b\\c\nd\re\tf\bg\fh\u0001i\u001fj"#.to_string() + "\u{7f}é😀\""
+        );
         let back: String = serde_json::from_str(&text).unwrap();
         assert_eq!(back, "a\"b\\c\nd\re\tf\u{8}g\u{c}h\u{1}i\u{1f}j\u{7f}é😀");
     }

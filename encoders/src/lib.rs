@@ -10,18 +10,18 @@ pub mod registry;
 pub mod spec;
 mod text;
 
-pub use spec::{
-    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
-    Secret,
+pub use avro::CONFLUENT_HEADER_LEN;
+pub use encoder::{
+    validate_formats, validate_headers_column, AvroSchemas, EncodedMessage, EncoderConfig, Headers,
+    OwnedMessage, SinkEncoder, DEFAULT_KEY_FULLNAME, DEFAULT_VALUE_FULLNAME,
+    RESERVED_HEADER_PREFIX, TIME_HEADER,
 };
+pub use error::{EncodeError, Part};
 pub use registry::{
     CompatibilityCheck, RegistryConfig, RegistryError, SchemaRegistryClient, SubjectVersion,
     VersionSelector,
 };
-pub use avro::CONFLUENT_HEADER_LEN;
-pub use encoder::{
-    validate_formats, validate_headers_column, AvroSchemas, EncodedMessage, EncoderConfig, Headers,
-    OwnedMessage, SinkEncoder, DEFAULT_KEY_FULLNAME, DEFAULT_VALUE_FULLNAME, RESERVED_HEADER_PREFIX,
-    TIME_HEADER,
+pub use spec::{
+    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
+    Secret,
 };
-pub use error::{EncodeError, Part};

@@ -116,7 +116,9 @@ impl CompatibilityLevel {
 
     /// Parses a level case-insensitively; `None` when it is not one of the seven.
     pub fn parse(s: &str) -> Option<CompatibilityLevel> {
-        Self::ALL.into_iter().find(|l| l.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -178,7 +180,10 @@ mod tests {
         for level in CompatibilityLevel::ALL {
             assert_eq!(CompatibilityLevel::parse(level.as_str()), Some(level));
         }
-        assert_eq!(CompatibilityLevel::parse("backward"), Some(CompatibilityLevel::Backward));
+        assert_eq!(
+            CompatibilityLevel::parse("backward"),
+            Some(CompatibilityLevel::Backward)
+        );
         assert_eq!(CompatibilityLevel::parse("SIDEWAYS"), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use outflow_dataflow::relation::{Datum, Date, Interval, Numeric, Time, Timestamp};
+use outflow_dataflow::relation::{Date, Datum, Interval, Numeric, Time, Timestamp};
 
 use crate::columns::{for_each_nested, Ctx, Kind, Slot};
 use crate::error::EncodeError;
@@ -241,15 +241,25 @@ pub(crate) fn write_pg_float(buf: &mut Vec<u8>, v: f64, single: bool) {
         return;
     }
     // Rust's `{:e}` gives the shortest round-tripping digits for the value's own width.
-    let mut text = StackText { bytes: [0; 40], len: 0 };
-    let written = if single { write!(text, "{:e}", v as f32) } else { write!(text, "{v:e}") };
+    let mut text = StackText {
+        bytes: [0; 40],
+        len: 0,
+    };
+    let written = if single {
+        write!(text, "{:e}", v as f32)
+    } else {
+        write!(text, "{v:e}")
+    };
     written.expect("a float's exponent form fits in 40 bytes");
     let text = &text.bytes[..text.len];
     let (negative, text) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
     };
-    let e_at = text.iter().position(|&b| b == b'e').expect("exponent form has an e");
+    let e_at = text
+        .iter()
+        .position(|&b| b == b'e')
+        .expect("exponent form has an e");
     let exponent: i32 = std::str::from_utf8(&text[e_at + 1..])
         .ok()
         .and_then(|e| e.parse().ok())
@@ -315,7 +325,12 @@ pub(crate) fn char_padding(s: &str, length: Option<u32>) -> usize {
 }
 
 /// The Postgres text form of a non-NULL datum of the given type.
-pub(crate) fn write_text(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>) -> Result<(), EncodeError> {
+pub(crate) fn write_text(
+    buf: &mut Vec<u8>,
+    slot: &Slot,
+    datum: Datum<'_>,
+    ctx: Ctx<'_>,
+) -> Result<(), EncodeError> {
     match (&slot.kind, datum) {
         (Kind::Bool, Datum::True) => buf.push(b't'),
         (Kind::Bool, Datum::False) => buf.push(b'f'),
@@ -398,7 +413,13 @@ enum Quoting {
     Record,
 }
 
-fn write_element(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>, quoting: Quoting) -> Result<(), EncodeError> {
+fn write_element(
+    buf: &mut Vec<u8>,
+    slot: &Slot,
+    datum: Datum<'_>,
+    ctx: Ctx<'_>,
+    quoting: Quoting,
+) -> Result<(), EncodeError> {
     if datum.is_null() {
         buf.extend_from_slice(b"NULL");
         return Ok(());
@@ -421,7 +442,9 @@ fn write_quoted_if_needed(buf: &mut Vec<u8>, text: &[u8], quoting: Quoting) {
         Quoting::Record => b"(),\"\\",
     };
     let needs_quotes = text.is_empty()
-        || text.iter().any(|b| special.contains(b) || b.is_ascii_whitespace())
+        || text
+            .iter()
+            .any(|b| special.contains(b) || b.is_ascii_whitespace())
         || (quoting != Quoting::Record && text.eq_ignore_ascii_case(b"NULL"));
     if !needs_quotes {
         buf.extend_from_slice(text);
@@ -478,18 +501,34 @@ mod tests {
             (3.4028235e38f32 as f64, true, "3.4028235e+38"),
         ];
         for &(v, single, expected) in cases {
-            assert_eq!(text(|b| write_pg_float(b, v, single)), expected, "{v} single={single}");
+            assert_eq!(
+                text(|b| write_pg_float(b, v, single)),
+                expected,
+                "{v} single={single}"
+            );
         }
     }
 
     #[test]
     fn fixed_cases() {
-        assert_eq!(text(|b| write_uuid(b, &[0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11])), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+        assert_eq!(
+            text(|b| write_uuid(
+                b,
+                &[
+                    0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd,
+                    0x38, 0x0a, 0x11
+                ]
+            )),
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+        );
         assert_eq!(text(|b| write_bytea_hex(b, b"hi\x00\xff")), "\\x686900ff");
         assert_eq!(text(|b| write_numeric(b, Numeric::new(9950, 2))), "99.50");
         assert_eq!(text(|b| write_numeric(b, Numeric::new(-5, 3))), "-0.005");
         assert_eq!(text(|b| write_numeric(b, Numeric::new(0, 2))), "0.00");
-        assert_eq!(text(|b| write_numeric(b, Numeric::new(i128::MIN + 1, 39))), format!("{}", Numeric::new(i128::MIN + 1, 39)));
+        assert_eq!(
+            text(|b| write_numeric(b, Numeric::new(i128::MIN + 1, 39))),
+            format!("{}", Numeric::new(i128::MIN + 1, 39))
+        );
         assert_eq!(text(|b| write_numeric(b, Numeric::NAN)), "NaN");
         assert_eq!(text(|b| push_i64(b, i64::MIN)), i64::MIN.to_string());
     }

@@ -4,15 +4,15 @@
 
 mod common;
 
-use apache_avro::types::Value;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
 use apache_avro::{Decimal, Schema};
 use common::*;
 use outflow_dataflow::relation::{Datum, Numeric, RelationDesc, Row, ScalarType};
 use outflow_dataflow::DiffPair;
 use outflow_encoders::{
-    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, EncodedMessage, Envelope, FormatSpec,
-    SinkEncoder,
+    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, EncodedMessage, Envelope,
+    FormatSpec, SinkEncoder,
 };
 use serde_json::json;
 
@@ -46,7 +46,10 @@ const ALL_VALUES_NOT_NULL: &[(&str, &str)] = &[
     ("tz", "80a18bb5f7f08b06"),
     // months 14, days 3, micros 14706500000, little-endian
     ("iv", "0e000000 03000000 a061936c03000000"),
-    ("u", "48 61306565626339392d396330622d346566382d626236642d366262396264333830613131"),
+    (
+        "u",
+        "48 61306565626339392d396330622d346566382d626236642d366262396264333830613131",
+    ),
     ("j", "28 7b2261223a5b312c325d2c2262223a6e756c6c7d"),
     // one block of 3: 1, null, 3; then the end block
     ("l", "06 0202 00 0206 00"),
@@ -58,12 +61,20 @@ const ALL_VALUES_NOT_NULL: &[(&str, &str)] = &[
 
 fn all_values_hex(nullable: bool) -> String {
     let branch = if nullable { "02" } else { "" };
-    ALL_VALUES_NOT_NULL.iter().map(|(_, hex)| format!("{branch}{hex}")).collect::<Vec<_>>().join(" ")
+    ALL_VALUES_NOT_NULL
+        .iter()
+        .map(|(_, hex)| format!("{branch}{hex}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Decodes one datum with apache-avro, an implementation independent of ours.
 fn decode(schema: &Schema, body: &mut &[u8]) -> Value {
-    GenericDatumReader::builder(schema).build().unwrap().read_value(body).unwrap()
+    GenericDatumReader::builder(schema)
+        .build()
+        .unwrap()
+        .read_value(body)
+        .unwrap()
 }
 
 fn avro() -> FormatSpec {
@@ -119,12 +130,22 @@ fn all_types_schema_fields(nullable: bool) -> serde_json::Value {
 #[test]
 fn every_type_has_its_avro_schema() {
     for nullable in [false, true] {
-        let encoder = encoder(config(all_types(nullable), Some(vec![3]), Envelope::Upsert, avro(), avro()));
+        let encoder = encoder(config(
+            all_types(nullable),
+            Some(vec![3]),
+            Envelope::Upsert,
+            avro(),
+            avro(),
+        ));
         assert_eq!(
             parse(encoder.value_schema().unwrap()),
             json!({"type": "record", "name": "envelope", "fields": all_types_schema_fields(nullable)}),
         );
-        let key_type = if nullable { json!(["null", "long"]) } else { json!("long") };
+        let key_type = if nullable {
+            json!(["null", "long"])
+        } else {
+            json!("long")
+        };
         assert_eq!(
             parse(encoder.key_schema().unwrap()),
             json!({"type": "record", "name": "row", "fields": [{"name": "i8", "type": key_type}]}),
@@ -135,11 +156,25 @@ fn every_type_has_its_avro_schema() {
 #[test]
 fn every_type_has_its_avro_bytes() {
     for nullable in [false, true] {
-        let encoder = encoder(config(all_types(nullable), None, Envelope::Upsert, avro(), avro()));
+        let encoder = encoder(config(
+            all_types(nullable),
+            None,
+            Envelope::Upsert,
+            avro(),
+            avro(),
+        ));
         let out = encode(&encoder, &Row::default(), &DiffPair::insert(all_values()));
         let value = out.value().unwrap();
-        assert_eq!(hex(&value[..5]), "0000000002", "magic byte, then value schema id 2");
-        assert_eq!(hex(&value[5..]), hex(&unhex(&all_values_hex(nullable))), "nullable = {nullable}");
+        assert_eq!(
+            hex(&value[..5]),
+            "0000000002",
+            "magic byte, then value schema id 2"
+        );
+        assert_eq!(
+            hex(&value[5..]),
+            hex(&unhex(&all_values_hex(nullable))),
+            "nullable = {nullable}"
+        );
     }
 }
 
@@ -147,7 +182,11 @@ fn every_type_has_its_avro_bytes() {
 fn null_in_every_nullable_column() {
     let desc = all_types(true);
     let encoder = encoder(config(desc.clone(), None, Envelope::Upsert, avro(), avro()));
-    let out = encode(&encoder, &Row::default(), &DiffPair::insert(all_nulls(desc.arity())));
+    let out = encode(
+        &encoder,
+        &Row::default(),
+        &DiffPair::insert(all_nulls(desc.arity())),
+    );
     // The null branch, once per column.
     assert_eq!(hex(&out.value().unwrap()[5..]), "00".repeat(desc.arity()));
 }
@@ -157,7 +196,14 @@ fn null_in_a_not_null_column_is_refused() {
     let desc = RelationDesc::empty().with_column("id", ScalarType::Int64, false);
     let encoder = encoder(config(desc, None, Envelope::Upsert, avro(), avro()));
     let mut out = EncodedMessage::new();
-    let err = encoder.encode(&Row::default(), &DiffPair::insert(Row::pack_slice(&[Datum::Null])), 1, &mut out).unwrap_err();
+    let err = encoder
+        .encode(
+            &Row::default(),
+            &DiffPair::insert(Row::pack_slice(&[Datum::Null])),
+            1,
+            &mut out,
+        )
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         r#"value column "id" (bigint): the column is NOT NULL but holds NULL, which an Avro schema without a null branch cannot write"#
@@ -166,13 +212,21 @@ fn null_in_a_not_null_column_is_refused() {
 
 #[test]
 fn apache_avro_reads_our_bytes() {
-    let encoder = encoder(config(all_types(true), None, Envelope::Upsert, avro(), avro()));
+    let encoder = encoder(config(
+        all_types(true),
+        None,
+        Envelope::Upsert,
+        avro(),
+        avro(),
+    ));
     let out = encode(&encoder, &Row::default(), &DiffPair::insert(all_values()));
     let schema = Schema::parse_str(encoder.value_schema().unwrap()).unwrap();
     let mut body = &out.value().unwrap()[5..];
     let decoded = decode(&schema, &mut body);
     assert!(body.is_empty(), "the record is the whole body");
-    let Value::Record(fields) = decoded else { panic!("not a record: {decoded:?}") };
+    let Value::Record(fields) = decoded else {
+        panic!("not a record: {decoded:?}")
+    };
     let some = |v: Value| Value::Union(1, Box::new(v));
     let expected = vec![
         ("b", some(Value::Boolean(true))),
@@ -186,7 +240,12 @@ fn apache_avro_reads_our_bytes() {
         ("f8", some(Value::Double(-0.1))),
         ("n", some(Value::Decimal(Decimal::from(vec![0x26, 0xde])))),
         // -12.345 at scale 39: -12345 × 10^36, past 128 bits; Decimal compares by value.
-        ("nu", some(Value::Decimal(Decimal::from(unhex("ff ffff dbb8a77bd0bee95a8ce656957000000000"))))),
+        (
+            "nu",
+            some(Value::Decimal(Decimal::from(unhex(
+                "ff ffff dbb8a77bd0bee95a8ce656957000000000",
+            )))),
+        ),
         ("t", some(Value::String("héllo \"q\"\n".into()))),
         ("vc", some(Value::String("varchar".into()))),
         ("c", some(Value::String("ab   ".into()))),
@@ -196,19 +255,41 @@ fn apache_avro_reads_our_bytes() {
         ("ts", some(Value::TimestampMicros(1_714_979_289_000_123))),
         ("ts3", some(Value::TimestampMillis(1_714_979_289_123))),
         ("tz", some(Value::TimestampMicros(1_714_979_289_000_000))),
-        ("iv", some(Value::Fixed(16, unhex("0e000000 03000000 a061936c03000000")))),
+        (
+            "iv",
+            some(Value::Fixed(
+                16,
+                unhex("0e000000 03000000 a061936c03000000"),
+            )),
+        ),
         ("u", some(Value::Uuid(UUID.parse().unwrap()))),
         ("j", some(Value::String(r#"{"a":[1,2],"b":null}"#.into()))),
-        ("l", some(Value::Array(vec![some(Value::Int(1)), Value::Union(0, Box::new(Value::Null)), some(Value::Int(3))]))),
+        (
+            "l",
+            some(Value::Array(vec![
+                some(Value::Int(1)),
+                Value::Union(0, Box::new(Value::Null)),
+                some(Value::Int(3)),
+            ])),
+        ),
         (
             "m",
             some(Value::Map(
-                [("a".to_string(), some(Value::String("x".into()))), ("b".to_string(), Value::Union(0, Box::new(Value::Null)))]
-                    .into_iter()
-                    .collect(),
+                [
+                    ("a".to_string(), some(Value::String("x".into()))),
+                    ("b".to_string(), Value::Union(0, Box::new(Value::Null))),
+                ]
+                .into_iter()
+                .collect(),
             )),
         ),
-        ("r", some(Value::Record(vec![("f1".into(), Value::Int(7)), ("f2".into(), some(Value::String("seven".into())))]))),
+        (
+            "r",
+            some(Value::Record(vec![
+                ("f1".into(), Value::Int(7)),
+                ("f2".into(), some(Value::String("seven".into()))),
+            ])),
+        ),
     ];
     assert_eq!(fields.len(), expected.len());
     for ((name, value), (expected_name, expected_value)) in fields.iter().zip(expected) {
@@ -227,23 +308,61 @@ fn numerics_are_rescaled_to_the_declared_scale() {
         // 5 → 500 at scale 2; 0 at scale 39 is one zero byte
         (Numeric::new(5, 0), Numeric::new(0, 0), "04 01f4 | 02 00"),
         // 1.2 → 120; -1 → -10^39, 17 bytes
-        (Numeric::new(12, 1), Numeric::new(-1, 0), "02 78 | 22 fd0faf016c76bc533ba09aa98000000000"),
+        (
+            Numeric::new(12, 1),
+            Numeric::new(-1, 0),
+            "02 78 | 22 fd0faf016c76bc533ba09aa98000000000",
+        ),
         // trailing zeros beyond the scale are dropped exactly: 1.500 → 150; 10^-39 → 1
-        (Numeric::new(1500, 3), Numeric::new(1, 39), "04 0096 | 02 01"),
+        (
+            Numeric::new(1500, 3),
+            Numeric::new(1, 39),
+            "04 0096 | 02 01",
+        ),
         // -128 needs one byte, -129 two
-        (Numeric::new(-128, 2), Numeric::new(-129, 39), "02 80 | 04 ff7f"),
+        (
+            Numeric::new(-128, 2),
+            Numeric::new(-129, 39),
+            "02 80 | 04 ff7f",
+        ),
     ];
     for &(n2, n, expected) in cases {
-        let out = encode(&encoder, &Row::default(), &DiffPair::insert(Row::pack_slice(&[Datum::Numeric(n2), Datum::Numeric(n)])));
-        assert_eq!(hex(&out.value().unwrap()[5..]), hex(&unhex(expected)), "{n2} {n}");
+        let out = encode(
+            &encoder,
+            &Row::default(),
+            &DiffPair::insert(Row::pack_slice(&[Datum::Numeric(n2), Datum::Numeric(n)])),
+        );
+        assert_eq!(
+            hex(&out.value().unwrap()[5..]),
+            hex(&unhex(expected)),
+            "{n2} {n}"
+        );
     }
     let mut out = EncodedMessage::new();
-    let too_fine = Row::pack_slice(&[Datum::Numeric(Numeric::new(1234, 3)), Datum::Numeric(Numeric::new(0, 0))]);
-    let err = encoder.encode(&Row::default(), &DiffPair::insert(too_fine), 1, &mut out).unwrap_err();
-    assert!(err.to_string().contains(r#"value column "n2" (numeric(10,2)): the value 1.234 has more than 2 digits"#), "{err}");
-    let nan = Row::pack_slice(&[Datum::Numeric(Numeric::new(0, 0)), Datum::Numeric(Numeric::NAN)]);
-    let err = encoder.encode(&Row::default(), &DiffPair::insert(nan), 1, &mut out).unwrap_err();
-    assert_eq!(err.to_string(), r#"value column "n" (numeric): NaN cannot be written as an Avro decimal"#);
+    let too_fine = Row::pack_slice(&[
+        Datum::Numeric(Numeric::new(1234, 3)),
+        Datum::Numeric(Numeric::new(0, 0)),
+    ]);
+    let err = encoder
+        .encode(&Row::default(), &DiffPair::insert(too_fine), 1, &mut out)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            r#"value column "n2" (numeric(10,2)): the value 1.234 has more than 2 digits"#
+        ),
+        "{err}"
+    );
+    let nan = Row::pack_slice(&[
+        Datum::Numeric(Numeric::new(0, 0)),
+        Datum::Numeric(Numeric::NAN),
+    ]);
+    let err = encoder
+        .encode(&Row::default(), &DiffPair::insert(nan), 1, &mut out)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"value column "n" (numeric): NaN cannot be written as an Avro decimal"#
+    );
 }
 
 #[test]
@@ -270,8 +389,18 @@ fn orders() -> RelationDesc {
 fn keys_are_framed_with_their_own_schema_id_and_hashed_without_it() {
     let key = Row::pack_slice(&[Datum::Int64(123)]);
     let pair = DiffPair::insert(Row::pack_slice(&[Datum::Int64(123), Datum::Int32(5)]));
-    let first = SinkEncoder::with_schema_ids(config(orders(), Some(vec![0]), Envelope::Upsert, avro(), avro()), Some(7), Some(8)).unwrap();
-    let second = SinkEncoder::with_schema_ids(config(orders(), Some(vec![0]), Envelope::Upsert, avro(), avro()), Some(70_000), Some(8)).unwrap();
+    let first = SinkEncoder::with_schema_ids(
+        config(orders(), Some(vec![0]), Envelope::Upsert, avro(), avro()),
+        Some(7),
+        Some(8),
+    )
+    .unwrap();
+    let second = SinkEncoder::with_schema_ids(
+        config(orders(), Some(vec![0]), Envelope::Upsert, avro(), avro()),
+        Some(70_000),
+        Some(8),
+    )
+    .unwrap();
     let a = encode(&first, &key, &pair);
     let b = encode(&second, &key, &pair);
     // 123 zig-zagged is 246 = f6 01.
@@ -279,13 +408,26 @@ fn keys_are_framed_with_their_own_schema_id_and_hashed_without_it() {
     assert_eq!(hex(b.key().unwrap()), "0000011170f601");
     assert_eq!(hex(a.key_payload().unwrap()), "f601");
     assert_eq!(a.hash(), seahash::hash(&[0xf6, 0x01]));
-    assert_eq!(a.hash(), b.hash(), "a new key schema id does not move the key");
-    assert_eq!(hex(a.value().unwrap()), "0000000008 f601 020a".replace(' ', ""));
+    assert_eq!(
+        a.hash(),
+        b.hash(),
+        "a new key schema id does not move the key"
+    );
+    assert_eq!(
+        hex(a.value().unwrap()),
+        "0000000008 f601 020a".replace(' ', "")
+    );
 }
 
 #[test]
 fn debezium_envelope_schema_and_bytes() {
-    let encoder = encoder(config(orders(), Some(vec![0]), Envelope::Debezium, avro(), avro()));
+    let encoder = encoder(config(
+        orders(),
+        Some(vec![0]),
+        Envelope::Debezium,
+        avro(),
+        avro(),
+    ));
     let row = json!({"type": "record", "name": "row", "fields": [
         {"name": "id", "type": "long"},
         {"name": "qty", "type": ["null", "int"]},
@@ -302,7 +444,10 @@ fn debezium_envelope_schema_and_bytes() {
     let new = Row::pack_slice(&[Datum::Int64(1), Datum::Null]);
     let cases = [
         (DiffPair::insert(old.clone()), "00 | 02 02 0264"),
-        (DiffPair::update(old.clone(), new.clone()), "02 02 0264 | 02 02 00"),
+        (
+            DiffPair::update(old.clone(), new.clone()),
+            "02 02 0264 | 02 02 00",
+        ),
         (DiffPair::delete(new), "02 02 00 | 00"),
     ];
     let schema = Schema::parse_str(encoder.value_schema().unwrap()).unwrap();
@@ -312,17 +457,35 @@ fn debezium_envelope_schema_and_bytes() {
         let value = out.value().unwrap();
         assert_eq!(hex(&value[5..]), hex(&unhex(expected)));
         let decoded = decode(&schema, &mut &value[5..]);
-        let Value::Record(fields) = decoded else { panic!() };
+        let Value::Record(fields) = decoded else {
+            panic!()
+        };
         assert_eq!(fields[0].0, "before");
-        assert_eq!(matches!(fields[0].1, Value::Union(1, _)), pair.before.is_some());
-        assert_eq!(matches!(fields[1].1, Value::Union(1, _)), pair.after.is_some());
+        assert_eq!(
+            matches!(fields[0].1, Value::Union(1, _)),
+            pair.before.is_some()
+        );
+        assert_eq!(
+            matches!(fields[1].1, Value::Union(1, _)),
+            pair.after.is_some()
+        );
     }
 }
 
 #[test]
 fn upsert_delete_is_a_tombstone() {
-    let encoder = encoder(config(orders(), Some(vec![0]), Envelope::Upsert, avro(), avro()));
-    let out = encode(&encoder, &Row::pack_slice(&[Datum::Int64(1)]), &DiffPair::delete(Row::pack_slice(&[Datum::Int64(1), Datum::Int32(3)])));
+    let encoder = encoder(config(
+        orders(),
+        Some(vec![0]),
+        Envelope::Upsert,
+        avro(),
+        avro(),
+    ));
+    let out = encode(
+        &encoder,
+        &Row::pack_slice(&[Datum::Int64(1)]),
+        &DiffPair::delete(Row::pack_slice(&[Datum::Int64(1), Datum::Int32(3)])),
+    );
     assert_eq!(hex(out.key().unwrap()), "000000000102");
     assert_eq!(out.value(), None);
 }
@@ -334,22 +497,42 @@ fn fullnames_namespaces_null_defaults_and_docs() {
         value_fullname: Some("com.acme.Order".into()),
         null_defaults: true,
         docs: vec![
-            DocComment { target: DocTarget::Type("t".into()), scope: DocScope::Both, text: "orders".into() },
-            DocComment { target: DocTarget::Type("t".into()), scope: DocScope::Key, text: "order keys".into() },
             DocComment {
-                target: DocTarget::Column { relation: "t".into(), column: "qty".into() },
+                target: DocTarget::Type("t".into()),
+                scope: DocScope::Both,
+                text: "orders".into(),
+            },
+            DocComment {
+                target: DocTarget::Type("t".into()),
+                scope: DocScope::Key,
+                text: "order keys".into(),
+            },
+            DocComment {
+                target: DocTarget::Column {
+                    relation: "t".into(),
+                    column: "qty".into(),
+                },
                 scope: DocScope::Value,
                 text: "how many".into(),
             },
             DocComment {
-                target: DocTarget::Column { relation: "t".into(), column: "id".into() },
+                target: DocTarget::Column {
+                    relation: "t".into(),
+                    column: "id".into(),
+                },
                 scope: DocScope::Both,
                 text: "the order".into(),
             },
         ],
         ..avro_spec()
     };
-    let upsert = encoder(config(orders(), Some(vec![0]), Envelope::Upsert, FormatSpec::Avro(spec.clone()), FormatSpec::Avro(spec.clone())));
+    let upsert = encoder(config(
+        orders(),
+        Some(vec![0]),
+        Envelope::Upsert,
+        FormatSpec::Avro(spec.clone()),
+        FormatSpec::Avro(spec.clone()),
+    ));
     assert_eq!(
         parse(upsert.key_schema().unwrap()),
         json!({"type": "record", "name": "com.acme.OrderKey", "doc": "order keys", "fields": [
@@ -365,7 +548,13 @@ fn fullnames_namespaces_null_defaults_and_docs() {
     );
     // Under DEBEZIUM the relation's docs go to the row record; the envelope's fields default
     // to null too. `row` takes the envelope's namespace.
-    let debezium = encoder(config(orders(), Some(vec![0]), Envelope::Debezium, FormatSpec::Avro(spec.clone()), FormatSpec::Avro(spec)));
+    let debezium = encoder(config(
+        orders(),
+        Some(vec![0]),
+        Envelope::Debezium,
+        FormatSpec::Avro(spec.clone()),
+        FormatSpec::Avro(spec),
+    ));
     let row = json!({"type": "record", "name": "row", "doc": "orders", "fields": [
         {"name": "id", "type": "long", "doc": "the order"},
         {"name": "qty", "type": ["null", "int"], "default": null, "doc": "how many"},
@@ -378,20 +567,43 @@ fn fullnames_namespaces_null_defaults_and_docs() {
         ]}),
     );
     let parsed = Schema::parse_str(debezium.value_schema().unwrap()).unwrap();
-    let Schema::Record(record) = &parsed else { panic!() };
+    let Schema::Record(record) = &parsed else {
+        panic!()
+    };
     assert_eq!(record.name.namespace(), Some("com.acme"));
 }
 
 #[test]
 fn field_names_are_made_valid_and_nested_records_numbered() {
-    let inner = ScalarType::Record { fields: vec![("x".into(), ScalarType::Interval.nullable(false))] };
+    let inner = ScalarType::Record {
+        fields: vec![("x".into(), ScalarType::Interval.nullable(false))],
+    };
     let desc = RelationDesc::empty()
         .with_column("col-a", ScalarType::Int32, false)
         .with_column("col@a", ScalarType::Int32, false)
         .with_column("1st", ScalarType::Interval, false)
-        .with_column("r", ScalarType::Record { fields: vec![("in ner".into(), inner.clone().nullable(true))] }, false)
-        .with_column("rs", ScalarType::List { element: Box::new(inner) }, false);
-    let schemas = SinkEncoder::avro_schemas(&config(desc, None, Envelope::Upsert, FormatSpec::Json, avro())).unwrap();
+        .with_column(
+            "r",
+            ScalarType::Record {
+                fields: vec![("in ner".into(), inner.clone().nullable(true))],
+            },
+            false,
+        )
+        .with_column(
+            "rs",
+            ScalarType::List {
+                element: Box::new(inner),
+            },
+            false,
+        );
+    let schemas = SinkEncoder::avro_schemas(&config(
+        desc,
+        None,
+        Envelope::Upsert,
+        FormatSpec::Json,
+        avro(),
+    ))
+    .unwrap();
     assert_eq!(schemas.key, None);
     let interval = json!({"type": "fixed", "size": 16, "name": "com.materialize.sink.interval"});
     assert_eq!(
@@ -416,14 +628,26 @@ fn field_names_are_made_valid_and_nested_records_numbered() {
 fn key_and_value_formats_are_chosen_separately() {
     let key = Row::pack_slice(&[Datum::Int64(9)]);
     let pair = DiffPair::insert(Row::pack_slice(&[Datum::Int64(9), Datum::Int32(1)]));
-    let json_key = encoder(config(orders(), Some(vec![0]), Envelope::Upsert, FormatSpec::Json, avro()));
+    let json_key = encoder(config(
+        orders(),
+        Some(vec![0]),
+        Envelope::Upsert,
+        FormatSpec::Json,
+        avro(),
+    ));
     let out = encode(&json_key, &key, &pair);
     assert_eq!(text(out.key()), Some(r#"{"id":9}"#));
     assert_eq!(hex(out.value().unwrap()), "0000000002120202");
     assert_eq!(json_key.key_schema(), None);
     assert_eq!(json_key.value_schema_id(), Some(2));
 
-    let avro_key = encoder(config(orders(), Some(vec![0]), Envelope::Upsert, avro(), FormatSpec::Json));
+    let avro_key = encoder(config(
+        orders(),
+        Some(vec![0]),
+        Envelope::Upsert,
+        avro(),
+        FormatSpec::Json,
+    ));
     let out = encode(&avro_key, &key, &pair);
     assert_eq!(hex(out.key().unwrap()), "000000000112");
     assert_eq!(text(out.value()), Some(r#"{"id":9,"qty":1}"#));
@@ -440,17 +664,32 @@ fn compatibility_levels_are_part_of_the_spec() {
         value_compatibility: Some(CompatibilityLevel::BackwardTransitive),
         ..avro_spec()
     };
-    let config = config(orders(), Some(vec![0]), Envelope::Upsert, FormatSpec::Avro(spec.clone()), FormatSpec::Avro(spec));
+    let config = config(
+        orders(),
+        Some(vec![0]),
+        Envelope::Upsert,
+        FormatSpec::Avro(spec.clone()),
+        FormatSpec::Avro(spec),
+    );
     assert!(SinkEncoder::with_schema_ids(config.clone(), Some(1), Some(2)).is_ok());
     let err = SinkEncoder::new(config, None).unwrap_err();
-    assert_eq!(err.to_string(), "FORMAT AVRO for the key needs a schema registry connection, and none was given");
+    assert_eq!(
+        err.to_string(),
+        "FORMAT AVRO for the key needs a schema registry connection, and none was given"
+    );
 }
 
 #[test]
 fn fullname_and_doc_errors() {
     let with = |f: fn(&mut AvroFormatSpec)| avro_with(f);
     // (key columns, envelope, key format, value format, expected error)
-    type Case = (Option<Vec<usize>>, Envelope, FormatSpec, FormatSpec, &'static str);
+    type Case = (
+        Option<Vec<usize>>,
+        Envelope,
+        FormatSpec,
+        FormatSpec,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             None,
@@ -502,7 +741,12 @@ fn fullname_and_doc_errors() {
         ),
     ];
     for (key, envelope, key_format, value_format, expected) in cases {
-        let err = SinkEncoder::with_schema_ids(config(orders(), key, envelope, key_format, value_format), Some(1), Some(2)).unwrap_err();
+        let err = SinkEncoder::with_schema_ids(
+            config(orders(), key, envelope, key_format, value_format),
+            Some(1),
+            Some(2),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), expected);
     }
 }

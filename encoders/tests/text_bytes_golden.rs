@@ -43,7 +43,16 @@ fn single_column(index: usize, format: FormatSpec) -> (SinkEncoder, Row) {
     let all = all_types(true);
     let desc = all.project(&[index]);
     let value = Row::pack([all_values().iter().nth(index).unwrap()]);
-    (encoder(config(desc, Some(vec![0]), Envelope::Upsert, format.clone(), format)), value)
+    (
+        encoder(config(
+            desc,
+            Some(vec![0]),
+            Envelope::Upsert,
+            format.clone(),
+            format,
+        )),
+        value,
+    )
 }
 
 #[test]
@@ -92,7 +101,12 @@ fn composite_values_quote_what_would_be_ambiguous() {
         p.push_list([]);
         p.push(Datum::Null);
     });
-    p.push_list([Datum::String("a b"), Datum::Null, Datum::String(""), Datum::String("say \"hi\" (\\)")]);
+    p.push_list([
+        Datum::String("a b"),
+        Datum::Null,
+        Datum::String(""),
+        Datum::String("say \"hi\" (\\)"),
+    ]);
     p.push_map([("k=v", Datum::String("x>y")), ("plain", Datum::Null)]);
     let row = p.finish();
     let expected = [
@@ -104,7 +118,13 @@ fn composite_values_quote_what_would_be_ambiguous() {
     for (index, expected) in expected.into_iter().enumerate() {
         let desc = desc.project(&[index]);
         let single = Row::pack([row.iter().nth(index).unwrap()]);
-        let encoder = encoder(config(desc, None, Envelope::Upsert, FormatSpec::Json, FormatSpec::Text));
+        let encoder = encoder(config(
+            desc,
+            None,
+            Envelope::Upsert,
+            FormatSpec::Json,
+            FormatSpec::Text,
+        ));
         let out = encode(&encoder, &Row::default(), &DiffPair::insert(single));
         assert_eq!(text(out.value()), Some(expected));
     }
@@ -112,7 +132,12 @@ fn composite_values_quote_what_would_be_ambiguous() {
 
 #[test]
 fn bytes_writes_bytea_and_text_as_they_are() {
-    let cases = [(14, &b"hi\x00\xff"[..]), (11, "héllo \"q\"\n".as_bytes()), (12, b"varchar"), (13, b"ab   ")];
+    let cases = [
+        (14, &b"hi\x00\xff"[..]),
+        (11, "héllo \"q\"\n".as_bytes()),
+        (12, b"varchar"),
+        (13, b"ab   "),
+    ];
     for (index, expected) in cases {
         let (encoder, row) = single_column(index, FormatSpec::Bytes);
         let out = encode(&encoder, &row, &DiffPair::insert(row.clone()));
@@ -139,16 +164,56 @@ fn text_and_bytes_take_exactly_one_column() {
         .with_column("id", ScalarType::Int64, false)
         .with_column("name", ScalarType::Text, true)
         .with_column("payload", ScalarType::Bytes, true);
-    let check = |key: Option<&[usize]>, envelope, key_format: FormatSpec, value_format: FormatSpec| {
-        validate_formats(&desc, key, envelope, &key_format, &value_format).map_err(|e| e.to_string())
-    };
+    let check =
+        |key: Option<&[usize]>, envelope, key_format: FormatSpec, value_format: FormatSpec| {
+            validate_formats(&desc, key, envelope, &key_format, &value_format)
+                .map_err(|e| e.to_string())
+        };
     let multiple = Err("BYTES or TEXT format with multiple columns not yet supported".to_string());
-    assert_eq!(check(None, Envelope::Upsert, FormatSpec::Json, FormatSpec::Text), multiple);
-    assert_eq!(check(None, Envelope::Upsert, FormatSpec::Json, FormatSpec::Bytes), multiple);
-    assert_eq!(check(Some(&[0, 1]), Envelope::Upsert, FormatSpec::Text, FormatSpec::Json), multiple);
-    assert_eq!(check(Some(&[1]), Envelope::Upsert, FormatSpec::Text, FormatSpec::Json), Ok(()));
-    assert_eq!(check(Some(&[2]), Envelope::Upsert, FormatSpec::Bytes, FormatSpec::Json), Ok(()));
-    assert_eq!(check(Some(&[0]), Envelope::Upsert, FormatSpec::Text, FormatSpec::Json), Ok(()));
+    assert_eq!(
+        check(None, Envelope::Upsert, FormatSpec::Json, FormatSpec::Text),
+        multiple
+    );
+    assert_eq!(
+        check(None, Envelope::Upsert, FormatSpec::Json, FormatSpec::Bytes),
+        multiple
+    );
+    assert_eq!(
+        check(
+            Some(&[0, 1]),
+            Envelope::Upsert,
+            FormatSpec::Text,
+            FormatSpec::Json
+        ),
+        multiple
+    );
+    assert_eq!(
+        check(
+            Some(&[1]),
+            Envelope::Upsert,
+            FormatSpec::Text,
+            FormatSpec::Json
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            Some(&[2]),
+            Envelope::Upsert,
+            FormatSpec::Bytes,
+            FormatSpec::Json
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            Some(&[0]),
+            Envelope::Upsert,
+            FormatSpec::Text,
+            FormatSpec::Json
+        ),
+        Ok(())
+    );
     assert_eq!(
         check(Some(&[0]), Envelope::Upsert, FormatSpec::Bytes, FormatSpec::Json),
         Err(r#"BYTES format with non-encodable type: key column "id" has type bigint; BYTES writes bytea columns as their bytes and text columns as UTF-8, so cast the column to bytea or text, or use FORMAT TEXT"#.to_string())
@@ -158,18 +223,44 @@ fn text_and_bytes_take_exactly_one_column() {
         validate_formats(&one, None, Envelope::Debezium, &FormatSpec::Json, &FormatSpec::Bytes).map_err(|e| e.to_string()),
         Err("BYTES value format is not supported with ENVELOPE DEBEZIUM: the before/after pair has no BYTES form; use FORMAT JSON or AVRO for the value, or ENVELOPE UPSERT".to_string())
     );
-    assert!(validate_formats(&one, None, Envelope::Upsert, &FormatSpec::Json, &FormatSpec::Bytes).is_ok());
+    assert!(validate_formats(
+        &one,
+        None,
+        Envelope::Upsert,
+        &FormatSpec::Json,
+        &FormatSpec::Bytes
+    )
+    .is_ok());
 }
 
 #[test]
 fn key_errors_name_the_column() {
     let desc = RelationDesc::empty().with_column("id", ScalarType::Int64, false);
     let check = |key: &[usize]| {
-        validate_formats(&desc, Some(key), Envelope::Upsert, &FormatSpec::Json, &FormatSpec::Json).map_err(|e| e.to_string())
+        validate_formats(
+            &desc,
+            Some(key),
+            Envelope::Upsert,
+            &FormatSpec::Json,
+            &FormatSpec::Json,
+        )
+        .map_err(|e| e.to_string())
     };
-    assert_eq!(check(&[0, 0]), Err("duplicate column referenced in KEY: id".to_string()));
-    assert_eq!(check(&[3]), Err("KEY refers to column number 3, but the relation has 1 columns".to_string()));
-    assert_eq!(check(&[]), Err("KEY names no columns; name at least one, or leave KEY out for a sink without keys".to_string()));
+    assert_eq!(
+        check(&[0, 0]),
+        Err("duplicate column referenced in KEY: id".to_string())
+    );
+    assert_eq!(
+        check(&[3]),
+        Err("KEY refers to column number 3, but the relation has 1 columns".to_string())
+    );
+    assert_eq!(
+        check(&[]),
+        Err(
+            "KEY names no columns; name at least one, or leave KEY out for a sink without keys"
+                .to_string()
+        )
+    );
 }
 
 #[test]
@@ -177,6 +268,16 @@ fn bytes_refuses_a_mistyped_datum() {
     let (encoder, _) = single_column(14, FormatSpec::Bytes);
     let mut out = EncodedMessage::new();
     let wrong = Row::pack_slice(&[Datum::Int32(5)]);
-    let err = encoder.encode(&Row::pack_slice(&[Datum::Bytes(b"k")]), &DiffPair::insert(wrong), 1, &mut out).unwrap_err();
-    assert_eq!(err.to_string(), r#"value column "by" (bytea): expected a value of type bytea, found Int32(5)"#);
+    let err = encoder
+        .encode(
+            &Row::pack_slice(&[Datum::Bytes(b"k")]),
+            &DiffPair::insert(wrong),
+            1,
+            &mut out,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"value column "by" (bytea): expected a value of type bytea, found Int32(5)"#
+    );
 }

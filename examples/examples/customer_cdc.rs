@@ -20,7 +20,9 @@ use clap::Parser;
 use differential_dataflow::input::Input;
 use outflow::dataflow::{Datum, Row};
 use outflow::SinkKafka;
-use outflow_examples::{catalog, print_messages, print_report, read_topic, wait_for_commit, Target};
+use outflow_examples::{
+    catalog, print_messages, print_report, read_topic, wait_for_commit, Target,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -66,7 +68,11 @@ fn history(customers: i64, rounds: u64, seed: u64) -> Vec<Vec<(Row, isize)>> {
     let mut join = |state: &mut BTreeMap<i64, Customer>, round: &mut Vec<(Row, isize)>| {
         let id = next_id;
         next_id += 1;
-        let customer = Customer { name: format!("Customer {id}"), email: format!("c{id}@example.com"), tier: 0 };
+        let customer = Customer {
+            name: format!("Customer {id}"),
+            email: format!("c{id}@example.com"),
+            tier: 0,
+        };
         round.push((row(id, &customer), 1));
         state.insert(id, customer);
     };
@@ -88,8 +94,14 @@ fn history(customers: i64, rounds: u64, seed: u64) -> Vec<Vec<(Row, isize)>> {
             round.push((row(id, &before), -1));
             let after = match rng.gen_range(0..10) {
                 0 => continue,
-                1..=4 => Customer { email: format!("c{id}.{time}@example.org"), ..before },
-                _ => Customer { tier: (before.tier + 1).min(TIERS.len() - 1), ..before },
+                1..=4 => Customer {
+                    email: format!("c{id}.{time}@example.org"),
+                    ..before
+                },
+                _ => Customer {
+                    tier: (before.tier + 1).min(TIERS.len() - 1),
+                    ..before
+                },
             };
             round.push((row(id, &after), 1));
             state.insert(id, after);
@@ -112,7 +124,11 @@ fn main() {
 
 fn run(args: &Args) -> Result<(), String> {
     let target = Target::new(args.broker.clone())?;
-    println!("customer CDC on {} workers, {}", args.workers, target.describe());
+    println!(
+        "customer CDC on {} workers, {}",
+        args.workers,
+        target.describe()
+    );
     let catalog = catalog(&format!(
         "CREATE CONNECTION kafka_connection TO KAFKA (BROKER '{}', SECURITY PROTOCOL PLAINTEXT);
          CREATE TABLE customers (customer_id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL,
@@ -129,7 +145,10 @@ fn run(args: &Args) -> Result<(), String> {
     let outcomes = timely::execute(timely::Config::process(args.workers), move |worker| {
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, customers) = scope.new_collection::<Row, isize>();
-            customers.sink_kafka(&sink_plan).map(|handle| (input, handle.probe)).map_err(|e| e.to_string())
+            customers
+                .sink_kafka(&sink_plan)
+                .map(|handle| (input, handle.probe))
+                .map_err(|e| e.to_string())
         })?;
         for (time, round) in history.iter().enumerate() {
             if worker.index() == 0 {
@@ -155,8 +174,9 @@ fn run(args: &Args) -> Result<(), String> {
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_key: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     for message in &messages {
-        let value: serde_json::Value = serde_json::from_slice(message.value.as_deref().unwrap_or(b"null"))
-            .map_err(|e| format!("a message of {} is not JSON: {e}", plan.spec.topic))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(message.value.as_deref().unwrap_or(b"null"))
+                .map_err(|e| format!("a message of {} is not JSON: {e}", plan.spec.topic))?;
         let kind = match (value["before"].is_null(), value["after"].is_null()) {
             (true, false) => "create",
             (false, false) => "update",
@@ -170,11 +190,17 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some((key, changes)) = by_key.iter().max_by_key(|(_, changes)| changes.len()) {
         println!("  the history of {key}:");
         for change in changes {
-            println!("    before {} → after {}", change["before"], change["after"]);
+            println!(
+                "    before {} → after {}",
+                change["before"], change["after"]
+            );
         }
         for pair in changes.windows(2) {
             if pair[0]["after"] != pair[1]["before"] {
-                return Err(format!("the changes of {key} do not chain: {} then {}", pair[0], pair[1]));
+                return Err(format!(
+                    "the changes of {key} do not chain: {} then {}",
+                    pair[0], pair[1]
+                ));
             }
         }
     }

@@ -63,7 +63,9 @@ type Order = (i64, (i64, u8, i64));
 /// (their total changes) or cancelled.
 fn history(per_round: usize, rounds: u64, seed: u64) -> Vec<Vec<(Order, isize)>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let start = Timestamp::parse("2024-05-06 08:00:00").expect("a valid timestamp").0;
+    let start = Timestamp::parse("2024-05-06 08:00:00")
+        .expect("a valid timestamp")
+        .0;
     let mut placed: Vec<Order> = Vec::new();
     let mut history = Vec::new();
     for round in 0..rounds {
@@ -72,7 +74,14 @@ fn history(per_round: usize, rounds: u64, seed: u64) -> Vec<Vec<(Order, isize)>>
         for _ in 0..per_round {
             let id = placed.len() as i64 + 1;
             let at = from + rng.gen_range(0..MICROS_PER_HOUR / 3);
-            let order = (id, (at, rng.gen_range(0..REGIONS.len() as u8), rng.gen_range(500..50_000)));
+            let order = (
+                id,
+                (
+                    at,
+                    rng.gen_range(0..REGIONS.len() as u8),
+                    rng.gen_range(500..50_000),
+                ),
+            );
             updates.push((order, 1));
             placed.push(order);
         }
@@ -102,8 +111,15 @@ fn main() {
 fn run(args: &Args) -> Result<(), String> {
     let target = Target::new(args.broker.clone())?;
     let local_registry = args.registry.is_none().then(SchemaRegistry::start);
-    let registry_url = args.registry.clone().unwrap_or_else(|| local_registry.as_ref().expect("started").url().to_string());
-    println!("hourly sales on {} workers, {}, schema registry at {registry_url}", args.workers, target.describe());
+    let registry_url = args
+        .registry
+        .clone()
+        .unwrap_or_else(|| local_registry.as_ref().expect("started").url().to_string());
+    println!(
+        "hourly sales on {} workers, {}, schema registry at {registry_url}",
+        args.workers,
+        target.describe()
+    );
     let catalog = catalog(&format!(
         "CREATE CONNECTION kafka_connection TO KAFKA (BROKER '{}', SECURITY PROTOCOL PLAINTEXT);
          CREATE CONNECTION csr_connection TO CONFLUENT SCHEMA REGISTRY (URL '{registry_url}');
@@ -134,12 +150,20 @@ fn run(args: &Args) -> Result<(), String> {
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, orders) = scope.new_collection::<Order, isize>();
             let hourly = orders
-                .map(|(_id, (at, region, total))| ((at.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR, region), total))
-                .reduce(|_hour_region, totals, output: &mut Vec<((i64, i64), isize)>| {
-                    let count: i64 = totals.iter().map(|(_, n)| *n as i64).sum();
-                    let revenue: i64 = totals.iter().map(|(total, n)| **total * *n as i64).sum();
-                    output.push(((count, revenue), 1));
+                .map(|(_id, (at, region, total))| {
+                    (
+                        (at.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR, region),
+                        total,
+                    )
                 })
+                .reduce(
+                    |_hour_region, totals, output: &mut Vec<((i64, i64), isize)>| {
+                        let count: i64 = totals.iter().map(|(_, n)| *n as i64).sum();
+                        let revenue: i64 =
+                            totals.iter().map(|(total, n)| **total * *n as i64).sum();
+                        output.push(((count, revenue), 1));
+                    },
+                )
                 .map(|((hour, region), (count, revenue))| {
                     // AVG of cents, rounded half away from zero to the cent, as numeric division does.
                     let average = (2 * revenue + count) / (2 * count);
@@ -151,7 +175,10 @@ fn run(args: &Args) -> Result<(), String> {
                         Datum::Numeric(Numeric::new(average as i128, 2)),
                     ])
                 });
-            hourly.sink_kafka(&sink_plan).map(|handle| (input, handle.probe)).map_err(|e| e.to_string())
+            hourly
+                .sink_kafka(&sink_plan)
+                .map(|handle| (input, handle.probe))
+                .map_err(|e| e.to_string())
         })?;
         for (time, round) in history.iter().enumerate() {
             if worker.index() == 0 {
@@ -161,7 +188,13 @@ fn run(args: &Args) -> Result<(), String> {
             }
             input.advance_to(time as u64 + 1);
             input.flush();
-            wait_for_commit(worker, &[probe.clone()], &[&sink_plan.monitor], Some(time as u64 + 1), started)?;
+            wait_for_commit(
+                worker,
+                &[probe.clone()],
+                &[&sink_plan.monitor],
+                Some(time as u64 + 1),
+                started,
+            )?;
         }
         drop(input);
         wait_for_commit(worker, &[probe], &[&sink_plan.monitor], None, started)
@@ -177,11 +210,19 @@ fn run(args: &Args) -> Result<(), String> {
     let mut regions_of: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
     let mut schema_ids = BTreeSet::new();
     for (index, message) in messages.iter().enumerate() {
-        let key = message.key.as_deref().ok_or("an upsert message without a key")?;
-        let (schema_id, hour, region) = decode_key(key).ok_or_else(|| format!("an undecodable key: {key:?}"))?;
+        let key = message
+            .key
+            .as_deref()
+            .ok_or("an upsert message without a key")?;
+        let (schema_id, hour, region) =
+            decode_key(key).ok_or_else(|| format!("an undecodable key: {key:?}"))?;
         schema_ids.insert(schema_id);
         if let Some(value) = &message.value {
-            schema_ids.insert(i32::from_be_bytes(value[1..5].try_into().map_err(|_| "a value shorter than its header")?));
+            schema_ids.insert(i32::from_be_bytes(
+                value[1..5]
+                    .try_into()
+                    .map_err(|_| "a value shorter than its header")?,
+            ));
         }
         if index < 4 {
             println!(
@@ -192,7 +233,10 @@ fn run(args: &Args) -> Result<(), String> {
                 message.value_text()
             );
         }
-        regions_of.entry(message.partition).or_default().insert(region);
+        regions_of
+            .entry(message.partition)
+            .or_default()
+            .insert(region);
     }
     // kafka_murmur2(region) puts every hour of a region on one partition.
     for (partition, regions) in &regions_of {
@@ -209,7 +253,10 @@ fn run(args: &Args) -> Result<(), String> {
     println!("  schema ids in the messages: {schema_ids:?}");
     if let Some(registry) = &local_registry {
         for subject in registry.subjects() {
-            println!("  registry subject {subject}: {} version(s)", registry.versions(&subject).len());
+            println!(
+                "  registry subject {subject}: {} version(s)",
+                registry.versions(&subject).len()
+            );
         }
     }
     println!();

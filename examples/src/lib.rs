@@ -28,10 +28,16 @@ impl Target {
     /// The broker at `broker` (`host:port`), or, with none, an embedded one started here.
     pub fn new(broker: Option<String>) -> Result<Target, String> {
         match broker {
-            Some(bootstrap) => Ok(Target { embedded: None, bootstrap }),
+            Some(bootstrap) => Ok(Target {
+                embedded: None,
+                bootstrap,
+            }),
             None => {
                 let embedded = EmbeddedBroker::start().map_err(|e| e.to_string())?;
-                Ok(Target { bootstrap: embedded.bootstrap(), embedded: Some(embedded) })
+                Ok(Target {
+                    bootstrap: embedded.bootstrap(),
+                    embedded: Some(embedded),
+                })
             }
         }
     }
@@ -46,7 +52,10 @@ impl Target {
 
     pub fn describe(&self) -> String {
         match self.embedded {
-            Some(_) => format!("embedded broker (librdkafka's mock cluster) at {}", self.bootstrap),
+            Some(_) => format!(
+                "embedded broker (librdkafka's mock cluster) at {}",
+                self.bootstrap
+            ),
             None => format!("broker at {}", self.bootstrap),
         }
     }
@@ -54,7 +63,8 @@ impl Target {
     /// The plan of sink `name`, ready for this target: on the embedded broker its topics are
     /// created here, as that broker cannot create topics on request.
     pub fn plan(&self, catalog: &Catalog, name: &str) -> Result<SinkPlan, String> {
-        let mut plan = SinkPlan::from_catalog(catalog, name).map_err(|e| format!("sink {name}: {e}"))?;
+        let mut plan =
+            SinkPlan::from_catalog(catalog, name).map_err(|e| format!("sink {name}: {e}"))?;
         match &self.embedded {
             Some(embedded) => embedded.prepare(&mut plan).map_err(|e| e.to_string())?,
             // Recovery then reads the progress topic's raw log and applies its control
@@ -91,7 +101,9 @@ pub fn wait_for_commit(
             }
         }
         if started.elapsed() > DEADLINE {
-            return Err(format!("the sinks did not commit time {time:?} within {DEADLINE:?}"));
+            return Err(format!(
+                "the sinks did not commit time {time:?} within {DEADLINE:?}"
+            ));
         }
         worker.step_or_park(Some(Duration::from_millis(5)));
     }
@@ -109,11 +121,15 @@ pub struct ReadMessage {
 
 impl ReadMessage {
     pub fn key_text(&self) -> String {
-        self.key.as_deref().map_or_else(|| "(no key)".to_string(), text)
+        self.key
+            .as_deref()
+            .map_or_else(|| "(no key)".to_string(), text)
     }
 
     pub fn value_text(&self) -> String {
-        self.value.as_deref().map_or_else(|| "(tombstone)".to_string(), text)
+        self.value
+            .as_deref()
+            .map_or_else(|| "(tombstone)".to_string(), text)
     }
 }
 
@@ -153,7 +169,9 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<ReadMessage>, Stri
     for &partition in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, timeout)
-            .map_err(|e| format!("cannot read the offsets of topic {topic} partition {partition}: {e}"))?;
+            .map_err(|e| {
+                format!("cannot read the offsets of topic {topic} partition {partition}: {e}")
+            })?;
         if high > low {
             ends.insert(partition, high);
             assignment
@@ -161,14 +179,19 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<ReadMessage>, Stri
                 .map_err(|e| format!("topic {topic} partition {partition}: {e}"))?;
         }
     }
-    consumer.assign(&assignment).map_err(|e| format!("cannot read topic {topic}: {e}"))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| format!("cannot read topic {topic}: {e}"))?;
     let mut messages = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     // Transaction markers take offsets too, so a partition is read once the next offset to
     // fetch reaches its end, not once a message at `end - 1` arrived.
     while !ends.is_empty() {
         if Instant::now() > deadline {
-            return Err(format!("reading topic {topic} took more than 30 s; {} partitions left", ends.len()));
+            return Err(format!(
+                "reading topic {topic} took more than 30 s; {} partitions left",
+                ends.len()
+            ));
         }
         if let Some(result) = consumer.poll(Duration::from_millis(100)) {
             let message = result.map_err(|e| format!("reading topic {topic}: {e}"))?;
@@ -179,9 +202,13 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<ReadMessage>, Stri
                 value: message.payload().map(<[u8]>::to_vec),
             });
         }
-        let positions = consumer.position().map_err(|e| format!("reading topic {topic}: {e}"))?;
+        let positions = consumer
+            .position()
+            .map_err(|e| format!("reading topic {topic}: {e}"))?;
         ends.retain(|&partition, &mut end| {
-            let at = positions.find_partition(topic, partition).map(|p| p.offset());
+            let at = positions
+                .find_partition(topic, partition)
+                .map(|p| p.offset());
             !matches!(at, Some(Offset::Offset(next)) if next >= end)
         });
     }
@@ -197,9 +224,15 @@ pub fn print_report(report: &SinkReport) {
         Some(t) => format!("every time before {t}"),
         None => "nothing yet".to_string(),
     };
-    let ran = report.history.iter().any(|change| change.status == SinkStatus::Running);
+    let ran = report
+        .history
+        .iter()
+        .any(|change| change.status == SinkStatus::Running);
     match &report.status {
-        SinkStatus::Dropped if ran => println!("sink {}: ran, and was dropped when its dataflow finished", report.name),
+        SinkStatus::Dropped if ran => println!(
+            "sink {}: ran, and was dropped when its dataflow finished",
+            report.name
+        ),
         status => println!("sink {}: {}", report.name, status.name()),
     }
     if let SinkStatus::Failed { error } | SinkStatus::Stalled { error, .. } = &report.status {
@@ -234,9 +267,22 @@ pub fn print_messages(topic: &str, messages: &[ReadMessage], count: usize) {
     for message in messages {
         *per_partition.entry(message.partition).or_default() += 1;
     }
-    let spread: Vec<String> = per_partition.iter().map(|(p, n)| format!("p{p}: {n}")).collect();
-    println!("topic {topic}: {} messages ({})", messages.len(), spread.join(", "));
+    let spread: Vec<String> = per_partition
+        .iter()
+        .map(|(p, n)| format!("p{p}: {n}"))
+        .collect();
+    println!(
+        "topic {topic}: {} messages ({})",
+        messages.len(),
+        spread.join(", ")
+    );
     for message in messages.iter().take(count) {
-        println!("  p{}@{} {} => {}", message.partition, message.offset, message.key_text(), message.value_text());
+        println!(
+            "  p{}@{} {} => {}",
+            message.partition,
+            message.offset,
+            message.key_text(),
+            message.value_text()
+        );
     }
 }

@@ -40,7 +40,14 @@ pub struct OrderOptions {
 
 impl Default for OrderOptions {
     fn default() -> Self {
-        OrderOptions { broker: None, workers: 2, orders: 200, rounds: 5, seed: 42, show: 4 }
+        OrderOptions {
+            broker: None,
+            workers: 2,
+            orders: 200,
+            rounds: 5,
+            seed: 42,
+            show: 4,
+        }
     }
 }
 
@@ -93,21 +100,27 @@ pub fn history(orders: usize, rounds: u64, seed: u64) -> (Vec<Round>, usize) {
     let first_day = Date::from_ymd(2024, 5, 1).expect("a valid date").0;
     let mut state: BTreeMap<i64, OrderState> = BTreeMap::new();
     let mut next_id = 1000i64;
-    let mut new_order = |rng: &mut StdRng, round: &mut Round, state: &mut BTreeMap<i64, OrderState>, day: i32| {
-        let id = next_id;
-        next_id += 1;
-        let order = OrderState {
-            customer: rng.gen_range(1..=50),
-            date: first_day + day,
-            status: "pending",
-            items: (1..=rng.gen_range(1..=4)).map(|line| (line, rng.gen_range(1..=5), rng.gen_range(199..=19_999))).collect(),
+    let mut new_order =
+        |rng: &mut StdRng, round: &mut Round, state: &mut BTreeMap<i64, OrderState>, day: i32| {
+            let id = next_id;
+            next_id += 1;
+            let order = OrderState {
+                customer: rng.gen_range(1..=50),
+                date: first_day + day,
+                status: "pending",
+                items: (1..=rng.gen_range(1..=4))
+                    .map(|line| (line, rng.gen_range(1..=5), rng.gen_range(199..=19_999)))
+                    .collect(),
+            };
+            round.orders.push((
+                (id, (order.customer, order.date, order.status.to_string())),
+                1,
+            ));
+            for &(line, quantity, price) in &order.items {
+                round.items.push(((id, (line, quantity, price)), 1));
+            }
+            state.insert(id, order);
         };
-        round.orders.push(((id, (order.customer, order.date, order.status.to_string())), 1));
-        for &(line, quantity, price) in &order.items {
-            round.items.push(((id, (line, quantity, price)), 1));
-        }
-        state.insert(id, order);
-    };
     let mut history = Vec::new();
     let mut snapshot = Round::default();
     for _ in 0..orders {
@@ -128,7 +141,10 @@ pub fn history(orders: usize, rounds: u64, seed: u64) -> (Vec<Round>, usize) {
                 // Deleted: the order and its items go, and its summary becomes a tombstone.
                 0 => {
                     let order = state.remove(&id).expect("present");
-                    round.orders.push(((id, (order.customer, order.date, order.status.to_string())), -1));
+                    round.orders.push((
+                        (id, (order.customer, order.date, order.status.to_string())),
+                        -1,
+                    ));
                     for (line, quantity, price) in order.items {
                         round.items.push(((id, (line, quantity, price)), -1));
                     }
@@ -147,9 +163,14 @@ pub fn history(orders: usize, rounds: u64, seed: u64) -> (Vec<Round>, usize) {
                         "shipped" => "delivered",
                         _ => continue,
                     };
-                    round.orders.push(((id, (order.customer, order.date, order.status.to_string())), -1));
+                    round.orders.push((
+                        (id, (order.customer, order.date, order.status.to_string())),
+                        -1,
+                    ));
                     order.status = next;
-                    round.orders.push(((id, (order.customer, order.date, next.to_string())), 1));
+                    round
+                        .orders
+                        .push(((id, (order.customer, order.date, next.to_string())), 1));
                 }
             }
         }
@@ -163,7 +184,14 @@ pub fn history(orders: usize, rounds: u64, seed: u64) -> (Vec<Round>, usize) {
 }
 
 /// A summary as the `order_summaries` row.
-fn summary_row(order_id: i64, customer: i64, date: i32, status: &str, total_cents: i64, items: i64) -> Row {
+fn summary_row(
+    order_id: i64,
+    customer: i64,
+    date: i32,
+    status: &str,
+    total_cents: i64,
+    items: i64,
+) -> Row {
     Row::pack_slice(&[
         Datum::Int64(order_id),
         Datum::Int64(customer),
@@ -177,7 +205,11 @@ fn summary_row(order_id: i64, customer: i64, date: i32, status: &str, total_cent
 /// Runs the pipeline, reads both topics back and prints them with the sinks' reports.
 pub fn run(options: &OrderOptions) -> Result<(), String> {
     let target = Target::new(options.broker.clone())?;
-    println!("order pipeline on {} workers, {}", options.workers, target.describe());
+    println!(
+        "order pipeline on {} workers, {}",
+        options.workers,
+        target.describe()
+    );
     let catalog = catalog(&statements(target.bootstrap()))?;
     let upserts = target.plan(&catalog, "order_updates")?;
     let changes = target.plan(&catalog, "order_changes")?;
@@ -192,15 +224,22 @@ pub fn run(options: &OrderOptions) -> Result<(), String> {
             let (items_input, items) = scope.new_collection::<Item, isize>();
             let summaries = orders
                 .join(items)
-                .map(|(id, ((customer, date, status), (_line, quantity, price)))| {
-                    ((id, customer, date, status), quantity * price)
-                })
+                .map(
+                    |(id, ((customer, date, status), (_line, quantity, price)))| {
+                        ((id, customer, date, status), quantity * price)
+                    },
+                )
                 .reduce(|_order, amounts, output: &mut Vec<((i64, i64), isize)>| {
-                    let total: i64 = amounts.iter().map(|(amount, count)| **amount * *count as i64).sum();
+                    let total: i64 = amounts
+                        .iter()
+                        .map(|(amount, count)| **amount * *count as i64)
+                        .sum();
                     let count: i64 = amounts.iter().map(|(_, count)| *count as i64).sum();
                     output.push(((total, count), 1));
                 })
-                .map(|((id, customer, date, status), (total, count))| summary_row(id, customer, date, &status, total, count));
+                .map(|((id, customer, date, status), (total, count))| {
+                    summary_row(id, customer, date, &status, total, count)
+                });
             let upserted = summaries.clone().sink_kafka(&upsert_plan);
             let changed = summaries.sink_kafka(&change_plan);
             match (upserted, changed) {
@@ -226,7 +265,10 @@ pub fn run(options: &OrderOptions) -> Result<(), String> {
             wait_for_commit(worker, &probes, &monitors, Some(time + 1), started)?;
             if worker.index() == 0 {
                 let what = if time == 0 { "snapshot" } else { "round" };
-                println!("  time {time} ({what}) committed to both topics after {:.2} s", started.elapsed().as_secs_f64());
+                println!(
+                    "  time {time} ({what}) committed to both topics after {:.2} s",
+                    started.elapsed().as_secs_f64()
+                );
             }
         }
         drop(orders);

@@ -63,7 +63,10 @@ pub struct KafkaConnection {
 
 impl KafkaConnection {
     /// Resolves `connection`'s secrets in `catalog`.
-    pub fn resolve(catalog: &Catalog, connection: &ConnectionSpec) -> Result<KafkaConnection, SpecError> {
+    pub fn resolve(
+        catalog: &Catalog,
+        connection: &ConnectionSpec,
+    ) -> Result<KafkaConnection, SpecError> {
         let mut config = ClientConfig::new();
         let mut secrets = Vec::new();
         config.set("bootstrap.servers", connection.brokers.join(","));
@@ -81,7 +84,10 @@ impl KafkaConnection {
         if let Some(sasl) = &connection.sasl {
             config.set("sasl.mechanisms", sasl.mechanism.as_str());
             config.set("sasl.username", reveal(&sasl.username)?);
-            config.set("sasl.password", reveal(&StringOrSecret::Secret(sasl.password.clone()))?);
+            config.set(
+                "sasl.password",
+                reveal(&StringOrSecret::Secret(sasl.password.clone()))?,
+            );
         }
         if let Some(key) = &connection.ssl_key {
             config.set("ssl.key.pem", reveal(&StringOrSecret::Secret(key.clone()))?);
@@ -164,14 +170,22 @@ impl KafkaConnection {
     pub fn probe(&self, timeout: Duration) -> Probe {
         let context = ProbeContext {
             secrets: self.secrets.clone(),
-            brokers: self.brokers().split(',').filter(|b| !b.trim().is_empty()).count().max(1),
+            brokers: self
+                .brokers()
+                .split(',')
+                .filter(|b| !b.trim().is_empty())
+                .count()
+                .max(1),
             state: Mutex::new(ProbeState::default()),
         };
         let mut config = self.config.clone();
         let millis = |d: Duration| d.as_millis().clamp(1, i32::MAX as u128).to_string();
         // librdkafka's defaults wait 30 s for a TCP and TLS setup and back off up to 10 s
         // between attempts; a probe must fail within its own timeout.
-        config.set("socket.connection.setup.timeout.ms", millis(timeout.max(Duration::from_secs(1))));
+        config.set(
+            "socket.connection.setup.timeout.ms",
+            millis(timeout.max(Duration::from_secs(1))),
+        );
         config.set("reconnect.backoff.ms", "50");
         config.set("reconnect.backoff.max.ms", "500");
         config.set_log_level(RDKafkaLogLevel::Debug);
@@ -179,8 +193,14 @@ impl KafkaConnection {
             Ok(producer) => producer,
             Err(error) => {
                 let reason = self.redact(&describe_client_error(&error));
-                let result = Err(ConnectionError::Options { connection: self.name.clone(), reason });
-                return Probe { result, log: Vec::new() };
+                let result = Err(ConnectionError::Options {
+                    connection: self.name.clone(),
+                    reason,
+                });
+                return Probe {
+                    result,
+                    log: Vec::new(),
+                };
             }
         };
         let started = Instant::now();
@@ -208,7 +228,10 @@ impl KafkaConnection {
                 break Ok(());
             }
         };
-        Probe { result: outcome, log: producer.context().take_log() }
+        Probe {
+            result: outcome,
+            log: producer.context().take_log(),
+        }
     }
 
     fn failure(&self, failure: Failure) -> ConnectionError {
@@ -225,10 +248,22 @@ impl KafkaConnection {
                 hint: "; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
                        brokers accept that mechanism on this port",
             }
-        } else if failure.code == RDKafkaErrorCode::SSL || lower.contains("ssl") || lower.contains("tls") {
-            ConnectionError::Tls { connection, address, hint: tls_hint(&lower), reason }
+        } else if failure.code == RDKafkaErrorCode::SSL
+            || lower.contains("ssl")
+            || lower.contains("tls")
+        {
+            ConnectionError::Tls {
+                connection,
+                address,
+                hint: tls_hint(&lower),
+                reason,
+            }
         } else {
-            ConnectionError::Unreachable { connection, address, reason }
+            ConnectionError::Unreachable {
+                connection,
+                address,
+                reason,
+            }
         }
     }
 }
@@ -287,7 +322,9 @@ pub enum ConnectionError {
         reason: String,
     },
     /// The brokers took the connection but never answered.
-    #[error("Kafka connection \"{connection}\" at {address} did not answer within {waited:?}{hint}")]
+    #[error(
+        "Kafka connection \"{connection}\" at {address} did not answer within {waited:?}{hint}"
+    )]
     NoAnswer {
         connection: String,
         address: String,
@@ -348,7 +385,9 @@ struct ProbeContext {
 
 impl ProbeContext {
     fn state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn decisive_failure(&self) -> Option<Failure> {
@@ -382,7 +421,8 @@ impl ClientContext for ProbeContext {
         let failure = Failure { code, reason };
         // A TLS alert (a client certificate refused after the handshake seemed done, in TLS
         // 1.3) comes as a transport error, and retrying meets the same alert.
-        let tls_refusal = failure.reason.contains("SSL routines") || failure.reason.contains("SSL alert");
+        let tls_refusal =
+            failure.reason.contains("SSL routines") || failure.reason.contains("SSL alert");
         match code {
             _ if tls_refusal => {
                 state.decisive.get_or_insert(failure.clone());
@@ -437,7 +477,9 @@ fn split_broker_prefix(reason: &str) -> (Option<String>, &str) {
     if prefix.is_empty() || prefix.contains(char::is_whitespace) {
         return (None, reason);
     }
-    let broker = prefix.split_once("://").map_or(prefix, |(_scheme, rest)| rest);
+    let broker = prefix
+        .split_once("://")
+        .map_or(prefix, |(_scheme, rest)| rest);
     match broker.rsplit_once('/') {
         Some((address, _id)) if !address.is_empty() => (Some(address.to_string()), message),
         _ => (None, reason),
@@ -465,7 +507,9 @@ fn no_answer_hint(protocol: Option<&str>) -> &'static str {
             "; the brokers took the connection but not the SASL handshake: check SECURITY \
              PROTOCOL and that the listener on this port is configured for SASL"
         }
-        Some("SSL") => "; the brokers took the connection but did not answer over TLS: check SECURITY PROTOCOL",
+        Some("SSL") => {
+            "; the brokers took the connection but did not answer over TLS: check SECURITY PROTOCOL"
+        }
         _ => "; check BROKERS and SECURITY PROTOCOL",
     }
 }
@@ -488,7 +532,10 @@ fn redact_with(secrets: &[Secret], text: &str) -> String {
 }
 
 /// Resolves a schema registry connection's secrets into a client configuration.
-pub fn registry_config(catalog: &Catalog, registry: &RegistrySpec) -> Result<RegistryConfig, SpecError> {
+pub fn registry_config(
+    catalog: &Catalog,
+    registry: &RegistrySpec,
+) -> Result<RegistryConfig, SpecError> {
     let mut config = RegistryConfig::new(registry.url.clone());
     if let Some(username) = &registry.username {
         let password: Option<Secret> = match &registry.password {
@@ -501,7 +548,10 @@ pub fn registry_config(catalog: &Catalog, registry: &RegistrySpec) -> Result<Reg
         config.ssl_key = Some(catalog.secret_value(key)?.clone());
     }
     let reveal = |value: &Option<StringOrSecret>| -> Result<Option<String>, SpecError> {
-        value.as_ref().map(|v| catalog.reveal(v).map(str::to_string)).transpose()
+        value
+            .as_ref()
+            .map(|v| catalog.reveal(v).map(str::to_string))
+            .transpose()
     };
     config.ssl_certificate = reveal(&registry.ssl_certificate)?;
     config.ssl_certificate_authority = reveal(&registry.ssl_certificate_authority)?;
@@ -533,7 +583,8 @@ mod tests {
     #[test]
     fn kafka_options_carry_resolved_secrets_but_never_print_them() {
         let catalog = Catalog::from_sql(STATEMENTS).unwrap();
-        let connection = KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
+        let connection =
+            KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
         let config = connection.client_config();
         assert_eq!(config.get("bootstrap.servers"), Some("a:9092,b:9092"));
         assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
@@ -543,20 +594,30 @@ mod tests {
         assert_eq!(config.get("ssl.certificate.pem"), Some("cert-pem"));
         assert_eq!(connection.progress_topic, "progress");
         let printed = format!("{connection:?}");
-        assert!(!printed.contains("hunter2") && !printed.contains("BEGIN PRIVATE KEY"), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("BEGIN PRIVATE KEY"),
+            "{printed}"
+        );
         assert!(printed.contains("sasl.password"));
     }
 
     #[test]
     fn every_value_from_a_secret_is_redacted() {
         let catalog = Catalog::from_sql(STATEMENTS).unwrap();
-        let mut connection = KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
+        let mut connection =
+            KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
         connection.set("ssl.key.password", "passphrase-for-the-key");
         let text = "auth hunter2 key -----BEGIN PRIVATE KEY-----secret pass passphrase-for-the-key user alice";
-        assert_eq!(connection.redact(text), "auth <redacted> key <redacted> pass <redacted> user alice");
+        assert_eq!(
+            connection.redact(text),
+            "auth <redacted> key <redacted> pass <redacted> user alice"
+        );
         // An option given in the clear is not a secret; one line of a multi-line key is.
         let key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\n-----END PRIVATE KEY-----\n";
-        let redacted = redact_with(&[Secret::new(key)], "line MIGHAgEAMBMGByqGSM49AgEGCCqGSM49 quoted");
+        let redacted = redact_with(
+            &[Secret::new(key)],
+            "line MIGHAgEAMBMGByqGSM49AgEGCCqGSM49 quoted",
+        );
         assert_eq!(redacted, "line <redacted> quoted");
         assert_eq!(connection.redact("cert-pem"), "cert-pem");
     }
@@ -565,34 +626,61 @@ mod tests {
     fn broker_prefixes_become_the_address() {
         assert_eq!(
             split_broker_prefix("ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: bad"),
-            (Some("127.0.0.1:9093".to_string()), "SSL handshake failed: bad")
+            (
+                Some("127.0.0.1:9093".to_string()),
+                "SSL handshake failed: bad"
+            )
         );
         assert_eq!(
             split_broker_prefix("sasl_plaintext://b:9092/1: Disconnected"),
             (Some("b:9092".to_string()), "Disconnected")
         );
         assert_eq!(
-            split_broker_prefix("127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused"),
-            (Some("127.0.0.1:9".to_string()), "Connect to ipv4#127.0.0.1:9 failed: Connection refused")
+            split_broker_prefix(
+                "127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused"
+            ),
+            (
+                Some("127.0.0.1:9".to_string()),
+                "Connect to ipv4#127.0.0.1:9 failed: Connection refused"
+            )
         );
-        assert_eq!(split_broker_prefix("1/1 brokers are down"), (None, "1/1 brokers are down"));
-        assert_eq!(split_broker_prefix("Local: Timed out: x"), (None, "Local: Timed out: x"));
+        assert_eq!(
+            split_broker_prefix("1/1 brokers are down"),
+            (None, "1/1 brokers are down")
+        );
+        assert_eq!(
+            split_broker_prefix("Local: Timed out: x"),
+            (None, "Local: Timed out: x")
+        );
     }
 
     #[test]
     fn an_unreachable_broker_is_named_quickly() {
         // A port nobody listens on: the connection is refused at once.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let connection = KafkaConnection::plaintext("local", format!("127.0.0.1:{port}"));
         let started = Instant::now();
         let error = connection.check_within(Duration::from_secs(5)).unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?} {error}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?} {error}",
+            started.elapsed()
+        );
         let message = error.to_string();
         assert!(
-            message.starts_with(&format!("cannot connect to Kafka connection \"local\" at 127.0.0.1:{port}: ")),
+            message.starts_with(&format!(
+                "cannot connect to Kafka connection \"local\" at 127.0.0.1:{port}: "
+            )),
             "{message}"
         );
-        assert!(matches!(error, ConnectionError::Unreachable { .. }), "{error:?}");
+        assert!(
+            matches!(error, ConnectionError::Unreachable { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -607,11 +695,21 @@ mod tests {
         let connection = KafkaConnection::plaintext("quiet", address.to_string());
         let started = Instant::now();
         let error = connection.check_within(Duration::from_secs(1)).unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?} {error}", started.elapsed());
-        let message = error.to_string();
-        assert!(message.contains(&format!("Kafka connection \"quiet\" at {address}")), "{message}");
         assert!(
-            matches!(error, ConnectionError::NoAnswer { .. } | ConnectionError::Unreachable { .. }),
+            started.elapsed() < Duration::from_secs(3),
+            "{:?} {error}",
+            started.elapsed()
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("Kafka connection \"quiet\" at {address}")),
+            "{message}"
+        );
+        assert!(
+            matches!(
+                error,
+                ConnectionError::NoAnswer { .. } | ConnectionError::Unreachable { .. }
+            ),
             "{error:?}"
         );
     }
@@ -622,7 +720,10 @@ mod tests {
         let config = registry_config(&catalog, catalog.registry("csr").unwrap()).unwrap();
         assert_eq!(config.url, "https://registry.example.com");
         assert_eq!(config.username.as_deref(), Some("bob"));
-        assert_eq!(config.password.as_ref().map(Secret::expose), Some("swordfish"));
+        assert_eq!(
+            config.password.as_ref().map(Secret::expose),
+            Some("swordfish")
+        );
         assert!(!format!("{config:?}").contains("swordfish"));
     }
 }

@@ -48,8 +48,14 @@ pub struct EmbeddedBroker {
 pub enum EmbeddedError {
     #[error("cannot start the embedded broker (librdkafka's mock cluster): {0}")]
     Start(KafkaError),
-    #[error("the embedded broker cannot create topic {topic} with {partitions} partitions: {error}")]
-    CreateTopic { topic: String, partitions: i32, error: KafkaError },
+    #[error(
+        "the embedded broker cannot create topic {topic} with {partitions} partitions: {error}"
+    )]
+    CreateTopic {
+        topic: String,
+        partitions: i32,
+        error: KafkaError,
+    },
     #[error("topic {topic}: TOPIC PARTITION COUNT {partitions} is not a positive number")]
     Partitions { topic: String, partitions: i32 },
 }
@@ -75,12 +81,19 @@ impl EmbeddedBroker {
     /// whatever its partition count.
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), EmbeddedError> {
         if partitions < 1 {
-            return Err(EmbeddedError::Partitions { topic: topic.to_string(), partitions });
+            return Err(EmbeddedError::Partitions {
+                topic: topic.to_string(),
+                partitions,
+            });
         }
         match self.cluster.create_topic(topic, partitions, 1) {
             // Sinks on one connection share its progress topic.
             Ok(()) | Err(KafkaError::MockCluster(RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
-            Err(error) => Err(EmbeddedError::CreateTopic { topic: topic.to_string(), partitions, error }),
+            Err(error) => Err(EmbeddedError::CreateTopic {
+                topic: topic.to_string(),
+                partitions,
+                error,
+            }),
         }
     }
 
@@ -94,7 +107,10 @@ impl EmbeddedBroker {
     /// ApiVersions request). That is right as long as no transaction on the topic was aborted,
     /// which holds for a broker that starts empty with its process and sees no faults.
     pub fn prepare(&self, plan: &mut SinkPlan) -> Result<(), EmbeddedError> {
-        let partitions = plan.spec.topic_partition_count.unwrap_or(DEFAULT_PARTITIONS);
+        let partitions = plan
+            .spec
+            .topic_partition_count
+            .unwrap_or(DEFAULT_PARTITIONS);
         self.create_topic(&plan.spec.topic, partitions)?;
         self.create_topic(&plan.connection.progress_topic, 1)?;
         plan.broker_shows_aborted_records = false;
@@ -104,7 +120,9 @@ impl EmbeddedBroker {
 
 impl std::fmt::Debug for EmbeddedBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBroker").field("bootstrap", &self.bootstrap()).finish()
+        f.debug_struct("EmbeddedBroker")
+            .field("bootstrap", &self.bootstrap())
+            .finish()
     }
 }
 
@@ -127,12 +145,21 @@ mod tests {
         assert!(!data.created);
         assert_eq!(data.partitions, 4);
         assert!(data.differences.is_empty(), "{data}");
-        let progress = ensure_progress_topic(connection.client_config(), &connection.progress_topic, None).unwrap();
+        let progress =
+            ensure_progress_topic(connection.client_config(), &connection.progress_topic, None)
+                .unwrap();
         assert_eq!(progress.partitions, 1);
         // The compaction it asks for cannot be checked on the mock: a note, not an error.
-        assert_eq!(progress.differences, vec![TopicDifference::ConfigsNotDescribed]);
+        assert_eq!(
+            progress.differences,
+            vec![TopicDifference::ConfigsNotDescribed]
+        );
         // Without CreateTopics or DescribeConfigs requests, nothing waits for an admin timeout.
-        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -141,13 +168,19 @@ mod tests {
         broker.create_topic("shared", 1).unwrap();
         broker.create_topic("shared", 5).unwrap();
         let connection = broker.connection("k");
-        assert_eq!(crate::topic::partition_count(connection.client_config(), "shared").unwrap(), 1);
+        assert_eq!(
+            crate::topic::partition_count(connection.client_config(), "shared").unwrap(),
+            1
+        );
     }
 
     #[test]
     fn a_partition_count_below_one_names_the_topic() {
         let broker = EmbeddedBroker::start().unwrap();
         let error = broker.create_topic("orders", 0).unwrap_err();
-        assert_eq!(error.to_string(), "topic orders: TOPIC PARTITION COUNT 0 is not a positive number");
+        assert_eq!(
+            error.to_string(),
+            "topic orders: TOPIC PARTITION COUNT 0 is not a positive number"
+        );
     }
 }

@@ -44,7 +44,12 @@ pub struct FeedError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FeedItem {
     /// `row` of table number `table` (in [`FeedTables`] order) gains `diff` copies at `time`.
-    Update { table: usize, time: u64, row: Row, diff: isize },
+    Update {
+        table: usize,
+        time: u64,
+        row: Row,
+        diff: isize,
+    },
     /// No update before this time follows.
     Advance(u64),
 }
@@ -52,7 +57,10 @@ pub enum FeedItem {
 /// What the reader thread hands the dataflow.
 #[derive(Debug)]
 pub enum FeedMessage {
-    Item { line: u64, item: FeedItem },
+    Item {
+        line: u64,
+        item: FeedItem,
+    },
     /// The line could not be read or applied; nothing after it is read.
     Error(FeedError),
     /// The end of the feed.
@@ -120,7 +128,11 @@ pub struct FeedParser {
 
 impl FeedParser {
     pub fn new(tables: FeedTables) -> FeedParser {
-        FeedParser { tables, frontier: 0, frontier_line: None }
+        FeedParser {
+            tables,
+            frontier: 0,
+            frontier_line: None,
+        }
     }
 
     /// Every update before this time has been read.
@@ -134,37 +146,59 @@ impl FeedParser {
         if text.trim().is_empty() {
             return Ok(None);
         }
-        let raw: RawLine<'_> = serde_json::from_str(text).map_err(|e| error(format!("not a feed line: {e}")))?;
+        let raw: RawLine<'_> =
+            serde_json::from_str(text).map_err(|e| error(format!("not a feed line: {e}")))?;
         if let Some(advance) = raw.advance {
-            if raw.table.is_some() || raw.time.is_some() || raw.diff.is_some() || raw.row.is_some() {
+            if raw.table.is_some() || raw.time.is_some() || raw.diff.is_some() || raw.row.is_some()
+            {
                 return Err(error("an \"advance\" line has no other fields".to_string()));
             }
             self.check_time(line, advance, "advance")?;
             self.set_frontier(line, advance);
             return Ok(Some(FeedItem::Advance(advance)));
         }
-        let table_name = raw.table.ok_or_else(|| error("missing \"table\" (or \"advance\")".to_string()))?;
-        let time = raw.time.ok_or_else(|| error("missing \"time\"".to_string()))?;
+        let table_name = raw
+            .table
+            .ok_or_else(|| error("missing \"table\" (or \"advance\")".to_string()))?;
+        let time = raw
+            .time
+            .ok_or_else(|| error("missing \"time\"".to_string()))?;
         let diff = raw.diff.unwrap_or(1);
         let diff = isize::try_from(diff).map_err(|_| error(format!("diff {diff} does not fit")))?;
-        let row = raw.row.ok_or_else(|| error("missing \"row\"".to_string()))?;
+        let row = raw
+            .row
+            .ok_or_else(|| error("missing \"row\"".to_string()))?;
         let table = self.tables.index(&table_name).ok_or_else(|| {
             let known: Vec<&str> = self.tables.tables.iter().map(|(n, _)| n.as_str()).collect();
-            error(format!("unknown table \"{table_name}\" (the tables are {})", known.join(", ")))
+            error(format!(
+                "unknown table \"{table_name}\" (the tables are {})",
+                known.join(", ")
+            ))
         })?;
         self.check_time(line, time, "time")?;
         let desc = &self.tables.tables[table].1;
         let row = row_from_raw(desc, row).map_err(|e| error(format!("table {table_name}: {e}")))?;
         self.set_frontier(line, time);
-        Ok(Some(FeedItem::Update { table, time, row, diff }))
+        Ok(Some(FeedItem::Update {
+            table,
+            time,
+            row,
+            diff,
+        }))
     }
 
     fn check_time(&self, line: u64, time: u64, what: &str) -> Result<(), FeedError> {
         if time < self.frontier {
-            let since = self.frontier_line.map(|l| format!(" (set by line {l})")).unwrap_or_default();
+            let since = self
+                .frontier_line
+                .map(|l| format!(" (set by line {l})"))
+                .unwrap_or_default();
             return Err(FeedError {
                 line,
-                message: format!("{what} {time} goes back in time: the feed is already at time {}{since}", self.frontier),
+                message: format!(
+                    "{what} {time} goes back in time: the feed is already at time {}{since}",
+                    self.frontier
+                ),
             });
         }
         Ok(())
@@ -194,7 +228,12 @@ pub fn spawn_reader(
     receive
 }
 
-fn read_feed(mut source: Box<dyn BufRead + Send>, mut parser: FeedParser, pace: Option<Duration>, send: SyncSender<FeedMessage>) {
+fn read_feed(
+    mut source: Box<dyn BufRead + Send>,
+    mut parser: FeedParser,
+    pace: Option<Duration>,
+    send: SyncSender<FeedMessage>,
+) {
     let mut line = 0u64;
     let mut text = String::new();
     loop {
@@ -207,7 +246,10 @@ fn read_feed(mut source: Box<dyn BufRead + Send>, mut parser: FeedParser, pace: 
             }
             Ok(_) => {}
             Err(e) => {
-                let _ = send.send(FeedMessage::Error(FeedError { line, message: format!("cannot read the feed: {e}") }));
+                let _ = send.send(FeedMessage::Error(FeedError {
+                    line,
+                    message: format!("cannot read the feed: {e}"),
+                }));
                 return;
             }
         }
@@ -246,25 +288,35 @@ fn row_from_raw(desc: &RelationDesc, raw: &RawValue) -> Result<Row, ValueError> 
     let text = raw.get().trim_start();
     let mut values: Vec<Option<&RawValue>> = vec![None; desc.arity()];
     if text.starts_with('[') {
-        let items: Vec<&RawValue> =
-            serde_json::from_str(raw.get()).map_err(|e| ValueError(format!("\"row\" is not an array of values: {e}")))?;
+        let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+            .map_err(|e| ValueError(format!("\"row\" is not an array of values: {e}")))?;
         if items.len() != desc.arity() {
-            return Err(ValueError(format!("the row has {} values but the table has {} columns", items.len(), desc.arity())));
+            return Err(ValueError(format!(
+                "the row has {} values but the table has {} columns",
+                items.len(),
+                desc.arity()
+            )));
         }
         values = items.into_iter().map(Some).collect();
     } else if text.starts_with('{') {
-        let fields: Vec<(String, &RawValue)> = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())
-            .map_err(|e| ValueError(format!("\"row\" is not an object of values: {e}")))?
-            .into_iter()
-            .collect();
+        let fields: Vec<(String, &RawValue)> =
+            serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())
+                .map_err(|e| ValueError(format!("\"row\" is not an object of values: {e}")))?
+                .into_iter()
+                .collect();
         for (name, value) in fields {
             let (index, _) = desc.get_by_name(&name).ok_or_else(|| {
-                ValueError(format!("unknown column \"{name}\" (the columns are {})", desc.names().collect::<Vec<_>>().join(", ")))
+                ValueError(format!(
+                    "unknown column \"{name}\" (the columns are {})",
+                    desc.names().collect::<Vec<_>>().join(", ")
+                ))
             })?;
             values[index] = Some(value);
         }
     } else {
-        return Err(ValueError("\"row\" must be an object or an array".to_string()));
+        return Err(ValueError(
+            "\"row\" must be an object or an array".to_string(),
+        ));
     }
     let mut packer = RowPacker::new();
     for (index, value) in values.into_iter().enumerate() {
@@ -273,7 +325,13 @@ fn row_from_raw(desc: &RelationDesc, raw: &RawValue) -> Result<Row, ValueError> 
             None => push_json(&mut packer, &column.typ, &Value::Null),
             Some(raw) => push_raw(&mut packer, &column.typ, raw),
         };
-        result.map_err(|e| ValueError(format!("column \"{}\" ({}): {e}", column.name, column.typ.scalar_type.name())))?;
+        result.map_err(|e| {
+            ValueError(format!(
+                "column \"{}\" ({}): {e}",
+                column.name,
+                column.typ.scalar_type.name()
+            ))
+        })?;
     }
     Ok(packer.finish())
 }
@@ -285,7 +343,8 @@ fn push_raw(packer: &mut RowPacker, ty: &ColumnType, raw: &RawValue) -> Result<(
             return push_numeric(packer, text, scale);
         }
     }
-    let value: Value = serde_json::from_str(raw.get()).map_err(|e| ValueError(format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(raw.get()).map_err(|e| ValueError(format!("not JSON: {e}")))?;
     push_json(packer, ty, &value)
 }
 
@@ -310,7 +369,12 @@ pub fn row_from_json(desc: &RelationDesc, value: &Value) -> Result<Row, ValueErr
                     .map_err(|e| ValueError(format!("column \"{}\": {e}", column.name)))?;
             }
         }
-        other => return Err(ValueError(format!("expected a row object, found {}", kind_of(other)))),
+        other => {
+            return Err(ValueError(format!(
+                "expected a row object, found {}",
+                kind_of(other)
+            )))
+        }
     }
     Ok(packer.finish())
 }
@@ -327,7 +391,11 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 fn wrong(expected: &str, value: &Value) -> ValueError {
-    ValueError(format!("expected {expected}, found {} {}", kind_of(value), truncated(value)))
+    ValueError(format!(
+        "expected {expected}, found {} {}",
+        kind_of(value),
+        truncated(value)
+    ))
 }
 
 fn truncated(value: &Value) -> String {
@@ -372,12 +440,13 @@ fn float(value: &Value) -> Result<f64, ValueError> {
 }
 
 fn push_numeric(packer: &mut RowPacker, text: &str, scale: Option<u8>) -> Result<(), ValueError> {
-    let parsed = Numeric::parse(text).ok_or_else(|| ValueError(format!("expected a numeric, found {text}")))?;
+    let parsed = Numeric::parse(text)
+        .ok_or_else(|| ValueError(format!("expected a numeric, found {text}")))?;
     let numeric = match scale {
         Some(scale) if !parsed.is_nan() => {
-            let mantissa = parsed
-                .rescale(scale)
-                .ok_or_else(|| ValueError(format!("{text} does not fit a numeric with scale {scale}")))?;
+            let mantissa = parsed.rescale(scale).ok_or_else(|| {
+                ValueError(format!("{text} does not fit a numeric with scale {scale}"))
+            })?;
             Numeric::new(mantissa, scale)
         }
         _ => parsed,
@@ -422,24 +491,37 @@ fn push_scalar(packer: &mut RowPacker, ty: &ScalarType, value: &Value) -> Result
             let text = number_text(value).ok_or_else(|| wrong("a numeric", value))?;
             return push_numeric(packer, &text, *scale);
         }
-        ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. } => Datum::String(string(value, "a string")?),
+        ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. } => {
+            Datum::String(string(value, "a string")?)
+        }
         ScalarType::Bytes => {
-            let bytes = base64_decode(string(value, "a base64 string")?).ok_or_else(|| wrong("standard base64", value))?;
+            let bytes = base64_decode(string(value, "a base64 string")?)
+                .ok_or_else(|| wrong("standard base64", value))?;
             packer.push(Datum::Bytes(&bytes));
             return Ok(());
         }
-        ScalarType::Date => Datum::Date(Date::parse(string(value, "a date")?).ok_or_else(|| wrong("a date YYYY-MM-DD", value))?),
-        ScalarType::Time => Datum::Time(Time::parse(string(value, "a time")?).ok_or_else(|| wrong("a time HH:MM:SS", value))?),
+        ScalarType::Date => Datum::Date(
+            Date::parse(string(value, "a date")?)
+                .ok_or_else(|| wrong("a date YYYY-MM-DD", value))?,
+        ),
+        ScalarType::Time => Datum::Time(
+            Time::parse(string(value, "a time")?).ok_or_else(|| wrong("a time HH:MM:SS", value))?,
+        ),
         ScalarType::Timestamp { .. } => Datum::Timestamp(
-            Timestamp::parse(string(value, "a timestamp")?).ok_or_else(|| wrong("a timestamp YYYY-MM-DDTHH:MM:SS", value))?,
+            Timestamp::parse(string(value, "a timestamp")?)
+                .ok_or_else(|| wrong("a timestamp YYYY-MM-DDTHH:MM:SS", value))?,
         ),
         ScalarType::TimestampTz { .. } => Datum::TimestampTz(
-            Timestamp::parse(string(value, "a timestamp")?).ok_or_else(|| wrong("a timestamp YYYY-MM-DDTHH:MM:SSZ", value))?,
+            Timestamp::parse(string(value, "a timestamp")?)
+                .ok_or_else(|| wrong("a timestamp YYYY-MM-DDTHH:MM:SSZ", value))?,
         ),
-        ScalarType::Interval => {
-            Datum::Interval(parse_interval(string(value, "an interval")?).ok_or_else(|| wrong("an interval", value))?)
+        ScalarType::Interval => Datum::Interval(
+            parse_interval(string(value, "an interval")?)
+                .ok_or_else(|| wrong("an interval", value))?,
+        ),
+        ScalarType::Uuid => {
+            Datum::Uuid(parse_uuid(string(value, "a uuid")?).ok_or_else(|| wrong("a uuid", value))?)
         }
-        ScalarType::Uuid => Datum::Uuid(parse_uuid(string(value, "a uuid")?).ok_or_else(|| wrong("a uuid", value))?),
         ScalarType::Jsonb => {
             let text = value.to_string();
             packer.push(Datum::Jsonb(&text));
@@ -447,7 +529,10 @@ fn push_scalar(packer: &mut RowPacker, ty: &ScalarType, value: &Value) -> Result
         }
         ScalarType::List { element } => {
             let items = value.as_array().ok_or_else(|| wrong("an array", value))?;
-            let element = ColumnType { scalar_type: (**element).clone(), nullable: true };
+            let element = ColumnType {
+                scalar_type: (**element).clone(),
+                nullable: true,
+            };
             let mut result = Ok(());
             packer.push_list_with(|p| {
                 for (i, item) in items.iter().enumerate() {
@@ -461,11 +546,15 @@ fn push_scalar(packer: &mut RowPacker, ty: &ScalarType, value: &Value) -> Result
         }
         ScalarType::Map { value: value_type } => {
             let fields = value.as_object().ok_or_else(|| wrong("an object", value))?;
-            let element = ColumnType { scalar_type: (**value_type).clone(), nullable: true };
+            let element = ColumnType {
+                scalar_type: (**value_type).clone(),
+                nullable: true,
+            };
             let mut entries: Vec<(&str, Row)> = Vec::with_capacity(fields.len());
             for (key, item) in fields {
                 let mut one = RowPacker::new();
-                push_json(&mut one, &element, item).map_err(|e| ValueError(format!("entry \"{key}\": {e}")))?;
+                push_json(&mut one, &element, item)
+                    .map_err(|e| ValueError(format!("entry \"{key}\": {e}")))?;
                 entries.push((key, one.finish()));
             }
             packer.push_map(entries.iter().map(|(k, row)| (*k, row.unpack_first())));
@@ -474,10 +563,14 @@ fn push_scalar(packer: &mut RowPacker, ty: &ScalarType, value: &Value) -> Result
         ScalarType::Record { fields } => {
             let values: Vec<&Value> = match value {
                 Value::Object(object) => {
-                    if let Some(name) = object.keys().find(|n| !fields.iter().any(|(f, _)| f == *n)) {
+                    if let Some(name) = object.keys().find(|n| !fields.iter().any(|(f, _)| f == *n))
+                    {
                         return Err(ValueError(format!("the record has no field \"{name}\"")));
                     }
-                    fields.iter().map(|(name, _)| object.get(name).unwrap_or(&Value::Null)).collect()
+                    fields
+                        .iter()
+                        .map(|(name, _)| object.get(name).unwrap_or(&Value::Null))
+                        .collect()
                 }
                 Value::Array(items) if items.len() == fields.len() => items.iter().collect(),
                 _ => return Err(wrong("a record object", value)),
@@ -523,7 +616,11 @@ pub fn parse_interval(text: &str) -> Option<Interval> {
             if fraction.len() > 6 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            let micros: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<6}").parse().ok()? };
+            let micros: i64 = if fraction.is_empty() {
+                0
+            } else {
+                format!("{fraction:0<6}").parse().ok()?
+            };
             let total = ((hours * 60 + minutes) * 60 + whole) * 1_000_000 + micros;
             interval.micros += if negative { -total } else { total };
             continue;
@@ -576,10 +673,16 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// Rows of each table at the end of a feed, for comparing a topic with the feed it came from:
 /// table name → row → multiplicity.
-pub fn final_state(tables: &FeedTables, items: &[FeedItem]) -> HashMap<String, BTreeMap<Row, isize>> {
+pub fn final_state(
+    tables: &FeedTables,
+    items: &[FeedItem],
+) -> HashMap<String, BTreeMap<Row, isize>> {
     let mut state: HashMap<String, BTreeMap<Row, isize>> = HashMap::new();
     for item in items {
-        if let FeedItem::Update { table, row, diff, .. } = item {
+        if let FeedItem::Update {
+            table, row, diff, ..
+        } = item
+        {
             let rows = state.entry(tables.name(*table).to_string()).or_default();
             let count = rows.entry(row.clone()).or_insert(0);
             *count += diff;
@@ -599,7 +702,14 @@ mod tests {
         let mut tables = FeedTables::new();
         let desc = RelationDesc::empty()
             .with_column("id", ScalarType::Int64, false)
-            .with_column("amount", ScalarType::Numeric { precision: Some(10), scale: Some(2) }, false)
+            .with_column(
+                "amount",
+                ScalarType::Numeric {
+                    precision: Some(10),
+                    scale: Some(2),
+                },
+                false,
+            )
             .with_column("note", ScalarType::Text, true);
         tables.add("t", &desc);
         tables
@@ -608,13 +718,48 @@ mod tests {
     #[test]
     fn rows_by_name_or_position_and_numbers_as_text() {
         let mut parser = FeedParser::new(tables());
-        let a = parser.parse(1, r#"{"table":"t","time":1,"diff":1,"row":{"id":1,"amount":99.50}}"#).unwrap().unwrap();
-        let b = parser.parse(2, r#"{"table":"t","time":1,"diff":1,"row":["1","99.5",null]}"#).unwrap().unwrap();
-        let expected = Row::pack_slice(&[Datum::Int64(1), Datum::Numeric(Numeric::new(9950, 2)), Datum::Null]);
-        assert_eq!(a, FeedItem::Update { table: 0, time: 1, row: expected.clone(), diff: 1 });
-        assert_eq!(b, FeedItem::Update { table: 0, time: 1, row: expected, diff: 1 });
+        let a = parser
+            .parse(
+                1,
+                r#"{"table":"t","time":1,"diff":1,"row":{"id":1,"amount":99.50}}"#,
+            )
+            .unwrap()
+            .unwrap();
+        let b = parser
+            .parse(
+                2,
+                r#"{"table":"t","time":1,"diff":1,"row":["1","99.5",null]}"#,
+            )
+            .unwrap()
+            .unwrap();
+        let expected = Row::pack_slice(&[
+            Datum::Int64(1),
+            Datum::Numeric(Numeric::new(9950, 2)),
+            Datum::Null,
+        ]);
+        assert_eq!(
+            a,
+            FeedItem::Update {
+                table: 0,
+                time: 1,
+                row: expected.clone(),
+                diff: 1
+            }
+        );
+        assert_eq!(
+            b,
+            FeedItem::Update {
+                table: 0,
+                time: 1,
+                row: expected,
+                diff: 1
+            }
+        );
         assert_eq!(parser.parse(3, "  ").unwrap(), None);
-        assert_eq!(parser.parse(4, r#"{"advance": 3}"#).unwrap(), Some(FeedItem::Advance(3)));
+        assert_eq!(
+            parser.parse(4, r#"{"advance": 3}"#).unwrap(),
+            Some(FeedItem::Advance(3))
+        );
     }
 
     #[test]
@@ -623,11 +768,26 @@ mod tests {
         parser.parse(1, r#"{"advance": 5}"#).unwrap();
         let cases = [
             (r#"{"table":"t","time":5,"row":{"id":1"#, "not a feed line"),
-            (r#"{"table":"u","time":5,"row":{"id":1}}"#, "unknown table \"u\""),
-            (r#"{"table":"t","time":5,"row":{"id":1,"amount":1,"colour":"red"}}"#, "unknown column \"colour\""),
-            (r#"{"table":"t","time":5,"row":{"id":"one","amount":1}}"#, "column \"id\" (bigint): expected a bigint"),
-            (r#"{"table":"t","time":5,"row":{"amount":1}}"#, "column \"id\" (bigint): null in a NOT NULL column"),
-            (r#"{"table":"t","time":4,"row":{"id":1,"amount":1}}"#, "time 4 goes back in time"),
+            (
+                r#"{"table":"u","time":5,"row":{"id":1}}"#,
+                "unknown table \"u\"",
+            ),
+            (
+                r#"{"table":"t","time":5,"row":{"id":1,"amount":1,"colour":"red"}}"#,
+                "unknown column \"colour\"",
+            ),
+            (
+                r#"{"table":"t","time":5,"row":{"id":"one","amount":1}}"#,
+                "column \"id\" (bigint): expected a bigint",
+            ),
+            (
+                r#"{"table":"t","time":5,"row":{"amount":1}}"#,
+                "column \"id\" (bigint): null in a NOT NULL column",
+            ),
+            (
+                r#"{"table":"t","time":4,"row":{"id":1,"amount":1}}"#,
+                "time 4 goes back in time",
+            ),
             (r#"{"advance": 2}"#, "advance 2 goes back in time"),
         ];
         for (i, (line, expected)) in cases.into_iter().enumerate() {
@@ -639,7 +799,11 @@ mod tests {
 
     #[test]
     fn intervals_and_base64_read_back() {
-        let interval = Interval { months: 14, days: 3, micros: 4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000 };
+        let interval = Interval {
+            months: 14,
+            days: 3,
+            micros: 4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000,
+        };
         assert_eq!(parse_interval(&interval.to_string()), Some(interval));
         assert_eq!(base64_decode("aGk="), Some(b"hi".to_vec()));
         assert_eq!(base64_decode("aGk"), None);

@@ -7,11 +7,11 @@ pub mod connection;
 pub mod embedded;
 pub mod feed;
 pub mod observe;
-pub mod read;
-pub mod run;
+pub mod producer;
 pub mod progress_reader;
 pub mod rawlog;
-pub mod producer;
+pub mod read;
+pub mod run;
 pub mod sink;
 pub mod status;
 pub mod topic;
@@ -21,7 +21,9 @@ pub mod protocol;
 pub mod partition;
 pub mod spec;
 pub mod statement;
-pub use spec::{ClusterSpec, ConnectionSpec, RegistrySpec, SecretSpec, SinkSpec, SpecError, TableSpec};
-pub use statement::Catalog;
 pub use sink::{SinkError, SinkHandle, SinkKafka, SinkPlan};
+pub use spec::{
+    ClusterSpec, ConnectionSpec, RegistrySpec, SecretSpec, SinkSpec, SpecError, TableSpec,
+};
+pub use statement::Catalog;
 pub use status::{SinkMonitor, SinkReport, SinkStatus};

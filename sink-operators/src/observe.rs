@@ -38,7 +38,9 @@ struct StatusDocument {
 /// renamed over it, so that a reader never sees half a document.
 pub fn write_status(path: &Path, state: &RunState) -> std::io::Result<()> {
     let document = StatusDocument {
-        updated_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        updated_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
         rows_fed: state.rows_fed.load(Ordering::Relaxed),
         sinks: state.reports(),
     };
@@ -65,12 +67,21 @@ impl Observers {
     /// Starts what was asked for: the status file at `status`, the metrics server on
     /// `metrics` (a loopback address; port 0 picks a free one), and the progress line when
     /// `progress` is set and stderr is a terminal.
-    pub fn start(state: RunState, status: Option<PathBuf>, metrics: Option<SocketAddr>, progress: bool) -> std::io::Result<Observers> {
+    pub fn start(
+        state: RunState,
+        status: Option<PathBuf>,
+        metrics: Option<SocketAddr>,
+        progress: bool,
+    ) -> std::io::Result<Observers> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if let Some(path) = &status {
-            write_status(path, &state)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot write the status file {}: {e}", path.display())))?;
+            write_status(path, &state).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot write the status file {}: {e}", path.display()),
+                )
+            })?;
             let (path, state, stop) = (path.clone(), state.clone(), Arc::clone(&stop));
             threads.push(std::thread::spawn(move || {
                 while !sleep_unless_stopped(&stop, REFRESH) {
@@ -88,12 +99,15 @@ impl Observers {
                     format!("--metrics {address}: the metrics server listens only on a loopback address (127.0.0.1 or [::1])"),
                 ));
             }
-            let listener = TcpListener::bind(address)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("--metrics {address}: cannot listen: {e}")))?;
+            let listener = TcpListener::bind(address).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--metrics {address}: cannot listen: {e}"))
+            })?;
             listener.set_nonblocking(true)?;
             metrics_address = Some(listener.local_addr()?);
             let (state, stop) = (state.clone(), Arc::clone(&stop));
-            threads.push(std::thread::spawn(move || serve_metrics(listener, state, stop)));
+            threads.push(std::thread::spawn(move || {
+                serve_metrics(listener, state, stop)
+            }));
         }
         let progress_line = progress && std::io::stderr().is_terminal();
         if progress_line {
@@ -105,7 +119,14 @@ impl Observers {
                 }
             }));
         }
-        Ok(Observers { stop, threads, status_path: status, state, progress_line, metrics_address })
+        Ok(Observers {
+            stop,
+            threads,
+            status_path: status,
+            state,
+            progress_line,
+            metrics_address,
+        })
     }
 
     /// Stops the observers and writes the final status file.
@@ -139,7 +160,10 @@ fn sleep_unless_stopped(stop: &AtomicBool, period: Duration) -> bool {
 /// `rows fed 1200 | order_updates: committed through 14, 830 msg/s | …`
 pub fn progress_text(state: &RunState, elapsed: Duration) -> String {
     let seconds = elapsed.as_secs_f64().max(0.001);
-    let mut parts = vec![format!("rows fed {}", state.rows_fed.load(Ordering::Relaxed))];
+    let mut parts = vec![format!(
+        "rows fed {}",
+        state.rows_fed.load(Ordering::Relaxed)
+    )];
     for report in state.reports() {
         let frontier = match report.total.committed_frontier {
             None => "nothing committed".to_string(),
@@ -147,7 +171,12 @@ pub fn progress_text(state: &RunState, elapsed: Duration) -> String {
             Some(t) => format!("committed before {t}"),
         };
         let rate = report.total.messages_committed as f64 / seconds;
-        parts.push(format!("{}: {} ({}), {rate:.0} msg/s", report.name, frontier, report.status.name()));
+        parts.push(format!(
+            "{}: {} ({}), {rate:.0} msg/s",
+            report.name,
+            frontier,
+            report.status.name()
+        ));
     }
     parts.join(" | ")
 }
@@ -160,7 +189,9 @@ fn serve_metrics(listener: TcpListener, state: RunState, stop: Arc<AtomicBool>) 
                     tracing::debug!("metrics request failed: {e}");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             Err(e) => {
                 tracing::warn!("the metrics server stopped accepting: {e}");
                 return;
@@ -184,9 +215,17 @@ fn answer(stream: TcpStream, state: &RunState) -> std::io::Result<()> {
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let (status, content_type, body) = if path == "/metrics" || path == "/" {
-        ("200 OK", "text/plain; version=0.0.4", SinkReport::prometheus(&state.reports()))
+        (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            SinkReport::prometheus(&state.reports()),
+        )
     } else {
-        ("404 Not Found", "text/plain", format!("no such path {path}; the metrics are at /metrics\n"))
+        (
+            "404 Not Found",
+            "text/plain",
+            format!("no such path {path}; the metrics are at /metrics\n"),
+        )
     };
     let mut stream = stream;
     write!(
@@ -206,20 +245,34 @@ mod tests {
     fn metrics_are_served_and_status_is_written() {
         let monitor = SinkMonitor::new("orders");
         monitor.update(0, |s| s.messages_committed = 5);
-        let state = RunState { monitors: vec![monitor], rows_fed: Arc::new(AtomicU64::new(9)) };
+        let state = RunState {
+            monitors: vec![monitor],
+            rows_fed: Arc::new(AtomicU64::new(9)),
+        };
         let dir = tempfile::tempdir().unwrap();
         let status = dir.path().join("status.json");
-        let observers =
-            Observers::start(state, Some(status.clone()), Some("127.0.0.1:0".parse().unwrap()), false).unwrap();
+        let observers = Observers::start(
+            state,
+            Some(status.clone()),
+            Some("127.0.0.1:0".parse().unwrap()),
+            false,
+        )
+        .unwrap();
         let address = observers.metrics_address.unwrap();
         let mut stream = TcpStream::connect(address).unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-        assert!(response.contains("outflow_messages_committed_total{sink=\"orders\",worker=\"0\"} 5"), "{response}");
+        assert!(
+            response.contains("outflow_messages_committed_total{sink=\"orders\",worker=\"0\"} 5"),
+            "{response}"
+        );
         observers.finish().unwrap();
-        let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+        let document: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
         assert_eq!(document["rows_fed"], 9);
         assert_eq!(document["sinks"][0]["name"], "orders");
         assert_eq!(document["sinks"][0]["total"]["messages_committed"], 5);
@@ -227,7 +280,14 @@ mod tests {
 
     #[test]
     fn metrics_refuse_other_than_loopback() {
-        let error = Observers::start(RunState::default(), None, Some("0.0.0.0:0".parse().unwrap()), false).err().unwrap();
+        let error = Observers::start(
+            RunState::default(),
+            None,
+            Some("0.0.0.0:0".parse().unwrap()),
+            false,
+        )
+        .err()
+        .unwrap();
         assert!(error.to_string().contains("loopback"), "{error}");
     }
 }

@@ -113,7 +113,13 @@ impl HashFunction {
     }
 
     fn by_name(name: &str) -> Option<HashFunction> {
-        [HashFunction::KafkaMurmur2, HashFunction::Crc32, HashFunction::Seahash].into_iter().find(|f| f.name() == name)
+        [
+            HashFunction::KafkaMurmur2,
+            HashFunction::Crc32,
+            HashFunction::Seahash,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
     }
 
     fn return_type(&self) -> ScalarType {
@@ -143,11 +149,25 @@ pub struct PartitionExpr {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
-    Column { index: usize, name: String },
+    Column {
+        index: usize,
+        name: String,
+    },
     Literal(Literal),
-    Cast { input: Box<Node>, from: ScalarType, to: ScalarType },
-    Concat { left: Box<Node>, right: Box<Node>, bytes: bool },
-    Hash { function: HashFunction, input: Box<Node> },
+    Cast {
+        input: Box<Node>,
+        from: ScalarType,
+        to: ScalarType,
+    },
+    Concat {
+        left: Box<Node>,
+        right: Box<Node>,
+        bytes: bool,
+    },
+    Hash {
+        function: HashFunction,
+        input: Box<Node>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,12 +216,17 @@ impl PartitionExpr {
         desc: &RelationDesc,
         allowed_columns: Option<&[usize]>,
     ) -> Result<PartitionExpr, SpecError> {
-        let planner = Planner { desc, allowed_columns };
+        let planner = Planner {
+            desc,
+            allowed_columns,
+        };
         let (root, typ) = planner.plan(expr)?;
         if !is_integer(&typ) && !matches!(typ, ScalarType::Numeric { .. }) {
-            return Err(SpecError::new(format!("PARTITION BY expression must have an integer type, not {typ}"))
-                .hint("hash the columns, e.g. PARTITION BY = kafka_murmur2(customer_id::text)")
-                .at(expr.pos));
+            return Err(SpecError::new(format!(
+                "PARTITION BY expression must have an integer type, not {typ}"
+            ))
+            .hint("hash the columns, e.g. PARTITION BY = kafka_murmur2(customer_id::text)")
+            .at(expr.pos));
         }
         Ok(PartitionExpr { root, typ })
     }
@@ -263,9 +288,16 @@ impl Planner<'_> {
         let (node, typ) = match &expr.kind {
             ExprKind::Column(ident) => {
                 let Some((index, column_type)) = self.desc.get_by_name(&ident.name) else {
-                    return Err(SpecError::new(format!("column \"{}\" does not exist", ident.name)).at(ident.pos));
+                    return Err(SpecError::new(format!(
+                        "column \"{}\" does not exist",
+                        ident.name
+                    ))
+                    .at(ident.pos));
                 };
-                if self.allowed_columns.is_some_and(|allowed| !allowed.contains(&index)) {
+                if self
+                    .allowed_columns
+                    .is_some_and(|allowed| !allowed.contains(&index))
+                {
                     return Err(SpecError::new(format!(
                         "PARTITION BY expression cannot refer to non-key column \"{}\"",
                         ident.name
@@ -273,30 +305,53 @@ impl Planner<'_> {
                     .detail("When using ENVELOPE DEBEZIUM, only columns in the key can be referenced in the PARTITION BY expression.")
                     .at(ident.pos));
                 }
-                (Node::Column { index, name: ident.name.clone() }, column_type.scalar_type.clone())
+                (
+                    Node::Column {
+                        index,
+                        name: ident.name.clone(),
+                    },
+                    column_type.scalar_type.clone(),
+                )
             }
             ExprKind::Str(s) => (Node::Literal(Literal::Text(s.clone())), ScalarType::Text),
-            ExprKind::Number(n) => {
-                number_literal(n).ok_or_else(|| SpecError::new(format!("number {n} is out of range")).at(expr.pos))?
-            }
-            ExprKind::Cast { expr: inner, type_name, type_pos } => {
-                let to = ScalarType::parse(type_name).map_err(|e| SpecError::new(e.to_string()).at(*type_pos))?;
+            ExprKind::Number(n) => number_literal(n).ok_or_else(|| {
+                SpecError::new(format!("number {n} is out of range")).at(expr.pos)
+            })?,
+            ExprKind::Cast {
+                expr: inner,
+                type_name,
+                type_pos,
+            } => {
+                let to = ScalarType::parse(type_name)
+                    .map_err(|e| SpecError::new(e.to_string()).at(*type_pos))?;
                 let (input, from) = self.plan(inner)?;
                 if from == to {
                     return Ok((input, to));
                 }
                 if !cast_supported(&from, &to) {
-                    return Err(SpecError::new(format!("CAST does not support casting from {from} to {to}"))
-                        .hint("PARTITION BY casts go to text, bytea, numeric or an integer type")
-                        .at(*type_pos));
+                    return Err(SpecError::new(format!(
+                        "CAST does not support casting from {from} to {to}"
+                    ))
+                    .hint("PARTITION BY casts go to text, bytea, numeric or an integer type")
+                    .at(*type_pos));
                 }
-                (Node::Cast { input: Box::new(input), from, to: to.clone() }, to)
+                (
+                    Node::Cast {
+                        input: Box::new(input),
+                        from,
+                        to: to.clone(),
+                    },
+                    to,
+                )
             }
             ExprKind::Concat(left, right) => {
                 let (mut left, mut left_type) = self.plan(left)?;
                 let (mut right, mut right_type) = self.plan(right)?;
                 // An unadorned string literal next to bytea is bytea input, as in Postgres.
-                let coerce = |node: &mut Node, typ: &mut ScalarType, other: &ScalarType| -> Result<(), SpecError> {
+                let coerce = |node: &mut Node,
+                              typ: &mut ScalarType,
+                              other: &ScalarType|
+                 -> Result<(), SpecError> {
                     if let (Node::Literal(Literal::Text(s)), ScalarType::Bytes) = (&*node, other) {
                         let bytes = parse_bytea(s).map_err(|e| SpecError::new(e.0).at(expr.pos))?;
                         *node = Node::Literal(Literal::Bytes(bytes));
@@ -307,44 +362,74 @@ impl Planner<'_> {
                 coerce(&mut left, &mut left_type, &right_type.clone())?;
                 coerce(&mut right, &mut right_type, &left_type.clone())?;
                 let no_operator = || {
-                    SpecError::new(format!("operator does not exist: {left_type} || {right_type}"))
-                        .hint("|| joins text to text (or any value cast to text) and bytea to bytea")
-                        .at(expr.pos)
+                    SpecError::new(format!(
+                        "operator does not exist: {left_type} || {right_type}"
+                    ))
+                    .hint("|| joins text to text (or any value cast to text) and bytea to bytea")
+                    .at(expr.pos)
                 };
                 match (&left_type, &right_type) {
-                    (ScalarType::Bytes, ScalarType::Bytes) => {
-                        (Node::Concat { left: Box::new(left), right: Box::new(right), bytes: true }, ScalarType::Bytes)
-                    }
+                    (ScalarType::Bytes, ScalarType::Bytes) => (
+                        Node::Concat {
+                            left: Box::new(left),
+                            right: Box::new(right),
+                            bytes: true,
+                        },
+                        ScalarType::Bytes,
+                    ),
                     (ScalarType::Bytes, _) | (_, ScalarType::Bytes) => return Err(no_operator()),
                     (l, r) if is_string(l) || is_string(r) => {
                         let as_text = |node: Node, typ: &ScalarType| {
                             if is_string(typ) {
                                 node
                             } else {
-                                Node::Cast { input: Box::new(node), from: typ.clone(), to: ScalarType::Text }
+                                Node::Cast {
+                                    input: Box::new(node),
+                                    from: typ.clone(),
+                                    to: ScalarType::Text,
+                                }
                             }
                         };
                         let left = as_text(left, l);
                         let right = as_text(right, r);
-                        (Node::Concat { left: Box::new(left), right: Box::new(right), bytes: false }, ScalarType::Text)
+                        (
+                            Node::Concat {
+                                left: Box::new(left),
+                                right: Box::new(right),
+                                bytes: false,
+                            },
+                            ScalarType::Text,
+                        )
                     }
                     _ => return Err(no_operator()),
                 }
             }
             ExprKind::Call { name, args } => {
-                let planned = args.iter().map(|a| self.plan(a)).collect::<Result<Vec<_>, _>>()?;
+                let planned = args
+                    .iter()
+                    .map(|a| self.plan(a))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let types: Vec<String> = planned.iter().map(|(_, t)| t.to_string()).collect();
                 let function = HashFunction::by_name(&name.name);
                 let takes = |t: &ScalarType| is_string(t) || *t == ScalarType::Bytes;
                 match (function, planned.len()) {
                     (Some(function), 1) if takes(&planned[0].1) => {
                         let (input, _) = planned.into_iter().next().expect("one argument");
-                        (Node::Hash { function, input: Box::new(input) }, function.return_type())
+                        (
+                            Node::Hash {
+                                function,
+                                input: Box::new(input),
+                            },
+                            function.return_type(),
+                        )
                     }
                     _ => {
-                        let error =
-                            SpecError::new(format!("function {}({}) does not exist", name.name, types.join(", ")))
-                                .at(name.pos);
+                        let error = SpecError::new(format!(
+                            "function {}({}) does not exist",
+                            name.name,
+                            types.join(", ")
+                        ))
+                        .at(name.pos);
                         return Err(match function {
                             Some(f) => error.hint(format!(
                                 "{0} takes one text or bytea argument: cast it, e.g. {0}(customer_id::text)",
@@ -363,7 +448,9 @@ impl Planner<'_> {
 /// A row whose datums do not have the types of the relation the expression was checked
 /// against.
 fn mismatch(expected: &str, got: &[Datum<'_>]) -> EvalError {
-    EvalError(format!("expected {expected}, but the row holds {got:?}: it does not match the relation"))
+    EvalError(format!(
+        "expected {expected}, but the row holds {got:?}: it does not match the relation"
+    ))
 }
 
 /// Evaluates a node whose inputs are all literals, so that a bad literal cast is an error in
@@ -372,7 +459,9 @@ fn fold_constant(node: Node, expr: &Expr) -> Result<Node, SpecError> {
     if matches!(node, Node::Literal(_) | Node::Column { .. }) || !node.is_constant() {
         return Ok(node);
     }
-    let value = node.eval(&[]).map_err(|e| SpecError::new(e.0).at(expr.pos))?;
+    let value = node
+        .eval(&[])
+        .map_err(|e| SpecError::new(e.0).at(expr.pos))?;
     let literal = match value.datum() {
         Datum::String(s) => Literal::Text(s.to_string()),
         Datum::Bytes(b) => Literal::Bytes(b.to_vec()),
@@ -395,11 +484,20 @@ fn number_literal(text: &str) -> Option<(Node, ScalarType)> {
         }
     }
     let n = Numeric::parse(text)?;
-    Some((Node::Literal(Literal::Numeric(n)), ScalarType::Numeric { precision: None, scale: None }))
+    Some((
+        Node::Literal(Literal::Numeric(n)),
+        ScalarType::Numeric {
+            precision: None,
+            scale: None,
+        },
+    ))
 }
 
 fn is_string(t: &ScalarType) -> bool {
-    matches!(t, ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. })
+    matches!(
+        t,
+        ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. }
+    )
 }
 
 fn is_integer(t: &ScalarType) -> bool {
@@ -416,7 +514,11 @@ fn is_integer(t: &ScalarType) -> bool {
 
 fn cast_supported(from: &ScalarType, to: &ScalarType) -> bool {
     let numeric_like = |t: &ScalarType| {
-        is_integer(t) || matches!(t, ScalarType::Numeric { .. } | ScalarType::Float32 | ScalarType::Float64)
+        is_integer(t)
+            || matches!(
+                t,
+                ScalarType::Numeric { .. } | ScalarType::Float32 | ScalarType::Float64
+            )
     };
     match to {
         t if is_string(t) => true,
@@ -451,9 +553,11 @@ impl Node {
 
     fn eval<'a>(&'a self, datums: &[Datum<'a>]) -> Result<Value<'a>, EvalError> {
         Ok(match self {
-            Node::Column { index, name } => {
-                Value::Datum(*datums.get(*index).ok_or_else(|| EvalError(format!("the row has no column \"{name}\"")))?)
-            }
+            Node::Column { index, name } => Value::Datum(
+                *datums
+                    .get(*index)
+                    .ok_or_else(|| EvalError(format!("the row has no column \"{name}\"")))?,
+            ),
             Node::Literal(literal) => Value::Datum(match literal {
                 Literal::Text(s) => Datum::String(s),
                 Literal::Bytes(b) => Datum::Bytes(b),
@@ -502,8 +606,13 @@ impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Node::Column { name, .. } => {
-                let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+                let plain = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && name.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$'
+                    });
                 if plain {
                     f.write_str(name)
                 } else {
@@ -536,7 +645,9 @@ fn cast<'a>(value: Value<'a>, from: &ScalarType, to: &ScalarType) -> Result<Valu
             other => format_text(other, from),
         };
         match to {
-            ScalarType::VarChar { max_length: Some(n) } => truncate_chars(&mut text, *n as usize),
+            ScalarType::VarChar {
+                max_length: Some(n),
+            } => truncate_chars(&mut text, *n as usize),
             ScalarType::Char { length: Some(n) } => {
                 truncate_chars(&mut text, *n as usize);
                 let len = text.chars().count();
@@ -556,9 +667,9 @@ fn cast<'a>(value: Value<'a>, from: &ScalarType, to: &ScalarType) -> Result<Valu
     if let ScalarType::Numeric { .. } = to {
         let n = match datum {
             Datum::Numeric(n) => n,
-            Datum::String(s) => {
-                Numeric::parse(s).ok_or_else(|| EvalError(format!("invalid input syntax for type numeric: \"{s}\"")))?
-            }
+            Datum::String(s) => Numeric::parse(s).ok_or_else(|| {
+                EvalError(format!("invalid input syntax for type numeric: \"{s}\""))
+            })?,
             Datum::Float32(v) => float_to_numeric(v.into())?,
             Datum::Float64(v) => float_to_numeric(v)?,
             other => Numeric::new(integer_of(other, to)?, 0),
@@ -592,9 +703,10 @@ fn integer_of(datum: Datum<'_>, to: &ScalarType) -> Result<i128, EvalError> {
         Datum::Numeric(n) => numeric_to_integer(n),
         Datum::Float32(v) => float_to_integer(v.into(), to),
         Datum::Float64(v) => float_to_integer(v, to),
-        Datum::String(s) => {
-            s.trim().parse::<i128>().map_err(|_| EvalError(format!("invalid input syntax for type {to}: \"{s}\"")))
-        }
+        Datum::String(s) => s
+            .trim()
+            .parse::<i128>()
+            .map_err(|_| EvalError(format!("invalid input syntax for type {to}: \"{s}\""))),
         other => Err(EvalError(format!("cannot cast {other:?} to {to}"))),
     }
 }
@@ -603,10 +715,16 @@ fn numeric_to_integer(n: Numeric) -> Result<i128, EvalError> {
     if n.is_nan() {
         return Err(EvalError("cannot convert NaN to an integer".to_string()));
     }
-    let divisor = 10i128.checked_pow(n.scale().into()).ok_or_else(|| EvalError("numeric out of range".to_string()))?;
+    let divisor = 10i128
+        .checked_pow(n.scale().into())
+        .ok_or_else(|| EvalError("numeric out of range".to_string()))?;
     let (quotient, remainder) = (n.mantissa() / divisor, n.mantissa() % divisor);
     let round_away = remainder.unsigned_abs() * 2 >= divisor.unsigned_abs();
-    Ok(if round_away { quotient + n.mantissa().signum() } else { quotient })
+    Ok(if round_away {
+        quotient + n.mantissa().signum()
+    } else {
+        quotient
+    })
 }
 
 fn float_to_integer(v: f64, to: &ScalarType) -> Result<i128, EvalError> {
@@ -640,7 +758,12 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>, EvalError> {
         }
         return digits
             .chunks(2)
-            .map(|pair| std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok()).ok_or_else(invalid))
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .ok_or_else(invalid)
+            })
             .collect();
     }
     let bytes = s.as_bytes();
@@ -654,7 +777,9 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>, EvalError> {
             out.push(b'\\');
             i += 2;
         } else {
-            let octal = bytes.get(i + 1..i + 4).filter(|o| o[0] <= b'3' && o.iter().all(|b| (b'0'..=b'7').contains(b)));
+            let octal = bytes
+                .get(i + 1..i + 4)
+                .filter(|o| o[0] <= b'3' && o.iter().all(|b| (b'0'..=b'7').contains(b)));
             let octal = octal.ok_or_else(invalid)?;
             out.push(octal.iter().fold(0u8, |acc, d| acc * 8 + (d - b'0')));
             i += 4;
@@ -800,8 +925,14 @@ fn format_float(v: f64, single: bool) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
     }
-    let scientific = if single { format!("{:e}", v as f32) } else { format!("{v:e}") };
-    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} always has an exponent");
+    let scientific = if single {
+        format!("{:e}", v as f32)
+    } else {
+        format!("{v:e}")
+    };
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("{:e} always has an exponent");
     let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
     if exponent < -4 || exponent >= if single { 6 } else { 15 } {
         let sign = if exponent < 0 { '-' } else { '+' };
@@ -828,12 +959,19 @@ mod tests {
             ("foobar", -790332482),
             ("a-little-bit-long-string", -985981536),
             ("a-little-bit-longer-string", -1486304829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             ("abc", 479470107),
         ];
         for (input, expected) in vectors {
             assert_eq!(murmur2(input.as_bytes()), expected, "{input}");
-            assert_eq!(kafka_murmur2(input.as_bytes()), expected & 0x7fff_ffff, "{input}");
+            assert_eq!(
+                kafka_murmur2(input.as_bytes()),
+                expected & 0x7fff_ffff,
+                "{input}"
+            );
         }
         assert!(kafka_murmur2(b"21") >= 0);
     }
@@ -842,7 +980,10 @@ mod tests {
     fn crc32_and_seahash_vectors() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(crc32(b""), 0);
-        assert_eq!(crc32(b"The quick brown fox jumps over the lazy dog"), 0x414f_a339);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414f_a339
+        );
         // The seahash crate's own reference vector.
         assert_eq!(seahash(b"to be or not to be"), 1988685042348123509);
     }
@@ -855,7 +996,10 @@ mod tests {
         assert_eq!(partition_for(Some(10), 0), 0);
         assert_eq!(partition_for(Some(10), -3), 0);
         assert_eq!(key_partition_hash(None), None);
-        assert_eq!(key_partition_hash(Some(b"21")), Some(kafka_murmur2(b"21") as u64));
+        assert_eq!(
+            key_partition_hash(Some(b"21")),
+            Some(kafka_murmur2(b"21") as u64)
+        );
     }
 
     fn desc() -> RelationDesc {
@@ -863,7 +1007,14 @@ mod tests {
             .with_column("id", ScalarType::Int64, false)
             .with_column("region", ScalarType::Text, true)
             .with_column("payload", ScalarType::Bytes, true)
-            .with_column("amount", ScalarType::Numeric { precision: Some(10), scale: Some(2) }, true)
+            .with_column(
+                "amount",
+                ScalarType::Numeric {
+                    precision: Some(10),
+                    scale: Some(2),
+                },
+                true,
+            )
             .with_column("Mixed Case", ScalarType::Int32, true)
             .with_column("day", ScalarType::Date, true)
     }
@@ -880,18 +1031,35 @@ mod tests {
     }
 
     fn hash(expr: &str, row: &Row) -> Option<u64> {
-        PartitionExpr::parse(expr, &desc()).unwrap().partition_hash(row)
+        PartitionExpr::parse(expr, &desc())
+            .unwrap()
+            .partition_hash(row)
     }
 
     #[test]
     fn evaluation_on_rows() {
         let r = row(42, Some("emea"));
-        assert_eq!(hash("kafka_murmur2(region)", &r), Some(kafka_murmur2(b"emea") as u64));
-        assert_eq!(hash("kafka_murmur2(id::text)", &r), Some(kafka_murmur2(b"42") as u64));
-        assert_eq!(hash("crc32(region || '-' || id)", &r), Some(crc32(b"emea-42").into()));
-        assert_eq!(hash("seahash(payload || '\\x03')", &r), Some(seahash(&[1, 2, 3])));
+        assert_eq!(
+            hash("kafka_murmur2(region)", &r),
+            Some(kafka_murmur2(b"emea") as u64)
+        );
+        assert_eq!(
+            hash("kafka_murmur2(id::text)", &r),
+            Some(kafka_murmur2(b"42") as u64)
+        );
+        assert_eq!(
+            hash("crc32(region || '-' || id)", &r),
+            Some(crc32(b"emea-42").into())
+        );
+        assert_eq!(
+            hash("seahash(payload || '\\x03')", &r),
+            Some(seahash(&[1, 2, 3]))
+        );
         assert_eq!(hash("seahash(region::bytea)", &r), Some(seahash(b"emea")));
-        assert_eq!(hash("kafka_murmur2(day::text)", &r), Some(kafka_murmur2(b"2024-05-06") as u64));
+        assert_eq!(
+            hash("kafka_murmur2(day::text)", &r),
+            Some(kafka_murmur2(b"2024-05-06") as u64)
+        );
         assert_eq!(hash("id", &r), Some(42));
         assert_eq!(hash("(id)::uint8", &r), Some(42));
         assert_eq!(hash("amount", &r), None, "negative");
@@ -914,35 +1082,72 @@ mod tests {
     fn rows_of_another_relation_are_errors() {
         let expr = PartitionExpr::parse("crc32(region)", &desc()).unwrap();
         let wrong = Row::pack([Datum::Int64(1), Datum::Int64(2)]);
-        assert!(expr.eval(&wrong).unwrap_err().0.contains("does not match the relation"));
+        assert!(expr
+            .eval(&wrong)
+            .unwrap_err()
+            .0
+            .contains("does not match the relation"));
         assert_eq!(expr.partition_hash(&wrong), None);
-        assert_eq!(expr.partition_hash(&Row::pack([Datum::Int64(1)])), None, "too few columns");
+        assert_eq!(
+            expr.partition_hash(&Row::pack([Datum::Int64(1)])),
+            None,
+            "too few columns"
+        );
     }
 
     #[test]
     fn typechecking_errors() {
         let err = |expr: &str| PartitionExpr::parse(expr, &desc()).unwrap_err();
         let e = err("region");
-        assert_eq!(e.message, "PARTITION BY expression must have an integer type, not text");
+        assert_eq!(
+            e.message,
+            "PARTITION BY expression must have an integer type, not text"
+        );
         assert_eq!(e.position.map(|p| p.column), Some(1));
         let e = err("kafka_murmur2(nope)");
         assert_eq!(e.message, "column \"nope\" does not exist");
         assert_eq!(e.position.map(|p| p.column), Some(15));
-        assert_eq!(err("kafka_murmur2(id)").message, "function kafka_murmur2(bigint) does not exist");
-        assert_eq!(err("md5(region)").message, "function md5(text) does not exist");
-        assert_eq!(err("crc32(region, region)").message, "function crc32(text, text) does not exist");
-        assert_eq!(err("crc32(payload || region)").message, "operator does not exist: bytea || text");
-        assert_eq!(err("crc32(day::jsonb)").message, "CAST does not support casting from date to jsonb");
-        assert_eq!(err("crc32(region::nosuchtype)").message, "type \"nosuchtype\" does not exist");
-        assert_eq!(err("'abc'::int8").message, "invalid input syntax for type bigint: \"abc\"");
-        assert!(err("99999999999999999999999999999999999999999").message.contains("out of range"));
+        assert_eq!(
+            err("kafka_murmur2(id)").message,
+            "function kafka_murmur2(bigint) does not exist"
+        );
+        assert_eq!(
+            err("md5(region)").message,
+            "function md5(text) does not exist"
+        );
+        assert_eq!(
+            err("crc32(region, region)").message,
+            "function crc32(text, text) does not exist"
+        );
+        assert_eq!(
+            err("crc32(payload || region)").message,
+            "operator does not exist: bytea || text"
+        );
+        assert_eq!(
+            err("crc32(day::jsonb)").message,
+            "CAST does not support casting from date to jsonb"
+        );
+        assert_eq!(
+            err("crc32(region::nosuchtype)").message,
+            "type \"nosuchtype\" does not exist"
+        );
+        assert_eq!(
+            err("'abc'::int8").message,
+            "invalid input syntax for type bigint: \"abc\""
+        );
+        assert!(err("99999999999999999999999999999999999999999")
+            .message
+            .contains("out of range"));
     }
 
     #[test]
     fn debezium_expressions_may_only_read_the_key() {
         let expr = crate::statement::parse_expr("crc32(id::text || region)").unwrap();
         let err = PartitionExpr::plan(&expr, &desc(), Some(&[0])).unwrap_err();
-        assert_eq!(err.message, "PARTITION BY expression cannot refer to non-key column \"region\"");
+        assert_eq!(
+            err.message,
+            "PARTITION BY expression cannot refer to non-key column \"region\""
+        );
         assert_eq!(
             err.detail.as_deref(),
             Some("When using ENVELOPE DEBEZIUM, only columns in the key can be referenced in the PARTITION BY expression.")
@@ -955,7 +1160,10 @@ mod tests {
         let print = |expr: &str| PartitionExpr::parse(expr, &desc()).unwrap().to_string();
         assert_eq!(print("KAFKA_MURMUR2( Region )"), "kafka_murmur2(region)");
         assert_eq!(print("crc32(region || id)"), "crc32(region || id::text)");
-        assert_eq!(print("seahash((region || 'x')::bytea)"), "seahash((region || 'x')::bytea)");
+        assert_eq!(
+            print("seahash((region || 'x')::bytea)"),
+            "seahash((region || 'x')::bytea)"
+        );
         assert_eq!(print("\"Mixed Case\"::int8"), "\"Mixed Case\"::bigint");
         assert_eq!(print("crc32('it''s')"), "crc32('it''s')");
         assert_eq!(print("'7'::int4"), "7");
@@ -968,16 +1176,37 @@ mod tests {
         assert_eq!(text(Datum::Float64(1.5), ScalarType::Float64), "1.5");
         assert_eq!(text(Datum::Float64(1e21), ScalarType::Float64), "1e+21");
         assert_eq!(text(Datum::Float64(0.00001), ScalarType::Float64), "1e-05");
-        assert_eq!(text(Datum::Float32(1234567.0), ScalarType::Float32), "1.234567e+06");
-        assert_eq!(text(Datum::Float64(f64::NEG_INFINITY), ScalarType::Float64), "-Infinity");
+        assert_eq!(
+            text(Datum::Float32(1234567.0), ScalarType::Float32),
+            "1.234567e+06"
+        );
+        assert_eq!(
+            text(Datum::Float64(f64::NEG_INFINITY), ScalarType::Float64),
+            "-Infinity"
+        );
         assert_eq!(text(Datum::Bytes(b"hi"), ScalarType::Bytes), "\\x6869");
         assert_eq!(
-            text(Datum::TimestampTz(Timestamp(0)), ScalarType::TimestampTz { precision: None }),
+            text(
+                Datum::TimestampTz(Timestamp(0)),
+                ScalarType::TimestampTz { precision: None }
+            ),
             "1970-01-01 00:00:00+00"
         );
-        assert_eq!(text(Datum::Interval(Interval { months: 1, days: 0, micros: 0 }), ScalarType::Interval), "1 mon");
+        assert_eq!(
+            text(
+                Datum::Interval(Interval {
+                    months: 1,
+                    days: 0,
+                    micros: 0
+                }),
+                ScalarType::Interval
+            ),
+            "1 mon"
+        );
 
-        let list_type = ScalarType::List { element: Box::new(ScalarType::Text) };
+        let list_type = ScalarType::List {
+            element: Box::new(ScalarType::Text),
+        };
         let mut packer = RowPacker::new();
         packer.push_list([
             Datum::String("a"),
@@ -987,21 +1216,35 @@ mod tests {
             Datum::String(""),
         ]);
         let list = packer.finish();
-        assert_eq!(format_text(list.unpack_first(), &list_type), "{a,\"b c\",NULL,\"null\",\"\"}");
+        assert_eq!(
+            format_text(list.unpack_first(), &list_type),
+            "{a,\"b c\",NULL,\"null\",\"\"}"
+        );
 
         let mut packer = RowPacker::new();
         packer.push_map([("k", Datum::String("v")), ("a=b", Datum::Null)]);
         let map = packer.finish();
-        let map_type = ScalarType::Map { value: Box::new(ScalarType::Text) };
-        assert_eq!(format_text(map.unpack_first(), &map_type), "{\"a=b\"=>NULL,k=>v}");
+        let map_type = ScalarType::Map {
+            value: Box::new(ScalarType::Text),
+        };
+        assert_eq!(
+            format_text(map.unpack_first(), &map_type),
+            "{\"a=b\"=>NULL,k=>v}"
+        );
 
         let record_type = ScalarType::Record {
-            fields: vec![("x".into(), ScalarType::Int32.nullable(true)), ("y".into(), ScalarType::Text.nullable(true))],
+            fields: vec![
+                ("x".into(), ScalarType::Int32.nullable(true)),
+                ("y".into(), ScalarType::Text.nullable(true)),
+            ],
         };
         let mut packer = RowPacker::new();
         packer.push_list([Datum::Null, Datum::String("a,b")]);
         let record = packer.finish();
-        assert_eq!(format_text(record.unpack_first(), &record_type), "(,\"a,b\")");
+        assert_eq!(
+            format_text(record.unpack_first(), &record_type),
+            "(,\"a,b\")"
+        );
     }
 
     #[test]

@@ -266,7 +266,9 @@ pub fn classify(error: &KafkaError) -> TxnError {
             let code = rd.code();
             if is_fenced(code) {
                 ErrorKind::Fenced
-            } else if is_unsupported(code) || code == RDKafkaErrorCode::TransactionalIdAuthorizationFailed {
+            } else if is_unsupported(code)
+                || code == RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            {
                 // A broker or a principal without transactions: the at-least-once mode still
                 // works there, and the machine's message says so.
                 ErrorKind::Unsupported

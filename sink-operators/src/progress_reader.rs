@@ -253,7 +253,9 @@ fn read_progress_fencing(
 
 /// Whether the raw-log reader can reach the brokers: it speaks plaintext only.
 fn raw_readable(config: &ClientConfig) -> bool {
-    config.get("security.protocol").is_none_or(|p| p.eq_ignore_ascii_case("plaintext"))
+    config
+        .get("security.protocol")
+        .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"))
         && config.get("bootstrap.servers").is_some()
 }
 
@@ -279,22 +281,34 @@ fn read_progress_raw(
         .trim()
         .to_string();
     let prefix = format!("{}/", names.sink_id);
-    let ours = |key: &Option<Vec<u8>>| key.as_deref().is_some_and(|k| k.starts_with(prefix.as_bytes()));
+    let ours = |key: &Option<Vec<u8>>| {
+        key.as_deref()
+            .is_some_and(|k| k.starts_with(prefix.as_bytes()))
+    };
     let fences = options.mode == DeliveryMode::ExactlyOnce;
     let started = std::time::Instant::now();
     loop {
-        let log = crate::rawlog::read_topic(&bootstrap, topic).map_err(|error| ProgressReadError::Read {
-            topic: topic.to_string(),
-            position: 0,
-            reason: error.to_string(),
+        let log = crate::rawlog::read_topic(&bootstrap, topic).map_err(|error| {
+            ProgressReadError::Read {
+                topic: topic.to_string(),
+                position: 0,
+                reason: error.to_string(),
+            }
         })?;
-        let records: Vec<crate::rawlog::RawRecord> = log.raw().into_iter().filter(|r| ours(&r.record.key)).collect();
+        let records: Vec<crate::rawlog::RawRecord> = log
+            .raw()
+            .into_iter()
+            .filter(|r| ours(&r.record.key))
+            .collect();
         let mut fenced_now = false;
         if fences {
             let mut everything = ProgressScan::showing_aborted(names);
             for raw in &records {
                 // A record that does not parse is reported below if it was committed.
-                let _ = everything.push(raw.record.key.as_deref().unwrap_or_default(), raw.record.value.as_deref());
+                let _ = everything.push(
+                    raw.record.key.as_deref().unwrap_or_default(),
+                    raw.record.value.as_deref(),
+                );
             }
             for transactional_id in everything.retired_transactional_ids(new_workers) {
                 if fenced.insert(transactional_id.clone()) {
@@ -303,16 +317,21 @@ fn read_progress_raw(
                 }
             }
         }
-        let open = records.iter().any(|r| r.outcome == crate::rawlog::Outcome::Open);
+        let open = records
+            .iter()
+            .any(|r| r.outcome == crate::rawlog::Outcome::Open);
         if !fenced_now && !open {
             let mut scan = ProgressScan::committed_exactly(names);
             for raw in records.iter().filter(|r| r.outcome.is_visible()) {
-                scan.push(raw.record.key.as_deref().unwrap_or_default(), raw.record.value.as_deref())
-                    .map_err(|source| ProgressReadError::Record {
-                        topic: topic.to_string(),
-                        offset: raw.record.offset,
-                        source: Box::new(source),
-                    })?;
+                scan.push(
+                    raw.record.key.as_deref().unwrap_or_default(),
+                    raw.record.value.as_deref(),
+                )
+                .map_err(|source| ProgressReadError::Record {
+                    topic: topic.to_string(),
+                    offset: raw.record.offset,
+                    source: Box::new(source),
+                })?;
             }
             return Ok(scan);
         }
@@ -348,7 +367,14 @@ pub fn read_progress(
     options: &RecoverOptions,
 ) -> Result<ProgressScan> {
     // No run has this many workers, so no id is retired and nothing is fenced.
-    read_progress_fencing(config, names, topic, options, u32::MAX, &mut BTreeSet::new())
+    read_progress_fencing(
+        config,
+        names,
+        topic,
+        options,
+        u32::MAX,
+        &mut BTreeSet::new(),
+    )
 }
 
 /// The committed offset of each listed worker's progress group on partition 0 of the progress

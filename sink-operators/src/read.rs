@@ -24,8 +24,11 @@ use serde_json::Value;
 
 use crate::dataflow::relation::values::parse_uuid;
 use crate::dataflow::relation::{Interval, Numeric, Timestamp};
-use crate::dataflow::{ColumnType, DiffPair, Datum, RelationDesc, Row, RowPacker, ScalarType};
-use crate::encoders::{EncodedMessage, EncoderConfig, Envelope, FormatSpec, SchemaRegistryClient, SinkEncoder, TIME_HEADER};
+use crate::dataflow::{ColumnType, Datum, DiffPair, RelationDesc, Row, RowPacker, ScalarType};
+use crate::encoders::{
+    EncodedMessage, EncoderConfig, Envelope, FormatSpec, SchemaRegistryClient, SinkEncoder,
+    TIME_HEADER,
+};
 use crate::feed::{push_json, row_from_json};
 use crate::progress_reader::{committed_seqs, read_progress, RecoverOptions};
 use crate::protocol::SinkNames;
@@ -46,7 +49,10 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { broker_shows_aborted_records: false, timeout: DEFAULT_READ_TIMEOUT }
+        ReadOptions {
+            broker_shows_aborted_records: false,
+            timeout: DEFAULT_READ_TIMEOUT,
+        }
     }
 }
 
@@ -70,7 +76,11 @@ impl SinkContents {
     /// empty frontier meaning everything is committed.
     pub fn frontier_line(&self) -> String {
         let frontier = |f: &Option<u64>| f.map_or_else(Vec::new, |t| vec![t]);
-        let workers: BTreeMap<String, Vec<u64>> = self.workers.iter().map(|(w, f)| (w.to_string(), frontier(f))).collect();
+        let workers: BTreeMap<String, Vec<u64>> = self
+            .workers
+            .iter()
+            .map(|(w, f)| (w.to_string(), frontier(f)))
+            .collect();
         serde_json::json!({ "frontier": frontier(&self.frontier), "workers": workers }).to_string()
     }
 }
@@ -83,11 +93,20 @@ pub enum ReadError {
     #[error("sink {sink}: {message}")]
     Sink { sink: String, message: String },
     #[error("topic {topic}, partition {partition}, offset {offset}: {message}")]
-    Message { topic: String, partition: i32, offset: i64, message: String },
+    Message {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
 }
 
 /// Reads sink `name` of `catalog` back.
-pub fn read_sink(catalog: &Catalog, name: &str, options: ReadOptions) -> Result<SinkContents, ReadError> {
+pub fn read_sink(
+    catalog: &Catalog,
+    name: &str,
+    options: ReadOptions,
+) -> Result<SinkContents, ReadError> {
     if catalog.sink(name).is_none() {
         return Err(ReadError::UnknownSink(name.to_string()));
     }
@@ -95,40 +114,85 @@ pub fn read_sink(catalog: &Catalog, name: &str, options: ReadOptions) -> Result<
     let spec = &plan.spec;
     let client = plan.connection.client_config().clone();
 
-    let names = SinkNames::new(spec.name.clone(), spec.transactional_id_prefix.clone(), spec.progress_group_id_prefix.clone());
+    let names = SinkNames::new(
+        spec.name.clone(),
+        spec.transactional_id_prefix.clone(),
+        spec.progress_group_id_prefix.clone(),
+    );
     let recover_options = RecoverOptions {
         reader_shows_aborted: options.broker_shows_aborted_records,
         read_timeout: options.timeout,
         ..RecoverOptions::default()
     };
-    let scan = read_progress(&client, &names, &plan.connection.progress_topic, &recover_options).map_err(|e| sink_error(name, e))?;
-    let offsets = committed_seqs(&client, &names, &plan.connection.progress_topic, &scan.workers_with_records())
-        .map_err(|e| sink_error(name, e))?;
+    let scan = read_progress(
+        &client,
+        &names,
+        &plan.connection.progress_topic,
+        &recover_options,
+    )
+    .map_err(|e| sink_error(name, e))?;
+    let offsets = committed_seqs(
+        &client,
+        &names,
+        &plan.connection.progress_topic,
+        &scan.workers_with_records(),
+    )
+    .map_err(|e| sink_error(name, e))?;
     // The worker count only decides what a new run would take over; the resume point is the
     // same for any.
     let recovery = scan.recover(&offsets, 1);
     let frontier = recovery.resume_time();
-    let workers = recovery.previous.iter().map(|p| (p.worker, p.point.time())).collect();
+    let workers = recovery
+        .previous
+        .iter()
+        .map(|p| (p.worker, p.point.time()))
+        .collect();
 
-    let decoder = Decoder::new(&plan).map_err(|message| ReadError::Sink { sink: name.to_string(), message })?;
-    let mut contents = SinkContents { rows: Vec::new(), frontier, workers, messages: 0, skipped: 0 };
-    let mut state = State::default();
-    read_topic(&client, &spec.topic, options.timeout, |partition, offset, key, value, time| {
-        let located = |message: String| ReadError::Message { topic: spec.topic.clone(), partition, offset, message };
-        let time = time.ok_or_else(|| located(format!("the message has no {TIME_HEADER} header")))?;
-        contents.messages += 1;
-        if frontier.is_some_and(|f| time >= f) {
-            contents.skipped += 1;
-            return Ok(());
-        }
-        decoder.apply(&mut state, key, value).map_err(located)
+    let decoder = Decoder::new(&plan).map_err(|message| ReadError::Sink {
+        sink: name.to_string(),
+        message,
     })?;
-    contents.rows = decoder.render(&state).map_err(|message| ReadError::Sink { sink: name.to_string(), message })?;
+    let mut contents = SinkContents {
+        rows: Vec::new(),
+        frontier,
+        workers,
+        messages: 0,
+        skipped: 0,
+    };
+    let mut state = State::default();
+    read_topic(
+        &client,
+        &spec.topic,
+        options.timeout,
+        |partition, offset, key, value, time| {
+            let located = |message: String| ReadError::Message {
+                topic: spec.topic.clone(),
+                partition,
+                offset,
+                message,
+            };
+            let time =
+                time.ok_or_else(|| located(format!("the message has no {TIME_HEADER} header")))?;
+            contents.messages += 1;
+            if frontier.is_some_and(|f| time >= f) {
+                contents.skipped += 1;
+                return Ok(());
+            }
+            decoder.apply(&mut state, key, value).map_err(located)
+        },
+    )?;
+    contents.rows = decoder.render(&state).map_err(|message| ReadError::Sink {
+        sink: name.to_string(),
+        message,
+    })?;
     Ok(contents)
 }
 
 fn sink_error(sink: &str, error: impl std::fmt::Display) -> ReadError {
-    ReadError::Sink { sink: sink.to_string(), message: error.to_string() }
+    ReadError::Sink {
+        sink: sink.to_string(),
+        message: error.to_string(),
+    }
 }
 
 /// The relation as the messages so far make it: by key (order key of the key row), or as a
@@ -162,7 +226,12 @@ struct Decoder {
 impl Decoder {
     fn new(plan: &SinkPlan) -> Result<Decoder, String> {
         let spec = &plan.spec;
-        let registry = plan.registry.clone().map(SchemaRegistryClient::new).transpose().map_err(|e| e.to_string())?;
+        let registry = plan
+            .registry
+            .clone()
+            .map(SchemaRegistryClient::new)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let printer = SinkEncoder::new(
             EncoderConfig {
                 desc: spec.desc.clone(),
@@ -181,7 +250,10 @@ impl Decoder {
             desc: spec.desc.clone(),
             key_desc: spec.key.as_ref().map(|k| spec.desc.project(&k.indices)),
             envelope: spec.envelope,
-            key_format: spec.key_format.clone().unwrap_or_else(|| spec.value_format.clone()),
+            key_format: spec
+                .key_format
+                .clone()
+                .unwrap_or_else(|| spec.value_format.clone()),
             value_format: spec.value_format.clone(),
             registry,
             schemas: Default::default(),
@@ -189,20 +261,29 @@ impl Decoder {
         })
     }
 
-    fn apply(&self, state: &mut State, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), String> {
+    fn apply(
+        &self,
+        state: &mut State,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
         let key = match (&self.key_desc, key) {
-            (Some(desc), Some(bytes)) => {
-                Some(self.decode_row(desc, &self.key_format, bytes).map_err(|e| format!("cannot decode the key: {e}"))?)
+            (Some(desc), Some(bytes)) => Some(
+                self.decode_row(desc, &self.key_format, bytes)
+                    .map_err(|e| format!("cannot decode the key: {e}"))?,
+            ),
+            (Some(_), None) => {
+                return Err("the message has no key, but the sink has a KEY".to_string())
             }
-            (Some(_), None) => return Err("the message has no key, but the sink has a KEY".to_string()),
             (None, _) => None,
         };
         match self.envelope {
             Envelope::Upsert => {
                 let after = match value {
-                    Some(bytes) => {
-                        Some(self.decode_row(&self.desc, &self.value_format, bytes).map_err(|e| format!("cannot decode the value: {e}"))?)
-                    }
+                    Some(bytes) => Some(
+                        self.decode_row(&self.desc, &self.value_format, bytes)
+                            .map_err(|e| format!("cannot decode the value: {e}"))?,
+                    ),
                     None => None,
                 };
                 match (key, after) {
@@ -214,7 +295,9 @@ impl Decoder {
             }
             Envelope::Debezium => {
                 let bytes = value.ok_or("a DEBEZIUM message without a value")?;
-                let pair = self.decode_debezium(bytes).map_err(|e| format!("cannot decode the value: {e}"))?;
+                let pair = self
+                    .decode_debezium(bytes)
+                    .map_err(|e| format!("cannot decode the value: {e}"))?;
                 match key {
                     Some(key) => match pair.after {
                         Some(row) => drop(state.keyed.insert(key.order_key(), row)),
@@ -238,8 +321,13 @@ impl Decoder {
         let mut lines = Vec::new();
         let mut message = EncodedMessage::new();
         let mut print = |row: &Row| -> Result<String, String> {
-            let pair = DiffPair { before: None, after: Some(row.clone()) };
-            self.printer.encode(&Row::default(), &pair, 0, &mut message).map_err(|e| e.to_string())?;
+            let pair = DiffPair {
+                before: None,
+                after: Some(row.clone()),
+            };
+            self.printer
+                .encode(&Row::default(), &pair, 0, &mut message)
+                .map_err(|e| e.to_string())?;
             Ok(String::from_utf8_lossy(message.value().unwrap_or_default()).into_owned())
         };
         for row in state.keyed.values() {
@@ -247,7 +335,10 @@ impl Decoder {
         }
         for (row, count) in state.rows.values() {
             if *count < 0 {
-                return Err(format!("the topic deletes a row it never added: {}", print(row)?));
+                return Err(format!(
+                    "the topic deletes a row it never added: {}",
+                    print(row)?
+                ));
             }
             for _ in 0..*count {
                 lines.push(print(row)?);
@@ -256,10 +347,16 @@ impl Decoder {
         Ok(lines)
     }
 
-    fn decode_row(&self, desc: &RelationDesc, format: &FormatSpec, bytes: &[u8]) -> Result<Row, String> {
+    fn decode_row(
+        &self,
+        desc: &RelationDesc,
+        format: &FormatSpec,
+        bytes: &[u8],
+    ) -> Result<Row, String> {
         match format {
             FormatSpec::Json => {
-                let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+                let value: Value =
+                    serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
                 row_from_json(desc, &value).map_err(|e| e.to_string())
             }
             FormatSpec::Text | FormatSpec::Bytes => single_column(desc, format, bytes),
@@ -276,28 +373,44 @@ impl Decoder {
         let row = |value: Option<Result<Row, String>>| value.transpose();
         match &self.value_format {
             FormatSpec::Json => {
-                let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+                let value: Value =
+                    serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
                 let part = |name: &str| match value.get(name) {
                     None | Some(Value::Null) => None,
-                    Some(v) => Some(row_from_json(&self.desc, v).map_err(|e| format!("{name}: {e}"))),
+                    Some(v) => {
+                        Some(row_from_json(&self.desc, v).map_err(|e| format!("{name}: {e}")))
+                    }
                 };
-                Ok(DiffPair { before: row(part("before"))?, after: row(part("after"))? })
+                Ok(DiffPair {
+                    before: row(part("before"))?,
+                    after: row(part("after"))?,
+                })
             }
             FormatSpec::Avro(_) => {
                 let AvroValue::Record(fields) = self.decode_avro(bytes)? else {
                     return Err("the Avro value is not a {before, after} record".to_string());
                 };
                 let part = |name: &str| {
-                    let value = fields.iter().find(|(n, _)| n == name).map(|(_, v)| unwrap_union(v));
+                    let value = fields
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| unwrap_union(v));
                     match value {
                         None | Some(AvroValue::Null) => None,
                         Some(v) => {
                             let mut packer = RowPacker::new();
-                            Some(push_avro_record(&mut packer, &self.desc, v).map(|()| packer.finish()).map_err(|e| format!("{name}: {e}")))
+                            Some(
+                                push_avro_record(&mut packer, &self.desc, v)
+                                    .map(|()| packer.finish())
+                                    .map_err(|e| format!("{name}: {e}")),
+                            )
                         }
                     }
                 };
-                Ok(DiffPair { before: row(part("before"))?, after: row(part("after"))? })
+                Ok(DiffPair {
+                    before: row(part("before"))?,
+                    after: row(part("after"))?,
+                })
             }
             other => Err(format!("FORMAT {} has no DEBEZIUM envelope", other.name())),
         }
@@ -307,14 +420,22 @@ impl Decoder {
     /// by the id in its header.
     fn decode_avro(&self, bytes: &[u8]) -> Result<AvroValue, String> {
         if bytes.len() < 5 || bytes[0] != 0 {
-            return Err("not in the Confluent wire format (magic byte 0 and a schema id)".to_string());
+            return Err(
+                "not in the Confluent wire format (magic byte 0 and a schema id)".to_string(),
+            );
         }
         let id = i32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
         let mut schemas = self.schemas.borrow_mut();
         if !schemas.contains_key(&id) {
-            let registry = self.registry.as_ref().ok_or("an Avro message, but the sink names no schema registry")?;
-            let text = registry.schema_by_id(id).map_err(|e| format!("cannot fetch schema {id}: {e}"))?;
-            let schema = Schema::parse_str(&text).map_err(|e| format!("schema {id} does not parse: {e}"))?;
+            let registry = self
+                .registry
+                .as_ref()
+                .ok_or("an Avro message, but the sink names no schema registry")?;
+            let text = registry
+                .schema_by_id(id)
+                .map_err(|e| format!("cannot fetch schema {id}: {e}"))?;
+            let schema =
+                Schema::parse_str(&text).map_err(|e| format!("schema {id} does not parse: {e}"))?;
             schemas.insert(id, schema);
         }
         let schema = &schemas[&id];
@@ -329,27 +450,44 @@ impl Decoder {
 /// A TEXT or BYTES part: the bytes of its single column.
 fn single_column(desc: &RelationDesc, format: &FormatSpec, bytes: &[u8]) -> Result<Row, String> {
     let [column] = desc.columns() else {
-        return Err(format!("FORMAT {} needs exactly one column, the relation has {}", format.name(), desc.arity()));
+        return Err(format!(
+            "FORMAT {} needs exactly one column, the relation has {}",
+            format.name(),
+            desc.arity()
+        ));
     };
     let mut packer = RowPacker::new();
     match (format, &column.typ.scalar_type) {
         (FormatSpec::Bytes, ScalarType::Bytes) => packer.push(Datum::Bytes(bytes)),
         (_, scalar) => {
-            let text = std::str::from_utf8(bytes).map_err(|_| format!("column \"{}\": not UTF-8", column.name))?;
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| format!("column \"{}\": not UTF-8", column.name))?;
             let text = match scalar {
                 // TEXT writes bytea in Postgres's hex form.
                 ScalarType::Bytes => {
-                    let hex = text.strip_prefix("\\x").ok_or_else(|| format!("column \"{}\": not \\x hex", column.name))?;
-                    let decoded: Option<Vec<u8>> =
-                        (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
-                    let decoded = decoded.ok_or_else(|| format!("column \"{}\": not \\x hex", column.name))?;
+                    let hex = text
+                        .strip_prefix("\\x")
+                        .ok_or_else(|| format!("column \"{}\": not \\x hex", column.name))?;
+                    let decoded: Option<Vec<u8>> = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| {
+                            hex.get(i..i + 2)
+                                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        })
+                        .collect();
+                    let decoded = decoded
+                        .ok_or_else(|| format!("column \"{}\": not \\x hex", column.name))?;
                     packer.push(Datum::Bytes(&decoded));
                     return Ok(packer.finish());
                 }
                 _ => Value::String(text.to_string()),
             };
-            let typ = ColumnType { scalar_type: scalar.clone(), nullable: true };
-            push_json(&mut packer, &typ, &text).map_err(|e| format!("column \"{}\": {e}", column.name))?;
+            let typ = ColumnType {
+                scalar_type: scalar.clone(),
+                nullable: true,
+            };
+            push_json(&mut packer, &typ, &text)
+                .map_err(|e| format!("column \"{}\": {e}", column.name))?;
         }
     }
     Ok(packer.finish())
@@ -363,15 +501,24 @@ fn unwrap_union(value: &AvroValue) -> &AvroValue {
 }
 
 /// The fields of an Avro record, in column order, as a row of `desc`.
-fn push_avro_record(packer: &mut RowPacker, desc: &RelationDesc, value: &AvroValue) -> Result<(), String> {
+fn push_avro_record(
+    packer: &mut RowPacker,
+    desc: &RelationDesc,
+    value: &AvroValue,
+) -> Result<(), String> {
     let AvroValue::Record(fields) = unwrap_union(value) else {
         return Err(format!("expected an Avro record, found {value:?}"));
     };
     if fields.len() != desc.arity() {
-        return Err(format!("the Avro record has {} fields, the relation {} columns", fields.len(), desc.arity()));
+        return Err(format!(
+            "the Avro record has {} fields, the relation {} columns",
+            fields.len(),
+            desc.arity()
+        ));
     }
     for (column, (_, field)) in desc.columns().iter().zip(fields) {
-        push_avro(packer, &column.typ.scalar_type, field).map_err(|e| format!("column \"{}\": {e}", column.name))?;
+        push_avro(packer, &column.typ.scalar_type, field)
+            .map_err(|e| format!("column \"{}\": {e}", column.name))?;
     }
     Ok(())
 }
@@ -396,12 +543,26 @@ fn push_avro(packer: &mut RowPacker, ty: &ScalarType, value: &AvroValue) -> Resu
     let datum = match (ty, value) {
         (_, AvroValue::Null) => Datum::Null,
         (ScalarType::Bool, AvroValue::Boolean(b)) => Datum::from_bool(*b),
-        (ScalarType::Int16, _) => Datum::Int16(long().and_then(|v| i16::try_from(v).ok()).ok_or_else(mismatch)?),
-        (ScalarType::Int32, _) => Datum::Int32(long().and_then(|v| i32::try_from(v).ok()).ok_or_else(mismatch)?),
+        (ScalarType::Int16, _) => Datum::Int16(
+            long()
+                .and_then(|v| i16::try_from(v).ok())
+                .ok_or_else(mismatch)?,
+        ),
+        (ScalarType::Int32, _) => Datum::Int32(
+            long()
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(mismatch)?,
+        ),
         (ScalarType::Int64, _) => Datum::Int64(long().ok_or_else(mismatch)?),
-        (ScalarType::UInt16, _) => Datum::UInt16(u16::from_be_bytes(fixed(2).ok_or_else(mismatch)?.try_into().unwrap())),
-        (ScalarType::UInt32, _) => Datum::UInt32(u32::from_be_bytes(fixed(4).ok_or_else(mismatch)?.try_into().unwrap())),
-        (ScalarType::UInt64, _) => Datum::UInt64(u64::from_be_bytes(fixed(8).ok_or_else(mismatch)?.try_into().unwrap())),
+        (ScalarType::UInt16, _) => Datum::UInt16(u16::from_be_bytes(
+            fixed(2).ok_or_else(mismatch)?.try_into().unwrap(),
+        )),
+        (ScalarType::UInt32, _) => Datum::UInt32(u32::from_be_bytes(
+            fixed(4).ok_or_else(mismatch)?.try_into().unwrap(),
+        )),
+        (ScalarType::UInt64, _) => Datum::UInt64(u64::from_be_bytes(
+            fixed(8).ok_or_else(mismatch)?.try_into().unwrap(),
+        )),
         (ScalarType::Float32, AvroValue::Float(v)) => Datum::Float32(*v),
         (ScalarType::Float64, AvroValue::Double(v)) => Datum::Float64(*v),
         (ScalarType::Numeric { scale, .. }, AvroValue::Decimal(_) | AvroValue::Bytes(_)) => {
@@ -412,11 +573,20 @@ fn push_avro(packer: &mut RowPacker, ty: &ScalarType, value: &AvroValue) -> Resu
             };
             Datum::Numeric(decimal(&bytes, *scale).ok_or_else(mismatch)?)
         }
-        (ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. }, AvroValue::String(s)) => Datum::String(s),
+        (
+            ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. },
+            AvroValue::String(s),
+        ) => Datum::String(s),
         (ScalarType::Jsonb, AvroValue::String(s)) => Datum::Jsonb(s),
         (ScalarType::Bytes, AvroValue::Bytes(b)) => Datum::Bytes(b),
-        (ScalarType::Date, AvroValue::Date(d) | AvroValue::Int(d)) => Datum::Date(crate::dataflow::relation::Date(*d)),
-        (ScalarType::Time, _) => Datum::Time(crate::dataflow::relation::Time(long().and_then(|v| u64::try_from(v).ok()).ok_or_else(mismatch)?)),
+        (ScalarType::Date, AvroValue::Date(d) | AvroValue::Int(d)) => {
+            Datum::Date(crate::dataflow::relation::Date(*d))
+        }
+        (ScalarType::Time, _) => Datum::Time(crate::dataflow::relation::Time(
+            long()
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(mismatch)?,
+        )),
         (ScalarType::Timestamp { .. } | ScalarType::TimestampTz { .. }, _) => {
             let micros = match value {
                 AvroValue::TimestampMillis(ms) | AvroValue::LocalTimestampMillis(ms) => ms * 1000,
@@ -437,7 +607,9 @@ fn push_avro(packer: &mut RowPacker, ty: &ScalarType, value: &AvroValue) -> Resu
             })
         }
         (ScalarType::Uuid, AvroValue::Uuid(u)) => Datum::Uuid(*u.as_bytes()),
-        (ScalarType::Uuid, AvroValue::String(s)) => Datum::Uuid(parse_uuid(s).ok_or_else(mismatch)?),
+        (ScalarType::Uuid, AvroValue::String(s)) => {
+            Datum::Uuid(parse_uuid(s).ok_or_else(mismatch)?)
+        }
         (ScalarType::List { element }, AvroValue::Array(items)) => {
             let mut result = Ok(());
             packer.push_list_with(|p| {
@@ -460,7 +632,9 @@ fn push_avro(packer: &mut RowPacker, ty: &ScalarType, value: &AvroValue) -> Resu
             packer.push_map(rows.iter().map(|(k, row)| (*k, row.unpack_first())));
             return Ok(());
         }
-        (ScalarType::Record { fields }, AvroValue::Record(values)) if fields.len() == values.len() => {
+        (ScalarType::Record { fields }, AvroValue::Record(values))
+            if fields.len() == values.len() =>
+        {
             let mut result = Ok(());
             packer.push_list_with(|p| {
                 for ((_, field), (_, item)) in fields.iter().zip(values) {
@@ -510,7 +684,10 @@ fn read_topic(
     timeout: Duration,
     mut record: impl FnMut(i32, i64, Option<&[u8]>, Option<&[u8]>, Option<u64>) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
-    let failed = |message: String| ReadError::Sink { sink: topic.to_string(), message };
+    let failed = |message: String| ReadError::Sink {
+        sink: topic.to_string(),
+        message,
+    };
     let partitions = partition_count(config, topic).map_err(|e| failed(e.to_string()))?;
     let mut reader_config = config.clone();
     reader_config
@@ -522,22 +699,34 @@ fn read_topic(
         .set("auto.offset.reset", "earliest")
         .set("allow.auto.create.topics", "false")
         .set("fetch.wait.max.ms", "100");
-    let consumer: BaseConsumer = reader_config.create().map_err(|e| failed(format!("cannot create a reader: {}", redacted(&e))))?;
+    let consumer: BaseConsumer = reader_config
+        .create()
+        .map_err(|e| failed(format!("cannot create a reader: {}", redacted(&e))))?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment
             .add_partition_offset(topic, partition, Offset::Beginning)
             .map_err(|e| failed(redacted(&e)))?;
     }
-    consumer.assign(&assignment).map_err(|e| failed(redacted(&e)))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| failed(redacted(&e)))?;
 
     // A partition is read once it reached its end after its last message.
     let mut at_end = vec![false; partitions as usize];
     let deadline = Instant::now() + timeout;
     while at_end.iter().any(|done| !done) {
         if Instant::now() >= deadline {
-            let pending: Vec<String> = at_end.iter().enumerate().filter(|(_, d)| !**d).map(|(p, _)| p.to_string()).collect();
-            return Err(failed(format!("timed out after {timeout:?} reading partitions {} to their end", pending.join(", "))));
+            let pending: Vec<String> = at_end
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| !**d)
+                .map(|(p, _)| p.to_string())
+                .collect();
+            return Err(failed(format!(
+                "timed out after {timeout:?} reading partitions {} to their end",
+                pending.join(", ")
+            )));
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
@@ -560,7 +749,13 @@ fn read_topic(
                         .and_then(|v| std::str::from_utf8(v).ok())
                         .and_then(|v| v.parse().ok())
                 });
-                record(partition, message.offset(), message.key(), message.payload(), time)?;
+                record(
+                    partition,
+                    message.offset(),
+                    message.key(),
+                    message.payload(),
+                    time,
+                )?;
             }
         }
     }

@@ -51,7 +51,12 @@ pub struct RunPlan {
 impl RunPlan {
     /// The plan of every sink of `catalog`, in the order of the statements.
     pub fn from_catalog(catalog: &Catalog) -> Result<RunPlan, RunError> {
-        let mut plan = RunPlan { sinks: Vec::new(), sink_tables: Vec::new(), tables: FeedTables::new(), cluster_workers: None };
+        let mut plan = RunPlan {
+            sinks: Vec::new(),
+            sink_tables: Vec::new(),
+            tables: FeedTables::new(),
+            cluster_workers: None,
+        };
         for spec in catalog.sinks() {
             let table_name = spec.from.clone().ok_or_else(|| RunError::Plan {
                 sink: spec.name.clone(),
@@ -61,12 +66,15 @@ impl RunPlan {
                 sink: spec.name.clone(),
                 message: format!("FROM {table_name} is not a table of the statements file"),
             })?;
-            let sink = SinkPlan::from_catalog(catalog, &spec.name)
-                .map_err(|e| RunError::Plan { sink: spec.name.clone(), message: e.to_string() })?;
+            let sink = SinkPlan::from_catalog(catalog, &spec.name).map_err(|e| RunError::Plan {
+                sink: spec.name.clone(),
+                message: e.to_string(),
+            })?;
             if let Some(cluster) = spec.cluster.as_ref().and_then(|c| catalog.cluster(c)) {
                 plan.cluster_workers = Some(plan.cluster_workers.unwrap_or(0).max(cluster.workers));
             }
-            plan.sink_tables.push(plan.tables.add(&table_name, &table.desc));
+            plan.sink_tables
+                .push(plan.tables.add(&table_name, &table.desc));
             plan.sinks.push(sink);
         }
         if plan.sinks.is_empty() {
@@ -82,12 +90,17 @@ impl RunPlan {
     }
 
     /// Applies the run's settings to every sink.
-    pub fn configure(&mut self, broker_shows_aborted_records: bool, commit_interval: Option<Duration>) {
+    pub fn configure(
+        &mut self,
+        broker_shows_aborted_records: bool,
+        commit_interval: Option<Duration>,
+    ) {
         for sink in &mut self.sinks {
             sink.broker_shows_aborted_records = broker_shows_aborted_records;
             if let Some(interval) = commit_interval {
                 sink.cadence.commit_interval = interval;
-                sink.cadence.idle_progress_interval = sink.cadence.idle_progress_interval.min(interval * 4);
+                sink.cadence.idle_progress_interval =
+                    sink.cadence.idle_progress_interval.min(interval * 4);
             }
         }
     }
@@ -115,8 +128,9 @@ impl FeedSource {
         Ok(match self {
             FeedSource::Stdin => Box::new(std::io::BufReader::new(std::io::stdin())),
             FeedSource::File(path) => {
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| RunError::Io(format!("cannot open the feed {}: {e}", path.display())))?;
+                let file = std::fs::File::open(&path).map_err(|e| {
+                    RunError::Io(format!("cannot open the feed {}: {e}", path.display()))
+                })?;
                 Box::new(std::io::BufReader::new(file))
             }
             FeedSource::Reader(reader) => reader,
@@ -182,7 +196,11 @@ pub enum RunError {
     Sink { sink: String, message: String },
     /// A bad feed line; every time before the last good one was committed.
     #[error("{error} (every time before {committed_before} is committed; nothing of that time or later was fed)")]
-    Feed { error: FeedError, committed_before: u64, summary: RunSummary },
+    Feed {
+        error: FeedError,
+        committed_before: u64,
+        summary: RunSummary,
+    },
     #[error("worker {worker}: {message}")]
     Worker { worker: usize, message: String },
 }
@@ -190,19 +208,31 @@ pub enum RunError {
 /// Runs `plan` over the feed until the sinks have committed all of it, or a feed line is bad,
 /// or a sink fails.
 pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
-    let state = RunState { monitors: plan.sinks.iter().map(|s| s.monitor.clone()).collect(), rows_fed: Default::default() };
+    let state = RunState {
+        monitors: plan.sinks.iter().map(|s| s.monitor.clone()).collect(),
+        rows_fed: Default::default(),
+    };
     let holds_worker_zero = match &options.timely.communication {
         timely::CommunicationConfig::Cluster { process, .. } => *process == 0,
         _ => true,
     };
     let feed = if holds_worker_zero {
-        Some(spawn_reader(options.feed.open()?, plan.tables.clone(), options.pace))
+        Some(spawn_reader(
+            options.feed.open()?,
+            plan.tables.clone(),
+            options.pace,
+        ))
     } else {
         None
     };
     let feed = Arc::new(Mutex::new(feed));
-    let observers = Observers::start(state.clone(), options.status_file.clone(), options.metrics, options.progress_line)
-        .map_err(|e| RunError::Io(e.to_string()))?;
+    let observers = Observers::start(
+        state.clone(),
+        options.status_file.clone(),
+        options.metrics,
+        options.progress_line,
+    )
+    .map_err(|e| RunError::Io(e.to_string()))?;
     if let Some(address) = observers.metrics_address {
         tracing::info!("metrics at http://{address}/metrics");
     }
@@ -214,28 +244,33 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
         let plan = worker_plan.clone();
         let stop_seen: Rc<Cell<Option<u64>>> = Rc::new(Cell::new(None));
         let seen = Rc::clone(&stop_seen);
-        let built = worker.dataflow::<u64, _, _>(|scope| {
-            let mut inputs: Vec<InputSession<u64, Row, isize>> = Vec::new();
-            let mut collections = Vec::new();
-            for _ in 0..plan.tables.len() {
-                let (input, collection) = scope.new_collection::<Row, isize>();
-                inputs.push(input);
-                collections.push(collection);
-            }
-            let mut probes: Vec<ProbeHandle<u64>> = Vec::new();
-            for (sink, &table) in plan.sinks.iter().zip(&plan.sink_tables) {
-                let handle = collections[table]
-                    .clone()
-                    .sink_kafka(sink)
-                    .map_err(|e| RunError::Sink { sink: sink.spec.name.clone(), message: e.to_string() })?;
-                probes.push(handle.probe);
-            }
-            // Worker 0 tells every worker, in every process, the time a bad feed line stopped
-            // the inputs at.
-            let (stop_input, stop) = scope.new_collection::<u64, isize>();
-            stop.inner.broadcast().inspect(move |(time, _, _)| seen.set(Some(*time)));
-            Ok::<_, RunError>((inputs, probes, stop_input))
-        });
+        let built =
+            worker.dataflow::<u64, _, _>(|scope| {
+                let mut inputs: Vec<InputSession<u64, Row, isize>> = Vec::new();
+                let mut collections = Vec::new();
+                for _ in 0..plan.tables.len() {
+                    let (input, collection) = scope.new_collection::<Row, isize>();
+                    inputs.push(input);
+                    collections.push(collection);
+                }
+                let mut probes: Vec<ProbeHandle<u64>> = Vec::new();
+                for (sink, &table) in plan.sinks.iter().zip(&plan.sink_tables) {
+                    let handle = collections[table].clone().sink_kafka(sink).map_err(|e| {
+                        RunError::Sink {
+                            sink: sink.spec.name.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    probes.push(handle.probe);
+                }
+                // Worker 0 tells every worker, in every process, the time a bad feed line stopped
+                // the inputs at.
+                let (stop_input, stop) = scope.new_collection::<u64, isize>();
+                stop.inner
+                    .broadcast()
+                    .inspect(move |(time, _, _)| seen.set(Some(*time)));
+                Ok::<_, RunError>((inputs, probes, stop_input))
+            });
         let (inputs, probes, stop_input) = match built {
             Ok(built) => built,
             Err(error) => {
@@ -245,8 +280,13 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                 return Err(error);
             }
         };
-        let receiver = if index == 0 { feed.lock().unwrap_or_else(|p| p.into_inner()).take() } else { None };
-        let mut feeder = receiver.map(|receiver| Feeder::new(receiver, inputs, stop_input, Arc::clone(&rows_fed)));
+        let receiver = if index == 0 {
+            feed.lock().unwrap_or_else(|p| p.into_inner()).take()
+        } else {
+            None
+        };
+        let mut feeder = receiver
+            .map(|receiver| Feeder::new(receiver, inputs, stop_input, Arc::clone(&rows_fed)));
 
         let mut feed_error: Option<FeedError> = None;
         loop {
@@ -268,7 +308,10 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                 for dataflow in worker.installed_dataflows() {
                     worker.drop_dataflow(dataflow);
                 }
-                return Err(RunError::Sink { sink: failed.spec.name.clone(), message });
+                return Err(RunError::Sink {
+                    sink: failed.spec.name.clone(),
+                    message,
+                });
             }
             let finished = match stop_seen.get() {
                 Some(stop) => probes.iter().all(|p| !p.less_than(&stop)),
@@ -277,13 +320,24 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
             if finished {
                 break;
             }
-            worker.step_or_park(Some(Duration::from_millis(if waiting_on_feed { 1 } else { 10 })));
+            worker.step_or_park(Some(Duration::from_millis(if waiting_on_feed {
+                1
+            } else {
+                10
+            })));
         }
         for dataflow in worker.installed_dataflows() {
             worker.drop_dataflow(dataflow);
         }
         match (feed_error, stop_seen.get()) {
-            (Some(error), Some(stop)) => Err(RunError::Feed { error, committed_before: stop, summary: RunSummary { rows_fed: 0, sinks: Vec::new() } }),
+            (Some(error), Some(stop)) => Err(RunError::Feed {
+                error,
+                committed_before: stop,
+                summary: RunSummary {
+                    rows_fed: 0,
+                    sinks: Vec::new(),
+                },
+            }),
             _ => Ok(()),
         }
     })
@@ -291,7 +345,12 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
 
     let mut outcome = Ok(());
     for (worker, result) in guards.join().into_iter().enumerate() {
-        let result = result.unwrap_or_else(|panic| Err(RunError::Worker { worker, message: format!("panicked: {panic}") }));
+        let result = result.unwrap_or_else(|panic| {
+            Err(RunError::Worker {
+                worker,
+                message: format!("panicked: {panic}"),
+            })
+        });
         if let (Err(error), Ok(())) = (result, &outcome) {
             outcome = Err(error);
         }
@@ -299,17 +358,31 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
     if let Err(e) = observers.finish() {
         tracing::warn!("{e}");
     }
-    let summary = RunSummary { rows_fed: state.rows_fed.load(Ordering::Relaxed), sinks: state.reports() };
+    let summary = RunSummary {
+        rows_fed: state.rows_fed.load(Ordering::Relaxed),
+        sinks: state.reports(),
+    };
     match outcome {
         Ok(()) => Ok(summary),
-        Err(RunError::Feed { error, committed_before, .. }) => Err(RunError::Feed { error, committed_before, summary }),
+        Err(RunError::Feed {
+            error,
+            committed_before,
+            ..
+        }) => Err(RunError::Feed {
+            error,
+            committed_before,
+            summary,
+        }),
         Err(error) => Err(error),
     }
 }
 
 /// The least committed frontier over the sinks; `None` when all are done.
 fn committed_frontier(probes: &[ProbeHandle<u64>]) -> Option<u64> {
-    probes.iter().filter_map(|p| p.with_frontier(|f| f.iter().min().copied())).min()
+    probes
+        .iter()
+        .filter_map(|p| p.with_frontier(|f| f.iter().min().copied()))
+        .min()
 }
 
 enum Pumped {
@@ -357,7 +430,9 @@ impl Feeder {
     }
 
     fn pump(&mut self, committed: Option<u64>) -> Pumped {
-        let Some(inputs) = self.inputs.as_mut() else { return Pumped::Finished };
+        let Some(inputs) = self.inputs.as_mut() else {
+            return Pumped::Finished;
+        };
         if self.stopped {
             return Pumped::Held;
         }
@@ -384,7 +459,16 @@ impl Feeder {
             };
             fed += 1;
             match message {
-                FeedMessage::Item { item: FeedItem::Update { table, time, row, diff }, .. } => {
+                FeedMessage::Item {
+                    item:
+                        FeedItem::Update {
+                            table,
+                            time,
+                            row,
+                            diff,
+                        },
+                    ..
+                } => {
                     if time > self.time {
                         self.time = time;
                         inputs.iter_mut().for_each(|input| input.advance_to(time));
@@ -397,7 +481,10 @@ impl Feeder {
                     self.uncommitted_total += 1;
                     self.rows_fed.fetch_add(1, Ordering::Relaxed);
                 }
-                FeedMessage::Item { item: FeedItem::Advance(time), .. } => {
+                FeedMessage::Item {
+                    item: FeedItem::Advance(time),
+                    ..
+                } => {
                     if time > self.time {
                         self.time = time;
                         inputs.iter_mut().for_each(|input| input.advance_to(time));

@@ -42,10 +42,13 @@ use timely::scheduling::SyncActivator;
 
 use crate::connection::{registry_config, KafkaConnection};
 use crate::dataflow::operators::{
-    CombineAtTimestamp, CombineOptions, Combined, KeyBy, KeyViolation, PairCredit, SinkKey as PairingKey,
+    CombineAtTimestamp, CombineOptions, Combined, KeyBy, KeyViolation, PairCredit,
+    SinkKey as PairingKey,
 };
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
-use crate::encoders::{EncodedMessage, EncoderConfig, RegistryConfig, SchemaRegistryClient, SinkEncoder};
+use crate::encoders::{
+    EncodedMessage, EncoderConfig, RegistryConfig, SchemaRegistryClient, SinkEncoder,
+};
 use crate::partition::{key_partition_hash, partition_for};
 use crate::producer::{DeliveryMode, ProducerDriver, ProducerSettings, SinkRecord};
 use crate::progress_reader::{recover, RecoverOptions};
@@ -105,7 +108,10 @@ impl SinkPlan {
 
     /// The plan of sink `name` of `catalog`, with its connection and registry resolved.
     pub fn from_catalog(catalog: &Catalog, name: &str) -> Result<SinkPlan, SinkError> {
-        let spec = catalog.sink(name).ok_or_else(|| SinkError::UnknownSink(name.to_string()))?.clone();
+        let spec = catalog
+            .sink(name)
+            .ok_or_else(|| SinkError::UnknownSink(name.to_string()))?
+            .clone();
         let connection_spec = catalog
             .connection(&spec.connection)
             .ok_or_else(|| SinkError::UnknownConnection(spec.connection.clone()))?;
@@ -146,7 +152,10 @@ impl SinkPlan {
             relation: spec.from.clone().unwrap_or_else(|| spec.name.clone()),
             key_columns: spec.key.as_ref().map(|k| k.indices.clone()),
             envelope: spec.envelope,
-            key_format: spec.key_format.clone().unwrap_or_else(|| spec.value_format.clone()),
+            key_format: spec
+                .key_format
+                .clone()
+                .unwrap_or_else(|| spec.value_format.clone()),
             value_format: spec.value_format.clone(),
             headers_column: spec.headers.as_ref().map(|c| c.index),
             topic: spec.topic.clone(),
@@ -156,7 +165,11 @@ impl SinkPlan {
     fn pairing_key(&self) -> Result<PairingKey, SinkError> {
         let declared = self.spec.key.as_ref().map(|k| k.indices.as_slice());
         let not_enforced = self.spec.key.as_ref().is_some_and(|k| k.not_enforced);
-        Ok(PairingKey::resolve(&self.spec.desc, declared, not_enforced)?)
+        Ok(PairingKey::resolve(
+            &self.spec.desc,
+            declared,
+            not_enforced,
+        )?)
     }
 }
 
@@ -196,7 +209,9 @@ impl<'scope> SinkKafka<'scope> for VecCollection<'scope, u64, Row, isize> {
         let key = plan.pairing_key()?;
         let scope = self.inner.scope();
         let credit = PairCredit::new(PAIR_CREDIT);
-        let combined = self.key_by(&key).combine_at_timestamp_with(&key, combine_options(plan, &credit));
+        let combined = self
+            .key_by(&key)
+            .combine_at_timestamp_with(&key, combine_options(plan, &credit));
         render(scope, plan, combined, credit)
     }
 }
@@ -217,7 +232,11 @@ where
 
 fn combine_options(plan: &SinkPlan, credit: &PairCredit) -> CombineOptions<u64> {
     let options = CombineOptions::default().with_credit(credit.clone());
-    if plan.spec.snapshot { options } else { options.without_snapshot(plan.as_of) }
+    if plan.spec.snapshot {
+        options
+    } else {
+        options.without_snapshot(plan.as_of)
+    }
 }
 
 /// What the sink operators of one worker share: the machine, its driver, and the bookkeeping
@@ -268,8 +287,12 @@ impl WorkerSink {
             while let Some(event) = self.driver.poll_event() {
                 progressed = true;
                 match &event {
-                    Event::Committed(Ok(())) => self.monitor.update(self.worker, |s| s.transactions_committed += 1),
-                    Event::Aborted(Ok(())) => self.monitor.update(self.worker, |s| s.transactions_aborted += 1),
+                    Event::Committed(Ok(())) => self
+                        .monitor
+                        .update(self.worker, |s| s.transactions_committed += 1),
+                    Event::Aborted(Ok(())) => self
+                        .monitor
+                        .update(self.worker, |s| s.transactions_aborted += 1),
                     _ => {}
                 }
                 self.handle(event);
@@ -291,7 +314,12 @@ impl WorkerSink {
 
     fn fail(&mut self, error: String) {
         if self.failed.is_none() {
-            self.monitor.set_status(self.worker, SinkStatus::Failed { error: error.clone() });
+            self.monitor.set_status(
+                self.worker,
+                SinkStatus::Failed {
+                    error: error.clone(),
+                },
+            );
             self.failed = Some(error);
         }
     }
@@ -336,7 +364,11 @@ impl WorkerSink {
                     .range(..bound)
                     .next_back()
                     .map(|(_, at)| at.elapsed().as_millis() as u64);
-                self.passed_at = if frontier.is_some() { self.passed_at.split_off(&bound) } else { BTreeMap::new() };
+                self.passed_at = if frontier.is_some() {
+                    self.passed_at.split_off(&bound)
+                } else {
+                    BTreeMap::new()
+                };
                 self.monitor.update(self.worker, |s| {
                     s.messages_committed += messages;
                     s.bytes_committed += bytes;
@@ -368,7 +400,12 @@ fn render<'scope>(
     // The connection, topics and schemas first: they fail fast with the user's mistakes (a
     // wrong address, certificate or password) before any producer, naming the connection.
     if let Err(error) = plan.connection.check() {
-        monitor.set_status(worker, SinkStatus::Failed { error: error.to_string() });
+        monitor.set_status(
+            worker,
+            SinkStatus::Failed {
+                error: error.to_string(),
+            },
+        );
         return Err(error.into());
     }
     let mut topic = TopicSettings::new(spec.topic.clone());
@@ -390,7 +427,9 @@ fn render<'scope>(
             report.partitions,
             spec.topic_metadata_refresh_interval,
             Box::new(move |old, new| {
-                monitor.note(format!("topic {topic_name} went from {old} to {new} partitions"));
+                monitor.note(format!(
+                    "topic {topic_name} went from {old} to {new} partitions"
+                ));
             }),
         )?
     };
@@ -402,7 +441,11 @@ fn render<'scope>(
     if !progress.differences.is_empty() {
         monitor.note(progress.to_string());
     }
-    let registry = plan.registry.clone().map(SchemaRegistryClient::new).transpose()?;
+    let registry = plan
+        .registry
+        .clone()
+        .map(SchemaRegistryClient::new)
+        .transpose()?;
     let encoder = SinkEncoder::new(plan.encoder_config(), registry.as_ref())?;
 
     let names = plan.names();
@@ -429,7 +472,12 @@ fn render<'scope>(
         })
     };
     let driver = ProducerDriver::start(&client, settings, wake)?;
-    let machine = Machine::new(names.clone(), plan.cadence.clone(), worker as u32, workers as u32);
+    let machine = Machine::new(
+        names.clone(),
+        plan.cadence.clone(),
+        worker as u32,
+        workers as u32,
+    );
     let shared = Rc::new(RefCell::new(WorkerSink {
         worker,
         machine,
@@ -444,41 +492,45 @@ fn render<'scope>(
         failed: None,
     }));
     let register = |address: &[usize]| {
-        wakers.lock().unwrap_or_else(|p| p.into_inner()).push(scope.worker().sync_activator_for(address.to_vec()));
+        wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(scope.worker().sync_activator_for(address.to_vec()));
     };
 
     // Step 1 of startup, on every worker: initialize transactions, then tell worker 0.
     let init_state = Rc::clone(&shared);
-    let readiness = source::<_, timely::container::CapacityContainerBuilder<Vec<(usize, Result<(), String>)>>, _, _>(
-        scope,
-        "OutflowSinkInit",
-        |capability, info| {
-            register(&info.address);
-            // Another of this worker's sink operators may take the driver's answer; the
-            // startup operators look again shortly rather than rely on being woken.
-            let activator = scope.activator_for(info.address.clone());
-            let mut capability = Some(capability);
-            move |output| {
-                let mut state = init_state.borrow_mut();
-                state.pump();
-                let outcome = if let Some(error) = &state.failed {
-                    Some(Err(error.clone()))
-                } else if state.driver.is_initialized() {
-                    Some(Ok(()))
-                } else {
-                    None
-                };
-                match (outcome, capability.take()) {
-                    (Some(outcome), Some(cap)) => output.session(&cap).give((state.worker, outcome)),
-                    (None, cap @ Some(_)) => {
-                        capability = cap;
-                        activator.activate_after(STARTUP_POLL);
-                    }
-                    _ => {}
+    let readiness = source::<
+        _,
+        timely::container::CapacityContainerBuilder<Vec<(usize, Result<(), String>)>>,
+        _,
+        _,
+    >(scope, "OutflowSinkInit", |capability, info| {
+        register(&info.address);
+        // Another of this worker's sink operators may take the driver's answer; the
+        // startup operators look again shortly rather than rely on being woken.
+        let activator = scope.activator_for(info.address.clone());
+        let mut capability = Some(capability);
+        move |output| {
+            let mut state = init_state.borrow_mut();
+            state.pump();
+            let outcome = if let Some(error) = &state.failed {
+                Some(Err(error.clone()))
+            } else if state.driver.is_initialized() {
+                Some(Ok(()))
+            } else {
+                None
+            };
+            match (outcome, capability.take()) {
+                (Some(outcome), Some(cap)) => output.session(&cap).give((state.worker, outcome)),
+                (None, cap @ Some(_)) => {
+                    capability = cap;
+                    activator.activate_after(STARTUP_POLL);
                 }
+                _ => {}
             }
-        },
-    );
+        }
+    });
 
     // Steps 2 to 4, on worker 0: recover once every worker has initialized, announce the run,
     // and hand the recovery to every worker.
@@ -619,7 +671,8 @@ fn render<'scope>(
                 for outcome in data.drain(..) {
                     match outcome {
                         Ok(json) => {
-                            let found: Recovery = serde_json::from_str(&json).expect("recoveries deserialize");
+                            let found: Recovery =
+                                serde_json::from_str(&json).expect("recoveries deserialize");
                             let found = Arc::new(found);
                             if state.worker != 0 {
                                 state.handle(Event::Recovered(Arc::clone(&found)));
@@ -634,14 +687,21 @@ fn render<'scope>(
             pairs_input.for_each(|_, data| {
                 for (key, time, pair) in data.drain(..) {
                     received += 1;
-                    stash.entry((time, key.order_key())).or_default().push_back((key, pair));
+                    stash
+                        .entry((time, key.order_key()))
+                        .or_default()
+                        .push_back((key, pair));
                 }
             });
             owed_credit += received;
             violations_input.for_each(|_, data| {
                 for violation in data.drain(..) {
                     let skipped = recovery.as_ref().is_some_and(|r| {
-                        r.resume.should_skip(stable_key_hash(&violation.key), violation.time, &violation.key.order_key())
+                        r.resume.should_skip(
+                            stable_key_hash(&violation.key),
+                            violation.time,
+                            &violation.key.order_key(),
+                        )
                     });
                     if skipped {
                         continue;
@@ -653,7 +713,9 @@ fn render<'scope>(
                 }
             });
             let counted = violation_count.get();
-            state.monitor.update(state.worker, |s| s.key_violations = counted.max(violations_seen));
+            state.monitor.update(state.worker, |s| {
+                s.key_violations = counted.max(violations_seen)
+            });
 
             if state.failed.is_some() {
                 // A failed sink writes nothing more: it lets go of its output and drains its
@@ -669,40 +731,68 @@ fn render<'scope>(
             if let (Some(resume), None) = (recovery.as_ref(), state.failed.as_ref()) {
                 // Feed pairs while the machine takes them, in (time, position) order, up to the
                 // input frontier's time.
-                let input = frontiers[0].frontier().iter().chain(frontiers[1].frontier().iter()).min().copied();
+                let input = frontiers[0]
+                    .frontier()
+                    .iter()
+                    .chain(frontiers[1].frontier().iter())
+                    .min()
+                    .copied();
                 while !state.paused {
-                    let Some(mut entry) = stash.first_entry() else { break };
+                    let Some(mut entry) = stash.first_entry() else {
+                        break;
+                    };
                     let time = entry.key().0;
                     if input.is_some_and(|input| time > input) {
                         break;
                     }
                     let position = entry.key().1.clone();
-                    let (key, pair) = entry.get_mut().pop_front().expect("stash entries are never empty");
+                    let (key, pair) = entry
+                        .get_mut()
+                        .pop_front()
+                        .expect("stash entries are never empty");
                     if entry.get().is_empty() {
                         entry.remove();
                     }
-                    if resume.resume.should_skip(stable_key_hash(&key), time, &position) {
+                    if resume
+                        .resume
+                        .should_skip(stable_key_hash(&key), time, &position)
+                    {
                         continue;
                     }
                     if let Err(error) = encoder.encode(&key, &pair, time, &mut message) {
-                        state.fail(format!("cannot encode an update of sink {sink_name} at time {time}: {error}"));
+                        state.fail(format!(
+                            "cannot encode an update of sink {sink_name} at time {time}: {error}"
+                        ));
                         break;
                     }
                     let hash = match &partition_by {
-                        Some(expr) => pair.after.as_ref().or(pair.before.as_ref()).and_then(|row| expr.partition_hash(row)),
-                        None if message.key().is_some() => key_partition_hash(message.key_payload()),
+                        Some(expr) => pair
+                            .after
+                            .as_ref()
+                            .or(pair.before.as_ref())
+                            .and_then(|row| expr.partition_hash(row)),
+                        None if message.key().is_some() => {
+                            key_partition_hash(message.key_payload())
+                        }
                         None => Some(stable_key_hash(&key)),
                     };
                     let record = SinkRecord {
                         partition: Some(partition_for(hash, partitions.current())),
                         key: message.key().map(<[u8]>::to_vec),
                         value: message.value().map(<[u8]>::to_vec),
-                        headers: message.headers().map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec))).collect(),
+                        headers: message
+                            .headers()
+                            .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
+                            .collect(),
                         timestamp: None,
                     };
                     let bytes = record.key.as_ref().map_or(0, Vec::len)
                         + record.value.as_ref().map_or(0, Vec::len)
-                        + record.headers.iter().map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>();
+                        + record
+                            .headers
+                            .iter()
+                            .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len))
+                            .sum::<usize>();
                     let entry = state.staged.entry(time).or_default();
                     entry.0 += 1;
                     entry.1 += bytes as u64;
@@ -710,7 +800,12 @@ fn render<'scope>(
                         s.messages_staged += 1;
                         s.bytes_staged += bytes as u64;
                     });
-                    state.handle(Event::Message { time, position, bytes, message: Arc::new(record) });
+                    state.handle(Event::Message {
+                        time,
+                        position,
+                        bytes,
+                        message: Arc::new(record),
+                    });
                     state.pump();
                 }
                 // The frontier the machine may rely on: nothing stashed is before it.
@@ -763,7 +858,12 @@ fn render<'scope>(
                 None => {}
             }
             let feedable = stash.first_key_value().is_some_and(|((time, _), _)| {
-                frontiers[0].frontier().iter().chain(frontiers[1].frontier().iter()).min().is_none_or(|input| time <= input)
+                frontiers[0]
+                    .frontier()
+                    .iter()
+                    .chain(frontiers[1].frontier().iter())
+                    .min()
+                    .is_none_or(|input| time <= input)
             });
             if feedable && !state.paused && state.failed.is_none() && recovery.is_some() {
                 activator.activate();
@@ -773,7 +873,11 @@ fn render<'scope>(
 
     let probe = ProbeHandle::new();
     let committed = committed.probe_with(&probe);
-    Ok(SinkHandle { probe, committed, monitor })
+    Ok(SinkHandle {
+        probe,
+        committed,
+        monitor,
+    })
 }
 
 fn violation_error(sink: &str, violation: &KeyViolation<u64>) -> String {

@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use outflow_dataflow::{RelationDesc, ScalarType};
 use outflow_encoders::{
-    validate_headers_column, AvroFormatSpec, DocScope, DocTarget, EncodeError, EncoderConfig, Envelope, FormatSpec,
-    Part as EncodePart, Secret,
+    validate_headers_column, AvroFormatSpec, DocScope, DocTarget, EncodeError, EncoderConfig,
+    Envelope, FormatSpec, Part as EncodePart, Secret,
 };
 use serde::{Serialize, Serializer};
 
@@ -68,7 +68,12 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn new(message: impl Into<String>) -> SpecError {
-        SpecError { message: message.into(), detail: None, hint: None, position: None }
+        SpecError {
+            message: message.into(),
+            detail: None,
+            hint: None,
+            position: None,
+        }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> SpecError {
@@ -170,7 +175,10 @@ impl Sites {
 
     /// The position of `site`, or of the statement when the site has none.
     pub(crate) fn at(&self, site: Site) -> Option<Position> {
-        self.0.get(&site).or_else(|| self.0.get(&Site::Statement)).copied()
+        self.0
+            .get(&site)
+            .or_else(|| self.0.get(&Site::Statement))
+            .copied()
     }
 
     fn error(&self, site: Site, message: impl Into<String>) -> SpecError {
@@ -248,7 +256,10 @@ pub struct SecretSpec {
 
 impl SecretSpec {
     pub fn new(name: impl Into<String>, value: Secret) -> SecretSpec {
-        SecretSpec { name: name.into(), value }
+        SecretSpec {
+            name: name.into(),
+            value,
+        }
     }
 }
 
@@ -281,11 +292,16 @@ impl SecurityProtocol {
 
     /// Case-insensitive.
     pub fn parse(s: &str) -> Option<SecurityProtocol> {
-        Self::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
     }
 
     fn uses_sasl(&self) -> bool {
-        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 
     fn uses_tls(&self) -> bool {
@@ -311,7 +327,11 @@ pub enum SaslMechanism {
 }
 
 impl SaslMechanism {
-    pub const ALL: [SaslMechanism; 3] = [SaslMechanism::Plain, SaslMechanism::ScramSha256, SaslMechanism::ScramSha512];
+    pub const ALL: [SaslMechanism; 3] = [
+        SaslMechanism::Plain,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::ScramSha512,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -323,7 +343,9 @@ impl SaslMechanism {
 
     /// Case-insensitive.
     pub fn parse(s: &str) -> Option<SaslMechanism> {
-        Self::ALL.into_iter().find(|m| m.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -364,7 +386,10 @@ pub struct ConnectionSpec {
 
 impl ConnectionSpec {
     pub fn builder(name: impl Into<String>) -> ConnectionBuilder {
-        ConnectionBuilder { name: name.into(), ..ConnectionBuilder::default() }
+        ConnectionBuilder {
+            name: name.into(),
+            ..ConnectionBuilder::default()
+        }
     }
 
     /// The progress topic a connection uses when `PROGRESS TOPIC` is not given.
@@ -384,10 +409,18 @@ impl ConnectionSpec {
         if let Some(s) = &self.ssl_key {
             refs.push(("SSL KEY", s));
         }
-        if let Some(s) = self.ssl_certificate.as_ref().and_then(StringOrSecret::secret_ref) {
+        if let Some(s) = self
+            .ssl_certificate
+            .as_ref()
+            .and_then(StringOrSecret::secret_ref)
+        {
             refs.push(("SSL CERTIFICATE", s));
         }
-        if let Some(s) = self.ssl_certificate_authority.as_ref().and_then(StringOrSecret::secret_ref) {
+        if let Some(s) = self
+            .ssl_certificate_authority
+            .as_ref()
+            .and_then(StringOrSecret::secret_ref)
+        {
             refs.push(("SSL CERTIFICATE AUTHORITY", s));
         }
         refs
@@ -477,16 +510,24 @@ impl ConnectionBuilder {
 
     pub fn build(self) -> Result<ConnectionSpec, SpecError> {
         let sites = &self.sites;
-        let broker_site = if sites.0.contains_key(&Site::Option("BROKERS")) { "BROKERS" } else { "BROKER" };
+        let broker_site = if sites.0.contains_key(&Site::Option("BROKERS")) {
+            "BROKERS"
+        } else {
+            "BROKER"
+        };
         if self.brokers.is_empty() {
             return Err(sites.error(Site::Statement, "must set one of BROKER or BROKERS"));
         }
         for broker in &self.brokers {
-            check_broker_address(broker).map_err(|e| e.at_opt(sites.at(Site::Option(broker_site))))?;
+            check_broker_address(broker)
+                .map_err(|e| e.at_opt(sites.at(Site::Option(broker_site))))?;
         }
-        let sasl_given = self.sasl_mechanism.is_some() || self.sasl_username.is_some() || self.sasl_password.is_some();
-        let tls_given =
-            self.ssl_key.is_some() || self.ssl_certificate.is_some() || self.ssl_certificate_authority.is_some();
+        let sasl_given = self.sasl_mechanism.is_some()
+            || self.sasl_username.is_some()
+            || self.sasl_password.is_some();
+        let tls_given = self.ssl_key.is_some()
+            || self.ssl_certificate.is_some()
+            || self.ssl_certificate_authority.is_some();
         let protocol = self.security_protocol.unwrap_or(if sasl_given {
             SecurityProtocol::SaslSsl
         } else {
@@ -494,17 +535,24 @@ impl ConnectionBuilder {
         });
         let sasl = if protocol.uses_sasl() {
             // Blame the first SASL option the statement gave.
-            let anchor = ["SASL MECHANISMS", "SECURITY PROTOCOL", "SASL USERNAME", "SASL PASSWORD"]
-                .into_iter()
-                .find(|option| sites.0.contains_key(&Site::Option(option)))
-                .map_or(Site::Statement, Site::Option);
+            let anchor = [
+                "SASL MECHANISMS",
+                "SECURITY PROTOCOL",
+                "SASL USERNAME",
+                "SASL PASSWORD",
+            ]
+            .into_iter()
+            .find(|option| sites.0.contains_key(&Site::Option(option)))
+            .map_or(Site::Statement, Site::Option);
             let missing = |option: &str| {
                 sites
                     .error(anchor, format!("SASL authentication requires {option}"))
                     .hint("SASL needs SASL MECHANISMS, SASL USERNAME and SASL PASSWORD")
             };
             Some(SaslSpec {
-                mechanism: self.sasl_mechanism.ok_or_else(|| missing("SASL MECHANISMS"))?,
+                mechanism: self
+                    .sasl_mechanism
+                    .ok_or_else(|| missing("SASL MECHANISMS"))?,
                 username: self.sasl_username.ok_or_else(|| missing("SASL USERNAME"))?,
                 password: self.sasl_password.ok_or_else(|| missing("SASL PASSWORD"))?,
             })
@@ -518,7 +566,10 @@ impl ConnectionBuilder {
                     "SASL PASSWORD"
                 };
                 return Err(sites
-                    .error(Site::Option(option), format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"))
+                    .error(
+                        Site::Option(option),
+                        format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"),
+                    )
                     .hint("use SECURITY PROTOCOL SASL_SSL or SASL_PLAINTEXT"));
             }
             None
@@ -532,10 +583,17 @@ impl ConnectionBuilder {
                 "SSL CERTIFICATE AUTHORITY"
             };
             return Err(sites
-                .error(Site::Option(option), format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"))
+                .error(
+                    Site::Option(option),
+                    format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"),
+                )
                 .hint("use SECURITY PROTOCOL SSL or SASL_SSL"));
         }
-        check_key_pair(self.ssl_key.is_some(), self.ssl_certificate.is_some(), sites)?;
+        check_key_pair(
+            self.ssl_key.is_some(),
+            self.ssl_certificate.is_some(),
+            sites,
+        )?;
         let progress_topic = match self.progress_topic {
             Some(topic) => {
                 check_topic_name("PROGRESS TOPIC", &topic)
@@ -570,8 +628,13 @@ impl ConnectionBuilder {
 /// A client key without its certificate (or the reverse) cannot authenticate.
 fn check_key_pair(key: bool, certificate: bool, sites: &Sites) -> Result<(), SpecError> {
     match (key, certificate) {
-        (true, false) => Err(sites.error(Site::Option("SSL KEY"), "SSL KEY requires SSL CERTIFICATE")),
-        (false, true) => Err(sites.error(Site::Option("SSL CERTIFICATE"), "SSL CERTIFICATE requires SSL KEY")),
+        (true, false) => {
+            Err(sites.error(Site::Option("SSL KEY"), "SSL KEY requires SSL CERTIFICATE"))
+        }
+        (false, true) => Err(sites.error(
+            Site::Option("SSL CERTIFICATE"),
+            "SSL CERTIFICATE requires SSL KEY",
+        )),
         _ => Ok(()),
     }
 }
@@ -582,7 +645,9 @@ fn check_broker_address(address: &str) -> Result<(), SpecError> {
         return Err(invalid("it is empty"));
     }
     if address.contains(',') {
-        return Err(invalid("it lists several brokers").hint("write BROKERS ('host1:9092', 'host2:9092')"));
+        return Err(
+            invalid("it lists several brokers").hint("write BROKERS ('host1:9092', 'host2:9092')")
+        );
     }
     if address.chars().any(char::is_whitespace) {
         return Err(invalid("it contains whitespace"));
@@ -606,7 +671,12 @@ fn check_broker_address(address: &str) -> Result<(), SpecError> {
 /// Kafka's rule for topic names.
 pub(crate) fn check_topic_name(option: &str, topic: &str) -> Result<(), SpecError> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if topic.is_empty() || topic.len() > 249 || topic == "." || topic == ".." || !topic.chars().all(legal) {
+    if topic.is_empty()
+        || topic.len() > 249
+        || topic == "."
+        || topic == ".."
+        || !topic.chars().all(legal)
+    {
         return Err(SpecError::new(format!("invalid {option} '{topic}'"))
             .detail("Kafka topic names are 1 to 249 characters of ASCII letters, digits, '.', '_' and '-', and neither '.' nor '..'."));
     }
@@ -627,7 +697,11 @@ pub struct RegistrySpec {
 
 impl RegistrySpec {
     pub fn builder(name: impl Into<String>, url: impl Into<String>) -> RegistryBuilder {
-        RegistryBuilder { name: name.into(), url: Some(url.into()), ..RegistryBuilder::default() }
+        RegistryBuilder {
+            name: name.into(),
+            url: Some(url.into()),
+            ..RegistryBuilder::default()
+        }
     }
 
     /// The secrets the connection refers to, with the option that names each.
@@ -642,10 +716,18 @@ impl RegistrySpec {
         if let Some(s) = &self.ssl_key {
             refs.push(("SSL KEY", s));
         }
-        if let Some(s) = self.ssl_certificate.as_ref().and_then(StringOrSecret::secret_ref) {
+        if let Some(s) = self
+            .ssl_certificate
+            .as_ref()
+            .and_then(StringOrSecret::secret_ref)
+        {
             refs.push(("SSL CERTIFICATE", s));
         }
-        if let Some(s) = self.ssl_certificate_authority.as_ref().and_then(StringOrSecret::secret_ref) {
+        if let Some(s) = self
+            .ssl_certificate_authority
+            .as_ref()
+            .and_then(StringOrSecret::secret_ref)
+        {
             refs.push(("SSL CERTIFICATE AUTHORITY", s));
         }
         refs
@@ -667,7 +749,10 @@ pub struct RegistryBuilder {
 
 impl RegistryBuilder {
     pub(crate) fn without_url(name: impl Into<String>) -> RegistryBuilder {
-        RegistryBuilder { name: name.into(), ..RegistryBuilder::default() }
+        RegistryBuilder {
+            name: name.into(),
+            ..RegistryBuilder::default()
+        }
     }
 
     pub(crate) fn url(mut self, url: impl Into<String>) -> Self {
@@ -703,12 +788,18 @@ impl RegistryBuilder {
 
     pub fn build(self) -> Result<RegistrySpec, SpecError> {
         let sites = &self.sites;
-        let url = self.url.ok_or_else(|| sites.error(Site::Statement, "must specify URL"))?;
+        let url = self
+            .url
+            .ok_or_else(|| sites.error(Site::Statement, "must specify URL"))?;
         check_url(&url).map_err(|e| e.at_opt(sites.at(Site::Option("URL"))))?;
         if self.password.is_some() && self.username.is_none() {
             return Err(sites.error(Site::Option("PASSWORD"), "PASSWORD requires USERNAME"));
         }
-        check_key_pair(self.ssl_key.is_some(), self.ssl_certificate.is_some(), sites)?;
+        check_key_pair(
+            self.ssl_key.is_some(),
+            self.ssl_certificate.is_some(),
+            sites,
+        )?;
         Ok(RegistrySpec {
             name: self.name,
             url,
@@ -730,7 +821,9 @@ fn check_url(url: &str) -> Result<(), SpecError> {
         return Err(invalid("it must start with http:// or https://"));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if host.is_empty() || host.starts_with(':') {
         return Err(invalid("the host is missing"));
     }
@@ -750,11 +843,17 @@ pub struct TableSpec {
 
 impl TableSpec {
     pub fn new(name: impl Into<String>, desc: RelationDesc) -> TableSpec {
-        TableSpec { name: name.into(), desc }
+        TableSpec {
+            name: name.into(),
+            desc,
+        }
     }
 
     pub fn builder(name: impl Into<String>) -> TableBuilder {
-        TableBuilder { name: name.into(), ..TableBuilder::default() }
+        TableBuilder {
+            name: name.into(),
+            ..TableBuilder::default()
+        }
     }
 }
 
@@ -769,18 +868,25 @@ pub struct TableBuilder {
 }
 
 impl TableBuilder {
-    pub fn column(mut self, name: impl Into<String>, scalar_type: ScalarType, nullable: bool) -> Self {
+    pub fn column(
+        mut self,
+        name: impl Into<String>,
+        scalar_type: ScalarType,
+        nullable: bool,
+    ) -> Self {
         self.columns.push((name.into(), scalar_type, nullable));
         self
     }
 
     pub fn primary_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
-        self.constraints.push((true, columns.into_iter().map(Into::into).collect()));
+        self.constraints
+            .push((true, columns.into_iter().map(Into::into).collect()));
         self
     }
 
     pub fn unique<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
-        self.constraints.push((false, columns.into_iter().map(Into::into).collect()));
+        self.constraints
+            .push((false, columns.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -789,7 +895,10 @@ impl TableBuilder {
         let mut seen = HashSet::new();
         for (i, (name, _, _)) in self.columns.iter().enumerate() {
             if !seen.insert(name.as_str()) {
-                return Err(sites.error(Site::Column(i), format!("column \"{name}\" specified more than once")));
+                return Err(sites.error(
+                    Site::Column(i),
+                    format!("column \"{name}\" specified more than once"),
+                ));
             }
         }
         let mut keys = Vec::new();
@@ -803,13 +912,17 @@ impl TableBuilder {
             if *primary && has_primary_key {
                 return Err(sites.error(
                     Site::Constraint(ci),
-                    format!("multiple primary keys for table \"{}\" are not allowed", self.name),
+                    format!(
+                        "multiple primary keys for table \"{}\" are not allowed",
+                        self.name
+                    ),
                 ));
             }
             has_primary_key |= primary;
             let mut indices = Vec::new();
             for (j, column) in columns.iter().enumerate() {
-                let Some(index) = self.columns.iter().position(|(name, _, _)| name == column) else {
+                let Some(index) = self.columns.iter().position(|(name, _, _)| name == column)
+                else {
                     return Err(sites.error(
                         Site::ConstraintColumn(ci, j),
                         format!("column \"{column}\" named in key does not exist"),
@@ -837,7 +950,10 @@ impl TableBuilder {
         for key in keys {
             desc = desc.with_key(key);
         }
-        Ok(TableSpec { name: self.name, desc })
+        Ok(TableSpec {
+            name: self.name,
+            desc,
+        })
     }
 }
 
@@ -881,7 +997,11 @@ impl ClusterSpec {
     pub fn new(name: impl Into<String>, size: &str) -> Result<ClusterSpec, SpecError> {
         let size = size.trim().to_ascii_lowercase();
         match Self::SIZES.iter().find(|(s, _)| *s == size) {
-            Some(&(_, workers)) => Ok(ClusterSpec { name: name.into(), size, workers }),
+            Some(&(_, workers)) => Ok(ClusterSpec {
+                name: name.into(),
+                size,
+                workers,
+            }),
             None => {
                 let known: Vec<&str> = Self::SIZES.iter().map(|(s, _)| *s).collect();
                 Err(SpecError::new(format!("unknown cluster size '{size}'"))
@@ -904,8 +1024,13 @@ pub enum Compression {
 }
 
 impl Compression {
-    pub const ALL: [Compression; 5] =
-        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
 
     /// librdkafka's name for it.
     pub fn as_str(&self) -> &'static str {
@@ -920,7 +1045,9 @@ impl Compression {
 
     /// Case-insensitive.
     pub fn parse(s: &str) -> Option<Compression> {
-        Self::ALL.into_iter().find(|c| c.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -1017,7 +1144,10 @@ pub struct SinkSpec {
     pub compression: Compression,
     pub transactional_id_prefix: String,
     pub progress_group_id_prefix: String,
-    #[serde(rename = "topic_metadata_refresh_interval_ms", serialize_with = "serialize_millis")]
+    #[serde(
+        rename = "topic_metadata_refresh_interval_ms",
+        serialize_with = "serialize_millis"
+    )]
     pub topic_metadata_refresh_interval: Duration,
     pub key: Option<SinkKey>,
     /// The `HEADERS` column.
@@ -1070,7 +1200,9 @@ impl SinkSpec {
 
     /// Whether the key is known to be unique in the relation (false without a key).
     pub fn key_is_unique(&self) -> bool {
-        self.key.as_ref().is_some_and(|k| self.desc.is_unique(&k.indices))
+        self.key
+            .as_ref()
+            .is_some_and(|k| self.desc.is_unique(&k.indices))
     }
 }
 
@@ -1198,7 +1330,10 @@ impl SinkBuilder {
     }
 
     /// `KEY (…) NOT ENFORCED`: the caller vouches that the key is unique.
-    pub fn key_not_enforced<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+    pub fn key_not_enforced<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        columns: I,
+    ) -> Self {
         self.key = Some((columns.into_iter().map(Into::into).collect(), true));
         self
     }
@@ -1249,7 +1384,9 @@ impl SinkBuilder {
         let sites = &self.sites;
         let desc = &self.desc;
         let envelope = self.envelope.ok_or_else(|| {
-            sites.error(Site::Statement, "ENVELOPE clause is required").hint("add ENVELOPE UPSERT or ENVELOPE DEBEZIUM")
+            sites
+                .error(Site::Statement, "ENVELOPE clause is required")
+                .hint("add ENVELOPE UPSERT or ENVELOPE DEBEZIUM")
         })?;
         let relation = match &self.from {
             Some(from) => format!("the underlying relation \"{from}\""),
@@ -1257,7 +1394,9 @@ impl SinkBuilder {
         };
 
         let key = match &self.key {
-            Some((columns, not_enforced)) => Some(self.resolve_key(columns, *not_enforced, envelope, &relation)?),
+            Some((columns, not_enforced)) => {
+                Some(self.resolve_key(columns, *not_enforced, envelope, &relation)?)
+            }
             None => None,
         };
 
@@ -1269,37 +1408,55 @@ impl SinkBuilder {
         if key.is_none() && envelope == Envelope::Upsert {
             return Err(sites
                 .error(Site::Envelope, "upsert sinks must specify a key")
-                .hint("add KEY (…) naming a unique key of the relation, or use ENVELOPE DEBEZIUM"));
+                .hint(
+                    "add KEY (…) naming a unique key of the relation, or use ENVELOPE DEBEZIUM",
+                ));
         }
 
         let connection = self.connection.clone().ok_or_else(|| {
-            sites.error(Site::Connection, "sink must name a KAFKA CONNECTION").hint("call SinkBuilder::connection")
+            sites
+                .error(Site::Connection, "sink must name a KAFKA CONNECTION")
+                .hint("call SinkBuilder::connection")
         })?;
         let topic = self.topic.clone().ok_or_else(|| {
-            sites.error(Site::Connection, "KAFKA CONNECTION must specify TOPIC").hint("e.g. (TOPIC 'orders')")
+            sites
+                .error(Site::Connection, "KAFKA CONNECTION must specify TOPIC")
+                .hint("e.g. (TOPIC 'orders')")
         })?;
         check_topic_name("TOPIC", &topic).map_err(|e| e.at_opt(sites.at(Site::Option("TOPIC"))))?;
 
         let interval_site = Site::Option("TOPIC METADATA REFRESH INTERVAL");
-        let topic_metadata_refresh_interval =
-            self.topic_metadata_refresh_interval.unwrap_or(DEFAULT_TOPIC_METADATA_REFRESH_INTERVAL);
+        let topic_metadata_refresh_interval = self
+            .topic_metadata_refresh_interval
+            .unwrap_or(DEFAULT_TOPIC_METADATA_REFRESH_INTERVAL);
         if topic_metadata_refresh_interval > MAX_TOPIC_METADATA_REFRESH_INTERVAL {
-            return Err(sites.error(interval_site, "TOPIC METADATA REFRESH INTERVAL cannot be greater than 1 hour"));
+            return Err(sites.error(
+                interval_site,
+                "TOPIC METADATA REFRESH INTERVAL cannot be greater than 1 hour",
+            ));
         }
         if topic_metadata_refresh_interval.is_zero() {
-            return Err(sites.error(interval_site, "TOPIC METADATA REFRESH INTERVAL must be greater than 0"));
+            return Err(sites.error(
+                interval_site,
+                "TOPIC METADATA REFRESH INTERVAL must be greater than 0",
+            ));
         }
-        let positive = |value: Option<i64>, option: &'static str| -> Result<Option<i32>, SpecError> {
-            value
-                .map(|n| {
-                    i32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
-                        sites.error(Site::Option(option), format!("{option} must be a positive integer"))
+        let positive =
+            |value: Option<i64>, option: &'static str| -> Result<Option<i32>, SpecError> {
+                value
+                    .map(|n| {
+                        i32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                            sites.error(
+                                Site::Option(option),
+                                format!("{option} must be a positive integer"),
+                            )
+                        })
                     })
-                })
-                .transpose()
-        };
+                    .transpose()
+            };
         let topic_partition_count = positive(self.topic_partition_count, "TOPIC PARTITION COUNT")?;
-        let topic_replication_factor = positive(self.topic_replication_factor, "TOPIC REPLICATION FACTOR")?;
+        let topic_replication_factor =
+            positive(self.topic_replication_factor, "TOPIC REPLICATION FACTOR")?;
 
         let value_format = self.value_format.clone().ok_or_else(|| {
             sites
@@ -1307,7 +1464,11 @@ impl SinkBuilder {
                 .hint("add FORMAT JSON, TEXT, BYTES or AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION …")
         })?;
         let key_format = match &key {
-            Some(_) => Some(self.key_format.clone().unwrap_or_else(|| value_format.clone())),
+            Some(_) => Some(
+                self.key_format
+                    .clone()
+                    .unwrap_or_else(|| value_format.clone()),
+            ),
             None => None,
         };
         if let Some(format) = &key_format {
@@ -1335,7 +1496,9 @@ impl SinkBuilder {
                     PartitionInput::Parsed(expr) => expr.clone(),
                 };
                 let allowed = match envelope {
-                    Envelope::Debezium => Some(key.as_ref().map(|k| k.indices.clone()).unwrap_or_default()),
+                    Envelope::Debezium => {
+                        Some(key.as_ref().map(|k| k.indices.clone()).unwrap_or_default())
+                    }
                     Envelope::Upsert => None,
                 };
                 Some(PartitionExpr::plan(&expr, desc, allowed.as_deref())?)
@@ -1386,7 +1549,10 @@ impl SinkBuilder {
         let mut seen = HashSet::new();
         for (i, column) in columns.iter().enumerate() {
             if !seen.insert(column) {
-                return Err(sites.error(Site::KeyColumn(i), format!("duplicate column referenced in KEY: {column}")));
+                return Err(sites.error(
+                    Site::KeyColumn(i),
+                    format!("duplicate column referenced in KEY: {column}"),
+                ));
             }
         }
         let mut indices = Vec::new();
@@ -1394,15 +1560,19 @@ impl SinkBuilder {
             match self.desc.get_by_name(column) {
                 Some((index, _)) => indices.push(index),
                 None => {
-                    return Err(
-                        sites.error(Site::KeyColumn(i), format!("column referenced in KEY does not exist: {column}"))
-                    )
+                    return Err(sites.error(
+                        Site::KeyColumn(i),
+                        format!("column referenced in KEY does not exist: {column}"),
+                    ))
                 }
             }
         }
         if envelope == Envelope::Upsert && !not_enforced && !self.desc.is_unique(&indices) {
-            let quoted =
-                |cols: &mut dyn Iterator<Item = &str>| cols.map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+            let quoted = |cols: &mut dyn Iterator<Item = &str>| {
+                cols.map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let known = if self.desc.keys().is_empty() {
                 "There are no known valid unique keys for the underlying relation.".to_string()
             } else {
@@ -1410,9 +1580,17 @@ impl SinkBuilder {
                     .desc
                     .keys()
                     .iter()
-                    .map(|k| format!("  ({})", quoted(&mut k.iter().map(|&c| self.desc.column(c).name.as_str()))))
+                    .map(|k| {
+                        format!(
+                            "  ({})",
+                            quoted(&mut k.iter().map(|&c| self.desc.column(c).name.as_str()))
+                        )
+                    })
                     .collect();
-                format!("The following keys are known to be unique for the underlying relation:\n{}", lines.join("\n"))
+                format!(
+                    "The following keys are known to be unique for the underlying relation:\n{}",
+                    lines.join("\n")
+                )
             };
             return Err(sites
                 .error(Site::Key, "upsert key could not be validated as unique")
@@ -1422,19 +1600,32 @@ impl SinkBuilder {
                 ))
                 .hint("declare the key with PRIMARY KEY or UNIQUE on the table, or write KEY (…) NOT ENFORCED if you know it is unique"));
         }
-        Ok(SinkKey { columns: columns.to_vec(), indices, not_enforced })
+        Ok(SinkKey {
+            columns: columns.to_vec(),
+            indices,
+            not_enforced,
+        })
     }
 
     fn resolve_headers(&self, column: &str, envelope: Envelope) -> Result<ColumnRef, SpecError> {
         let sites = &self.sites;
         if envelope == Envelope::Debezium {
-            return Err(sites.error(Site::Headers, "HEADERS option is not supported with ENVELOPE DEBEZIUM"));
+            return Err(sites.error(
+                Site::Headers,
+                "HEADERS option is not supported with ENVELOPE DEBEZIUM",
+            ));
         }
         let Some((index, _)) = self.desc.get_by_name(column) else {
-            return Err(sites.error(Site::Headers, format!("HEADERS column ({column}) is unknown")));
+            return Err(sites.error(
+                Site::Headers,
+                format!("HEADERS column ({column}) is unknown"),
+            ));
         };
         validate_headers_column(&self.desc, envelope, index).map_err(|e| self.encoder_error(e))?;
-        Ok(ColumnRef { index, name: column.to_string() })
+        Ok(ColumnRef {
+            index,
+            name: column.to_string(),
+        })
     }
 
     /// Blames an encoder's validation error on the part of the statement it is about.
@@ -1454,21 +1645,32 @@ impl SinkBuilder {
             EncodeError::HeadersWithDebezium
             | EncodeError::HeadersColumnOutOfRange { .. }
             | EncodeError::HeadersType { .. } => Site::Headers,
-            EncodeError::KeyFullnameWithoutKey => Site::FormatOption(Part::Value, "AVRO KEY FULLNAME"),
+            EncodeError::KeyFullnameWithoutKey => {
+                Site::FormatOption(Part::Value, "AVRO KEY FULLNAME")
+            }
             EncodeError::FullnamesNotPaired => Site::FormatOption(Part::Key, "AVRO KEY FULLNAME"),
-            EncodeError::InvalidFullname { part: EncodePart::Key, .. } => {
-                Site::FormatOption(Part::Key, "AVRO KEY FULLNAME")
-            }
-            EncodeError::InvalidFullname { part: EncodePart::Value, .. } => {
-                Site::FormatOption(Part::Value, "AVRO VALUE FULLNAME")
-            }
+            EncodeError::InvalidFullname {
+                part: EncodePart::Key,
+                ..
+            } => Site::FormatOption(Part::Key, "AVRO KEY FULLNAME"),
+            EncodeError::InvalidFullname {
+                part: EncodePart::Value,
+                ..
+            } => Site::FormatOption(Part::Value, "AVRO VALUE FULLNAME"),
             _ => Site::Statement,
         };
         self.sites.error(site, error.to_string())
     }
 
-    fn check_avro_options(&self, format: &FormatSpec, part: Part, has_key: bool) -> Result<(), SpecError> {
-        let FormatSpec::Avro(avro) = format else { return Ok(()) };
+    fn check_avro_options(
+        &self,
+        format: &FormatSpec,
+        part: Part,
+        has_key: bool,
+    ) -> Result<(), SpecError> {
+        let FormatSpec::Avro(avro) = format else {
+            return Ok(());
+        };
         let sites = &self.sites;
         if !has_key && avro.key_fullname.is_some() {
             return Err(sites.error(
@@ -1477,14 +1679,20 @@ impl SinkBuilder {
             ));
         }
         if has_key && avro.key_fullname.is_some() != avro.value_fullname.is_some() {
-            let given = if avro.key_fullname.is_some() { "AVRO KEY FULLNAME" } else { "AVRO VALUE FULLNAME" };
+            let given = if avro.key_fullname.is_some() {
+                "AVRO KEY FULLNAME"
+            } else {
+                "AVRO VALUE FULLNAME"
+            };
             return Err(sites.error(
                 Site::FormatOption(part, given),
                 "Must specify both AVRO KEY FULLNAME and AVRO VALUE FULLNAME when specifying generated schema names",
             ));
         }
-        for (option, name) in [("AVRO KEY FULLNAME", &avro.key_fullname), ("AVRO VALUE FULLNAME", &avro.value_fullname)]
-        {
+        for (option, name) in [
+            ("AVRO KEY FULLNAME", &avro.key_fullname),
+            ("AVRO VALUE FULLNAME", &avro.value_fullname),
+        ] {
             if let Some(name) = name {
                 if !is_avro_fullname(name) {
                     return Err(sites
@@ -1503,9 +1711,11 @@ impl SinkBuilder {
             };
             let (doc_on, relation, column) = match &doc.target {
                 DocTarget::Type(t) => (format!("{marker}DOC ON TYPE {t}"), t, None),
-                DocTarget::Column { relation, column } => {
-                    (format!("{marker}DOC ON COLUMN {relation}.{column}"), relation, Some(column))
-                }
+                DocTarget::Column { relation, column } => (
+                    format!("{marker}DOC ON COLUMN {relation}.{column}"),
+                    relation,
+                    Some(column),
+                ),
             };
             if doc.text.is_empty() {
                 return Err(sites.error(Site::Doc(part, i), format!("{doc_on} cannot be empty")));
@@ -1529,7 +1739,9 @@ impl SinkBuilder {
 fn is_avro_fullname(name: &str) -> bool {
     name.split('.').all(|part| {
         let mut chars = part.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     })
 }
@@ -1557,7 +1769,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
             _ => return None,
         };
         let whole = |p: &str| p.parse::<u64>().ok();
-        let seconds = s.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0 && *s < 60.0)?;
+        let seconds = s
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 60.0)?;
         let minutes = whole(m).filter(|m| *m < 60)?;
         let total = whole(h)?.checked_mul(3600)?.checked_add(minutes * 60)?;
         return Some(Duration::from_secs(total) + Duration::from_secs_f64(seconds));
@@ -1570,10 +1785,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         if rest.is_empty() {
             return (components > 0).then_some(total);
         }
-        let number_len = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok().filter(|n: &f64| n.is_finite())?;
+        let number_len = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len]
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite())?;
         rest = rest[number_len..].trim_start();
-        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let seconds_per_unit = match unit {
@@ -1612,9 +1834,17 @@ fn serialize_desc<S: Serializer>(desc: &RelationDesc, serializer: S) -> Result<S
     let columns = desc
         .columns()
         .iter()
-        .map(|c| Column { name: &c.name, typ: c.typ.scalar_type.to_string(), nullable: c.typ.nullable })
+        .map(|c| Column {
+            name: &c.name,
+            typ: c.typ.scalar_type.to_string(),
+            nullable: c.typ.nullable,
+        })
         .collect();
-    let keys = desc.keys().iter().map(|k| k.iter().map(|&i| desc.column(i).name.as_str()).collect()).collect();
+    let keys = desc
+        .keys()
+        .iter()
+        .map(|k| k.iter().map(|&i| desc.column(i).name.as_str()).collect())
+        .collect();
     Desc { columns, keys }.serialize(serializer)
 }
 
@@ -1648,7 +1878,10 @@ mod tests {
         assert_eq!(ClusterSpec::new("c", "25cc").unwrap().workers, 1);
         let err = ClusterSpec::new("c", "huge").unwrap_err();
         assert_eq!(err.message, "unknown cluster size 'huge'");
-        assert!(err.hint.unwrap().contains("xsmall, small, medium, large, xlarge"));
+        assert!(err
+            .hint
+            .unwrap()
+            .contains("xsmall, small, medium, large, xlarge"));
     }
 
     #[test]
@@ -1663,7 +1896,11 @@ mod tests {
 
     #[test]
     fn urls() {
-        for good in ["https://schema-registry.example.com", "http://localhost:8081/prefix", "https://u@h:1"] {
+        for good in [
+            "https://schema-registry.example.com",
+            "http://localhost:8081/prefix",
+            "https://u@h:1",
+        ] {
             assert!(check_url(good).is_ok(), "{good}");
         }
         for bad in ["schema-registry:8081", "ftp://x", "https://", "http://:80"] {

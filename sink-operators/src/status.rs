@@ -130,7 +130,9 @@ pub struct SinkReport {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl SinkMonitor {
@@ -143,31 +145,41 @@ impl SinkMonitor {
     fn lock(&self) -> MutexGuard<'_, MonitorState> {
         // A worker that panicked while holding the lock leaves counters, never broken
         // invariants: reading them is still right.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records worker `worker`'s status, adding a history entry when it changed.
     pub fn set_status(&self, worker: usize, status: SinkStatus) {
         let mut state = self.lock();
-        let entry = state
-            .workers
-            .entry(worker)
-            .or_insert_with(|| WorkerState { status: SinkStatus::Starting, statistics: WorkerStatistics::default() });
+        let entry = state.workers.entry(worker).or_insert_with(|| WorkerState {
+            status: SinkStatus::Starting,
+            statistics: WorkerStatistics::default(),
+        });
         let changed = entry.status != status;
         let first = state.history.iter().all(|c| c.worker != worker);
         if changed || first {
-            state.workers.get_mut(&worker).expect("inserted above").status = status.clone();
-            state.history.push(StatusChange { occurred_at_ms: now_ms(), worker, status });
+            state
+                .workers
+                .get_mut(&worker)
+                .expect("inserted above")
+                .status = status.clone();
+            state.history.push(StatusChange {
+                occurred_at_ms: now_ms(),
+                worker,
+                status,
+            });
         }
     }
 
     /// Updates worker `worker`'s statistics.
     pub fn update(&self, worker: usize, f: impl FnOnce(&mut WorkerStatistics)) {
         let mut state = self.lock();
-        let entry = state
-            .workers
-            .entry(worker)
-            .or_insert_with(|| WorkerState { status: SinkStatus::Starting, statistics: WorkerStatistics::default() });
+        let entry = state.workers.entry(worker).or_insert_with(|| WorkerState {
+            status: SinkStatus::Starting,
+            statistics: WorkerStatistics::default(),
+        });
         f(&mut entry.statistics);
     }
 
@@ -198,7 +210,12 @@ impl SinkMonitor {
         if state.workers.is_empty() {
             return None;
         }
-        state.workers.values().map(|w| w.statistics.committed_frontier).min().flatten()
+        state
+            .workers
+            .values()
+            .map(|w| w.statistics.committed_frontier)
+            .min()
+            .flatten()
     }
 
     pub fn report(&self) -> SinkReport {
@@ -210,7 +227,12 @@ impl SinkMonitor {
         total.committed_frontier = if state.workers.is_empty() {
             None
         } else {
-            state.workers.values().map(|w| w.statistics.committed_frontier).min().flatten()
+            state
+                .workers
+                .values()
+                .map(|w| w.statistics.committed_frontier)
+                .min()
+                .flatten()
         };
         drop(state);
         let status = self.status();
@@ -221,7 +243,11 @@ impl SinkMonitor {
             history: state.history.clone(),
             notes: state.notes.clone(),
             total,
-            workers: state.workers.iter().map(|(w, s)| (*w, s.statistics.clone())).collect(),
+            workers: state
+                .workers
+                .iter()
+                .map(|(w, s)| (*w, s.statistics.clone()))
+                .collect(),
         }
     }
 }
@@ -231,19 +257,52 @@ impl SinkReport {
     pub fn prometheus(reports: &[SinkReport]) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, fn(&WorkerStatistics) -> u64); 7] = [
-            ("outflow_messages_staged_total", "Messages handed to the producer.", |s| s.messages_staged),
-            ("outflow_bytes_staged_total", "Bytes handed to the producer.", |s| s.bytes_staged),
-            ("outflow_messages_committed_total", "Messages in committed transactions.", |s| s.messages_committed),
-            ("outflow_bytes_committed_total", "Bytes in committed transactions.", |s| s.bytes_committed),
-            ("outflow_transactions_committed_total", "Committed transactions.", |s| s.transactions_committed),
-            ("outflow_transactions_aborted_total", "Aborted transactions.", |s| s.transactions_aborted),
-            ("outflow_key_violations_total", "Keys found holding several rows at one time.", |s| s.key_violations),
+            (
+                "outflow_messages_staged_total",
+                "Messages handed to the producer.",
+                |s| s.messages_staged,
+            ),
+            (
+                "outflow_bytes_staged_total",
+                "Bytes handed to the producer.",
+                |s| s.bytes_staged,
+            ),
+            (
+                "outflow_messages_committed_total",
+                "Messages in committed transactions.",
+                |s| s.messages_committed,
+            ),
+            (
+                "outflow_bytes_committed_total",
+                "Bytes in committed transactions.",
+                |s| s.bytes_committed,
+            ),
+            (
+                "outflow_transactions_committed_total",
+                "Committed transactions.",
+                |s| s.transactions_committed,
+            ),
+            (
+                "outflow_transactions_aborted_total",
+                "Aborted transactions.",
+                |s| s.transactions_aborted,
+            ),
+            (
+                "outflow_key_violations_total",
+                "Keys found holding several rows at one time.",
+                |s| s.key_violations,
+            ),
         ];
         for (name, help, get) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for report in reports {
                 for (worker, stats) in &report.workers {
-                    let _ = writeln!(out, "{name}{{sink=\"{}\",worker=\"{worker}\"}} {}", escape(&report.name), get(stats));
+                    let _ = writeln!(
+                        out,
+                        "{name}{{sink=\"{}\",worker=\"{worker}\"}} {}",
+                        escape(&report.name),
+                        get(stats)
+                    );
                 }
             }
         }
@@ -251,21 +310,36 @@ impl SinkReport {
         for report in reports {
             for (worker, stats) in &report.workers {
                 if let Some(frontier) = stats.committed_frontier {
-                    let _ = writeln!(out, "outflow_committed_frontier{{sink=\"{}\",worker=\"{worker}\"}} {frontier}", escape(&report.name));
+                    let _ = writeln!(
+                        out,
+                        "outflow_committed_frontier{{sink=\"{}\",worker=\"{worker}\"}} {frontier}",
+                        escape(&report.name)
+                    );
                 }
             }
         }
-        let _ = writeln!(out, "# HELP outflow_sink_up 1 when the sink is running.\n# TYPE outflow_sink_up gauge");
+        let _ = writeln!(
+            out,
+            "# HELP outflow_sink_up 1 when the sink is running.\n# TYPE outflow_sink_up gauge"
+        );
         for report in reports {
             let up = u8::from(report.status == SinkStatus::Running);
-            let _ = writeln!(out, "outflow_sink_up{{sink=\"{}\",status=\"{}\"}} {up}", escape(&report.name), report.status.name());
+            let _ = writeln!(
+                out,
+                "outflow_sink_up{{sink=\"{}\",status=\"{}\"}} {up}",
+                escape(&report.name),
+                report.status.name()
+            );
         }
         out
     }
 }
 
 fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -279,7 +353,13 @@ mod tests {
         monitor.set_status(1, SinkStatus::Running);
         monitor.set_status(1, SinkStatus::Running);
         assert_eq!(monitor.status(), SinkStatus::Running);
-        monitor.set_status(1, SinkStatus::Stalled { error: "broker down".into(), retry_in_ms: 100 });
+        monitor.set_status(
+            1,
+            SinkStatus::Stalled {
+                error: "broker down".into(),
+                retry_in_ms: 100,
+            },
+        );
         assert!(matches!(monitor.status(), SinkStatus::Stalled { .. }));
         monitor.set_status(1, SinkStatus::Running);
         let report = monitor.report();
@@ -304,7 +384,10 @@ mod tests {
         assert_eq!(report.total.messages_committed, 7);
         assert_eq!(report.total.committed_frontier, Some(5));
         let text = SinkReport::prometheus(&[report.clone()]);
-        assert!(text.contains("outflow_messages_committed_total{sink=\"orders\",worker=\"1\"} 4"), "{text}");
+        assert!(
+            text.contains("outflow_messages_committed_total{sink=\"orders\",worker=\"1\"} 4"),
+            "{text}"
+        );
         assert!(text.contains("outflow_sink_up{sink=\"orders\",status=\"running\"} 1"));
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["status"], "running");

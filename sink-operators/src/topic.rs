@@ -344,7 +344,8 @@ fn ensure_topic(
         Err(TopicError::Missing { .. }) => None,
         Err(other) => return Err(other),
     };
-    let created = existing.is_none() && create_topic(&admin, topic, partitions, replication_factor, configs)?;
+    let created =
+        existing.is_none() && create_topic(&admin, topic, partitions, replication_factor, configs)?;
     let (actual_partitions, actual_replication) = match existing {
         Some(shape) => shape,
         // Kafka propagates a new topic's metadata to the brokers asynchronously.
@@ -598,8 +599,12 @@ fn controller_reachable(admin: &AdminClient<DefaultClientContext>, topic: &str) 
         .map_err(|error| request_failed("reading metadata", topic, &error))?;
     // SAFETY: the handle is the admin client's own and outlives the call, which only reads the
     // metadata cache that the request above filled.
-    let controller = unsafe { rdkafka::bindings::rd_kafka_controllerid(admin.inner().native_ptr(), 1000) };
-    Ok(metadata.brokers().iter().any(|broker| broker.id() == controller))
+    let controller =
+        unsafe { rdkafka::bindings::rd_kafka_controllerid(admin.inner().native_ptr(), 1000) };
+    Ok(metadata
+        .brokers()
+        .iter()
+        .any(|broker| broker.id() == controller))
 }
 
 fn describe_topic_configs(

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use outflow::dataflow::{Datum, RelationDesc, Row, ScalarType};
 use outflow::encoders::{
-    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec, Secret,
+    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
+    Secret,
 };
 use outflow::partition::{kafka_murmur2, partition_for};
 use outflow::spec::{
-    ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, RegistrySpec, SaslMechanism, SecretSpec,
-    SecurityProtocol, SinkSpec, SpecError, StringOrSecret, TableSpec,
+    ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, RegistrySpec, SaslMechanism,
+    SecretSpec, SecurityProtocol, SinkSpec, SpecError, StringOrSecret, TableSpec,
 };
 use outflow::statement::{parse_statements, Catalog, CatalogObject};
 use proptest::prelude::*;
@@ -50,20 +51,36 @@ fn catalog() -> Catalog {
 /// The sink that `sql` (one CREATE SINK, after the prelude) creates.
 fn sink(sql: &str) -> SinkSpec {
     let mut catalog = catalog();
-    let statements = parse_statements(sql).unwrap_or_else(|e| panic!("{sql}\n{}", e.render("test")));
-    catalog.execute_sql(sql).unwrap_or_else(|e| panic!("{sql}\n{}", e.render("test")));
-    let outflow::statement::ast::Statement::CreateSink(created) = statements.last().expect("a statement") else {
+    let statements =
+        parse_statements(sql).unwrap_or_else(|e| panic!("{sql}\n{}", e.render("test")));
+    catalog
+        .execute_sql(sql)
+        .unwrap_or_else(|e| panic!("{sql}\n{}", e.render("test")));
+    let outflow::statement::ast::Statement::CreateSink(created) =
+        statements.last().expect("a statement")
+    else {
         panic!("not a sink: {sql}")
     };
-    catalog.sink(&created.name.name).expect("the sink was created").clone()
+    catalog
+        .sink(&created.name.name)
+        .expect("the sink was created")
+        .clone()
 }
 
 /// The line and column at which `marker` first appears in `sql`.
 fn position_of(sql: &str, marker: &str) -> (u32, u32) {
-    let offset = sql.find(marker).unwrap_or_else(|| panic!("{marker:?} is not in {sql:?}"));
+    let offset = sql
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} is not in {sql:?}"));
     let before = &sql[..offset];
     let line = before.matches('\n').count() as u32 + 1;
-    let column = before.rsplit('\n').next().expect("rsplit yields once").chars().count() as u32 + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .expect("rsplit yields once")
+        .chars()
+        .count() as u32
+        + 1;
     (line, column)
 }
 
@@ -77,9 +94,17 @@ fn assert_error(sql: &str, message: &str, at: &str) -> SpecError {
     };
     assert_eq!(err.message, message, "{sql}");
     let position = err.position.map(|p| (p.line, p.column));
-    assert_eq!(position, Some(position_of(sql, at)), "position of {message:?} in {sql}");
+    assert_eq!(
+        position,
+        Some(position_of(sql, at)),
+        "position of {message:?} in {sql}"
+    );
     for secret in SECRET_VALUES {
-        assert!(!err.render("f.sql").contains(secret), "{sql} leaks a secret: {}", err.render("f.sql"));
+        assert!(
+            !err.render("f.sql").contains(secret),
+            "{sql} leaks a secret: {}",
+            err.render("f.sql")
+        );
     }
     err
 }
@@ -87,7 +112,9 @@ fn assert_error(sql: &str, message: &str, at: &str) -> SpecError {
 const JSON_UPSERT: &str = "KEY (order_id) FORMAT JSON ENVELOPE UPSERT";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn example_file() -> PathBuf {
@@ -98,9 +125,13 @@ fn example_file() -> PathBuf {
 fn every_guide_statement_is_accepted() {
     let text = std::fs::read_to_string(fixture("guide.sql")).unwrap();
     let mut catalog = Catalog::new();
-    let notices = catalog.execute_sql(&text).unwrap_or_else(|e| panic!("{}", e.render("guide.sql")));
+    let notices = catalog
+        .execute_sql(&text)
+        .unwrap_or_else(|e| panic!("{}", e.render("guide.sql")));
     assert_eq!(notices.len(), 1, "{notices:?}");
-    assert!(notices[0].message.starts_with("KEY (key_col) is not a known unique key of \"my_view\""));
+    assert!(notices[0]
+        .message
+        .starts_with("KEY (key_col) is not a known unique key of \"my_view\""));
 
     let sinks: Vec<&str> = catalog.sinks().map(|s| s.name.as_str()).collect();
     assert_eq!(
@@ -138,35 +169,82 @@ fn every_guide_statement_is_accepted() {
     let configured = catalog.sink("configured_sink").unwrap();
     assert_eq!(configured.topic_partition_count, Some(6));
     assert_eq!(configured.topic_replication_factor, Some(3));
-    assert_eq!(configured.topic_config.get("retention.ms").map(String::as_str), Some("86400000"));
+    assert_eq!(
+        configured
+            .topic_config
+            .get("retention.ms")
+            .map(String::as_str),
+        Some("86400000")
+    );
     assert_eq!(configured.topic_config.len(), 3);
 
     let partitioned = catalog.sink("partitioned_sink").unwrap();
-    assert_eq!(partitioned.partition_by.as_ref().unwrap().to_string(), "kafka_murmur2(customer_id::text)");
+    assert_eq!(
+        partitioned.partition_by.as_ref().unwrap().to_string(),
+        "kafka_murmur2(customer_id::text)"
+    );
 
-    let FormatSpec::Avro(avro) = &catalog.sink("compatibility_sink").unwrap().value_format else { panic!("not avro") };
+    let FormatSpec::Avro(avro) = &catalog.sink("compatibility_sink").unwrap().value_format else {
+        panic!("not avro")
+    };
     assert_eq!(avro.key_compatibility, Some(CompatibilityLevel::Backward));
-    assert_eq!(avro.value_compatibility, Some(CompatibilityLevel::BackwardTransitive));
+    assert_eq!(
+        avro.value_compatibility,
+        Some(CompatibilityLevel::BackwardTransitive)
+    );
 
-    assert_eq!(catalog.sink("isolated_sink").unwrap().cluster.as_deref(), Some("sink_cluster"));
+    assert_eq!(
+        catalog.sink("isolated_sink").unwrap().cluster.as_deref(),
+        Some("sink_cluster")
+    );
     assert_eq!(catalog.cluster("large_sink_cluster").unwrap().workers, 16);
-    assert_eq!(catalog.sink("sales_metrics").unwrap().key.as_ref().unwrap().columns, ["hour", "region"]);
-    assert_eq!(catalog.sink("customer_cdc").unwrap().envelope, Envelope::Debezium);
+    assert_eq!(
+        catalog
+            .sink("sales_metrics")
+            .unwrap()
+            .key
+            .as_ref()
+            .unwrap()
+            .columns,
+        ["hour", "region"]
+    );
+    assert_eq!(
+        catalog.sink("customer_cdc").unwrap().envelope,
+        Envelope::Debezium
+    );
     assert!(catalog.sink("debezium_sink").unwrap().key.is_none());
-    assert!(catalog.sink("my_unenforced_sink").unwrap().key.as_ref().unwrap().not_enforced);
+    assert!(
+        catalog
+            .sink("my_unenforced_sink")
+            .unwrap()
+            .key
+            .as_ref()
+            .unwrap()
+            .not_enforced
+    );
 
     let ssl = catalog.connection("kafka_ssl_connection").unwrap();
     assert_eq!(ssl.security_protocol, SecurityProtocol::Ssl);
     let sasl = catalog.connection("kafka_connection").unwrap();
     assert_eq!(sasl.security_protocol, SecurityProtocol::SaslSsl);
-    assert_eq!(sasl.sasl.as_ref().unwrap().mechanism, SaslMechanism::ScramSha256);
+    assert_eq!(
+        sasl.sasl.as_ref().unwrap().mechanism,
+        SaslMechanism::ScramSha256
+    );
     assert_eq!(sasl.progress_topic, "_outflow-progress-kafka_connection");
-    assert_eq!(catalog.connection("kafka_progress_connection").unwrap().progress_topic, "my_progress_topic");
+    assert_eq!(
+        catalog
+            .connection("kafka_progress_connection")
+            .unwrap()
+            .progress_topic,
+        "my_progress_topic"
+    );
 }
 
 #[test]
 fn the_guides_bad_key_fails_with_the_guides_error() {
-    let mut catalog = Catalog::from_sql(&std::fs::read_to_string(fixture("guide.sql")).unwrap()).unwrap();
+    let mut catalog =
+        Catalog::from_sql(&std::fs::read_to_string(fixture("guide.sql")).unwrap()).unwrap();
     // Option 3 of the guide without NOT ENFORCED.
     let sql = "CREATE SINK my_sink_2\n  FROM my_view\n  INTO KAFKA CONNECTION kafka_connection (TOPIC 'topic')\n  KEY (key_col)\n  FORMAT JSON\n  ENVELOPE UPSERT;";
     let err = catalog.execute_sql(sql).unwrap_err();
@@ -186,9 +264,14 @@ fn the_guides_bad_key_fails_with_the_guides_error() {
     let view = "CREATE MATERIALIZED VIEW order_summaries AS\nSELECT o.order_id, COUNT(*) as item_count\nFROM orders o\nGROUP BY o.order_id;";
     let err = Catalog::new().execute_sql(view).unwrap_err();
     assert_eq!(err.message, "CREATE MATERIALIZED VIEW is not supported");
-    assert_eq!(err.hint.as_deref(), Some("see examples/ for pipelines written in Rust"));
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("see examples/ for pipelines written in Rust")
+    );
     assert_eq!(err.position.map(|p| (p.line, p.column)), Some((1, 1)));
-    let err = Catalog::new().execute_sql("SELECT * FROM mz_sinks WHERE name = 'my_sink';").unwrap_err();
+    let err = Catalog::new()
+        .execute_sql("SELECT * FROM mz_sinks WHERE name = 'my_sink';")
+        .unwrap_err();
     assert_eq!(err.message, "unsupported statement: SELECT");
 }
 
@@ -224,7 +307,10 @@ fn secrets_and_connections() {
              );",
         )
         .unwrap();
-    assert_eq!(catalog.secret("kafka_password").unwrap().value.expose(), "hunter2-kafka");
+    assert_eq!(
+        catalog.secret("kafka_password").unwrap().value.expose(),
+        "hunter2-kafka"
+    );
 
     let all = catalog.connection("all_options").unwrap();
     let expected = ConnectionSpec::builder("all_options")
@@ -241,14 +327,25 @@ fn secrets_and_connections() {
         .build()
         .unwrap();
     assert_eq!(all, &expected);
-    assert_eq!(catalog.reveal(&all.sasl.as_ref().unwrap().username).unwrap(), "hunter2-kafka");
+    assert_eq!(
+        catalog
+            .reveal(&all.sasl.as_ref().unwrap().username)
+            .unwrap(),
+        "hunter2-kafka"
+    );
 
-    assert_eq!(catalog.connection("tls_only").unwrap().security_protocol, SecurityProtocol::Ssl);
+    assert_eq!(
+        catalog.connection("tls_only").unwrap().security_protocol,
+        SecurityProtocol::Ssl
+    );
     let defaults = catalog.connection("defaults").unwrap();
     assert_eq!(defaults.security_protocol, SecurityProtocol::Ssl);
     assert_eq!(defaults.progress_topic, "_outflow-progress-defaults");
     assert_eq!(defaults.progress_topic_replication_factor, None);
-    assert_eq!(catalog.connection("sasl_plain").unwrap().security_protocol, SecurityProtocol::SaslPlaintext);
+    assert_eq!(
+        catalog.connection("sasl_plain").unwrap().security_protocol,
+        SecurityProtocol::SaslPlaintext
+    );
 
     let registry = catalog.registry("registry").unwrap();
     let expected = RegistrySpec::builder("registry", "https://registry.example.com/prefix")
@@ -285,15 +382,43 @@ fn tables_and_clusters() {
                CREATE CLUSTER IF NOT EXISTS c1 SIZE 'small';"#,
         )
         .unwrap();
-    assert!(catalog.table("shop").is_some(), "unquoted names fold to lowercase");
+    assert!(
+        catalog.table("shop").is_some(),
+        "unquoted names fold to lowercase"
+    );
     let mixed = catalog.table("Mixed").unwrap();
     let expected = TableSpec::builder("Mixed")
         .column("Id", ScalarType::Int64, true)
-        .column("amount", ScalarType::Numeric { precision: Some(10), scale: Some(2) }, false)
-        .column("note", ScalarType::VarChar { max_length: Some(20) }, true)
+        .column(
+            "amount",
+            ScalarType::Numeric {
+                precision: Some(10),
+                scale: Some(2),
+            },
+            false,
+        )
+        .column(
+            "note",
+            ScalarType::VarChar {
+                max_length: Some(20),
+            },
+            true,
+        )
         .column("at", ScalarType::TimestampTz { precision: Some(3) }, true)
-        .column("tags", ScalarType::List { element: Box::new(ScalarType::Text) }, true)
-        .column("attrs", ScalarType::Map { value: Box::new(ScalarType::Int64) }, true)
+        .column(
+            "tags",
+            ScalarType::List {
+                element: Box::new(ScalarType::Text),
+            },
+            true,
+        )
+        .column(
+            "attrs",
+            ScalarType::Map {
+                value: Box::new(ScalarType::Int64),
+            },
+            true,
+        )
         .column("a", ScalarType::Int32, true)
         .column("b", ScalarType::Int32, true)
         .primary_key(["Id"])
@@ -302,14 +427,37 @@ fn tables_and_clusters() {
         .build()
         .unwrap();
     assert_eq!(mixed, &expected);
-    assert!(!mixed.desc.column(0).typ.nullable, "PRIMARY KEY implies NOT NULL");
+    assert!(
+        !mixed.desc.column(0).typ.nullable,
+        "PRIMARY KEY implies NOT NULL"
+    );
     assert_eq!(mixed.desc.keys(), &[vec![0], vec![3], vec![6, 7]]);
-    assert_eq!(catalog.table("composite").unwrap().desc.keys(), &[vec![0, 1]]);
+    assert_eq!(
+        catalog.table("composite").unwrap().desc.keys(),
+        &[vec![0, 1]]
+    );
 
-    let workers: Vec<(String, usize)> =
-        ["c1", "c2", "c3"].iter().map(|c| catalog.cluster(c).map(|c| (c.size.clone(), c.workers)).unwrap()).collect();
-    assert_eq!(workers, [("xsmall".to_string(), 1), ("400cc".to_string(), 8), ("large".to_string(), 8)]);
-    assert_eq!(catalog.cluster("c3").unwrap(), &ClusterSpec::new("c3", "LARGE").unwrap());
+    let workers: Vec<(String, usize)> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|c| {
+            catalog
+                .cluster(c)
+                .map(|c| (c.size.clone(), c.workers))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        workers,
+        [
+            ("xsmall".to_string(), 1),
+            ("400cc".to_string(), 8),
+            ("large".to_string(), 8)
+        ]
+    );
+    assert_eq!(
+        catalog.cluster("c3").unwrap(),
+        &ClusterSpec::new("c3", "LARGE").unwrap()
+    );
 }
 
 #[test]
@@ -321,7 +469,10 @@ fn sink_options_and_defaults() {
     assert_eq!(defaults.transactional_id_prefix, "outflow-");
     assert_eq!(defaults.transactional_id(2), "outflow-s-2");
     assert_eq!(defaults.progress_group_id(0), "outflow-s-0");
-    assert_eq!(defaults.topic_metadata_refresh_interval, Duration::from_secs(300));
+    assert_eq!(
+        defaults.topic_metadata_refresh_interval,
+        Duration::from_secs(300)
+    );
     assert!(defaults.snapshot);
     assert_eq!(defaults.delivery, DeliveryGuarantee::ExactlyOnce);
     assert_eq!(defaults.topic_partition_count, None);
@@ -349,12 +500,18 @@ fn sink_options_and_defaults() {
     assert_eq!(all.cluster.as_deref(), Some("sink_cluster"));
     assert_eq!(all.topic_partition_count, Some(12));
     assert_eq!(all.topic_replication_factor, Some(2));
-    assert_eq!(all.partition_by.as_ref().unwrap().to_string(), "crc32(region || '/' || customer_id::text)");
+    assert_eq!(
+        all.partition_by.as_ref().unwrap().to_string(),
+        "crc32(region || '/' || customer_id::text)"
+    );
     assert_eq!(all.compression, Compression::Gzip);
     assert_eq!(all.transactional_id(0), "tx-s-0");
     assert_eq!(all.progress_group_id(1), "group-s-1");
     assert_eq!(all.topic_metadata_refresh_interval, Duration::from_secs(30));
-    assert_eq!(all.headers.as_ref().map(|h| (h.index, h.name.as_str())), Some((5, "headers")));
+    assert_eq!(
+        all.headers.as_ref().map(|h| (h.index, h.name.as_str())),
+        Some((5, "headers"))
+    );
     assert!(!all.snapshot);
     assert_eq!(all.delivery, DeliveryGuarantee::AtLeastOnce);
 
@@ -369,7 +526,11 @@ fn sink_options_and_defaults() {
         ));
         assert_eq!(s.compression, compression);
     }
-    for (with, snapshot) in [("SNAPSHOT", true), ("SNAPSHOT = true", true), ("SNAPSHOT false", false)] {
+    for (with, snapshot) in [
+        ("SNAPSHOT", true),
+        ("SNAPSHOT = true", true),
+        ("SNAPSHOT false", false),
+    ] {
         let s = sink(&format!(
             "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') {JSON_UPSERT} WITH ({with})"
         ));
@@ -392,9 +553,15 @@ fn sink_options_and_defaults() {
 #[test]
 fn sink_formats() {
     let text = sink("CREATE SINK s FROM single INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (v) NOT ENFORCED FORMAT TEXT ENVELOPE UPSERT");
-    assert_eq!((text.key_format, text.value_format), (Some(FormatSpec::Text), FormatSpec::Text));
+    assert_eq!(
+        (text.key_format, text.value_format),
+        (Some(FormatSpec::Text), FormatSpec::Text)
+    );
     let bytes = sink("CREATE SINK s FROM single INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (v) NOT ENFORCED KEY FORMAT BYTES VALUE FORMAT JSON ENVELOPE UPSERT");
-    assert_eq!((bytes.key_format, bytes.value_format), (Some(FormatSpec::Bytes), FormatSpec::Json));
+    assert_eq!(
+        (bytes.key_format, bytes.value_format),
+        (Some(FormatSpec::Bytes), FormatSpec::Json)
+    );
     let text_key = sink("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) KEY FORMAT TEXT VALUE FORMAT JSON ENVELOPE DEBEZIUM");
     assert_eq!(text_key.key_format, Some(FormatSpec::Text));
 
@@ -421,14 +588,24 @@ fn sink_formats() {
         value_fullname: Some("com.example.Order".into()),
         null_defaults: true,
         docs: vec![
-            DocComment { target: DocTarget::Type("orders".into()), scope: DocScope::Both, text: "An order".into() },
             DocComment {
-                target: DocTarget::Column { relation: "orders".into(), column: "order_id".into() },
+                target: DocTarget::Type("orders".into()),
+                scope: DocScope::Both,
+                text: "An order".into(),
+            },
+            DocComment {
+                target: DocTarget::Column {
+                    relation: "orders".into(),
+                    column: "order_id".into(),
+                },
                 scope: DocScope::Key,
                 text: "The order's id".into(),
             },
             DocComment {
-                target: DocTarget::Column { relation: "orders".into(), column: "status".into() },
+                target: DocTarget::Column {
+                    relation: "orders".into(),
+                    column: "status".into(),
+                },
                 scope: DocScope::Value,
                 text: "Where the order is".into(),
             },
@@ -442,7 +619,13 @@ fn sink_formats() {
          KEY FORMAT JSON VALUE FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr_connection (NULL DEFAULTS = false)
          ENVELOPE UPSERT",
     );
-    assert!(matches!(no_defaults.value_format, FormatSpec::Avro(AvroFormatSpec { null_defaults: false, .. })));
+    assert!(matches!(
+        no_defaults.value_format,
+        FormatSpec::Avro(AvroFormatSpec {
+            null_defaults: false,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -492,7 +675,11 @@ fn key_errors() {
 fn format_errors() {
     let base = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id)";
     let multi = "BYTES or TEXT format with multiple columns not yet supported";
-    assert_error(&format!("{base} FORMAT TEXT ENVELOPE UPSERT"), multi, "FORMAT TEXT");
+    assert_error(
+        &format!("{base} FORMAT TEXT ENVELOPE UPSERT"),
+        multi,
+        "FORMAT TEXT",
+    );
     assert_error(
         "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (customer_id, region) KEY FORMAT BYTES VALUE FORMAT JSON ENVELOPE UPSERT",
         multi,
@@ -510,8 +697,16 @@ fn format_errors() {
          FORMAT JSON or AVRO for the value, or ENVELOPE UPSERT",
         "FORMAT",
     );
-    assert_error(&format!("{base} ENVELOPE UPSERT"), "sink without format not yet supported", "CREATE");
-    assert_error(&format!("{base} FORMAT JSON"), "ENVELOPE clause is required", "CREATE");
+    assert_error(
+        &format!("{base} ENVELOPE UPSERT"),
+        "sink without format not yet supported",
+        "CREATE",
+    );
+    assert_error(
+        &format!("{base} FORMAT JSON"),
+        "ENVELOPE clause is required",
+        "CREATE",
+    );
     assert_error(
         &format!("{base} FORMAT PROTOBUF ENVELOPE UPSERT"),
         "sink format PROTOBUF not yet supported",
@@ -527,7 +722,11 @@ fn format_errors() {
         "FORMAT specified more than once",
         "FORMAT JSON ENV",
     );
-    assert_error(&format!("{base} VALUE FORMAT JSON ENVELOPE UPSERT"), "VALUE FORMAT must follow KEY FORMAT", "VALUE");
+    assert_error(
+        &format!("{base} VALUE FORMAT JSON ENVELOPE UPSERT"),
+        "VALUE FORMAT must follow KEY FORMAT",
+        "VALUE",
+    );
     assert_error(
         &format!("{base} FORMAT JSON ENVELOPE APPEND"),
         "expected UPSERT or DEBEZIUM, found identifier \"append\"",
@@ -556,7 +755,9 @@ fn format_errors() {
         "'v'",
     );
     assert_error(
-        &format!("{base} {avro} (AVRO KEY FULLNAME 'my-key', AVRO VALUE FULLNAME 'v') ENVELOPE UPSERT"),
+        &format!(
+            "{base} {avro} (AVRO KEY FULLNAME 'my-key', AVRO VALUE FULLNAME 'v') ENVELOPE UPSERT"
+        ),
         "invalid AVRO KEY FULLNAME 'my-key'",
         "'my-key'",
     );
@@ -576,7 +777,9 @@ fn format_errors() {
         "VALUE DOC",
     );
     assert_error(
-        &format!("{base} {avro} (DOC ON TYPE orders = 'a', DOC ON TYPE orders = 'b') ENVELOPE UPSERT"),
+        &format!(
+            "{base} {avro} (DOC ON TYPE orders = 'a', DOC ON TYPE orders = 'b') ENVELOPE UPSERT"
+        ),
         "DOC ON TYPE orders specified more than once",
         "DOC ON TYPE orders = 'b'",
     );
@@ -656,7 +859,9 @@ fn reference_errors() {
         "kafka_connection ENVELOPE",
     );
     assert_error(
-        &format!("CREATE SINK s FROM kafka_connection INTO KAFKA CONNECTION kafka_connection {tail}"),
+        &format!(
+            "CREATE SINK s FROM kafka_connection INTO KAFKA CONNECTION kafka_connection {tail}"
+        ),
         "kafka_connection is a connection, which cannot be exported as a sink",
         "kafka_connection INTO",
     );
@@ -702,7 +907,11 @@ fn option_errors() {
         "TOPIC REPLICATION FACTOR must be a positive integer",
         "0",
     );
-    assert_error(&sink_with("TOPIC 't', COMPRESSION TYPE = brotli"), "invalid COMPRESSION TYPE: brotli", "brotli");
+    assert_error(
+        &sink_with("TOPIC 't', COMPRESSION TYPE = brotli"),
+        "invalid COMPRESSION TYPE: brotli",
+        "brotli",
+    );
     assert_error(
         &sink_with("TOPIC 't', TOPIC METADATA REFRESH INTERVAL '2 hours'"),
         "TOPIC METADATA REFRESH INTERVAL cannot be greater than 1 hour",
@@ -713,14 +922,22 @@ fn option_errors() {
         "invalid TOPIC METADATA REFRESH INTERVAL: 'soon' is not a duration",
         "'soon'",
     );
-    assert_error(&sink_with("TOPIC 'a', TOPIC 'b'"), "TOPIC specified more than once", "TOPIC 'b'");
+    assert_error(
+        &sink_with("TOPIC 'a', TOPIC 'b'"),
+        "TOPIC specified more than once",
+        "TOPIC 'b'",
+    );
     let err = assert_error(
         &sink_with("TOPIC 't', RETENTION MS 5"),
         "unknown KAFKA CONNECTION option: RETENTION MS",
         "RETENTION",
     );
     assert!(err.hint.unwrap().contains("TOPIC PARTITION COUNT"));
-    assert_error(&sink_with("TOPIC 'bad topic'"), "invalid TOPIC 'bad topic'", "'bad topic'");
+    assert_error(
+        &sink_with("TOPIC 'bad topic'"),
+        "invalid TOPIC 'bad topic'",
+        "'bad topic'",
+    );
     assert_error(
         &sink_with("TOPIC 't', TOPIC CONFIG MAP['a' => '1', 'a' => '2']"),
         "TOPIC CONFIG key 'a' specified more than once",
@@ -781,11 +998,31 @@ fn partition_by_errors() {
     let upsert = |expr: &str| {
         format!("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't', PARTITION BY = {expr}) {JSON_UPSERT}")
     };
-    assert_error(&upsert("region"), "PARTITION BY expression must have an integer type, not text", "region)");
-    assert_error(&upsert("seahash(nope)"), "column \"nope\" does not exist", "nope");
-    assert_error(&upsert("seahash(total)"), "function seahash(numeric(12,2)) does not exist", "seahash");
-    assert_error(&upsert("md5(region)"), "function md5(text) does not exist", "md5");
-    assert_error(&upsert("crc32(region::geometry)"), "type \"geometry\" does not exist", "geometry");
+    assert_error(
+        &upsert("region"),
+        "PARTITION BY expression must have an integer type, not text",
+        "region)",
+    );
+    assert_error(
+        &upsert("seahash(nope)"),
+        "column \"nope\" does not exist",
+        "nope",
+    );
+    assert_error(
+        &upsert("seahash(total)"),
+        "function seahash(numeric(12,2)) does not exist",
+        "seahash",
+    );
+    assert_error(
+        &upsert("md5(region)"),
+        "function md5(text) does not exist",
+        "md5",
+    );
+    assert_error(
+        &upsert("crc32(region::geometry)"),
+        "type \"geometry\" does not exist",
+        "geometry",
+    );
     assert_error(
         &upsert("crc32(headers::int8)"),
         "CAST does not support casting from map[text=>text] to bigint",
@@ -863,7 +1100,11 @@ fn connection_and_table_errors() {
         "expected KAFKA or CONFLUENT SCHEMA REGISTRY, found identifier \"postgres\"",
         "POSTGRES",
     );
-    assert_error("CREATE CONNECTION r TO CONFLUENT SCHEMA REGISTRY (USERNAME 'u')", "must specify URL", "CREATE");
+    assert_error(
+        "CREATE CONNECTION r TO CONFLUENT SCHEMA REGISTRY (USERNAME 'u')",
+        "must specify URL",
+        "CREATE",
+    );
     assert_error(
         "CREATE CONNECTION r TO CONFLUENT SCHEMA REGISTRY (URL 'registry:8081')",
         "invalid URL 'registry:8081': it must start with http:// or https://",
@@ -875,16 +1116,36 @@ fn connection_and_table_errors() {
         "csr_password",
     );
 
-    assert_error("CREATE TABLE t (a bigintt)", "type \"bigintt\" does not exist", "bigintt");
-    assert_error("CREATE TABLE t (a int, b text, A text)", "column \"a\" specified more than once", "A text");
-    assert_error("CREATE TABLE t (a int, PRIMARY KEY (b))", "column \"b\" named in key does not exist", "b))");
+    assert_error(
+        "CREATE TABLE t (a bigintt)",
+        "type \"bigintt\" does not exist",
+        "bigintt",
+    );
+    assert_error(
+        "CREATE TABLE t (a int, b text, A text)",
+        "column \"a\" specified more than once",
+        "A text",
+    );
+    assert_error(
+        "CREATE TABLE t (a int, PRIMARY KEY (b))",
+        "column \"b\" named in key does not exist",
+        "b))",
+    );
     assert_error(
         "CREATE TABLE t (a int PRIMARY KEY, b int, PRIMARY KEY (b))",
         "multiple primary keys for table \"t\" are not allowed",
         "PRIMARY KEY (b)",
     );
-    assert_error("CREATE TABLE t (a int DEFAULT 1)", "DEFAULT is not supported in CREATE TABLE", "DEFAULT");
-    assert_error("CREATE CLUSTER c SIZE = 'huge'", "unknown cluster size 'huge'", "'huge'");
+    assert_error(
+        "CREATE TABLE t (a int DEFAULT 1)",
+        "DEFAULT is not supported in CREATE TABLE",
+        "DEFAULT",
+    );
+    assert_error(
+        "CREATE CLUSTER c SIZE = 'huge'",
+        "unknown cluster size 'huge'",
+        "'huge'",
+    );
     assert_error(
         "CREATE CLUSTER c (REPLICATION FACTOR 2)",
         "unknown CLUSTER option: REPLICATION FACTOR",
@@ -894,8 +1155,16 @@ fn connection_and_table_errors() {
 
 #[test]
 fn duplicate_names_unless_if_not_exists() {
-    assert_error("CREATE TABLE orders (a int)", "table \"orders\" already exists", "orders");
-    assert_error("CREATE SECRET orders AS 'hunter2'", "table \"orders\" already exists", "orders");
+    assert_error(
+        "CREATE TABLE orders (a int)",
+        "table \"orders\" already exists",
+        "orders",
+    );
+    assert_error(
+        "CREATE SECRET orders AS 'hunter2'",
+        "table \"orders\" already exists",
+        "orders",
+    );
     assert_error(
         &format!("CREATE SINK orders FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') {JSON_UPSERT}"),
         "table \"orders\" already exists",
@@ -906,13 +1175,25 @@ fn duplicate_names_unless_if_not_exists() {
         "connection \"kafka_connection\" already exists",
         "kafka_connection",
     );
-    assert_error("CREATE CLUSTER sink_cluster SIZE 'small'", "cluster \"sink_cluster\" already exists", "sink_cluster");
+    assert_error(
+        "CREATE CLUSTER sink_cluster SIZE 'small'",
+        "cluster \"sink_cluster\" already exists",
+        "sink_cluster",
+    );
 
     let mut catalog = catalog();
     let sql = "CREATE TABLE IF NOT EXISTS orders (a int);\nCREATE SECRET IF NOT EXISTS kafka_password AS 'other';";
     let notices = catalog.execute_sql(sql).unwrap();
-    let messages: Vec<(&str, u32, u32)> =
-        notices.iter().map(|n| (n.message.as_str(), n.position.unwrap().line, n.position.unwrap().column)).collect();
+    let messages: Vec<(&str, u32, u32)> = notices
+        .iter()
+        .map(|n| {
+            (
+                n.message.as_str(),
+                n.position.unwrap().line,
+                n.position.unwrap().column,
+            )
+        })
+        .collect();
     assert_eq!(
         messages,
         [
@@ -920,20 +1201,36 @@ fn duplicate_names_unless_if_not_exists() {
             ("secret \"kafka_password\" already exists, skipping", 2, 29)
         ]
     );
-    assert_eq!(catalog.secret("kafka_password").unwrap().value.expose(), "hunter2-kafka", "the first definition stays");
+    assert_eq!(
+        catalog.secret("kafka_password").unwrap().value.expose(),
+        "hunter2-kafka",
+        "the first definition stays"
+    );
     assert!(catalog.table("orders").unwrap().desc.arity() > 1);
 }
 
 #[test]
 fn lexical_and_syntax_errors() {
-    assert_error("CREATE TABLE t (a text);\nCREATE SECRET s AS 'never closed", "unterminated quoted string", "'never");
-    assert_error("CREATE SINK s FROM orders INTO KAFKA (TOPIC 't')", "expected CONNECTION, found \"(\"", "(TOPIC");
+    assert_error(
+        "CREATE TABLE t (a text);\nCREATE SECRET s AS 'never closed",
+        "unterminated quoted string",
+        "'never",
+    );
+    assert_error(
+        "CREATE SINK s FROM orders INTO KAFKA (TOPIC 't')",
+        "expected CONNECTION, found \"(\"",
+        "(TOPIC",
+    );
     assert_error(
         "CREATE SOURCE s FROM KAFKA CONNECTION k (TOPIC 't')",
         "unsupported statement: CREATE SOURCE",
         "CREATE",
     );
-    assert_error("CREATE VIEW v AS SELECT 1", "CREATE VIEW is not supported", "CREATE");
+    assert_error(
+        "CREATE VIEW v AS SELECT 1",
+        "CREATE VIEW is not supported",
+        "CREATE",
+    );
     assert_error("DROP SINK s", "unsupported statement: DROP", "DROP");
     assert_error(
         "CREATE TABLE t (a int) CREATE TABLE u (b int)",
@@ -953,15 +1250,27 @@ fn secrets_never_print() {
         )
         .unwrap();
     let printed_debug = format!("{catalog:?}");
-    let printed_json: Vec<String> = catalog.objects().map(|o| serde_json::to_string(&o).unwrap()).collect();
-    let statements = format!("{:?}", parse_statements("CREATE SECRET s AS 'hunter2';").unwrap());
-    let spec = format!("{:?} {}", catalog.secret("pem").unwrap(), catalog.secret("pem").unwrap().value);
+    let printed_json: Vec<String> = catalog
+        .objects()
+        .map(|o| serde_json::to_string(&o).unwrap())
+        .collect();
+    let statements = format!(
+        "{:?}",
+        parse_statements("CREATE SECRET s AS 'hunter2';").unwrap()
+    );
+    let spec = format!(
+        "{:?} {}",
+        catalog.secret("pem").unwrap(),
+        catalog.secret("pem").unwrap().value
+    );
     for printed in [&printed_debug, &printed_json.join("\n"), &statements, &spec] {
         for secret in SECRET_VALUES {
             assert!(!printed.contains(secret), "{printed}");
         }
     }
-    assert!(printed_json.iter().any(|j| j.contains("\"ssl_key\":{\"secret\":\"pem\"}")));
+    assert!(printed_json
+        .iter()
+        .any(|j| j.contains("\"ssl_key\":{\"secret\":\"pem\"}")));
     assert_eq!(catalog.secret("pem").unwrap().value.expose(), "hunter2");
 
     // Errors about secret-bearing statements name the option, never the value.
@@ -977,8 +1286,9 @@ fn secrets_never_print() {
         let rendered = format!("{} {err:?}", err.render("f.sql"));
         assert!(!rendered.contains("hunter2"), "{rendered}");
     }
-    let err =
-        catalog.execute_sql("CREATE CONNECTION k TO KAFKA (BROKER 'b:1', SASL PASSWORD = 'hunter2')").unwrap_err();
+    let err = catalog
+        .execute_sql("CREATE CONNECTION k TO KAFKA (BROKER 'b:1', SASL PASSWORD = 'hunter2')")
+        .unwrap_err();
     assert_eq!(err.message, "SASL PASSWORD must be a SECRET");
 }
 
@@ -1008,7 +1318,10 @@ fn builders_produce_the_statements_specs() {
         value_fullname: None,
         null_defaults: false,
         docs: vec![DocComment {
-            target: DocTarget::Column { relation: "orders".into(), column: "region".into() },
+            target: DocTarget::Column {
+                relation: "orders".into(),
+                column: "region".into(),
+            },
             scope: DocScope::Both,
             text: "Sales region".into(),
         }],
@@ -1032,7 +1345,10 @@ fn builders_produce_the_statements_specs() {
         .build()
         .unwrap();
     assert_eq!(built, from_sql);
-    assert_eq!(serde_json::to_value(&built).unwrap(), serde_json::to_value(&from_sql).unwrap());
+    assert_eq!(
+        serde_json::to_value(&built).unwrap(),
+        serde_json::to_value(&from_sql).unwrap()
+    );
 
     // A catalog accepts the built spec after the same reference checks.
     let mut catalog = catalog();
@@ -1042,7 +1358,10 @@ fn builders_produce_the_statements_specs() {
     let mut elsewhere = built;
     elsewhere.name = "elsewhere".into();
     elsewhere.connection = "csr_connection".into();
-    assert_eq!(catalog.add_sink(elsewhere).unwrap_err().message, "\"csr_connection\" is not a kafka connection");
+    assert_eq!(
+        catalog.add_sink(elsewhere).unwrap_err().message,
+        "\"csr_connection\" is not a kafka connection"
+    );
 
     // The builder runs the statement's validation, without positions.
     let err = SinkSpec::builder("s", orders_desc())
@@ -1055,7 +1374,10 @@ fn builders_produce_the_statements_specs() {
         .unwrap_err();
     assert_eq!(err.message, "upsert key could not be validated as unique");
     assert_eq!(err.position, None);
-    assert!(err.detail.unwrap().contains("key (\"status\") was a unique key of the underlying relation."));
+    assert!(err
+        .detail
+        .unwrap()
+        .contains("key (\"status\") was a unique key of the underlying relation."));
     let err = SinkSpec::builder("s", orders_desc())
         .connection("kafka_connection")
         .topic("t")
@@ -1065,15 +1387,29 @@ fn builders_produce_the_statements_specs() {
         .envelope(Envelope::Debezium)
         .build()
         .unwrap_err();
-    assert_eq!(err.message, "PARTITION BY expression cannot refer to non-key column \"region\"");
-    assert_eq!(err.position.map(|p| p.column), Some(15), "counted in the expression's own text");
-    let err =
-        SinkSpec::builder("s", orders_desc()).topic("t").format(FormatSpec::Json).envelope(Envelope::Debezium).build();
-    assert_eq!(err.unwrap_err().message, "sink must name a KAFKA CONNECTION");
+    assert_eq!(
+        err.message,
+        "PARTITION BY expression cannot refer to non-key column \"region\""
+    );
+    assert_eq!(
+        err.position.map(|p| p.column),
+        Some(15),
+        "counted in the expression's own text"
+    );
+    let err = SinkSpec::builder("s", orders_desc())
+        .topic("t")
+        .format(FormatSpec::Json)
+        .envelope(Envelope::Debezium)
+        .build();
+    assert_eq!(
+        err.unwrap_err().message,
+        "sink must name a KAFKA CONNECTION"
+    );
 
     // The other objects, built and added in Rust.
     let mut rust = Catalog::new();
-    rust.add_secret(SecretSpec::new("pw", Secret::new("hunter2"))).unwrap();
+    rust.add_secret(SecretSpec::new("pw", Secret::new("hunter2")))
+        .unwrap();
     let connection = ConnectionSpec::builder("k")
         .broker("b:9092")
         .sasl_mechanism(SaslMechanism::Plain)
@@ -1082,12 +1418,24 @@ fn builders_produce_the_statements_specs() {
         .build()
         .unwrap();
     rust.add_connection(connection.clone()).unwrap();
-    rust.add_cluster(ClusterSpec::new("c", "small").unwrap()).unwrap();
-    let table = TableSpec::builder("t").column("id", ScalarType::Int64, false).primary_key(["id"]).build().unwrap();
+    rust.add_cluster(ClusterSpec::new("c", "small").unwrap())
+        .unwrap();
+    let table = TableSpec::builder("t")
+        .column("id", ScalarType::Int64, false)
+        .primary_key(["id"])
+        .build()
+        .unwrap();
     rust.add_table(table.clone()).unwrap();
-    let unknown_secret =
-        ConnectionSpec::builder("k2").broker("b:1").ssl_key("nope").ssl_certificate("c").build().unwrap();
-    assert_eq!(rust.add_connection(unknown_secret).unwrap_err().message, "unknown catalog item 'nope'");
+    let unknown_secret = ConnectionSpec::builder("k2")
+        .broker("b:1")
+        .ssl_key("nope")
+        .ssl_certificate("c")
+        .build()
+        .unwrap();
+    assert_eq!(
+        rust.add_connection(unknown_secret).unwrap_err().message,
+        "unknown catalog item 'nope'"
+    );
 
     let sql = Catalog::from_sql(
         "CREATE SECRET pw AS 'hunter2';
@@ -1096,7 +1444,11 @@ fn builders_produce_the_statements_specs() {
          CREATE TABLE t (id bigint PRIMARY KEY);",
     )
     .unwrap();
-    let as_json = |c: &Catalog| c.objects().map(|o| serde_json::to_string(&o).unwrap()).collect::<Vec<_>>();
+    let as_json = |c: &Catalog| {
+        c.objects()
+            .map(|o| serde_json::to_string(&o).unwrap())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(as_json(&rust), as_json(&sql));
     assert_eq!(sql.connection("k"), Some(&connection));
     assert_eq!(sql.table("t"), Some(&table));
@@ -1125,8 +1477,19 @@ fn partition_by_evaluates_on_rows() {
     assert_eq!(partition_for(hash, 6), kafka_murmur2(b"456") % 6);
     assert_eq!(expr.columns(), [1]);
 
-    let by_region = catalog.sink("sales_metrics").unwrap().partition_by.clone().unwrap();
-    let null_region = Row::pack([Datum::Null, Datum::Null, Datum::Int64(3), Datum::Null, Datum::Null]);
+    let by_region = catalog
+        .sink("sales_metrics")
+        .unwrap()
+        .partition_by
+        .clone()
+        .unwrap();
+    let null_region = Row::pack([
+        Datum::Null,
+        Datum::Null,
+        Datum::Int64(3),
+        Datum::Null,
+        Datum::Null,
+    ]);
     assert_eq!(by_region.partition_hash(&null_region), None);
     assert_eq!(partition_for(by_region.partition_hash(&null_region), 6), 0);
 }
@@ -1138,7 +1501,10 @@ fn catalog_objects_print_in_creation_order() {
         .objects()
         .map(|o| {
             let json = serde_json::to_value(o).unwrap();
-            (json["kind"].as_str().unwrap().to_string(), o.name().to_string())
+            (
+                json["kind"].as_str().unwrap().to_string(),
+                o.name().to_string(),
+            )
         })
         .collect();
     let expected = [
@@ -1152,13 +1518,23 @@ fn catalog_objects_print_in_creation_order() {
         ("table", "single"),
         ("cluster", "sink_cluster"),
     ];
-    let expected: Vec<(String, String)> = expected.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect();
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(k, n)| (k.to_string(), n.to_string()))
+        .collect();
     assert_eq!(kinds, expected);
-    assert!(matches!(catalog.objects().nth(5), Some(CatalogObject::Table(_))));
+    assert!(matches!(
+        catalog.objects().nth(5),
+        Some(CatalogObject::Table(_))
+    ));
 }
 
 fn run_check(file: &Path) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_outflow")).arg("check").arg(file).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .arg("check")
+        .arg(file)
+        .output()
+        .unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8(output.stdout).unwrap(),
@@ -1170,8 +1546,14 @@ fn run_check(file: &Path) -> (i32, String, String) {
 fn outflow_check_accepts_the_example_and_the_guide() {
     let (code, stdout, stderr) = run_check(&example_file());
     assert_eq!(code, 0, "{stderr}");
-    let objects: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let names: Vec<&str> = objects.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let objects: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = objects
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
         [
@@ -1198,7 +1580,10 @@ fn outflow_check_accepts_the_example_and_the_guide() {
     let (code, stdout, stderr) = run_check(&fixture("guide.sql"));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 47);
-    assert!(stderr.contains(": notice: KEY (key_col) is not a known unique key"), "{stderr}");
+    assert!(
+        stderr.contains(": notice: KEY (key_col) is not a known unique key"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -1220,16 +1605,25 @@ fn outflow_check_reports_the_first_error() {
     let mut lines = stderr.lines();
     assert_eq!(
         lines.next().unwrap(),
-        format!("{}:7:3: error: upsert key could not be validated as unique", bad.display())
+        format!(
+            "{}:7:3: error: upsert key could not be validated as unique",
+            bad.display()
+        )
     );
-    assert!(lines.next().unwrap().starts_with("DETAIL: Outflow could not prove"));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("DETAIL: Outflow could not prove"));
     assert_eq!(lines.next().unwrap(), "  (\"id\")");
     assert!(lines.next().unwrap().starts_with("HINT: "));
     assert!(!stderr.contains("hunter2"));
 
     let (code, _, stderr) = run_check(&dir.path().join("missing.sql"));
     assert_eq!(code, 1);
-    assert!(stderr.contains("missing.sql: error: cannot read the file"), "{stderr}");
+    assert!(
+        stderr.contains("missing.sql: error: cannot read the file"),
+        "{stderr}"
+    );
 }
 
 /// Every prefix of the guide, cut at any character, is either accepted or an error with a
@@ -1240,7 +1634,11 @@ fn truncated_statements_are_errors_not_panics() {
     let cuts: Vec<usize> = text.char_indices().map(|(i, _)| i).step_by(7).collect();
     for cut in cuts {
         if let Err(err) = Catalog::new().execute_sql(&text[..cut]) {
-            assert!(err.position.is_some(), "no position for {:?} at {cut}", err.message);
+            assert!(
+                err.position.is_some(),
+                "no position for {:?} at {cut}",
+                err.message
+            );
         }
     }
 }

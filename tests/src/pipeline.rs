@@ -33,7 +33,12 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { workers: 1, pace: None, timeout: Duration::from_secs(60), stop_at: None }
+        RunOptions {
+            workers: 1,
+            pace: None,
+            timeout: Duration::from_secs(60),
+            stop_at: None,
+        }
     }
 }
 
@@ -47,14 +52,19 @@ pub fn run_sink(plan: SinkPlan, history: Vec<Update>, options: RunOptions) -> Si
         let plan = plan.clone();
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
-            let handle = rows.sink_kafka(&plan).unwrap_or_else(|e| panic!("cannot build sink: {e}"));
+            let handle = rows
+                .sink_kafka(&plan)
+                .unwrap_or_else(|e| panic!("cannot build sink: {e}"));
             (input, handle.probe)
         });
         let deadline = std::time::Instant::now() + options.timeout;
         let mut by_time: BTreeMap<u64, Vec<(Row, isize)>> = BTreeMap::new();
         if worker.index() == 0 {
             for update in &history {
-                by_time.entry(update.time).or_default().push((update.row.clone(), update.diff));
+                by_time
+                    .entry(update.time)
+                    .or_default()
+                    .push((update.row.clone(), update.diff));
             }
         }
         for (time, updates) in by_time {
@@ -121,13 +131,26 @@ pub fn random_history(seed: u64, keys: i64, times: u64, changes_per_time: usize)
             let old = current.remove(&id);
             let delete = old.is_some() && rng.gen_bool(0.2);
             if let Some(old) = old {
-                history.push(Update { time, row: old, diff: -1 });
+                history.push(Update {
+                    time,
+                    row: old,
+                    diff: -1,
+                });
             }
             if !delete {
-                let amount = outflow::dataflow::relation::Numeric::new(rng.gen_range(0..100_000), 2);
+                let amount =
+                    outflow::dataflow::relation::Numeric::new(rng.gen_range(0..100_000), 2);
                 let value = format!("v{time}-{}", rng.gen_range(0..1000));
-                let row = Row::pack_slice(&[Datum::Int64(id), Datum::String(&value), Datum::Numeric(amount)]);
-                history.push(Update { time, row: row.clone(), diff: 1 });
+                let row = Row::pack_slice(&[
+                    Datum::Int64(id),
+                    Datum::String(&value),
+                    Datum::Numeric(amount),
+                ]);
+                history.push(Update {
+                    time,
+                    row: row.clone(),
+                    diff: 1,
+                });
                 current.insert(id, row);
             }
         }
@@ -144,7 +167,11 @@ pub fn expected_upserts(history: &[Update]) -> BTreeMap<i64, Vec<Option<Row>>> {
             Datum::Int64(id) => id,
             other => panic!("history rows start with an int8 id, not {other:?}"),
         };
-        let entry = by_time.entry(update.time).or_default().entry(id).or_insert(None);
+        let entry = by_time
+            .entry(update.time)
+            .or_default()
+            .entry(id)
+            .or_insert(None);
         if update.diff > 0 {
             *entry = Some(update.row.clone());
         }
@@ -166,7 +193,9 @@ pub fn expected_upserts(history: &[Update]) -> BTreeMap<i64, Vec<Option<Row>>> {
 /// The JSON text FORMAT JSON writes for a history row `(id, value, amount)`.
 pub fn history_row_json(row: &Row) -> String {
     let datums = row.unpack();
-    let (Datum::Int64(id), Datum::String(value), Datum::Numeric(amount)) = (datums[0], datums[1], datums[2]) else {
+    let (Datum::Int64(id), Datum::String(value), Datum::Numeric(amount)) =
+        (datums[0], datums[1], datums[2])
+    else {
         panic!("not a history row: {row:?}");
     };
     format!(r#"{{"id":{id},"value":"{value}","amount":{amount}}}"#)

@@ -58,7 +58,9 @@ impl TlsBroker {
         let stunnel = stunnel_binary()?;
         let mut failures = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
-            let dir = tempfile::Builder::new().prefix("outflow-stunnel-").tempdir()?;
+            let dir = tempfile::Builder::new()
+                .prefix("outflow-stunnel-")
+                .tempdir()?;
             // Tansu must know the proxy's port before the proxy can know Tansu's.
             let proxy_port = free_loopback_port()?;
             let broker = Broker::try_start_advertising(Some(&format!("127.0.0.1:{proxy_port}")))?;

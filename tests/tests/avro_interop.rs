@@ -13,11 +13,13 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
 use outflow::dataflow::relation::values::parse_uuid;
-use outflow::dataflow::relation::{Date, Datum, Interval, Numeric, RelationDesc, Row, RowPacker, ScalarType, Time, Timestamp};
+use outflow::dataflow::relation::{
+    Date, Datum, Interval, Numeric, RelationDesc, Row, RowPacker, ScalarType, Time, Timestamp,
+};
 use outflow::dataflow::DiffPair;
 use outflow::encoders::{
-    AvroFormatSpec, CompatibilityLevel, EncodeError, EncodedMessage, EncoderConfig, Envelope, FormatSpec, RegistryConfig,
-    RegistryError, SchemaRegistryClient, SinkEncoder,
+    AvroFormatSpec, CompatibilityLevel, EncodeError, EncodedMessage, EncoderConfig, Envelope,
+    FormatSpec, RegistryConfig, RegistryError, SchemaRegistryClient, SinkEncoder,
 };
 use outflow_tests::registry::SchemaRegistry;
 use serde_json::{json, Value};
@@ -69,7 +71,9 @@ fn python() -> String {
 /// Runs the fastavro decoder over `messages` written with `schema`.
 fn fastavro_decode(schema: &str, messages: &[&[u8]]) -> Vec<Value> {
     let python = python();
-    let probe = Command::new(&python).args(["-c", "import fastavro"]).output();
+    let probe = Command::new(&python)
+        .args(["-c", "import fastavro"])
+        .output();
     match probe {
         Ok(output) if output.status.success() => {}
         Ok(_) => panic!(
@@ -81,7 +85,10 @@ fn fastavro_decode(schema: &str, messages: &[&[u8]]) -> Vec<Value> {
              or point OUTFLOW_PYTHON at a Python that has it"
         ),
     }
-    let hex: Vec<String> = messages.iter().map(|m| m.iter().map(|b| format!("{b:02x}")).collect()).collect();
+    let hex: Vec<String> = messages
+        .iter()
+        .map(|m| m.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
     let request = json!({ "schema": schema, "messages": hex });
     let mut child = Command::new(&python)
         .args(["-c", FASTAVRO_DECODER])
@@ -90,9 +97,18 @@ fn fastavro_decode(schema: &str, messages: &[&[u8]]) -> Vec<Value> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {python}: {e}"));
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "fastavro could not decode our bytes: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "fastavro could not decode our bytes: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -100,8 +116,16 @@ fn apache_decode(schema: &str, message: &[u8]) -> Avro {
     assert_eq!(message[0], 0, "magic byte");
     let schema = Schema::parse_str(schema).unwrap();
     let mut body = &message[5..];
-    let value = GenericDatumReader::builder(&schema).build().unwrap().read_value(&mut body).unwrap();
-    assert!(body.is_empty(), "{} bytes left after the record", body.len());
+    let value = GenericDatumReader::builder(&schema)
+        .build()
+        .unwrap()
+        .read_value(&mut body)
+        .unwrap();
+    assert!(
+        body.is_empty(),
+        "{} bytes left after the record",
+        body.len()
+    );
     value
 }
 
@@ -138,7 +162,10 @@ fn all_types() -> RelationDesc {
         desc = desc.with_column(name, ScalarType::parse(typ).unwrap(), name != "id");
     }
     let record = ScalarType::Record {
-        fields: vec![("f1".to_string(), ScalarType::Int32.nullable(false)), ("f2".to_string(), ScalarType::Text.nullable(true))],
+        fields: vec![
+            ("f1".to_string(), ScalarType::Int32.nullable(false)),
+            ("f2".to_string(), ScalarType::Text.nullable(true)),
+        ],
     };
     desc.with_column("r", record, true).with_key(vec![0])
 }
@@ -163,11 +190,23 @@ fn all_values(id: i64) -> Row {
     p.push(Datum::String("ab"));
     p.push(Datum::Bytes(b"hi\x00\xff"));
     p.push(Datum::Date(Date::from_ymd(2024, 2, 29).unwrap()));
-    p.push(Datum::Time(Time::from_hms_micro(12, 34, 56, 500_000).unwrap()));
-    p.push(Datum::Timestamp(Timestamp::parse("2024-05-06 07:08:09.000123").unwrap()));
-    p.push(Datum::Timestamp(Timestamp::parse("2024-05-06 07:08:09.123").unwrap()));
-    p.push(Datum::TimestampTz(Timestamp::parse("2024-05-06 09:08:09+02:00").unwrap()));
-    p.push(Datum::Interval(Interval { months: 14, days: 3, micros: 14_706_500_000 }));
+    p.push(Datum::Time(
+        Time::from_hms_micro(12, 34, 56, 500_000).unwrap(),
+    ));
+    p.push(Datum::Timestamp(
+        Timestamp::parse("2024-05-06 07:08:09.000123").unwrap(),
+    ));
+    p.push(Datum::Timestamp(
+        Timestamp::parse("2024-05-06 07:08:09.123").unwrap(),
+    ));
+    p.push(Datum::TimestampTz(
+        Timestamp::parse("2024-05-06 09:08:09+02:00").unwrap(),
+    ));
+    p.push(Datum::Interval(Interval {
+        months: 14,
+        days: 3,
+        micros: 14_706_500_000,
+    }));
     p.push(Datum::Uuid(parse_uuid(UUID).unwrap()));
     p.push(Datum::Jsonb(r#"{"a":[1,2],"b":null}"#));
     p.push_list([Datum::Int32(1), Datum::Null, Datum::Int32(3)]);
@@ -224,7 +263,12 @@ fn avro_spec() -> AvroFormatSpec {
     }
 }
 
-fn config(desc: RelationDesc, topic: &str, envelope: Envelope, spec: AvroFormatSpec) -> EncoderConfig {
+fn config(
+    desc: RelationDesc,
+    topic: &str,
+    envelope: Envelope,
+    spec: AvroFormatSpec,
+) -> EncoderConfig {
     EncoderConfig {
         desc,
         relation: "t".to_string(),
@@ -243,7 +287,9 @@ fn client(registry: &SchemaRegistry) -> SchemaRegistryClient {
 
 fn encode(encoder: &SinkEncoder, id: i64, pair: DiffPair<Row>) -> (Vec<u8>, Option<Vec<u8>>) {
     let mut out = EncodedMessage::new();
-    encoder.encode(&Row::pack_slice(&[Datum::Int64(id)]), &pair, 1, &mut out).unwrap();
+    encoder
+        .encode(&Row::pack_slice(&[Datum::Int64(id)]), &pair, 1, &mut out)
+        .unwrap();
     (out.key().unwrap().to_vec(), out.value().map(<[u8]>::to_vec))
 }
 
@@ -251,7 +297,11 @@ fn encode(encoder: &SinkEncoder, id: i64, pair: DiffPair<Row>) -> (Vec<u8>, Opti
 fn every_type_round_trips_through_the_registry_and_fastavro() {
     let registry = SchemaRegistry::start();
     let desc = all_types();
-    let encoder = SinkEncoder::new(config(desc.clone(), "interop", Envelope::Upsert, avro_spec()), Some(&client(&registry))).unwrap();
+    let encoder = SinkEncoder::new(
+        config(desc.clone(), "interop", Envelope::Upsert, avro_spec()),
+        Some(&client(&registry)),
+    )
+    .unwrap();
     assert_eq!(registry.subjects(), ["interop-key", "interop-value"]);
 
     let (key1, value1) = encode(&encoder, 1, DiffPair::insert(all_values(1)));
@@ -274,27 +324,64 @@ fn every_type_round_trips_through_the_registry_and_fastavro() {
     }
     nulls.insert("id".to_string(), json!(2));
     let decoded = fastavro_decode(&value_schema, &[&value1, &value2]);
-    assert_eq!(decoded[0], json!({"schema_id": value_id, "record": all_values_decoded(1)}));
-    assert_eq!(decoded[1], json!({"schema_id": value_id, "record": Value::Object(nulls)}));
+    assert_eq!(
+        decoded[0],
+        json!({"schema_id": value_id, "record": all_values_decoded(1)})
+    );
+    assert_eq!(
+        decoded[1],
+        json!({"schema_id": value_id, "record": Value::Object(nulls)})
+    );
 
     let keys = fastavro_decode(&key_schema, &[&key1, &key2]);
-    assert_eq!(keys, [json!({"schema_id": key_id, "record": {"id": 1}}), json!({"schema_id": key_id, "record": {"id": 2}})]);
+    assert_eq!(
+        keys,
+        [
+            json!({"schema_id": key_id, "record": {"id": 1}}),
+            json!({"schema_id": key_id, "record": {"id": 2}})
+        ]
+    );
 
     // apache-avro agrees on every field.
-    let Avro::Record(fields) = apache_decode(&value_schema, &value1) else { panic!("not a record") };
+    let Avro::Record(fields) = apache_decode(&value_schema, &value1) else {
+        panic!("not a record")
+    };
     let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, desc.names().collect::<Vec<_>>());
-    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
     let some = |v: Avro| Avro::Union(1, Box::new(v));
     assert_eq!(field("id"), Avro::Long(1));
     assert_eq!(field("n"), some(Avro::Decimal(vec![0x26, 0xde].into())));
-    assert_eq!(field("ts"), some(Avro::TimestampMicros(1_714_979_289_000_123)));
+    assert_eq!(
+        field("ts"),
+        some(Avro::TimestampMicros(1_714_979_289_000_123))
+    );
     assert_eq!(field("ts3"), some(Avro::TimestampMillis(1_714_979_289_123)));
     assert_eq!(field("u"), some(Avro::Uuid(UUID.parse().unwrap())));
-    assert_eq!(field("r"), some(Avro::Record(vec![("f1".into(), Avro::Int(7)), ("f2".into(), some(Avro::String("seven".into())))])));
-    let Avro::Record(null_fields) = apache_decode(&value_schema, &value2) else { panic!("not a record") };
-    assert!(null_fields.iter().skip(1).all(|(_, v)| *v == Avro::Union(0, Box::new(Avro::Null))));
-    assert_eq!(apache_decode(&key_schema, &key2), Avro::Record(vec![("id".into(), Avro::Long(2))]));
+    assert_eq!(
+        field("r"),
+        some(Avro::Record(vec![
+            ("f1".into(), Avro::Int(7)),
+            ("f2".into(), some(Avro::String("seven".into())))
+        ]))
+    );
+    let Avro::Record(null_fields) = apache_decode(&value_schema, &value2) else {
+        panic!("not a record")
+    };
+    assert!(null_fields
+        .iter()
+        .skip(1)
+        .all(|(_, v)| *v == Avro::Union(0, Box::new(Avro::Null))));
+    assert_eq!(
+        apache_decode(&key_schema, &key2),
+        Avro::Record(vec![("id".into(), Avro::Long(2))])
+    );
 }
 
 #[test]
@@ -304,16 +391,29 @@ fn debezium_envelopes_round_trip_through_fastavro() {
         .with_column("id", ScalarType::Int64, false)
         .with_column("price", ScalarType::parse("numeric(10,2)").unwrap(), true)
         .with_key(vec![0]);
-    let encoder = SinkEncoder::new(config(desc, "cdc", Envelope::Debezium, avro_spec()), Some(&client(&registry))).unwrap();
+    let encoder = SinkEncoder::new(
+        config(desc, "cdc", Envelope::Debezium, avro_spec()),
+        Some(&client(&registry)),
+    )
+    .unwrap();
     let old = Row::pack_slice(&[Datum::Int64(7), Datum::Numeric(Numeric::new(2999, 2))]);
     let new = Row::pack_slice(&[Datum::Int64(7), Datum::Null]);
-    let messages: Vec<Vec<u8>> = [DiffPair::insert(old.clone()), DiffPair::update(old, new.clone()), DiffPair::delete(new)]
-        .into_iter()
-        .map(|pair| encode(&encoder, 7, pair).1.unwrap())
-        .collect();
-    let schema = client(&registry).schema_by_id(encoder.value_schema_id().unwrap()).unwrap();
+    let messages: Vec<Vec<u8>> = [
+        DiffPair::insert(old.clone()),
+        DiffPair::update(old, new.clone()),
+        DiffPair::delete(new),
+    ]
+    .into_iter()
+    .map(|pair| encode(&encoder, 7, pair).1.unwrap())
+    .collect();
+    let schema = client(&registry)
+        .schema_by_id(encoder.value_schema_id().unwrap())
+        .unwrap();
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let records: Vec<Value> = fastavro_decode(&schema, &refs).into_iter().map(|m| m["record"].clone()).collect();
+    let records: Vec<Value> = fastavro_decode(&schema, &refs)
+        .into_iter()
+        .map(|m| m["record"].clone())
+        .collect();
     let old_json = json!({"id": 7, "price": {"decimal": "29.99"}});
     let new_json = json!({"id": 7, "price": null});
     assert_eq!(
@@ -350,35 +450,81 @@ fn schema_evolution_under_backward_compatibility() {
     let registry = SchemaRegistry::start();
     let client = client(&registry);
     let build = |desc: RelationDesc, null_defaults: bool| {
-        SinkEncoder::new(config(desc, "evolve", Envelope::Upsert, evolving_spec(null_defaults)), Some(&client))
+        SinkEncoder::new(
+            config(
+                desc,
+                "evolve",
+                Envelope::Upsert,
+                evolving_spec(null_defaults),
+            ),
+            Some(&client),
+        )
     };
 
     let v1 = build(orders(&[]), true).unwrap();
-    assert_eq!(client.subject_compatibility_level("evolve-value").unwrap(), Some(CompatibilityLevel::Backward));
-    assert_eq!(client.subject_compatibility_level("evolve-key").unwrap(), Some(CompatibilityLevel::Full));
+    assert_eq!(
+        client.subject_compatibility_level("evolve-value").unwrap(),
+        Some(CompatibilityLevel::Backward)
+    );
+    assert_eq!(
+        client.subject_compatibility_level("evolve-key").unwrap(),
+        Some(CompatibilityLevel::Full)
+    );
 
     // A nullable column with a null default: readers of the new schema fill it in for old
     // records, so BACKWARD accepts it.
     let v2 = build(orders(&[("note", "text", true)]), true).unwrap();
     assert_ne!(v1.value_schema_id(), v2.value_schema_id());
-    assert_eq!(v1.key_schema_id(), v2.key_schema_id(), "the key did not change");
+    assert_eq!(
+        v1.key_schema_id(),
+        v2.key_schema_id(),
+        "the key did not change"
+    );
     assert_eq!(registry.versions("evolve-value").len(), 2);
 
     // A NOT NULL column has no default, so old records cannot be read with the new schema.
-    let err = build(orders(&[("note", "text", true), ("region", "text", false)]), true).unwrap_err();
-    let EncodeError::Registry { source: RegistryError::Incompatible { subject, reasons }, .. } = &err else {
+    let err = build(
+        orders(&[("note", "text", true), ("region", "text", false)]),
+        true,
+    )
+    .unwrap_err();
+    let EncodeError::Registry {
+        source: RegistryError::Incompatible { subject, reasons },
+        ..
+    } = &err
+    else {
         panic!("expected an incompatibility, got {err:?}")
     };
     assert_eq!(subject, "evolve-value");
     assert!(!reasons.is_empty());
     let message = err.to_string();
-    assert!(message.starts_with(r#"cannot publish the Avro value schema of topic "evolve": "#), "{message}");
+    assert!(
+        message.starts_with(r#"cannot publish the Avro value schema of topic "evolve": "#),
+        "{message}"
+    );
     assert!(message.contains("\"evolve-value\""), "{message}");
 
     // Without NULL DEFAULTS even a nullable column has no default, and is refused the same way.
-    let err = build(orders(&[("note", "text", true), ("extra", "text", true)]), false).unwrap_err();
-    assert!(matches!(&err, EncodeError::Registry { source: RegistryError::Incompatible { .. }, .. }), "{err:?}");
-    assert_eq!(registry.versions("evolve-value").len(), 2, "refused schemas are not registered");
+    let err = build(
+        orders(&[("note", "text", true), ("extra", "text", true)]),
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            EncodeError::Registry {
+                source: RegistryError::Incompatible { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        registry.versions("evolve-value").len(),
+        2,
+        "refused schemas are not registered"
+    );
 
     // A restart of the first sink, with a client that has cached nothing, publishes its
     // schema again and gets the id it had.

@@ -53,13 +53,20 @@ fn feed(seed: u64, times: u64) -> Feed {
             let new = if old.is_some() && rng.gen_bool(0.2) {
                 None
             } else {
-                let row = order_json(id, &format!("c{}", rng.gen_range(0..9)), rng.gen_range(0..1_000_000));
+                let row = order_json(
+                    id,
+                    &format!("c{}", rng.gen_range(0..9)),
+                    rng.gen_range(0..1_000_000),
+                );
                 lines.push(update_line("orders", time, 1, &row));
                 orders.insert(id, row.clone());
                 Some(row)
             };
             if old != new {
-                changes.entry(("orders", id.to_string())).or_default().push(new);
+                changes
+                    .entry(("orders", id.to_string()))
+                    .or_default()
+                    .push(new);
             }
         }
         let mut touched = BTreeSet::new();
@@ -75,11 +82,19 @@ fn feed(seed: u64, times: u64) -> Feed {
             } else {
                 tags.insert(tag.clone());
                 lines.push(update_line("tags", time, 1, &row));
-                changes.entry(("tags", tag.clone())).or_default().push(Some(row));
+                changes
+                    .entry(("tags", tag.clone()))
+                    .or_default()
+                    .push(Some(row));
             }
         }
     }
-    Feed { lines, changes, orders, tags }
+    Feed {
+        lines,
+        changes,
+        orders,
+        tags,
+    }
 }
 
 struct Sinks {
@@ -125,7 +140,17 @@ fn statements(registry: &SchemaRegistry, prefix: &str) -> (String, Sinks) {
 
 fn spawn_run(statements: &str, feed: &str, extra: &[String]) -> Child {
     Command::new(outflow_binary())
-        .args(["run", statements, "--feed", feed, "--broker-shows-aborted", "--commit-interval-ms", "50", "--pace-ms", PACE_MS])
+        .args([
+            "run",
+            statements,
+            "--feed",
+            feed,
+            "--broker-shows-aborted",
+            "--commit-interval-ms",
+            "50",
+            "--pace-ms",
+            PACE_MS,
+        ])
         .args(extra)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
@@ -141,13 +166,21 @@ fn wait_all(children: Vec<Child>, what: &str) {
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 let output = child.wait_with_output().unwrap();
-                assert!(status.success(), "{what} failed ({status}): {}\n{}", text(&output.stderr), text(&output.stdout));
+                assert!(
+                    status.success(),
+                    "{what} failed ({status}): {}\n{}",
+                    text(&output.stderr),
+                    text(&output.stdout)
+                );
                 break;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let output = child.wait_with_output().unwrap();
-                panic!("{what} did not finish within {RUN_TIMEOUT:?}: {}", text(&output.stderr));
+                panic!(
+                    "{what} did not finish within {RUN_TIMEOUT:?}: {}",
+                    text(&output.stderr)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -155,49 +188,88 @@ fn wait_all(children: Vec<Child>, what: &str) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs of `processes` processes of `workers` workers each; the children.
-fn start(statements: &str, feed: &str, dir: &tempfile::TempDir, processes: usize, workers: usize) -> Vec<Child> {
+fn start(
+    statements: &str,
+    feed: &str,
+    dir: &tempfile::TempDir,
+    processes: usize,
+    workers: usize,
+) -> Vec<Child> {
     let workers = vec!["--workers".to_string(), workers.to_string()];
     if processes == 1 {
         return vec![spawn_run(statements, feed, &workers)];
     }
-    let hosts: Vec<String> = (0..processes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let hosts: Vec<String> = (0..processes)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
     let hostfile = write_file(dir, "hosts", &(hosts.join("\n") + "\n"));
     (0..processes)
         .map(|p| {
             let mut args = workers.clone();
-            args.extend(["-n".to_string(), processes.to_string(), "-p".to_string(), p.to_string(), "-h".to_string(), hostfile.clone()]);
+            args.extend([
+                "-n".to_string(),
+                processes.to_string(),
+                "-p".to_string(),
+                p.to_string(),
+                "-h".to_string(),
+                hostfile.clone(),
+            ]);
             spawn_run(statements, feed, &args)
         })
         .collect()
 }
 
 /// Per key, the committed values of a topic in offset order, keyed as `key_of` says.
-fn committed_by_key(topic: &str, key_of: impl Fn(&[u8]) -> String, value_of: impl Fn(Option<&[u8]>) -> Option<String>) -> BTreeMap<String, Vec<Option<String>>> {
+fn committed_by_key(
+    topic: &str,
+    key_of: impl Fn(&[u8]) -> String,
+    value_of: impl Fn(Option<&[u8]>) -> Option<String>,
+) -> BTreeMap<String, Vec<Option<String>>> {
     let mut out: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
     for record in rawlog::read_committed(&shared_broker().bootstrap(), topic).unwrap() {
         let key = key_of(record.key.as_deref().expect("keyed messages"));
-        out.entry(key).or_default().push(value_of(record.value.as_deref()));
+        out.entry(key)
+            .or_default()
+            .push(value_of(record.value.as_deref()));
     }
     out
 }
 
 fn read_rows(statements: &str, sink: &str) -> Vec<String> {
     let output = outflow(&["read", statements, "--sink", sink, "--broker-shows-aborted"]);
-    assert!(output.status.success(), "read {sink}: {}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "read {sink}: {}",
+        text(&output.stderr)
+    );
     let mut lines: Vec<String> = text(&output.stdout).lines().map(String::from).collect();
     let frontier: serde_json::Value = serde_json::from_str(&lines.pop().unwrap()).unwrap();
-    assert_eq!(frontier["frontier"], serde_json::json!([]), "sink {sink} is not done: {frontier}");
+    assert_eq!(
+        frontier["frontier"],
+        serde_json::json!([]),
+        "sink {sink} is not done: {frontier}"
+    );
     lines
 }
 
 #[test]
 fn killed_and_restarted_runs_write_every_change_exactly_once() {
-    let seed = std::env::var("OUTFLOW_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
-    let rounds: usize = std::env::var("OUTFLOW_FAULT_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let seed = std::env::var("OUTFLOW_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    let rounds: usize = std::env::var("OUTFLOW_FAULT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     eprintln!("cli_faults: OUTFLOW_FAULT_SEED={seed} OUTFLOW_FAULT_ROUNDS={rounds}");
     let mut rng = StdRng::seed_from_u64(seed);
 
@@ -227,21 +299,49 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
 
     // Exactly once: each key's committed messages are its changes, in order, once each.
     let expected = |table: &str| -> BTreeMap<String, Vec<Option<String>>> {
-        feed.changes.iter().filter(|((t, _), _)| *t == table).map(|((_, k), v)| (k.clone(), v.clone())).collect()
+        feed.changes
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect()
     };
-    let json_key = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["order_id"].to_string();
+    let json_key = |bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["order_id"].to_string()
+    };
     let utf8 = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8(b.to_vec()).unwrap());
-    assert_eq!(committed_by_key(&sinks.json_upsert, json_key, utf8), expected("orders"), "seed {seed}: JSON UPSERT");
+    assert_eq!(
+        committed_by_key(&sinks.json_upsert, json_key, utf8),
+        expected("orders"),
+        "seed {seed}: JSON UPSERT"
+    );
     let after = |bytes: Option<&[u8]>| {
-        let value: serde_json::Value = serde_json::from_slice(bytes.expect("DEBEZIUM values")).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes.expect("DEBEZIUM values")).unwrap();
         let after = &value["after"];
         (!after.is_null()).then(|| after.to_string())
     };
     let reencoded: BTreeMap<String, Vec<Option<String>>> = expected("orders")
         .into_iter()
-        .map(|(k, v)| (k, v.into_iter().map(|row| row.map(|r| serde_json::from_str::<serde_json::Value>(&r).unwrap().to_string())).collect()))
+        .map(|(k, v)| {
+            (
+                k,
+                v.into_iter()
+                    .map(|row| {
+                        row.map(|r| {
+                            serde_json::from_str::<serde_json::Value>(&r)
+                                .unwrap()
+                                .to_string()
+                        })
+                    })
+                    .collect(),
+            )
+        })
         .collect();
-    assert_eq!(committed_by_key(&sinks.json_debezium, json_key, after), reencoded, "seed {seed}: JSON DEBEZIUM");
+    assert_eq!(
+        committed_by_key(&sinks.json_debezium, json_key, after),
+        reencoded,
+        "seed {seed}: JSON DEBEZIUM"
+    );
     let text_tags: BTreeMap<String, Vec<Option<String>>> = expected("tags")
         .into_iter()
         .map(|(k, v)| {
@@ -249,26 +349,57 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
             (k, values)
         })
         .collect();
-    assert_eq!(committed_by_key(&sinks.text_upsert, |b| String::from_utf8(b.to_vec()).unwrap(), utf8), text_tags, "seed {seed}: TEXT");
+    assert_eq!(
+        committed_by_key(
+            &sinks.text_upsert,
+            |b| String::from_utf8(b.to_vec()).unwrap(),
+            utf8
+        ),
+        text_tags,
+        "seed {seed}: TEXT"
+    );
     // Avro keys carry the schema id; the count per key is what is checked here, the values
     // through `outflow read` below.
-    let avro_counts: BTreeMap<usize, usize> = committed_by_key(&sinks.avro_upsert, |b| format!("{b:?}"), |b| b.map(|b| format!("{b:?}")))
-        .values()
-        .fold(BTreeMap::new(), |mut m, v| {
-            *m.entry(v.len()).or_insert(0) += 1;
-            m
-        });
-    let expected_counts: BTreeMap<usize, usize> = expected("orders").values().fold(BTreeMap::new(), |mut m, v| {
+    let avro_counts: BTreeMap<usize, usize> = committed_by_key(
+        &sinks.avro_upsert,
+        |b| format!("{b:?}"),
+        |b| b.map(|b| format!("{b:?}")),
+    )
+    .values()
+    .fold(BTreeMap::new(), |mut m, v| {
         *m.entry(v.len()).or_insert(0) += 1;
         m
     });
-    assert_eq!(avro_counts, expected_counts, "seed {seed}: Avro UPSERT messages per key");
+    let expected_counts: BTreeMap<usize, usize> =
+        expected("orders")
+            .values()
+            .fold(BTreeMap::new(), |mut m, v| {
+                *m.entry(v.len()).or_insert(0) += 1;
+                m
+            });
+    assert_eq!(
+        avro_counts, expected_counts,
+        "seed {seed}: Avro UPSERT messages per key"
+    );
 
     // `outflow read` prints the final state of every sink.
     let orders: Vec<String> = feed.orders.values().cloned().collect();
-    let tags: Vec<String> = feed.tags.iter().map(|t| format!(r#"{{"tag":"{t}"}}"#)).collect();
+    let tags: Vec<String> = feed
+        .tags
+        .iter()
+        .map(|t| format!(r#"{{"tag":"{t}"}}"#))
+        .collect();
     for sink in [&sinks.json_upsert, &sinks.json_debezium, &sinks.avro_upsert] {
-        assert_eq!(read_rows(&statements, sink), orders, "seed {seed}: read {sink}");
+        assert_eq!(
+            read_rows(&statements, sink),
+            orders,
+            "seed {seed}: read {sink}"
+        );
     }
-    assert_eq!(read_rows(&statements, &sinks.text_upsert), tags, "seed {seed}: read {}", sinks.text_upsert);
+    assert_eq!(
+        read_rows(&statements, &sinks.text_upsert),
+        tags,
+        "seed {seed}: read {}",
+        sinks.text_upsert
+    );
 }

@@ -40,7 +40,12 @@ fn setup() -> Setup {
         bootstrap = shared_broker().bootstrap()
     );
     let statements = write_file(&dir, "statements.sql", &sql);
-    Setup { dir, statements, upsert, debezium }
+    Setup {
+        dir,
+        statements,
+        upsert,
+        debezium,
+    }
 }
 
 /// A feed of inserts, updates and deletes of orders at times 1..=`times`, and the rows at its
@@ -62,7 +67,11 @@ fn order_feed(seed: u64, times: u64) -> (Vec<String>, BTreeMap<i64, String>) {
                     continue;
                 }
             }
-            let row = order_json(id, &format!("c{}", rng.gen_range(0..5)), rng.gen_range(0..100_000));
+            let row = order_json(
+                id,
+                &format!("c{}", rng.gen_range(0..5)),
+                rng.gen_range(0..100_000),
+            );
             lines.push(update_line("orders", time, 1, &row));
             current.insert(id, row);
         }
@@ -74,16 +83,33 @@ fn order_feed(seed: u64, times: u64) -> (Vec<String>, BTreeMap<i64, String>) {
 }
 
 fn run_args<'a>(setup: &'a Setup, feed: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args =
-        vec!["run", setup.statements.as_str(), "--feed", feed, "--broker-shows-aborted", "--commit-interval-ms", "50"];
+    let mut args = vec![
+        "run",
+        setup.statements.as_str(),
+        "--feed",
+        feed,
+        "--broker-shows-aborted",
+        "--commit-interval-ms",
+        "50",
+    ];
     args.extend_from_slice(extra);
     args
 }
 
 /// `outflow read`'s lines: the rows, and the frontier line last.
 fn read(setup: &Setup, sink: &str) -> (Vec<String>, serde_json::Value) {
-    let output = outflow(&["read", &setup.statements, "--sink", sink, "--broker-shows-aborted"]);
-    assert!(output.status.success(), "read {sink} failed: {}", text(&output.stderr));
+    let output = outflow(&[
+        "read",
+        &setup.statements,
+        "--sink",
+        sink,
+        "--broker-shows-aborted",
+    ]);
+    assert!(
+        output.status.success(),
+        "read {sink} failed: {}",
+        text(&output.stderr)
+    );
     let mut lines: Vec<String> = text(&output.stdout).lines().map(String::from).collect();
     let frontier = serde_json::from_str(&lines.pop().expect("a frontier line")).unwrap();
     (lines, frontier)
@@ -95,8 +121,15 @@ fn committed_times(topic: &str) -> Vec<u64> {
         .unwrap()
         .iter()
         .map(|record| {
-            let (_, value) = record.headers.iter().find(|(name, _)| name == "outflow-time").expect("outflow-time header");
-            String::from_utf8(value.clone().unwrap()).unwrap().parse().unwrap()
+            let (_, value) = record
+                .headers
+                .iter()
+                .find(|(name, _)| name == "outflow-time")
+                .expect("outflow-time header");
+            String::from_utf8(value.clone().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap()
         })
         .collect()
 }
@@ -108,22 +141,47 @@ fn run_then_read_prints_the_final_state() {
     let feed = write_file(&setup.dir, "feed.jsonl", &(lines.join("\n") + "\n"));
     let status = setup.dir.path().join("status.json").display().to_string();
 
-    let output = outflow(&run_args(&setup, &feed, &["--workers", "2", "--status", &status]));
+    let output = outflow(&run_args(
+        &setup,
+        &feed,
+        &["--workers", "2", "--status", &status],
+    ));
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "run failed: {}\n{stdout}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "run failed: {}\n{stdout}",
+        text(&output.stderr)
+    );
     for sink in [&setup.upsert, &setup.debezium] {
-        let summary = stdout.lines().find(|l| l.starts_with(&format!("sink {sink}:"))).unwrap_or_else(|| panic!("no summary of {sink}: {stdout}"));
+        let summary = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("sink {sink}:")))
+            .unwrap_or_else(|| panic!("no summary of {sink}: {stdout}"));
         assert!(summary.ends_with("committed frontier done"), "{summary}");
     }
 
-    let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
     let sinks = document["sinks"].as_array().unwrap();
     assert_eq!(sinks.len(), 2);
     for sink in sinks {
-        assert!(sink["total"]["messages_committed"].as_u64().unwrap() > 0, "{sink}");
-        assert!(sink["history"].as_array().unwrap().iter().any(|c| c["status"] == "running"), "{sink}");
+        assert!(
+            sink["total"]["messages_committed"].as_u64().unwrap() > 0,
+            "{sink}"
+        );
+        assert!(
+            sink["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["status"] == "running"),
+            "{sink}"
+        );
     }
-    assert_eq!(document["rows_fed"].as_u64().unwrap(), lines.iter().filter(|l| l.contains("\"table\"")).count() as u64);
+    assert_eq!(
+        document["rows_fed"].as_u64().unwrap(),
+        lines.iter().filter(|l| l.contains("\"table\"")).count() as u64
+    );
 
     let expected: Vec<String> = expected.into_values().collect();
     for sink in [&setup.upsert, &setup.debezium] {
@@ -135,7 +193,11 @@ fn run_then_read_prints_the_final_state() {
     // Run again on the same feed: everything is committed, so nothing more is written.
     let before = committed_times(&setup.upsert).len();
     let again = outflow(&run_args(&setup, &feed, &[]));
-    assert!(again.status.success(), "second run failed: {}", text(&again.stderr));
+    assert!(
+        again.status.success(),
+        "second run failed: {}",
+        text(&again.stderr)
+    );
     assert_eq!(committed_times(&setup.upsert).len(), before);
     assert_eq!(read(&setup, &setup.upsert).0, expected);
 }
@@ -146,11 +208,26 @@ fn every_bad_feed_line_names_its_line_and_nothing_after_the_last_good_time_is_wr
     // Rows of times 1 and 2 are complete; time 3 has begun when the bad line comes.
     let started_time_3 = update_line("orders", 3, 1, &order_json(100, "late", 100));
     let bad_lines = [
-        (r#"{"table":"orders","time":3,"diff":1,"row":{"order_id":1"#, "not a feed line"),
-        (r#"{"table":"customers","time":3,"diff":1,"row":{"id":1}}"#, "unknown table \"customers\""),
-        (r#"{"table":"orders","time":3,"diff":1,"row":{"order_id":7,"customer":"x","amount":1,"colour":"red"}}"#, "unknown column \"colour\""),
-        (r#"{"table":"orders","time":3,"diff":1,"row":{"order_id":"seven","customer":"x","amount":1}}"#, "expected a bigint"),
-        (r#"{"table":"orders","time":1,"diff":1,"row":{"order_id":8,"customer":"x","amount":1}}"#, "time 1 goes back in time"),
+        (
+            r#"{"table":"orders","time":3,"diff":1,"row":{"order_id":1"#,
+            "not a feed line",
+        ),
+        (
+            r#"{"table":"customers","time":3,"diff":1,"row":{"id":1}}"#,
+            "unknown table \"customers\"",
+        ),
+        (
+            r#"{"table":"orders","time":3,"diff":1,"row":{"order_id":7,"customer":"x","amount":1,"colour":"red"}}"#,
+            "unknown column \"colour\"",
+        ),
+        (
+            r#"{"table":"orders","time":3,"diff":1,"row":{"order_id":"seven","customer":"x","amount":1}}"#,
+            "expected a bigint",
+        ),
+        (
+            r#"{"table":"orders","time":1,"diff":1,"row":{"order_id":8,"customer":"x","amount":1}}"#,
+            "time 1 goes back in time",
+        ),
     ];
     // The state after times 1 and 2.
     let mut state: BTreeMap<i64, String> = BTreeMap::new();
@@ -179,15 +256,28 @@ fn every_bad_feed_line_names_its_line_and_nothing_after_the_last_good_time_is_wr
         let output = outflow(&run_args(&setup, &feed, &[]));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{bad}: {stderr}");
-        assert!(stderr.contains(&format!("feed line {bad_line_number}: ")), "{bad}: {stderr}");
-        assert!(stderr.contains(problem), "{bad}: expected {problem:?} in {stderr}");
+        assert!(
+            stderr.contains(&format!("feed line {bad_line_number}: ")),
+            "{bad}: {stderr}"
+        );
+        assert!(
+            stderr.contains(problem),
+            "{bad}: expected {problem:?} in {stderr}"
+        );
 
         let (rows, frontier) = read(&setup, &setup.upsert);
         assert_eq!(rows, expected, "{bad}");
-        assert_eq!(frontier["frontier"], serde_json::json!([3]), "{bad}: {frontier}");
+        assert_eq!(
+            frontier["frontier"],
+            serde_json::json!([3]),
+            "{bad}: {frontier}"
+        );
         for sink in [&setup.upsert, &setup.debezium] {
             let times = committed_times(sink);
-            assert!(!times.is_empty() && times.iter().all(|&t| t < 3), "{bad}: sink {sink} committed times {times:?}");
+            assert!(
+                !times.is_empty() && times.iter().all(|&t| t < 3),
+                "{bad}: sink {sink} committed times {times:?}"
+            );
         }
     }
 }
@@ -204,5 +294,8 @@ fn materialized_views_are_refused() {
     let output = outflow(&["run", &statements, "--feed", &feed]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("views.sql:2:") && stderr.contains("CREATE MATERIALIZED VIEW"), "{stderr}");
+    assert!(
+        stderr.contains("views.sql:2:") && stderr.contains("CREATE MATERIALIZED VIEW"),
+        "{stderr}"
+    );
 }

@@ -16,7 +16,9 @@ use outflow::statement::Catalog;
 use outflow::topic::{ensure_data_topic, TopicSettings};
 use outflow::{SinkPlan, SinkStatus};
 use outflow_tests::broker::{shared_broker, unique_name};
-use outflow_tests::pipeline::{expected_upserts, history_row_json, random_history, run_sink, RunOptions};
+use outflow_tests::pipeline::{
+    expected_upserts, history_row_json, random_history, run_sink, RunOptions,
+};
 use outflow_tests::tls::{fixture, ProxySettings, TlsBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -29,29 +31,54 @@ const FAIL_WITHIN: Duration = Duration::from_secs(8);
 
 /// The body of the client key, without its armour: what would leak if the key leaked.
 fn client_key_body() -> String {
-    fixture("client.key").lines().filter(|l| !l.starts_with("-----")).collect()
+    fixture("client.key")
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect()
 }
 
 fn assert_no_secret(text: &str) {
     assert!(!text.contains(PASSWORD), "the SASL password leaked: {text}");
-    for line in fixture("client.key").lines().filter(|l| !l.starts_with("-----")) {
+    for line in fixture("client.key")
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+    {
         assert!(!text.contains(line), "the client key leaked: {text}");
     }
-    assert!(!text.contains(&client_key_body()), "the client key leaked: {text}");
+    assert!(
+        !text.contains(&client_key_body()),
+        "the client key leaked: {text}"
+    );
 }
 
 /// Statements for a connection `k` to `bootstrap` over TLS; `tls_options` lists its SSL
 /// options, the certificates given as secrets the way a user holding them in a vault would.
-fn tls_catalog_sql(bootstrap: &str, authority: &str, client_certificate: Option<(&str, &str)>) -> String {
+fn tls_catalog_sql(
+    bootstrap: &str,
+    authority: &str,
+    client_certificate: Option<(&str, &str)>,
+) -> String {
     let mut sql = format!("CREATE SECRET ca AS '{}';\n", fixture(authority));
-    let mut options = vec![format!("BROKER '{bootstrap}'"), "SSL CERTIFICATE AUTHORITY = SECRET ca".to_string()];
+    let mut options = vec![
+        format!("BROKER '{bootstrap}'"),
+        "SSL CERTIFICATE AUTHORITY = SECRET ca".to_string(),
+    ];
     if let Some((certificate, key)) = client_certificate {
-        sql.push_str(&format!("CREATE SECRET client_key AS '{}';\n", fixture(key)));
-        sql.push_str(&format!("CREATE SECRET client_certificate AS '{}';\n", fixture(certificate)));
+        sql.push_str(&format!(
+            "CREATE SECRET client_key AS '{}';\n",
+            fixture(key)
+        ));
+        sql.push_str(&format!(
+            "CREATE SECRET client_certificate AS '{}';\n",
+            fixture(certificate)
+        ));
         options.push("SSL KEY = SECRET client_key".to_string());
         options.push("SSL CERTIFICATE = SECRET client_certificate".to_string());
     }
-    sql.push_str(&format!("CREATE CONNECTION k TO KAFKA ({});\n", options.join(", ")));
+    sql.push_str(&format!(
+        "CREATE CONNECTION k TO KAFKA ({});\n",
+        options.join(", ")
+    ));
     sql.push_str(
         "CREATE TABLE t (id bigint PRIMARY KEY, value text NOT NULL, amount numeric(10,2) NOT NULL);\n",
     );
@@ -72,8 +99,14 @@ fn failed_probe(connection: &KafkaConnection) -> (ConnectionError, Vec<String>) 
     let error = probe.result.expect_err("the probe should fail");
     let message = error.to_string();
     eprintln!("probe failed after {took:?}: {message}");
-    assert!(took < FAIL_WITHIN, "the probe took {took:?} to fail: {message}");
-    assert!(message.contains("Kafka connection \"k\""), "the error does not name the connection: {message}");
+    assert!(
+        took < FAIL_WITHIN,
+        "the probe took {took:?} to fail: {message}"
+    );
+    assert!(
+        message.contains("Kafka connection \"k\""),
+        "the error does not name the connection: {message}"
+    );
     assert_eq!(error.connection(), "k");
     assert_no_secret(&message);
     assert_no_secret(&format!("{error:?}"));
@@ -86,10 +119,17 @@ fn failed_probe(connection: &KafkaConnection) -> (ConnectionError, Vec<String>) 
 fn produce_and_consume(config: &ClientConfig, topic: &str) {
     let producer: BaseProducer = config.create().expect("producer over TLS");
     producer
-        .send(BaseRecord::to(topic).partition(0).key("k1").payload("over tls"))
+        .send(
+            BaseRecord::to(topic)
+                .partition(0)
+                .key("k1")
+                .payload("over tls"),
+        )
         .map_err(|(e, _)| e)
         .expect("enqueue");
-    producer.flush(Duration::from_secs(15)).expect("the message is delivered over TLS");
+    producer
+        .flush(Duration::from_secs(15))
+        .expect("the message is delivered over TLS");
 
     let consumer: BaseConsumer = config
         .clone()
@@ -98,11 +138,16 @@ fn produce_and_consume(config: &ClientConfig, topic: &str) {
         .create()
         .expect("consumer over TLS");
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).unwrap();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
     consumer.assign(&assignment).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        assert!(Instant::now() < deadline, "the message never came back over TLS");
+        assert!(
+            Instant::now() < deadline,
+            "the message never came back over TLS"
+        );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 assert_eq!(message.key(), Some(&b"k1"[..]));
@@ -118,7 +163,12 @@ fn produce_and_consume(config: &ClientConfig, topic: &str) {
 /// Every message of `topic`'s `partitions` partitions, read with `isolation.level =
 /// read_committed` through `config`, partition by partition in offset order; waits for
 /// `expected` messages.
-fn read_all(config: &ClientConfig, topic: &str, partitions: i32, expected: u64) -> Vec<(Vec<u8>, Option<String>)> {
+fn read_all(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    expected: u64,
+) -> Vec<(Vec<u8>, Option<String>)> {
     let consumer: BaseConsumer = config
         .clone()
         .set("group.id", unique_name("secure-audit"))
@@ -128,7 +178,9 @@ fn read_all(config: &ClientConfig, topic: &str, partitions: i32, expected: u64) 
         .expect("consumer over TLS");
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
-        assignment.add_partition_offset(topic, partition, rdkafka::Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     type Offsetted = (i64, Vec<u8>, Option<String>);
@@ -136,12 +188,24 @@ fn read_all(config: &ClientConfig, topic: &str, partitions: i32, expected: u64) 
     let mut seen = 0u64;
     let deadline = Instant::now() + Duration::from_secs(15);
     while seen < expected {
-        assert!(Instant::now() < deadline, "read {seen} of {expected} messages of {topic} over TLS");
+        assert!(
+            Instant::now() < deadline,
+            "read {seen} of {expected} messages of {topic} over TLS"
+        );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                let value = message.payload().map(|v| String::from_utf8(v.to_vec()).unwrap());
-                let entry = (message.offset(), message.key().unwrap_or_default().to_vec(), value);
-                by_partition.entry(message.partition()).or_default().push(entry);
+                let value = message
+                    .payload()
+                    .map(|v| String::from_utf8(v.to_vec()).unwrap());
+                let entry = (
+                    message.offset(),
+                    message.key().unwrap_or_default().to_vec(),
+                    value,
+                );
+                by_partition
+                    .entry(message.partition())
+                    .or_default()
+                    .push(entry);
                 seen += 1;
             }
             Some(Err(error)) => panic!("reading {topic} over TLS: {error}"),
@@ -170,31 +234,69 @@ fn sink_round_trips_over_tls_with_the_right_authority() {
     );
     let catalog = Catalog::from_sql(&sql).unwrap_or_else(|e| panic!("{}", e.render("test.sql")));
     let mut plan = SinkPlan::from_catalog(&catalog, &topic).unwrap();
-    assert_eq!(plan.connection.client_config().get("security.protocol"), Some("SSL"));
-    plan.connection.check().unwrap_or_else(|e| panic!("{e}\n{}", proxied.proxy_log()));
+    assert_eq!(
+        plan.connection.client_config().get("security.protocol"),
+        Some("SSL")
+    );
+    plan.connection
+        .check()
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxied.proxy_log()));
     plan.broker_shows_aborted_records = true;
     plan.cadence.commit_interval = Duration::from_millis(50);
     plan.cadence.idle_progress_interval = Duration::from_millis(200);
 
     let history = random_history(11, 12, 5, 6);
     let connection = plan.connection.clone();
-    let report = run_sink(plan, history.clone(), RunOptions { timeout: Duration::from_secs(30), ..RunOptions::default() });
-    assert!(!report.status.is_failed(), "sink over TLS failed: {report:#?}\n{}", proxied.proxy_log());
-    assert!(report.history.iter().any(|c| c.status == SinkStatus::Running), "{report:#?}");
+    let report = run_sink(
+        plan,
+        history.clone(),
+        RunOptions {
+            timeout: Duration::from_secs(30),
+            ..RunOptions::default()
+        },
+    );
+    assert!(
+        !report.status.is_failed(),
+        "sink over TLS failed: {report:#?}\n{}",
+        proxied.proxy_log()
+    );
+    assert!(
+        report
+            .history
+            .iter()
+            .any(|c| c.status == SinkStatus::Running),
+        "{report:#?}"
+    );
 
     // Read back through TLS as well. Tansu's read_committed shows aborted records, so the
     // comparison is only sound because the run aborted nothing (the raw-log audit cannot be
     // used here: it follows metadata to the advertised address, which speaks only TLS).
     assert_eq!(report.total.transactions_aborted, 0, "{report:#?}");
-    let records = read_all(connection.client_config(), &topic, 2, report.total.messages_committed);
+    let records = read_all(
+        connection.client_config(),
+        &topic,
+        2,
+        report.total.messages_committed,
+    );
     let mut by_key: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
     for (key, value) in &records {
         let key: serde_json::Value = serde_json::from_slice(key).unwrap();
-        by_key.entry(key["id"].as_i64().unwrap()).or_default().push(value.clone());
+        by_key
+            .entry(key["id"].as_i64().unwrap())
+            .or_default()
+            .push(value.clone());
     }
     let expected: BTreeMap<i64, Vec<Option<String>>> = expected_upserts(&history)
         .into_iter()
-        .map(|(id, values)| (id, values.iter().map(|v| v.as_ref().map(history_row_json)).collect()))
+        .map(|(id, values)| {
+            (
+                id,
+                values
+                    .iter()
+                    .map(|v| v.as_ref().map(history_row_json))
+                    .collect(),
+            )
+        })
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(by_key, expected);
@@ -202,16 +304,28 @@ fn sink_round_trips_over_tls_with_the_right_authority() {
 
 #[test]
 fn trusted_client_certificate_passes_mutual_tls() {
-    let proxied = TlsBroker::start(ProxySettings { require_client_certificate: true });
-    let connection = resolve(&tls_catalog_sql(&proxied.bootstrap(), "ca.pem", Some(("client.pem", "client.key"))));
-    connection.check().unwrap_or_else(|e| panic!("{e}\n{}", proxied.proxy_log()));
+    let proxied = TlsBroker::start(ProxySettings {
+        require_client_certificate: true,
+    });
+    let connection = resolve(&tls_catalog_sql(
+        &proxied.bootstrap(),
+        "ca.pem",
+        Some(("client.pem", "client.key")),
+    ));
+    connection
+        .check()
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxied.proxy_log()));
     assert_no_secret(&format!("{connection:?}"));
 
     let topic = unique_name("mtls");
     let mut settings = TopicSettings::new(topic.clone());
     settings.partitions = Some(1);
-    let report = ensure_data_topic(connection.client_config(), &settings)
-        .unwrap_or_else(|e| panic!("creating {topic} over mutual TLS: {e}\n{}", proxied.proxy_log()));
+    let report = ensure_data_topic(connection.client_config(), &settings).unwrap_or_else(|e| {
+        panic!(
+            "creating {topic} over mutual TLS: {e}\n{}",
+            proxied.proxy_log()
+        )
+    });
     assert!(report.created);
     produce_and_consume(connection.client_config(), &topic);
 }
@@ -223,21 +337,51 @@ fn wrong_authority_fails_fast_naming_the_connection() {
     let (error, _) = failed_probe(&connection);
     let message = error.to_string();
     assert!(matches!(error, ConnectionError::Tls { .. }), "{error:?}");
-    assert!(message.starts_with(&format!("cannot connect to Kafka connection \"k\" at {}: ", proxied.bootstrap())), "{message}");
-    assert!(message.contains("SSL handshake failed") && message.contains("certificate verify failed"), "{message}");
-    assert!(message.contains("SSL CERTIFICATE AUTHORITY"), "the hint is missing: {message}");
+    assert!(
+        message.starts_with(&format!(
+            "cannot connect to Kafka connection \"k\" at {}: ",
+            proxied.bootstrap()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("SSL handshake failed") && message.contains("certificate verify failed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("SSL CERTIFICATE AUTHORITY"),
+        "the hint is missing: {message}"
+    );
 }
 
 #[test]
 fn missing_or_untrusted_client_certificate_is_refused() {
-    let proxied = TlsBroker::start(ProxySettings { require_client_certificate: true });
-    for (case, client) in [("no client certificate", None), ("a stranger's certificate", Some(("other-client.pem", "other-client.key")))] {
+    let proxied = TlsBroker::start(ProxySettings {
+        require_client_certificate: true,
+    });
+    for (case, client) in [
+        ("no client certificate", None),
+        (
+            "a stranger's certificate",
+            Some(("other-client.pem", "other-client.key")),
+        ),
+    ] {
         let connection = resolve(&tls_catalog_sql(&proxied.bootstrap(), "ca.pem", client));
         let (error, _) = failed_probe(&connection);
         let message = error.to_string();
-        assert!(matches!(error, ConnectionError::Tls { .. }), "{case}: {error:?}");
-        assert!(message.contains("certificate required") && message.contains("set SSL CERTIFICATE and SSL KEY"), "{case}: {message}");
-        assert!(message.contains(&proxied.bootstrap()), "{case}: the error does not name the address: {message}");
+        assert!(
+            matches!(error, ConnectionError::Tls { .. }),
+            "{case}: {error:?}"
+        );
+        assert!(
+            message.contains("certificate required")
+                && message.contains("set SSL CERTIFICATE and SSL KEY"),
+            "{case}: {message}"
+        );
+        assert!(
+            message.contains(&proxied.bootstrap()),
+            "{case}: the error does not name the address: {message}"
+        );
     }
     // The proxy saw the refusals as certificate failures, not as some other fault.
     // (librdkafka offers no certificate the server's list of acceptable authorities rules out,
@@ -259,7 +403,11 @@ fn sasl_connection_sql(bootstrap: &str, protocol: &str, mechanism: &str) -> Stri
 fn sasl_mechanisms_become_librdkafka_options() {
     for protocol in ["SASL_PLAINTEXT", "SASL_SSL"] {
         for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
-            let connection = resolve(&sasl_connection_sql("broker.example:9093", protocol, mechanism));
+            let connection = resolve(&sasl_connection_sql(
+                "broker.example:9093",
+                protocol,
+                mechanism,
+            ));
             let config = connection.client_config();
             let expected = [
                 ("bootstrap.servers", "broker.example:9093"),
@@ -269,15 +417,27 @@ fn sasl_mechanisms_become_librdkafka_options() {
                 ("sasl.password", PASSWORD),
             ];
             for (key, value) in expected {
-                assert_eq!(config.get(key), Some(value), "{protocol} {mechanism}: {key}");
+                assert_eq!(
+                    config.get(key),
+                    Some(value),
+                    "{protocol} {mechanism}: {key}"
+                );
             }
             assert_eq!(config.get("ssl.key.pem"), None);
             // librdkafka accepts the options as they are: a client builds.
-            let _: BaseProducer = config.create().unwrap_or_else(|e| panic!("{protocol} {mechanism}: {e}"));
+            let _: BaseProducer = config
+                .create()
+                .unwrap_or_else(|e| panic!("{protocol} {mechanism}: {e}"));
             let printed = format!("{connection:?}");
-            assert!(printed.contains("sasl.password") && printed.contains(protocol), "{printed}");
+            assert!(
+                printed.contains("sasl.password") && printed.contains(protocol),
+                "{printed}"
+            );
             assert_no_secret(&printed);
-            assert_eq!(connection.redact(&format!("user alice password {PASSWORD}")), "user alice password <redacted>");
+            assert_eq!(
+                connection.redact(&format!("user alice password {PASSWORD}")),
+                "user alice password <redacted>"
+            );
         }
     }
 }
@@ -285,17 +445,33 @@ fn sasl_mechanisms_become_librdkafka_options() {
 #[test]
 fn sasl_without_a_sasl_listener_fails_naming_the_connection_not_the_password() {
     // Tansu answers the SASL handshake, refusing every mechanism.
-    let mut plaintext = resolve(&sasl_connection_sql(&shared_broker().bootstrap(), "SASL_PLAINTEXT", "SCRAM-SHA-512"));
+    let mut plaintext = resolve(&sasl_connection_sql(
+        &shared_broker().bootstrap(),
+        "SASL_PLAINTEXT",
+        "SCRAM-SHA-512",
+    ));
     // Every debug context, so that the probe's log shows anything librdkafka prints.
     plaintext.set("debug", "all");
     let (error, log) = failed_probe(&plaintext);
-    assert!(matches!(error, ConnectionError::Authentication { .. }), "{error:?}");
+    assert!(
+        matches!(error, ConnectionError::Authentication { .. }),
+        "{error:?}"
+    );
     let message = error.to_string();
-    assert!(message.contains(&shared_broker().bootstrap()) && message.contains("SCRAM-SHA-512"), "{message}");
-    assert!(message.contains("check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD"), "{message}");
+    assert!(
+        message.contains(&shared_broker().bootstrap()) && message.contains("SCRAM-SHA-512"),
+        "{message}"
+    );
+    assert!(
+        message.contains("check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD"),
+        "{message}"
+    );
     // The log is not an empty shell: librdkafka spoke of the SASL exchange and of its options.
     let log = log.join("\n");
-    assert!(log.contains("SASL") && log.contains("sasl.password"), "{log}");
+    assert!(
+        log.contains("SASL") && log.contains("sasl.password"),
+        "{log}"
+    );
 
     // Over TLS the handshake succeeds and SASL is what fails.
     let proxied = TlsBroker::start(ProxySettings::default());
@@ -309,10 +485,16 @@ fn sasl_without_a_sasl_listener_fails_naming_the_connection_not_the_password() {
         proxied.bootstrap()
     );
     let mut over_tls = resolve(&sql);
-    assert_eq!(over_tls.client_config().get("security.protocol"), Some("SASL_SSL"));
+    assert_eq!(
+        over_tls.client_config().get("security.protocol"),
+        Some("SASL_SSL")
+    );
     over_tls.set("debug", "security,broker,protocol");
     let (error, _) = failed_probe(&over_tls);
-    assert!(matches!(error, ConnectionError::Authentication { .. }), "TLS itself should succeed: {error:?}");
+    assert!(
+        matches!(error, ConnectionError::Authentication { .. }),
+        "TLS itself should succeed: {error:?}"
+    );
 }
 
 #[test]
@@ -325,10 +507,18 @@ fn key_material_that_is_not_pem_is_refused_without_repeating_it() {
         fixture("client.pem")
     );
     let connection = resolve(&sql);
-    let error = connection.check_within(PROBE_TIMEOUT).expect_err("a key that is not PEM is refused");
+    let error = connection
+        .check_within(PROBE_TIMEOUT)
+        .expect_err("a key that is not PEM is refused");
     let message = error.to_string();
-    assert!(matches!(error, ConnectionError::Options { .. }), "{error:?}");
-    assert!(message.starts_with("invalid options for Kafka connection \"k\""), "{message}");
+    assert!(
+        matches!(error, ConnectionError::Options { .. }),
+        "{error:?}"
+    );
+    assert!(
+        message.starts_with("invalid options for Kafka connection \"k\""),
+        "{message}"
+    );
     assert_no_secret(&message);
     assert!(!message.contains("not-a-key-but-still-secret"), "{message}");
 }

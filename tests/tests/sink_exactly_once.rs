@@ -12,7 +12,8 @@ use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkStatus};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
-    expected_upserts, history_catalog_sql, history_row_json, random_history, run_sink, RunOptions, Update,
+    expected_upserts, history_catalog_sql, history_row_json, random_history, run_sink, RunOptions,
+    Update,
 };
 use outflow_tests::rawlog::{self, LogRecord};
 
@@ -41,11 +42,19 @@ fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
     let mut out: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
     let mut partition_of: BTreeMap<i64, i32> = BTreeMap::new();
     for record in records {
-        let key: serde_json::Value = serde_json::from_slice(record.key.as_deref().expect("upsert messages have keys")).unwrap();
+        let key: serde_json::Value =
+            serde_json::from_slice(record.key.as_deref().expect("upsert messages have keys"))
+                .unwrap();
         let id = key["id"].as_i64().expect("key has an id");
         let previous = partition_of.insert(id, record.partition);
-        assert!(previous.is_none() || previous == Some(record.partition), "key {id} in two partitions");
-        let value = record.value.as_ref().map(|v| String::from_utf8(v.clone()).unwrap());
+        assert!(
+            previous.is_none() || previous == Some(record.partition),
+            "key {id} in two partitions"
+        );
+        let value = record
+            .value
+            .as_ref()
+            .map(|v| String::from_utf8(v.clone()).unwrap());
         out.entry(id).or_default().push(value);
     }
     out
@@ -54,14 +63,25 @@ fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
 fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
     expected_upserts(history)
         .into_iter()
-        .map(|(id, values)| (id, values.iter().map(|v| v.as_ref().map(history_row_json)).collect()))
+        .map(|(id, values)| {
+            (
+                id,
+                values
+                    .iter()
+                    .map(|v| v.as_ref().map(history_row_json))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
 fn assert_running_then_done(report: &outflow::SinkReport) {
     assert!(!report.status.is_failed(), "sink failed: {report:#?}");
     assert!(
-        report.history.iter().any(|c| c.status == SinkStatus::Running),
+        report
+            .history
+            .iter()
+            .any(|c| c.status == SinkStatus::Running),
         "the sink never reported running: {:#?}",
         report.history
     );
@@ -72,17 +92,37 @@ fn upsert_history_round_trips_exactly_once() {
     let topic = unique_name("upsert");
     let prefix = unique_name("tx");
     let history = random_history(7, 40, 12, 15);
-    let report = run_sink(plan(&upsert_sink_sql(&topic, &prefix), &topic), history.clone(), RunOptions { workers: 2, ..RunOptions::default() });
+    let report = run_sink(
+        plan(&upsert_sink_sql(&topic, &prefix), &topic),
+        history.clone(),
+        RunOptions {
+            workers: 2,
+            ..RunOptions::default()
+        },
+    );
     assert_running_then_done(&report);
 
     let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
     assert_eq!(upserts_by_key(&records), expected_json(&history));
     let messages: usize = expected_json(&history).values().map(Vec::len).sum();
-    assert_eq!(report.total.messages_committed as usize, messages, "{report:#?}");
-    assert_eq!(rawlog::partition_count(&shared_broker().bootstrap(), &topic).unwrap(), 3);
+    assert_eq!(
+        report.total.messages_committed as usize, messages,
+        "{report:#?}"
+    );
+    assert_eq!(
+        rawlog::partition_count(&shared_broker().bootstrap(), &topic).unwrap(),
+        3
+    );
     for record in &records {
-        let time = record.headers.iter().find(|(n, _)| n == "outflow-time").and_then(|(_, v)| v.clone());
-        assert!(time.is_some(), "message without its time header: {record:?}");
+        let time = record
+            .headers
+            .iter()
+            .find(|(n, _)| n == "outflow-time")
+            .and_then(|(_, v)| v.clone());
+        assert!(
+            time.is_some(),
+            "message without its time header: {record:?}"
+        );
     }
 }
 
@@ -98,21 +138,40 @@ fn debezium_history_round_trips_exactly_once() {
         history_catalog_sql(&shared_broker().bootstrap())
     );
     let history = random_history(11, 20, 8, 10);
-    let report = run_sink(plan(&sql, &topic), history.clone(), RunOptions { workers: 1, ..RunOptions::default() });
+    let report = run_sink(
+        plan(&sql, &topic),
+        history.clone(),
+        RunOptions {
+            workers: 1,
+            ..RunOptions::default()
+        },
+    );
     assert_running_then_done(&report);
 
     let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
     // Per key, the before/after pairs must chain: each before is the previous after.
     let mut seen: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
     for record in &records {
-        assert!(record.key.is_none(), "a Debezium sink without KEY writes no message key");
-        let value: serde_json::Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        assert!(
+            record.key.is_none(),
+            "a Debezium sink without KEY writes no message key"
+        );
+        let value: serde_json::Value =
+            serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
         let side = |name: &str| (!value[name].is_null()).then(|| value[name].clone());
         let (before, after) = (side("before"), side("after"));
-        let id = after.as_ref().or(before.as_ref()).unwrap()["id"].as_i64().unwrap();
+        let id = after.as_ref().or(before.as_ref()).unwrap()["id"]
+            .as_i64()
+            .unwrap();
         let chain = seen.entry(id).or_default();
         let previous = chain.last().cloned().flatten();
-        assert_eq!(before.map(|b| b.to_string()), previous.map(|p| serde_json::from_str::<serde_json::Value>(&p).unwrap().to_string()), "key {id}");
+        assert_eq!(
+            before.map(|b| b.to_string()),
+            previous.map(|p| serde_json::from_str::<serde_json::Value>(&p)
+                .unwrap()
+                .to_string()),
+            "key {id}"
+        );
         chain.push(after.map(|a| a.to_string()));
     }
     let expected: BTreeMap<i64, Vec<Option<String>>> = expected_json(&history)
@@ -120,7 +179,13 @@ fn debezium_history_round_trips_exactly_once() {
         .map(|(id, values)| {
             let values = values
                 .into_iter()
-                .map(|v| v.map(|text| serde_json::from_str::<serde_json::Value>(&text).unwrap().to_string()))
+                .map(|v| {
+                    v.map(|text| {
+                        serde_json::from_str::<serde_json::Value>(&text)
+                            .unwrap()
+                            .to_string()
+                    })
+                })
                 .collect();
             (id, values)
         })
@@ -135,7 +200,11 @@ fn a_restart_with_another_worker_count_writes_nothing_twice() {
     let sql = upsert_sink_sql(&topic, &prefix);
     let history = random_history(23, 30, 10, 12);
     let first: Vec<Update> = history.iter().filter(|u| u.time <= 5).cloned().collect();
-    let stop = RunOptions { workers: 2, stop_at: Some(6), ..RunOptions::default() };
+    let stop = RunOptions {
+        workers: 2,
+        stop_at: Some(6),
+        ..RunOptions::default()
+    };
     let report = run_sink(plan(&sql, &topic), history.clone(), stop);
     assert_running_then_done(&report);
     let after_first = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
@@ -143,13 +212,27 @@ fn a_restart_with_another_worker_count_writes_nothing_twice() {
 
     // The second run replays the whole history on 3 workers: what the first committed is
     // skipped, the rest is written once.
-    let report = run_sink(plan(&sql, &topic), history.clone(), RunOptions { workers: 3, ..RunOptions::default() });
+    let report = run_sink(
+        plan(&sql, &topic),
+        history.clone(),
+        RunOptions {
+            workers: 3,
+            ..RunOptions::default()
+        },
+    );
     assert_running_then_done(&report);
     let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
     assert_eq!(upserts_by_key(&records), expected_json(&history));
 
     // And a third, on one worker, with nothing new: nothing is written.
-    let report = run_sink(plan(&sql, &topic), history.clone(), RunOptions { workers: 1, ..RunOptions::default() });
+    let report = run_sink(
+        plan(&sql, &topic),
+        history.clone(),
+        RunOptions {
+            workers: 1,
+            ..RunOptions::default()
+        },
+    );
     assert_running_then_done(&report);
     assert_eq!(report.total.messages_committed, 0);
     let again = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
@@ -161,11 +244,25 @@ fn a_key_that_is_not_unique_fails_the_sink_with_the_key() {
     let topic = unique_name("violation");
     let prefix = unique_name("tx");
     let history = vec![
-        Update { time: 1, row: row(1, "a"), diff: 1 },
-        Update { time: 2, row: row(1, "b"), diff: 1 },
+        Update {
+            time: 1,
+            row: row(1, "a"),
+            diff: 1,
+        },
+        Update {
+            time: 2,
+            row: row(1, "b"),
+            diff: 1,
+        },
     ];
-    let report = run_sink(plan(&upsert_sink_sql(&topic, &prefix), &topic), history, RunOptions::default());
-    let SinkStatus::Failed { error } = &report.status else { panic!("sink did not fail: {report:#?}") };
+    let report = run_sink(
+        plan(&upsert_sink_sql(&topic, &prefix), &topic),
+        history,
+        RunOptions::default(),
+    );
+    let SinkStatus::Failed { error } = &report.status else {
+        panic!("sink did not fail: {report:#?}")
+    };
     assert!(error.contains("NOT ENFORCED"), "{error}");
     // Time 1 is complete and correct; it is committed, time 2 is not.
     let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
@@ -175,7 +272,11 @@ fn a_key_that_is_not_unique_fails_the_sink_with_the_key() {
 fn row(id: i64, value: &str) -> Row {
     use outflow::dataflow::relation::Numeric;
     use outflow::dataflow::Datum;
-    Row::pack_slice(&[Datum::Int64(id), Datum::String(value), Datum::Numeric(Numeric::new(100, 2))])
+    Row::pack_slice(&[
+        Datum::Int64(id),
+        Datum::String(value),
+        Datum::Numeric(Numeric::new(100, 2)),
+    ])
 }
 
 /// A backlog: many times fed before the sink runs at all, so that combining reads them in one
@@ -186,8 +287,19 @@ fn a_backlog_of_many_times_in_one_batch_is_written_in_time_order() {
     let topic = unique_name("backlog");
     let prefix = unique_name("tx");
     let history = random_history(5, 8_000, 4, 12_000);
-    assert!(history.len() > 30_000, "the backlog must exceed combining's buffers: {}", history.len());
-    let report = run_sink(plan(&upsert_sink_sql(&topic, &prefix), &topic), history.clone(), RunOptions { workers: 1, ..RunOptions::default() });
+    assert!(
+        history.len() > 30_000,
+        "the backlog must exceed combining's buffers: {}",
+        history.len()
+    );
+    let report = run_sink(
+        plan(&upsert_sink_sql(&topic, &prefix), &topic),
+        history.clone(),
+        RunOptions {
+            workers: 1,
+            ..RunOptions::default()
+        },
+    );
     assert_running_then_done(&report);
     let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
     assert_eq!(upserts_by_key(&records), expected_json(&history));

@@ -17,7 +17,9 @@ use outflow::protocol::{Action, Cadence, ErrorKind, Event, SinkNames};
 use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_tests::broker::{create_topic, shared_broker, unique_name};
-use outflow_tests::pipeline::{expected_upserts, history_row_json, random_history, run_sink, RunOptions, Update};
+use outflow_tests::pipeline::{
+    expected_upserts, history_row_json, random_history, run_sink, RunOptions, Update,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -52,7 +54,11 @@ fn plan(bootstrap: &str, topic: &str, with: &str) -> SinkPlan {
 }
 
 /// Every record of `topic` on the mock, per key in offset order (values as JSON text).
-fn read_all(bootstrap: &str, topic: &str, expected_at_least: usize) -> BTreeMap<i64, Vec<Option<String>>> {
+fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    expected_at_least: usize,
+) -> BTreeMap<i64, Vec<Option<String>>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name("audit"))
@@ -65,12 +71,19 @@ fn read_all(bootstrap: &str, topic: &str, expected_at_least: usize) -> BTreeMap<
     let mut count = 0;
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut quiet_since = Instant::now();
-    while Instant::now() < deadline && (count < expected_at_least || quiet_since.elapsed() < Duration::from_millis(500)) {
+    while Instant::now() < deadline
+        && (count < expected_at_least || quiet_since.elapsed() < Duration::from_millis(500))
+    {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                let key: serde_json::Value = serde_json::from_slice(message.key().unwrap()).unwrap();
-                let value = message.payload().map(|v| String::from_utf8(v.to_vec()).unwrap());
-                out.entry(key["id"].as_i64().unwrap()).or_default().push(value);
+                let key: serde_json::Value =
+                    serde_json::from_slice(message.key().unwrap()).unwrap();
+                let value = message
+                    .payload()
+                    .map(|v| String::from_utf8(v.to_vec()).unwrap());
+                out.entry(key["id"].as_i64().unwrap())
+                    .or_default()
+                    .push(value);
                 count += 1;
                 quiet_since = Instant::now();
             }
@@ -84,27 +97,48 @@ fn read_all(bootstrap: &str, topic: &str, expected_at_least: usize) -> BTreeMap<
 fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
     expected_upserts(history)
         .into_iter()
-        .map(|(id, values)| (id, values.iter().map(|v| v.as_ref().map(history_row_json)).collect()))
+        .map(|(id, values)| {
+            (
+                id,
+                values
+                    .iter()
+                    .map(|v| v.as_ref().map(history_row_json))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
 /// The audit described at the top of this file.
-fn assert_committed_once(report: &SinkReport, seen: &BTreeMap<i64, Vec<Option<String>>>, expected: &BTreeMap<i64, Vec<Option<String>>>) {
+fn assert_committed_once(
+    report: &SinkReport,
+    seen: &BTreeMap<i64, Vec<Option<String>>>,
+    expected: &BTreeMap<i64, Vec<Option<String>>>,
+) {
     let surplus_bound = report.total.messages_staged - report.total.messages_committed;
     let mut surplus = 0;
-    assert_eq!(seen.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
     for (id, want) in expected {
         let got = &seen[id];
         assert_eq!(got.last(), want.last(), "final value of key {id}");
         let mut rest = got.iter();
         for value in want {
-            assert!(rest.any(|g| g == value), "key {id}: committed {want:?} is not within {got:?}");
+            assert!(
+                rest.any(|g| g == value),
+                "key {id}: committed {want:?} is not within {got:?}"
+            );
         }
         surplus += got.len() - want.len();
     }
     assert!(surplus as u64 <= surplus_bound, "{surplus} records beyond the committed ones, but only {surplus_bound} uncommitted: {report:#?}");
     let committed: usize = expected.values().map(Vec::len).sum();
-    assert_eq!(report.total.messages_committed as usize, committed, "{report:#?}");
+    assert_eq!(
+        report.total.messages_committed as usize, committed,
+        "{report:#?}"
+    );
 }
 
 #[test]
@@ -112,13 +146,30 @@ fn at_least_once_delivers_everything_through_a_broker_without_transactions() {
     let topic = unique_name("alo");
     let cluster = mock_cluster(&topic);
     // Idempotent producers keep working; transactions do not.
-    for api in [RDKafkaApiKey::AddPartitionsToTxn, RDKafkaApiKey::AddOffsetsToTxn, RDKafkaApiKey::EndTxn, RDKafkaApiKey::TxnOffsetCommit] {
+    for api in [
+        RDKafkaApiKey::AddPartitionsToTxn,
+        RDKafkaApiKey::AddOffsetsToTxn,
+        RDKafkaApiKey::EndTxn,
+        RDKafkaApiKey::TxnOffsetCommit,
+    ] {
         cluster.apiversion(api, None, None).unwrap();
     }
     let bootstrap = cluster.bootstrap_servers();
     let history = random_history(31, 30, 8, 12);
-    let plan = plan(&bootstrap, &topic, "WITH (DELIVERY GUARANTEE = 'at-least-once')");
-    let report = run_sink(plan, history.clone(), RunOptions { workers: 2, timeout: Duration::from_secs(20), ..RunOptions::default() });
+    let plan = plan(
+        &bootstrap,
+        &topic,
+        "WITH (DELIVERY GUARANTEE = 'at-least-once')",
+    );
+    let report = run_sink(
+        plan,
+        history.clone(),
+        RunOptions {
+            workers: 2,
+            timeout: Duration::from_secs(20),
+            ..RunOptions::default()
+        },
+    );
     assert!(!report.status.is_failed(), "{report:#?}");
     let expected = expected_json(&history);
     let seen = read_all(&bootstrap, &topic, expected.values().map(Vec::len).sum());
@@ -134,8 +185,17 @@ fn exactly_once_against_a_broker_refusing_transactions_points_at_at_least_once()
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED; 8],
     );
     let plan = plan(&cluster.bootstrap_servers(), &topic, "");
-    let report = run_sink(plan, random_history(3, 5, 2, 3), RunOptions { timeout: Duration::from_secs(20), ..RunOptions::default() });
-    let SinkStatus::Failed { error } = &report.status else { panic!("the sink did not fail: {report:#?}") };
+    let report = run_sink(
+        plan,
+        random_history(3, 5, 2, 3),
+        RunOptions {
+            timeout: Duration::from_secs(20),
+            ..RunOptions::default()
+        },
+    );
+    let SinkStatus::Failed { error } = &report.status else {
+        panic!("the sink did not fail: {report:#?}")
+    };
     assert!(error.contains("at-least-once"), "{error}");
     assert!(error.contains("TransactionalId"), "{error}");
     assert_eq!(report.total.messages_committed, 0);
@@ -152,35 +212,55 @@ fn the_sink_stalls_while_the_broker_is_down_and_recovers_exactly_once() {
     plan.transaction_timeout = Duration::from_secs(30);
     let monitor = plan.monitor.clone();
     // The mock cluster stays on this thread (its handle is not `Send`); the sink runs beside it.
-    let options = RunOptions { pace: Some(Duration::from_millis(120)), timeout: Duration::from_secs(30), ..RunOptions::default() };
+    let options = RunOptions {
+        pace: Some(Duration::from_millis(120)),
+        timeout: Duration::from_secs(30),
+        ..RunOptions::default()
+    };
     let sink = {
         let history = history.clone();
         std::thread::spawn(move || run_sink(plan, history, options))
     };
     let waiting = Instant::now();
-    while monitor.committed_frontier().is_none_or(|f| f < 4) && waiting.elapsed() < Duration::from_secs(20) {
+    while monitor.committed_frontier().is_none_or(|f| f < 4)
+        && waiting.elapsed() < Duration::from_secs(20)
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Produce and EndTxn errors the client retries by itself, then an outage it cannot.
     cluster.request_errors(
         RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT],
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        ],
     );
-    cluster.request_errors(RDKafkaApiKey::EndTxn, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 2]);
+    cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 2],
+    );
     std::thread::sleep(Duration::from_millis(300));
     cluster.broker_down(1).unwrap();
     let down = Instant::now();
-    while !matches!(monitor.status(), SinkStatus::Stalled { .. }) && down.elapsed() < Duration::from_secs(10) {
+    while !matches!(monitor.status(), SinkStatus::Stalled { .. })
+        && down.elapsed() < Duration::from_secs(10)
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(500));
     cluster.broker_up(1).unwrap();
     let report = sink.join().unwrap();
     assert!(!report.status.is_failed(), "{report:#?}");
-    let stalled = report.history.iter().position(|c| matches!(&c.status, SinkStatus::Stalled { error, .. } if !error.is_empty()));
-    let stalled = stalled.unwrap_or_else(|| panic!("the outage never showed as a stall: {:#?}", report.history));
+    let stalled = report
+        .history
+        .iter()
+        .position(|c| matches!(&c.status, SinkStatus::Stalled { error, .. } if !error.is_empty()));
+    let stalled = stalled
+        .unwrap_or_else(|| panic!("the outage never showed as a stall: {:#?}", report.history));
     assert!(
-        report.history[stalled..].iter().any(|c| c.status == SinkStatus::Running),
+        report.history[stalled..]
+            .iter()
+            .any(|c| c.status == SinkStatus::Running),
         "the sink did not recover: {:#?}",
         report.history
     );
@@ -201,14 +281,20 @@ fn a_fenced_producer_that_only_commits_fails_after_the_transaction_timeout() {
     create_topic(&broker.bootstrap(), &progress, 1, &[]);
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", broker.bootstrap());
-    let names = SinkNames::new(unique_name("zombie-sink"), unique_name("tx"), unique_name("pg"));
-    let mut settings = ProducerSettings::new(names, 0, topic.clone(), progress, &Cadence::default());
+    let names = SinkNames::new(
+        unique_name("zombie-sink"),
+        unique_name("tx"),
+        unique_name("pg"),
+    );
+    let mut settings =
+        ProducerSettings::new(names, 0, topic.clone(), progress, &Cadence::default());
     settings.mode = DeliveryMode::ExactlyOnce;
     settings.transaction_timeout = Duration::from_millis(2500);
     settings.call_timeout = Duration::from_millis(600);
 
     // Two instances of one sink's worker 0: the second fences the first.
-    let first: ProducerDriver<SinkRecord> = ProducerDriver::start(&config, settings.clone(), Box::new(|| {})).unwrap();
+    let first: ProducerDriver<SinkRecord> =
+        ProducerDriver::start(&config, settings.clone(), Box::new(|| {})).unwrap();
     let wait = |driver: &ProducerDriver<SinkRecord>| {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -223,11 +309,24 @@ fn a_fenced_producer_that_only_commits_fails_after_the_transaction_timeout() {
     assert!(matches!(wait(&first), Event::Initialized(Ok(()))));
     first.execute(Action::BeginTransaction);
     assert!(matches!(wait(&first), Event::Began(Ok(()))));
-    let record = SinkRecord { partition: Some(0), key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), ..SinkRecord::default() };
-    first.execute(Action::Produce { transaction: 1, bytes: 2, message: record });
-    assert!(matches!(wait(&first), Event::Delivered { result: Ok(()), .. }));
+    let record = SinkRecord {
+        partition: Some(0),
+        key: Some(b"k".to_vec()),
+        value: Some(b"v".to_vec()),
+        ..SinkRecord::default()
+    };
+    first.execute(Action::Produce {
+        transaction: 1,
+        bytes: 2,
+        message: record,
+    });
+    assert!(matches!(
+        wait(&first),
+        Event::Delivered { result: Ok(()), .. }
+    ));
 
-    let second: ProducerDriver<SinkRecord> = ProducerDriver::start(&config, settings, Box::new(|| {})).unwrap();
+    let second: ProducerDriver<SinkRecord> =
+        ProducerDriver::start(&config, settings, Box::new(|| {})).unwrap();
     second.execute(Action::InitTransactions);
     assert!(matches!(wait(&second), Event::Initialized(Ok(()))));
 
@@ -240,10 +339,18 @@ fn a_fenced_producer_that_only_commits_fails_after_the_transaction_timeout() {
             Event::Committed(Err(error)) => break error,
             other => panic!("the zombie's commit did not fail: {other:?}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "still timing out after {timeouts} tries");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still timing out after {timeouts} tries"
+        );
     };
     assert_eq!(error.kind, ErrorKind::Fenced, "{error}");
-    assert!(error.message.contains("longer than the transaction timeout"), "{error}");
+    assert!(
+        error
+            .message
+            .contains("longer than the transaction timeout"),
+        "{error}"
+    );
     assert!(timeouts >= 2, "{timeouts} timeouts before {error}");
     assert!(started.elapsed() >= Duration::from_millis(2500));
     first.shutdown();

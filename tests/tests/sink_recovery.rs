@@ -20,13 +20,16 @@ use std::time::{Duration, Instant};
 use outflow::dataflow::{Datum, Row};
 use outflow::producer::{ProducerDriver, ProducerSettings, SinkRecord};
 use outflow::progress_reader::{self, RecoverOptions};
-use outflow::protocol::{Action, Cadence, Event, Machine, Point, ProgressRecord, SinkNames, Status};
+use outflow::protocol::{
+    Action, Cadence, Event, Machine, Point, ProgressRecord, SinkNames, Status,
+};
 use outflow::statement::Catalog;
 use outflow::topic::{ensure_data_topic, ensure_progress_topic, TopicSettings};
 use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
-    expected_upserts, history_catalog_sql, history_row_json, random_history, run_sink, RunOptions, Update,
+    expected_upserts, history_catalog_sql, history_row_json, random_history, run_sink, RunOptions,
+    Update,
 };
 use outflow_tests::rawlog::{self, LogRecord};
 use rand::rngs::StdRng;
@@ -47,7 +50,9 @@ fn bootstrap() -> String {
 /// failure can be replayed.
 fn seed(test: &str) -> u64 {
     let seed = match std::env::var("OUTFLOW_RECOVERY_SEED") {
-        Ok(text) => text.parse().unwrap_or_else(|_| panic!("OUTFLOW_RECOVERY_SEED={text:?} is not a number")),
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("OUTFLOW_RECOVERY_SEED={text:?} is not a number")),
         Err(_) => rand::random::<u32>() as u64,
     };
     eprintln!("{test}: seed {seed} (replay with OUTFLOW_RECOVERY_SEED={seed})");
@@ -56,7 +61,9 @@ fn seed(test: &str) -> u64 {
 
 fn rounds() -> usize {
     match std::env::var("OUTFLOW_RECOVERY_ROUNDS") {
-        Ok(text) => text.parse().unwrap_or_else(|_| panic!("OUTFLOW_RECOVERY_ROUNDS={text:?} is not a number")),
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("OUTFLOW_RECOVERY_ROUNDS={text:?} is not a number")),
         Err(_) => 3,
     }
 }
@@ -98,8 +105,16 @@ fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
     for record in records {
         let id = record_id(record);
         let previous = partition_of.insert(id, record.partition);
-        assert!(previous.is_none() || previous == Some(record.partition), "key {id} in two partitions");
-        out.entry(id).or_default().push(record.value.as_ref().map(|v| String::from_utf8(v.clone()).unwrap()));
+        assert!(
+            previous.is_none() || previous == Some(record.partition),
+            "key {id} in two partitions"
+        );
+        out.entry(id).or_default().push(
+            record
+                .value
+                .as_ref()
+                .map(|v| String::from_utf8(v.clone()).unwrap()),
+        );
     }
     out
 }
@@ -107,13 +122,25 @@ fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
 fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
     expected_upserts(history)
         .into_iter()
-        .map(|(id, values)| (id, values.iter().map(|v| v.as_ref().map(history_row_json)).collect()))
+        .map(|(id, values)| {
+            (
+                id,
+                values
+                    .iter()
+                    .map(|v| v.as_ref().map(history_row_json))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
 /// Checks that the topic holds, per key, a prefix of the expected sequence: nothing written
 /// twice, nothing out of order, nothing invented. Returns how many messages it holds.
-fn assert_prefixes(topic: &str, expected: &BTreeMap<i64, Vec<Option<String>>>, context: &str) -> usize {
+fn assert_prefixes(
+    topic: &str,
+    expected: &BTreeMap<i64, Vec<Option<String>>>,
+    context: &str,
+) -> usize {
     let records = rawlog::read_committed(&bootstrap(), topic).unwrap();
     for (id, values) in upserts_by_key(&records) {
         let want = expected.get(&id).map_or(&[][..], Vec::as_slice);
@@ -151,8 +178,14 @@ fn group_offset(group: &str, topic: &str) -> Option<i64> {
         .unwrap();
     let mut partitions = TopicPartitionList::new();
     partitions.add_partition(topic, 0);
-    let committed = consumer.committed_offsets(partitions, Duration::from_secs(10)).unwrap();
-    match committed.find_partition(topic, 0).expect("the answer names partition 0").offset() {
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
+    match committed
+        .find_partition(topic, 0)
+        .expect("the answer names partition 0")
+        .offset()
+    {
         Offset::Offset(offset) => Some(offset),
         Offset::Invalid => None,
         other => panic!("group {group}: unexpected committed offset {other:?}"),
@@ -187,10 +220,32 @@ impl SinkProcess {
     fn spawn(args: &ProcessArgs, workers: usize) -> SinkProcess {
         let mut command = Command::new(SINK_PROCESS);
         command
-            .args(["--bootstrap", &bootstrap(), "--sink", &args.sink, "--prefix", &args.prefix])
-            .args(["--workers", &workers.to_string(), "--seed", &args.seed.to_string()])
-            .args(["--keys", &args.keys.to_string(), "--times", &args.times.to_string()])
-            .args(["--changes", &args.changes.to_string(), "--pace-ms", &args.pace_ms.to_string()])
+            .args([
+                "--bootstrap",
+                &bootstrap(),
+                "--sink",
+                &args.sink,
+                "--prefix",
+                &args.prefix,
+            ])
+            .args([
+                "--workers",
+                &workers.to_string(),
+                "--seed",
+                &args.seed.to_string(),
+            ])
+            .args([
+                "--keys",
+                &args.keys.to_string(),
+                "--times",
+                &args.times.to_string(),
+            ])
+            .args([
+                "--changes",
+                &args.changes.to_string(),
+                "--pace-ms",
+                &args.pace_ms.to_string(),
+            ])
             .args(["--timeout-s", &RUN_TIMEOUT.as_secs().to_string()]);
         if let Some(bytes) = args.max_transaction_bytes {
             command.args(["--max-transaction-bytes", &bytes.to_string()]);
@@ -209,15 +264,23 @@ impl SinkProcess {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(counts) = line.strip_prefix("progress ") {
-                    let mut numbers = counts.split(' ').map(|n| n.parse::<u64>().expect("counts are numbers"));
+                    let mut numbers = counts
+                        .split(' ')
+                        .map(|n| n.parse::<u64>().expect("counts are numbers"));
                     let _ = progress_send.send((numbers.next().unwrap(), numbers.next().unwrap()));
                 } else if let Some(json) = line.strip_prefix("report ") {
-                    let value: serde_json::Value = serde_json::from_str(json).expect("the report is JSON");
+                    let value: serde_json::Value =
+                        serde_json::from_str(json).expect("the report is JSON");
                     let _ = report_send.send(report_from_json(&value));
                 }
             }
         });
-        SinkProcess { child, stderr, progress, report }
+        SinkProcess {
+            child,
+            stderr,
+            progress,
+            report,
+        }
     }
 
     /// What recovery reported about disagreeing records and offsets, from the debug reports.
@@ -250,7 +313,11 @@ impl SinkProcess {
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().unwrap();
-                    assert!(status.success(), "sink_process ended with {status}; its stderr:\n{}", self.stderr_tail());
+                    assert!(
+                        status.success(),
+                        "sink_process ended with {status}; its stderr:\n{}",
+                        self.stderr_tail()
+                    );
                     return false;
                 }
             }
@@ -269,9 +336,15 @@ impl SinkProcess {
 
     fn finish(mut self) -> (ExitStatus, SinkReport) {
         let status = self.child.wait().unwrap();
-        let report = self.report.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| {
-            panic!("sink_process ended with {status} without a report; its stderr:\n{}", self.stderr_tail())
-        });
+        let report = self
+            .report
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "sink_process ended with {status} without a report; its stderr:\n{}",
+                    self.stderr_tail()
+                )
+            });
         (status, report)
     }
 }
@@ -287,8 +360,13 @@ impl Drop for SinkProcess {
 /// The parts of a report the tests look at; `SinkReport` serializes but does not deserialize.
 fn report_from_json(value: &serde_json::Value) -> SinkReport {
     let status = match value["status"].as_str() {
-        Some("failed") => SinkStatus::Failed { error: value["error"].as_str().unwrap_or_default().to_string() },
-        Some("stalled") => SinkStatus::Stalled { error: value["error"].as_str().unwrap_or_default().to_string(), retry_in_ms: 0 },
+        Some("failed") => SinkStatus::Failed {
+            error: value["error"].as_str().unwrap_or_default().to_string(),
+        },
+        Some("stalled") => SinkStatus::Stalled {
+            error: value["error"].as_str().unwrap_or_default().to_string(),
+            retry_in_ms: 0,
+        },
         Some("starting") => SinkStatus::Starting,
         Some("dropped") => SinkStatus::Dropped,
         _ => SinkStatus::Running,
@@ -299,7 +377,9 @@ fn report_from_json(value: &serde_json::Value) -> SinkReport {
         name: value["name"].as_str().unwrap_or_default().to_string(),
         status,
         history: Vec::new(),
-        notes: value["notes"].as_array().map_or_else(Vec::new, |n| n.iter().map(|v| v.to_string()).collect()),
+        notes: value["notes"]
+            .as_array()
+            .map_or_else(Vec::new, |n| n.iter().map(|v| v.to_string()).collect()),
         total: Default::default(),
         workers: BTreeMap::new(),
     };
@@ -324,19 +404,42 @@ fn a_second_instance_fences_the_first_and_every_update_is_written_once() {
     let first_monitor = first_plan.monitor.clone();
     let first_history = history.clone();
     let first = thread::spawn(move || {
-        let options = RunOptions { workers: 2, pace: Some(Duration::from_millis(40)), timeout: Duration::from_secs(15), stop_at: None };
+        let options = RunOptions {
+            workers: 2,
+            pace: Some(Duration::from_millis(40)),
+            timeout: Duration::from_secs(15),
+            stop_at: None,
+        };
         run_sink(first_plan, first_history, options)
     });
     let deadline = Instant::now() + RUN_TIMEOUT;
     while first_monitor.report().total.messages_committed == 0 {
-        assert!(Instant::now() < deadline, "the first instance never committed: {:#?}", first_monitor.report());
+        assert!(
+            Instant::now() < deadline,
+            "the first instance never committed: {:#?}",
+            first_monitor.report()
+        );
         thread::sleep(Duration::from_millis(5));
     }
     let committed_by_first_before = first_monitor.report().total.messages_committed;
 
-    let second = run_sink(plan(&sink, &prefix), history.clone(), RunOptions { workers: 2, ..RunOptions::default() });
-    assert!(!second.status.is_failed(), "the second instance failed: {second:#?}");
-    assert_eq!(second.total.committed_frontier, Some(u64::MAX), "the second instance did not finish: {second:#?}");
+    let second = run_sink(
+        plan(&sink, &prefix),
+        history.clone(),
+        RunOptions {
+            workers: 2,
+            ..RunOptions::default()
+        },
+    );
+    assert!(
+        !second.status.is_failed(),
+        "the second instance failed: {second:#?}"
+    );
+    assert_eq!(
+        second.total.committed_frontier,
+        Some(u64::MAX),
+        "the second instance did not finish: {second:#?}"
+    );
 
     // Whatever the first instance still attempts, the topic holds each update once.
     let records = rawlog::read_committed(&bootstrap(), &sink).unwrap();
@@ -354,17 +457,25 @@ fn a_second_instance_fences_the_first_and_every_update_is_written_once() {
         "the fenced instance still reports running: {first:#?}"
     );
     if let SinkStatus::Failed { error } = &first.status {
-        assert!(error.contains("fenced"), "the first instance failed for another reason: {error}");
+        assert!(
+            error.contains("fenced"),
+            "the first instance failed for another reason: {error}"
+        );
     }
     let records = rawlog::read_committed(&bootstrap(), &sink).unwrap();
-    assert_eq!(upserts_by_key(&records), expected_json(&history), "the fenced instance wrote after the second finished");
+    assert_eq!(
+        upserts_by_key(&records),
+        expected_json(&history),
+        "the fenced instance wrote after the second finished"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Killed processes
 
 #[test]
-fn a_sink_killed_at_random_moments_and_restarted_with_other_worker_counts_loses_and_repeats_nothing() {
+fn a_sink_killed_at_random_moments_and_restarted_with_other_worker_counts_loses_and_repeats_nothing(
+) {
     let seed = seed("kill-restart");
     let mut rng = StdRng::seed_from_u64(seed);
     let args = ProcessArgs {
@@ -387,7 +498,11 @@ fn a_sink_killed_at_random_moments_and_restarted_with_other_worker_counts_loses_
     for round in 0..rounds() {
         let workers = 1 + round % 3;
         // The first run creates the topic.
-        let held = if round == 0 { 0 } else { assert_prefixes(&args.sink, &expected, &format!("before round {round}")) };
+        let held = if round == 0 {
+            0
+        } else {
+            assert_prefixes(&args.sink, &expected, &format!("before round {round}"))
+        };
         let remaining = (total - held) as u64;
         let threshold = rng.gen_range(1..=(remaining / 2).max(1));
         let delay = Duration::from_millis(rng.gen_range(0..30));
@@ -406,18 +521,25 @@ fn a_sink_killed_at_random_moments_and_restarted_with_other_worker_counts_loses_
             killed_mid_stream += 1;
         }
     }
-    assert!(killed_mid_stream > 0 || rounds() == 0, "no round was killed before the end; the kills prove nothing");
+    assert!(
+        killed_mid_stream > 0 || rounds() == 0,
+        "no round was killed before the end; the kills prove nothing"
+    );
 
     let workers = 1 + rounds() % 3;
     let (status, report) = SinkProcess::spawn(&args, workers).finish();
-    assert!(status.success(), "the last run ended with {status}: {report:#?}");
+    assert!(
+        status.success(),
+        "the last run ended with {status}: {report:#?}"
+    );
     let records = rawlog::read_committed(&bootstrap(), &args.sink).unwrap();
     assert_eq!(upserts_by_key(&records), expected, "seed {seed}");
     assert_eq!(records.len(), total, "seed {seed}");
 }
 
 #[test]
-fn a_snapshot_larger_than_a_transaction_commits_in_key_order_and_resumes_after_the_last_committed_key() {
+fn a_snapshot_larger_than_a_transaction_commits_in_key_order_and_resumes_after_the_last_committed_key(
+) {
     let seed = seed("snapshot");
     let mut rng = StdRng::seed_from_u64(seed);
     // One time with about 2 600 rows of about 110 bytes: some 70 chunks of 4 KiB.
@@ -434,27 +556,47 @@ fn a_snapshot_larger_than_a_transaction_commits_in_key_order_and_resumes_after_t
     let history = random_history(args.seed, args.keys, args.times, args.changes);
     let expected = expected_json(&history);
     let ids: BTreeSet<i64> = expected.keys().copied().collect();
-    assert!(history.iter().all(|u| u.time == 1) && ids.len() > 2000, "the snapshot is one large time");
+    assert!(
+        history.iter().all(|u| u.time == 1) && ids.len() > 2000,
+        "the snapshot is one large time"
+    );
 
     // The first transaction only announces the run; kill after a few chunks.
     let chunks = rng.gen_range(4..=20u64);
     let delay = Duration::from_millis(rng.gen_range(0..10));
     let mut process = SinkProcess::spawn(&args, 1);
-    assert!(process.kill_when(|transactions, _| transactions >= chunks, delay), "the snapshot finished before the kill");
+    assert!(
+        process.kill_when(|transactions, _| transactions >= chunks, delay),
+        "the snapshot finished before the kill"
+    );
 
     let progress_topic = plan(&args.sink, &args.prefix).connection.progress_topic;
     let records = progress_records(&progress_topic, &args.sink);
     let positions: Vec<Vec<u8>> = records
         .iter()
         .filter_map(|(_, record)| match &record.point {
-            Point::At { time: 1, position: Some(position) } => Some(position.clone()),
+            Point::At {
+                time: 1,
+                position: Some(position),
+            } => Some(position.clone()),
             _ => None,
         })
         .collect();
-    assert!(positions.len() + 1 >= chunks as usize, "{} chunk records for {chunks} commits: {records:?}", positions.len());
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "chunk positions do not grow: {positions:?}");
+    assert!(
+        positions.len() + 1 >= chunks as usize,
+        "{} chunk records for {chunks} commits: {records:?}",
+        positions.len()
+    );
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "chunk positions do not grow: {positions:?}"
+    );
     let (_, last) = records.last().expect("committed progress records");
-    let Point::At { time: 1, position: Some(last_position) } = &last.point else {
+    let Point::At {
+        time: 1,
+        position: Some(last_position),
+    } = &last.point
+    else {
         panic!("the last record is not a chunk of time 1: {last:?}")
     };
 
@@ -464,19 +606,49 @@ fn a_snapshot_larger_than_a_transaction_commits_in_key_order_and_resumes_after_t
     let key_position = |id: i64| Row::pack_slice(&[Datum::Int64(id)]).order_key();
     let written: Vec<i64> = data.iter().map(record_id).collect();
     let written_set: BTreeSet<i64> = written.iter().copied().collect();
-    assert_eq!(written.len(), written_set.len(), "a key was written twice before the kill");
-    let up_to_position: BTreeSet<i64> = ids.iter().copied().filter(|&id| key_position(id) <= *last_position).collect();
-    assert_eq!(written_set, up_to_position, "the committed keys are not those up to the recorded position");
+    assert_eq!(
+        written.len(),
+        written_set.len(),
+        "a key was written twice before the kill"
+    );
+    let up_to_position: BTreeSet<i64> = ids
+        .iter()
+        .copied()
+        .filter(|&id| key_position(id) <= *last_position)
+        .collect();
+    assert_eq!(
+        written_set, up_to_position,
+        "the committed keys are not those up to the recorded position"
+    );
     for partition in 0..3 {
-        let in_partition: Vec<i64> = data.iter().filter(|r| r.partition == partition).map(record_id).collect();
-        assert!(in_partition.windows(2).all(|w| w[0] < w[1]), "partition {partition} is not in key order");
+        let in_partition: Vec<i64> = data
+            .iter()
+            .filter(|r| r.partition == partition)
+            .map(record_id)
+            .collect();
+        assert!(
+            in_partition.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition} is not in key order"
+        );
     }
-    eprintln!("killed after {} of {} keys in {} chunks", written_set.len(), ids.len(), positions.len());
+    eprintln!(
+        "killed after {} of {} keys in {} chunks",
+        written_set.len(),
+        ids.len(),
+        positions.len()
+    );
 
     // A restart on two workers writes the rest, and nothing again.
     let (status, report) = SinkProcess::spawn(&args, 2).finish();
-    assert!(status.success(), "the restart ended with {status}: {report:#?}");
-    assert_eq!(report.total.messages_committed as usize, ids.len() - written_set.len(), "{report:#?}");
+    assert!(
+        status.success(),
+        "the restart ended with {status}: {report:#?}"
+    );
+    assert_eq!(
+        report.total.messages_committed as usize,
+        ids.len() - written_set.len(),
+        "{report:#?}"
+    );
     let data = rawlog::read_committed(&bootstrap(), &args.sink).unwrap();
     assert_eq!(upserts_by_key(&data), expected, "seed {seed}");
 }
@@ -490,11 +662,29 @@ fn committed_group_offsets_name_the_last_committed_progress_record_of_each_worke
     let prefix = unique_name("tx");
     let history = random_history(41, 30, 10, 10);
     // Three workers stop half way, two finish: worker 2's last record is from the first run.
-    let first = run_sink(plan(&sink, &prefix), history.clone(), RunOptions { workers: 3, stop_at: Some(6), ..RunOptions::default() });
+    let first = run_sink(
+        plan(&sink, &prefix),
+        history.clone(),
+        RunOptions {
+            workers: 3,
+            stop_at: Some(6),
+            ..RunOptions::default()
+        },
+    );
     assert!(!first.status.is_failed(), "{first:#?}");
-    let second = run_sink(plan(&sink, &prefix), history.clone(), RunOptions { workers: 2, ..RunOptions::default() });
+    let second = run_sink(
+        plan(&sink, &prefix),
+        history.clone(),
+        RunOptions {
+            workers: 2,
+            ..RunOptions::default()
+        },
+    );
     assert!(!second.status.is_failed(), "{second:#?}");
-    assert_eq!(upserts_by_key(&rawlog::read_committed(&bootstrap(), &sink).unwrap()), expected_json(&history));
+    assert_eq!(
+        upserts_by_key(&rawlog::read_committed(&bootstrap(), &sink).unwrap()),
+        expected_json(&history)
+    );
 
     let progress_topic = plan(&sink, &prefix).connection.progress_topic;
     let names = SinkNames::new(&sink, &prefix, &prefix);
@@ -502,7 +692,10 @@ fn committed_group_offsets_name_the_last_committed_progress_record_of_each_worke
     for (key, record) in progress_records(&progress_topic, &sink) {
         last.insert(key, record);
     }
-    assert_eq!(last.keys().cloned().collect::<Vec<_>>(), (0..3).map(|w| names.progress_key(w)).collect::<Vec<_>>());
+    assert_eq!(
+        last.keys().cloned().collect::<Vec<_>>(),
+        (0..3).map(|w| names.progress_key(w)).collect::<Vec<_>>()
+    );
     for worker in 0..3u32 {
         let record = &last[&names.progress_key(worker)];
         let group = names.progress_group_id(worker);
@@ -514,7 +707,11 @@ fn committed_group_offsets_name_the_last_committed_progress_record_of_each_worke
             std::thread::sleep(std::time::Duration::from_millis(100));
             offset = group_offset(&group, &progress_topic);
         }
-        assert_eq!(offset, Some(record.seq as i64), "group {group} and its last committed record {record:?}");
+        assert_eq!(
+            offset,
+            Some(record.seq as i64),
+            "group {group} and its last committed record {record:?}"
+        );
         let expected_workers = if worker < 2 { 2 } else { 3 };
         assert_eq!(record.workers, expected_workers, "{record:?}");
         if worker < 2 {
@@ -534,9 +731,20 @@ fn a_large_snapshot_with_a_small_in_flight_bound_completes_exactly_once() {
     let mut plan = plan(&sink, &prefix);
     plan.cadence.max_in_flight_bytes = 16 << 10;
     plan.cadence.max_transaction_bytes = 64 << 10;
-    let report = run_sink(plan, history.clone(), RunOptions { workers: 2, ..RunOptions::default() });
+    let report = run_sink(
+        plan,
+        history.clone(),
+        RunOptions {
+            workers: 2,
+            ..RunOptions::default()
+        },
+    );
     assert!(!report.status.is_failed(), "{report:#?}");
-    assert_eq!(report.total.committed_frontier, Some(u64::MAX), "{report:#?}");
+    assert_eq!(
+        report.total.committed_frontier,
+        Some(u64::MAX),
+        "{report:#?}"
+    );
     let records = rawlog::read_committed(&bootstrap(), &sink).unwrap();
     assert_eq!(upserts_by_key(&records), expected_json(&history));
 }
@@ -592,22 +800,32 @@ fn the_producer_never_holds_more_than_the_in_flight_bound() {
                 }
                 Action::Resume => *paused = false,
                 Action::Announced => *announced = true,
-                Action::Status(status @ (Status::Failed { .. } | Status::Stalled { .. })) => failure = Some(status),
+                Action::Status(status @ (Status::Failed { .. } | Status::Stalled { .. })) => {
+                    failure = Some(status)
+                }
                 _ => {}
             }
         }
         largest_in_flight = largest_in_flight.max(driver.stats().bytes_in_flight);
         assert!(failure.is_none(), "the worker stopped: {failure:?}");
-        assert!(Instant::now() < deadline, "the snapshot did not finish within {RUN_TIMEOUT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot did not finish within {RUN_TIMEOUT:?}"
+        );
     };
 
     while !driver.is_initialized() {
         step(&mut machine, &mut paused, &mut announced);
         thread::park_timeout(Duration::from_millis(5));
     }
-    let options = RecoverOptions { reader_shows_aborted: true, ..RecoverOptions::default() };
+    let options = RecoverOptions {
+        reader_shows_aborted: true,
+        ..RecoverOptions::default()
+    };
     let recovery = progress_reader::recover(&config, &names, &progress_topic, 1, options).unwrap();
-    machine.handle(started.elapsed(), Event::Recovered(Arc::new(recovery))).unwrap();
+    machine
+        .handle(started.elapsed(), Event::Recovered(Arc::new(recovery)))
+        .unwrap();
     while !announced {
         step(&mut machine, &mut paused, &mut announced);
         thread::park_timeout(Duration::from_millis(5));
@@ -626,14 +844,30 @@ fn the_producer_never_holds_more_than_the_in_flight_bound() {
         let key = format!("{next:08}");
         let bytes = key.len() + value.len();
         largest_message = largest_message.max(bytes);
-        let message = SinkRecord { partition: None, key: Some(key.clone().into_bytes()), value: Some(value.clone().into_bytes()), headers: Vec::new(), timestamp: None };
+        let message = SinkRecord {
+            partition: None,
+            key: Some(key.clone().into_bytes()),
+            value: Some(value.clone().into_bytes()),
+            headers: Vec::new(),
+            timestamp: None,
+        };
         machine
-            .handle(started.elapsed(), Event::Message { time: 1, position: key.into_bytes(), bytes, message })
+            .handle(
+                started.elapsed(),
+                Event::Message {
+                    time: 1,
+                    position: key.into_bytes(),
+                    bytes,
+                    message,
+                },
+            )
             .unwrap();
         next += 1;
         step(&mut machine, &mut paused, &mut announced);
     }
-    machine.handle(started.elapsed(), Event::Frontier(None)).unwrap();
+    machine
+        .handle(started.elapsed(), Event::Frontier(None))
+        .unwrap();
     while machine.committed_frontier() != Some(None) {
         step(&mut machine, &mut paused, &mut announced);
         thread::park_timeout(Duration::from_millis(5));
@@ -644,7 +878,10 @@ fn the_producer_never_holds_more_than_the_in_flight_bound() {
         "in-flight bound {bound} B: largest sample {largest_in_flight} B, {pauses} pauses, {} B fed",
         keys as usize * (8 + value.len())
     );
-    assert!(pauses > 0, "the bound never paused the input; the test proves nothing");
+    assert!(
+        pauses > 0,
+        "the bound never paused the input; the test proves nothing"
+    );
     // The machine pauses once the bound is reached, so the message that reaches it and the
     // progress record of the transaction may go beyond it.
     let slack = largest_message + 512;
@@ -654,5 +891,8 @@ fn the_producer_never_holds_more_than_the_in_flight_bound() {
     );
     let committed = rawlog::read_committed(&bootstrap(), &data_topic).unwrap();
     let keys_written: BTreeSet<Vec<u8>> = committed.iter().filter_map(|r| r.key.clone()).collect();
-    assert_eq!((committed.len(), keys_written.len()), (keys as usize, keys as usize));
+    assert_eq!(
+        (committed.len(), keys_written.len()),
+        (keys as usize, keys as usize)
+    );
 }

@@ -60,7 +60,8 @@ unsafe impl GlobalAlloc for CountingAllocator {
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             if new_size >= layout.size() {
-                let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
+                let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
+                    - layout.size();
                 PEAK.fetch_max(live, Ordering::Relaxed);
             } else {
                 LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
@@ -81,20 +82,32 @@ const THROUGHPUT_ROUNDS: u64 = 8;
 /// A row of `(id int8, name text, balance int8)`, 41 packed bytes; its key is `id`.
 fn customer(id: u64, version: u64) -> Row {
     let name = format!("customer-{id:08}");
-    Row::pack_slice(&[Datum::Int64(id as i64), Datum::String(&name), Datum::Int64((id * 31 + version) as i64)])
+    Row::pack_slice(&[
+        Datum::Int64(id as i64),
+        Datum::String(&name),
+        Datum::Int64((id * 31 + version) as i64),
+    ])
 }
 
 fn key() -> SinkKey {
-    SinkKey::Declared { columns: vec![0], enforced: true }
+    SinkKey::Declared {
+        columns: vec![0],
+        enforced: true,
+    }
 }
 
 /// `VmHWM` or `VmRSS` of this process, in bytes.
 fn proc_status(field: &str) -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let line =
-        status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
-    let kib: usize =
-        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line {line:?}"));
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: usize = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad line {line:?}"));
     kib * 1024
 }
 
@@ -112,8 +125,15 @@ fn main() {
     println!("# memory: a {SNAPSHOT_ROWS}-row snapshot at one time, 1 worker, each figure from a fresh process");
     let exe = std::env::current_exe().expect("own path");
     for phase in ["combine", "arrange-val", "arrange-columnar"] {
-        let output = Command::new(&exe).args(["--phase", phase]).output().expect("start a memory phase");
-        assert!(output.status.success(), "phase {phase} failed: {}", String::from_utf8_lossy(&output.stderr));
+        let output = Command::new(&exe)
+            .args(["--phase", phase])
+            .output()
+            .expect("start a memory phase");
+        assert!(
+            output.status.success(),
+            "phase {phase} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         print!("{}", String::from_utf8_lossy(&output.stdout));
     }
 }
@@ -163,16 +183,16 @@ fn throughput(workers: usize, combine: bool) {
             let arranged = rows.key_by(&key()).arrange_by_sink_key();
             if combine {
                 let counted = Rc::new(Cell::new(0usize));
-                arranged.combine_at_timestamp(&key()).pairs.probe_with(&probe).sink(
-                    Pipeline,
-                    "CountPairs",
-                    move |(input, frontier)| {
+                arranged
+                    .combine_at_timestamp(&key())
+                    .pairs
+                    .probe_with(&probe)
+                    .sink(Pipeline, "CountPairs", move |(input, frontier)| {
                         input.for_each(|_, data| counted.set(counted.get() + data.len()));
                         if frontier.is_empty() {
                             pairs.fetch_add(counted.replace(0), Ordering::Relaxed);
                         }
-                    },
-                );
+                    });
                 (input, None)
             } else {
                 // A caller that maintains the arrangement: the trace is kept and compacted as
@@ -211,10 +231,17 @@ fn throughput(workers: usize, combine: bool) {
     .map(|r| r.expect("worker finished"))
     .sum::<usize>();
     let seconds = elapsed.lock().unwrap().as_secs_f64();
-    let what = if combine { "key + arrange + combine      " } else { "key + arrange (trace kept)   " };
+    let what = if combine {
+        "key + arrange + combine      "
+    } else {
+        "key + arrange (trace kept)   "
+    };
     let pairs = pairs.load(Ordering::Relaxed);
     let pairs = if combine {
-        format!(", {pairs} pairs ({:.2} M pairs/s)", pairs as f64 / seconds / 1e6)
+        format!(
+            ", {pairs} pairs ({:.2} M pairs/s)",
+            pairs as f64 / seconds / 1e6
+        )
     } else {
         String::new()
     };
@@ -311,8 +338,8 @@ fn report(phase: &str, start: Instant, baseline_rss: usize, baseline_heap: usize
     // plus their packed bytes), time, diff, and two offsets.
     let sample = customer(SNAPSHOT_ROWS / 2, 0);
     let key_bytes = sample.project(&[0]).byte_len();
-    let estimate =
-        SNAPSHOT_ROWS as usize * (2 * std::mem::size_of::<Row>() + key_bytes + sample.byte_len() + 8 + 8 + 2 * 8);
+    let estimate = SNAPSHOT_ROWS as usize
+        * (2 * std::mem::size_of::<Row>() + key_bytes + sample.byte_len() + 8 + 8 + 2 * 8);
     let label = match phase {
         "combine" => "snapshot through key + arrange (ValSpine) + combine",
         "arrange-val" => "arrange only, ordered ValSpine<Row, Row>",

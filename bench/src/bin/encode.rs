@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use outflow_dataflow::relation::{Datum, Numeric, RelationDesc, Row, ScalarType, Timestamp};
 use outflow_dataflow::DiffPair;
-use outflow_encoders::{AvroFormatSpec, EncodedMessage, EncoderConfig, Envelope, FormatSpec, SinkEncoder};
+use outflow_encoders::{
+    AvroFormatSpec, EncodedMessage, EncoderConfig, Envelope, FormatSpec, SinkEncoder,
+};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -31,7 +33,14 @@ struct Args {
     rounds: usize,
 }
 
-const NAMES: [&str; 6] = ["alice", "bob", "carol-anne", "dmitri", "eve", "frederick the great"];
+const NAMES: [&str; 6] = [
+    "alice",
+    "bob",
+    "carol-anne",
+    "dmitri",
+    "eve",
+    "frederick the great",
+];
 
 fn desc() -> RelationDesc {
     let parse = |t: &str| ScalarType::parse(t).expect("benchmark column types parse");
@@ -72,7 +81,9 @@ fn uuid_of(i: u64) -> [u8; 16] {
 }
 
 fn data(rows: usize) -> (Vec<Row>, Vec<Order>) {
-    let base = Timestamp::parse("2024-05-06 07:08:09").expect("a valid timestamp").0;
+    let base = Timestamp::parse("2024-05-06 07:08:09")
+        .expect("a valid timestamp")
+        .0;
     let mut packed = Vec::with_capacity(rows);
     let mut structs = Vec::with_capacity(rows);
     for i in 0..rows as u64 {
@@ -136,7 +147,9 @@ fn report(label: &str, messages: usize, figures: &Figures, baseline: Option<&Fig
     let secs = figures.elapsed.as_secs_f64();
     let rows_per_sec = messages as f64 / secs;
     let mb_per_sec = figures.bytes as f64 / secs / 1e6;
-    let ratio = baseline.map(|b| format!("{:.2}x serde_json rows/s", b.elapsed.as_secs_f64() / secs)).unwrap_or_default();
+    let ratio = baseline
+        .map(|b| format!("{:.2}x serde_json rows/s", b.elapsed.as_secs_f64() / secs))
+        .unwrap_or_default();
     println!(
         "{label:<34} {rows_per_sec:>12.0} rows/s {mb_per_sec:>9.1} MB/s {:>6.1} B/row   {ratio}",
         figures.bytes as f64 / messages as f64
@@ -158,7 +171,10 @@ fn config(key: Option<Vec<usize>>, format: FormatSpec) -> EncoderConfig {
 
 fn main() {
     let args = Args::parse();
-    assert!(args.rows > 0 && args.messages > 0 && args.rounds > 0, "--rows, --messages and --rounds must be positive");
+    assert!(
+        args.rows > 0 && args.messages > 0 && args.rounds > 0,
+        "--rows, --messages and --rounds must be positive"
+    );
     let (rows, structs) = data(args.rows);
     let keys: Vec<Row> = rows.iter().map(|r| r.project(&[0])).collect();
     let pairs: Vec<DiffPair<Row>> = rows.into_iter().map(DiffPair::insert).collect();
@@ -172,7 +188,8 @@ fn main() {
         docs: Vec::new(),
     });
     let encoder = |key: Option<Vec<usize>>, format: &FormatSpec| {
-        SinkEncoder::with_schema_ids(config(key, format.clone()), Some(1), Some(2)).expect("the benchmark sink is valid")
+        SinkEncoder::with_schema_ids(config(key, format.clone()), Some(1), Some(2))
+            .expect("the benchmark sink is valid")
     };
 
     println!(
@@ -183,22 +200,36 @@ fn main() {
     let mut buf = Vec::with_capacity(512);
     let serde = measure(args.messages, args.rounds, |i| {
         buf.clear();
-        serde_json::to_writer(&mut buf, black_box(&structs[i % structs.len()])).expect("serializing to a Vec");
+        serde_json::to_writer(&mut buf, black_box(&structs[i % structs.len()]))
+            .expect("serializing to a Vec");
         black_box(&buf);
         buf.len()
     });
 
     // What every encoder pays before writing a byte: walking the packed row's datums.
     let decode_only = measure(args.messages, args.rounds, |i| {
-        let row = pairs[i % pairs.len()].after.as_ref().expect("inserts have an after row");
-        black_box(row).iter().map(|d| black_box(d).is_null() as usize).sum::<usize>()
+        let row = pairs[i % pairs.len()]
+            .after
+            .as_ref()
+            .expect("inserts have an after row");
+        black_box(row)
+            .iter()
+            .map(|d| black_box(d).is_null() as usize)
+            .sum::<usize>()
     });
 
     let mut out = EncodedMessage::new();
     let mut run = |encoder: &SinkEncoder| {
         measure(args.messages, args.rounds, |i| {
             let n = i % pairs.len();
-            encoder.encode(black_box(&keys[n]), black_box(&pairs[n]), i as u64, &mut out).expect("benchmark rows encode");
+            encoder
+                .encode(
+                    black_box(&keys[n]),
+                    black_box(&pairs[n]),
+                    i as u64,
+                    &mut out,
+                )
+                .expect("benchmark rows encode");
             black_box(&out);
             out.key().map_or(0, <[u8]>::len) + out.value().map_or(0, <[u8]>::len)
         })
@@ -214,8 +245,28 @@ fn main() {
         "row.iter() only",
         args.messages as f64 / decode_only.elapsed.as_secs_f64()
     );
-    report("outflow JSON (value)", args.messages, &json_value, Some(&serde));
-    report("outflow Avro (value)", args.messages, &avro_value, Some(&serde));
-    report("outflow JSON (key + value)", args.messages, &json_keyed, Some(&serde));
-    report("outflow Avro (key + value)", args.messages, &avro_keyed, Some(&serde));
+    report(
+        "outflow JSON (value)",
+        args.messages,
+        &json_value,
+        Some(&serde),
+    );
+    report(
+        "outflow Avro (value)",
+        args.messages,
+        &avro_value,
+        Some(&serde),
+    );
+    report(
+        "outflow JSON (key + value)",
+        args.messages,
+        &json_keyed,
+        Some(&serde),
+    );
+    report(
+        "outflow Avro (key + value)",
+        args.messages,
+        &avro_keyed,
+        Some(&serde),
+    );
 }

@@ -45,7 +45,9 @@ pub trait ArrangeBySinkKey<'scope, T: Timestamp + Lattice> {
     fn arrange_by_sink_key(self) -> SinkArrangement<'scope, T>;
 }
 
-impl<'scope, T: Timestamp + Lattice> ArrangeBySinkKey<'scope, T> for VecCollection<'scope, T, (Row, Row), isize> {
+impl<'scope, T: Timestamp + Lattice> ArrangeBySinkKey<'scope, T>
+    for VecCollection<'scope, T, (Row, Row), isize>
+{
     fn arrange_by_sink_key(self) -> SinkArrangement<'scope, T> {
         let pact = Exchange::new(|update: &((Row, Row), T, isize)| stable_key_hash(&(update.0).0));
         arrange_core::<_, _, ValBatcher<Row, Row, T, isize>, SinkSpine<T>>(

@@ -49,7 +49,13 @@ pub struct CombineOptions<T> {
 
 impl<T> Default for CombineOptions<T> {
     fn default() -> Self {
-        CombineOptions { as_of: None, resume: None, credit: None, violation_count: None, fuel: DEFAULT_FUEL }
+        CombineOptions {
+            as_of: None,
+            resume: None,
+            credit: None,
+            violation_count: None,
+            fuel: DEFAULT_FUEL,
+        }
     }
 }
 
@@ -89,7 +95,10 @@ impl<T: Ord> CombineOptions<T> {
 
     fn skips(&self, key: &Row, time: &T) -> bool {
         self.as_of.as_ref().is_some_and(|as_of| time <= as_of)
-            || self.resume.as_ref().is_some_and(|resume| resume.skip(key, time))
+            || self
+                .resume
+                .as_ref()
+                .is_some_and(|resume| resume.skip(key, time))
     }
 }
 
@@ -160,14 +169,22 @@ pub trait CombineAtTimestamp<'scope, T: Timestamp + TotalOrder + Lattice>: Sized
     }
 
     /// Combines, skipping and pacing as `options` say.
-    fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T>;
+    fn combine_at_timestamp_with(
+        self,
+        key: &SinkKey,
+        options: CombineOptions<T>,
+    ) -> Combined<'scope, T>;
 }
 
 impl<'scope, T> CombineAtTimestamp<'scope, T> for VecCollection<'scope, T, (Row, Row), isize>
 where
     T: Timestamp + TotalOrder + Lattice,
 {
-    fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T> {
+    fn combine_at_timestamp_with(
+        self,
+        key: &SinkKey,
+        options: CombineOptions<T>,
+    ) -> Combined<'scope, T> {
         // Arranged right here by the sink key's hash: no key can be misplaced.
         combine_arranged(self.arrange_by_sink_key(), key, options, false)
     }
@@ -179,7 +196,11 @@ where
     Tr: TraceReader<Time = T, Batch: Navigable> + 'static,
     for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
 {
-    fn combine_at_timestamp_with(self, key: &SinkKey, options: CombineOptions<T>) -> Combined<'scope, T> {
+    fn combine_at_timestamp_with(
+        self,
+        key: &SinkKey,
+        options: CombineOptions<T>,
+    ) -> Combined<'scope, T> {
         combine_arranged(self, key, options, true)
     }
 }
@@ -235,7 +256,10 @@ where
                     let (Some(pairs_cap), Some(violations_cap)) =
                         (capability.retain_least(0), capability.retain_least(1))
                     else {
-                        assert!(span.inner.is_none(), "an arrangement sent a batch of updates under no capability");
+                        assert!(
+                            span.inner.is_none(),
+                            "an arrangement sent a batch of updates under no capability"
+                        );
                         continue;
                     };
                     combiner.queue.push_back(Work {
@@ -249,13 +273,19 @@ where
             let mut pairs_session = pairs_output.activate();
             let mut violations_session = violations_output.activate();
             // Waiting for credit, the combiner is woken by the grant.
-            if let Some(Pause::OutOfFuel) = combiner.work(&mut pairs_session, &mut violations_session) {
+            if let Some(Pause::OutOfFuel) =
+                combiner.work(&mut pairs_session, &mut violations_session)
+            {
                 activator.activate();
             }
         }
     });
 
-    Combined { pairs, violations, violation_count }
+    Combined {
+        pairs,
+        violations,
+        violation_count,
+    }
 }
 
 /// A span of the arrangement waiting to be combined, with the capabilities that let its pairs
@@ -311,7 +341,9 @@ where
         let mut fuel = self.options.fuel;
         loop {
             if self.active.is_none() {
-                let Some(mut work) = self.queue.pop_front() else { break };
+                let Some(mut work) = self.queue.pop_front() else {
+                    break;
+                };
                 match work.batch.take() {
                     None => self.finish(work.upper),
                     Some(batch) => self.active = Some(self.start(work, batch)),
@@ -324,7 +356,10 @@ where
             if let Err(pause) = outcome {
                 return Some(pause);
             }
-            let active = self.active.take().expect("combining finished a batch it did not have");
+            let active = self
+                .active
+                .take()
+                .expect("combining finished a batch it did not have");
             // Dropping the buffers' capabilities, then the batch's, lets the frontier pass the
             // batch's times.
             self.pairs.release();
@@ -353,7 +388,12 @@ where
             cursor_list(batches)
         });
         let cursor = batch.cursor();
-        Active { work, batch, cursor, history }
+        Active {
+            work,
+            batch,
+            cursor,
+            history,
+        }
     }
 
     /// Records that everything before `upper` has been combined, letting the trace compact.
@@ -373,8 +413,22 @@ where
         pairs_out: &mut Output<T, Vec<KeyedPair<T>>>,
         violations_out: &mut Output<T, Vec<KeyViolation<T>>>,
     ) -> Result<(), Pause> {
-        let Combiner { uniqueness, placement, options, count, active, pairs, violations, .. } = self;
-        let Active { work, batch, cursor, history } = active.as_mut().expect("no batch to combine");
+        let Combiner {
+            uniqueness,
+            placement,
+            options,
+            count,
+            active,
+            pairs,
+            violations,
+            ..
+        } = self;
+        let Active {
+            work,
+            batch,
+            cursor,
+            history,
+        } = active.as_mut().expect("no batch to combine");
         let (mut history_cursor, history_batches) = match history {
             Some((cursor, batches)) => (Some(cursor), Some(&*batches)),
             None => (None, None),
@@ -414,7 +468,9 @@ where
             updates.sort_by(|a, b| a.0.cmp(&b.0));
 
             held.clear();
-            if let (Some(history_cursor), Some(history_batches)) = (history_cursor.as_deref_mut(), history_batches) {
+            if let (Some(history_cursor), Some(history_batches)) =
+                (history_cursor.as_deref_mut(), history_batches)
+            {
                 seek_forward(history_cursor, history_batches, key);
                 if history_cursor.get_key(history_batches) == Some(key) {
                     while let Some(val) = history_cursor.get_val(history_batches) {
@@ -448,7 +504,8 @@ where
                 let retracted: isize = group.iter().filter(|u| u.2 < 0).map(|u| -u.2).sum();
                 let inserted: isize = group.iter().filter(|u| u.2 > 0).map(|u| u.2).sum();
                 let held_rows: isize = held.iter().map(|h| h.1).sum();
-                let violated = retracted > 1 || inserted > 1 || held_rows > 1 || held.iter().any(|h| h.1 < 0);
+                let violated =
+                    retracted > 1 || inserted > 1 || held_rows > 1 || held.iter().any(|h| h.1 < 0);
                 if violated {
                     let enforced = *uniqueness == Uniqueness::Enforced;
                     count.add(1);
@@ -457,7 +514,10 @@ where
                         time: time.clone(),
                         retracted: copies_of(group, |d| d < 0),
                         inserted: copies_of(group, |d| d > 0),
-                        held: held.iter().map(|&(row, copies)| (row.clone(), copies)).collect(),
+                        held: held
+                            .iter()
+                            .map(|&(row, copies)| (row.clone(), copies))
+                            .collect(),
                         enforced,
                     };
                     violations.push(&work.caps.1, time, violation, violations_out);
@@ -509,7 +569,11 @@ fn accumulate<'a>(held: &mut Vec<(&'a Row, isize)>, val: &'a Row, diff: isize) {
 }
 
 fn copies_of<T>(group: &[(T, &Row, isize)], side: impl Fn(isize) -> bool) -> Vec<(Row, usize)> {
-    group.iter().filter(|u| side(u.2)).map(|u| (u.1.clone(), u.2.unsigned_abs())).collect()
+    group
+        .iter()
+        .filter(|u| side(u.2))
+        .map(|u| (u.1.clone(), u.2.unsigned_abs()))
+        .collect()
 }
 
 /// Emits a key's pairs at one time: retracted rows paired position by position with inserted
@@ -523,7 +587,10 @@ fn emit_pairs<T: Timestamp>(
     out: &mut Output<T, Vec<KeyedPair<T>>>,
 ) -> usize {
     let side = |keep: fn(isize) -> bool| {
-        group.iter().filter(move |u| keep(u.2)).flat_map(|u| std::iter::repeat_n(u.1, u.2.unsigned_abs()))
+        group
+            .iter()
+            .filter(move |u| keep(u.2))
+            .flat_map(|u| std::iter::repeat_n(u.1, u.2.unsigned_abs()))
     };
     let mut befores = side(|d| d < 0);
     let mut afters = side(|d| d > 0);
@@ -531,7 +598,10 @@ fn emit_pairs<T: Timestamp>(
     loop {
         let pair = match (befores.next(), afters.next()) {
             (None, None) => return emitted,
-            (before, after) => DiffPair { before: before.cloned(), after: after.cloned() },
+            (before, after) => DiffPair {
+                before: before.cloned(),
+                after: after.cloned(),
+            },
         };
         outbox.push(cap, time, (key.clone(), time.clone(), pair), out);
         emitted += 1;
@@ -549,7 +619,11 @@ fn emit_copies<T: Timestamp>(
 ) -> usize {
     let net: isize = group.iter().map(|u| u.2).sum();
     for _ in 0..net.unsigned_abs() {
-        let pair = if net < 0 { DiffPair::delete(row.clone()) } else { DiffPair::insert(row.clone()) };
+        let pair = if net < 0 {
+            DiffPair::delete(row.clone())
+        } else {
+            DiffPair::insert(row.clone())
+        };
         outbox.push(cap, time, (row.clone(), time.clone(), pair), out);
     }
     net.unsigned_abs()
@@ -565,12 +639,17 @@ struct Outbox<T: Timestamp, D> {
 
 impl<T: Timestamp, D: Clone + 'static> Outbox<T, D> {
     fn new() -> Self {
-        Outbox { by_time: BTreeMap::new(), buffered: 0 }
+        Outbox {
+            by_time: BTreeMap::new(),
+            buffered: 0,
+        }
     }
 
     fn push(&mut self, cap: &Capability<T>, time: &T, record: D, out: &mut Output<T, Vec<D>>) {
-        let (time_cap, buffer) =
-            self.by_time.entry(time.clone()).or_insert_with(|| (cap.delayed(time), Vec::with_capacity(MESSAGE_LEN)));
+        let (time_cap, buffer) = self
+            .by_time
+            .entry(time.clone())
+            .or_insert_with(|| (cap.delayed(time), Vec::with_capacity(MESSAGE_LEN)));
         buffer.push(record);
         self.buffered += 1;
         if buffer.len() >= MESSAGE_LEN {

@@ -38,7 +38,12 @@ struct Inner {
 impl PairCredit {
     /// A credit of `pairs` pairs, typically the capacity of the consumer's queue.
     pub fn new(pairs: usize) -> PairCredit {
-        PairCredit { inner: Rc::new(Inner { balance: Cell::new(clamp(pairs)), waiting: RefCell::new(None) }) }
+        PairCredit {
+            inner: Rc::new(Inner {
+                balance: Cell::new(clamp(pairs)),
+                waiting: RefCell::new(None),
+            }),
+        }
     }
 
     /// Pairs that may still be emitted before combining pauses (zero when overdrawn).
@@ -59,7 +64,9 @@ impl PairCredit {
     }
 
     pub(crate) fn spend(&self, pairs: usize) {
-        self.inner.balance.set(self.inner.balance.get().saturating_sub(clamp(pairs)));
+        self.inner
+            .balance
+            .set(self.inner.balance.get().saturating_sub(clamp(pairs)));
     }
 
     pub(crate) fn exhausted(&self) -> bool {
@@ -69,7 +76,10 @@ impl PairCredit {
     /// Registers the operator that `grant` wakes. One credit drives one combiner.
     pub(crate) fn attach(&self, activator: Activator) {
         let previous = self.inner.waiting.borrow_mut().replace(activator);
-        assert!(previous.is_none(), "a PairCredit was given to two combine_at_timestamp operators; give each its own");
+        assert!(
+            previous.is_none(),
+            "a PairCredit was given to two combine_at_timestamp operators; give each its own"
+        );
     }
 }
 
@@ -79,6 +89,8 @@ fn clamp(pairs: usize) -> i64 {
 
 impl fmt::Debug for PairCredit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PairCredit").field("balance", &self.inner.balance.get()).finish()
+        f.debug_struct("PairCredit")
+            .field("balance", &self.inner.balance.get())
+            .finish()
     }
 }

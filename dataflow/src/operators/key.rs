@@ -71,7 +71,9 @@ impl SinkKey {
     ) -> Result<SinkKey, OperatorError> {
         let Some(columns) = declared else {
             return Ok(match desc.keys().first() {
-                Some(columns) => SinkKey::Relation { columns: columns.clone() },
+                Some(columns) => SinkKey::Relation {
+                    columns: columns.clone(),
+                },
                 None => SinkKey::WholeRow,
             });
         };
@@ -79,13 +81,24 @@ impl SinkKey {
             return Err(OperatorError::EmptyKey);
         }
         if let Some(&column) = columns.iter().find(|&&c| c >= desc.arity()) {
-            return Err(OperatorError::KeyColumnOutOfRange { column, arity: desc.arity() });
+            return Err(OperatorError::KeyColumnOutOfRange {
+                column,
+                arity: desc.arity(),
+            });
         }
         if !not_enforced && !desc.is_unique(columns) {
-            let names: Vec<&str> = columns.iter().map(|&c| desc.column(c).name.as_str()).collect();
-            return Err(OperatorError::KeyNotUnique { key: names.join(", ") });
+            let names: Vec<&str> = columns
+                .iter()
+                .map(|&c| desc.column(c).name.as_str())
+                .collect();
+            return Err(OperatorError::KeyNotUnique {
+                key: names.join(", "),
+            });
         }
-        Ok(SinkKey::Declared { columns: columns.to_vec(), enforced: !not_enforced })
+        Ok(SinkKey::Declared {
+            columns: columns.to_vec(),
+            enforced: !not_enforced,
+        })
     }
 
     /// The key's columns, `None` for a whole-row key.
@@ -103,8 +116,12 @@ impl SinkKey {
 
     pub fn uniqueness(&self) -> Uniqueness {
         match self {
-            SinkKey::Declared { enforced: true, .. } | SinkKey::Relation { .. } => Uniqueness::Enforced,
-            SinkKey::Declared { enforced: false, .. } => Uniqueness::NotEnforced,
+            SinkKey::Declared { enforced: true, .. } | SinkKey::Relation { .. } => {
+                Uniqueness::Enforced
+            }
+            SinkKey::Declared {
+                enforced: false, ..
+            } => Uniqueness::NotEnforced,
             SinkKey::WholeRow => Uniqueness::Multiset,
         }
     }
@@ -118,10 +135,9 @@ impl SinkKey {
             Some(columns) => {
                 packer.clear();
                 for &column in columns {
-                    let datum = row
-                        .iter()
-                        .nth(column)
-                        .unwrap_or_else(|| panic!("row {row:?} has no column {column}, which the sink key names"));
+                    let datum = row.iter().nth(column).unwrap_or_else(|| {
+                        panic!("row {row:?} has no column {column}, which the sink key names")
+                    });
                     packer.push(datum);
                 }
                 (packer.finish_and_reuse(), row)
@@ -156,7 +172,9 @@ pub trait KeyBy<'scope, T: Timestamp, R: Semigroup> {
     fn key_by(self, key: &SinkKey) -> VecCollection<'scope, T, (Row, Row), R>;
 }
 
-impl<'scope, T: Timestamp, R: Semigroup + 'static> KeyBy<'scope, T, R> for VecCollection<'scope, T, Row, R> {
+impl<'scope, T: Timestamp, R: Semigroup + 'static> KeyBy<'scope, T, R>
+    for VecCollection<'scope, T, Row, R>
+{
     fn key_by(self, key: &SinkKey) -> VecCollection<'scope, T, (Row, Row), R> {
         let key = key.clone();
         let mut packer = RowPacker::new();
@@ -180,22 +198,38 @@ mod tests {
     #[test]
     fn keys_resolve_to_declared_relation_or_whole_row() {
         let declared = SinkKey::resolve(&desc(), Some(&[1, 0]), false).unwrap();
-        assert_eq!(declared, SinkKey::Declared { columns: vec![1, 0], enforced: true });
+        assert_eq!(
+            declared,
+            SinkKey::Declared {
+                columns: vec![1, 0],
+                enforced: true
+            }
+        );
         assert!(declared.is_message_key());
         assert_eq!(declared.uniqueness(), Uniqueness::Enforced);
         let keyless = RelationDesc::empty().with_column("v", ScalarType::Int64, false);
         let whole = SinkKey::resolve(&keyless, None, false).unwrap();
-        assert_eq!((whole.columns(), whole.is_message_key(), whole.uniqueness()), (None, false, Uniqueness::Multiset));
+        assert_eq!(
+            (whole.columns(), whole.is_message_key(), whole.uniqueness()),
+            (None, false, Uniqueness::Multiset)
+        );
     }
 
     #[test]
     fn bad_declared_keys_are_refused_naming_the_column() {
         assert_eq!(
-            SinkKey::resolve(&desc(), Some(&[3]), true).unwrap_err().to_string(),
+            SinkKey::resolve(&desc(), Some(&[3]), true)
+                .unwrap_err()
+                .to_string(),
             "KEY names column 3, but the relation has 3 columns"
         );
-        assert_eq!(SinkKey::resolve(&desc(), Some(&[]), true).unwrap_err(), OperatorError::EmptyKey);
-        let err = SinkKey::resolve(&desc(), Some(&[1, 2]), false).unwrap_err().to_string();
+        assert_eq!(
+            SinkKey::resolve(&desc(), Some(&[]), true).unwrap_err(),
+            OperatorError::EmptyKey
+        );
+        let err = SinkKey::resolve(&desc(), Some(&[1, 2]), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("KEY (region, amount) NOT ENFORCED"), "{err}");
     }
 
@@ -203,11 +237,20 @@ mod tests {
     fn split_projects_the_key_in_declared_order() {
         let row = Row::pack_slice(&[Datum::Int64(7), Datum::String("eu"), Datum::Int64(5)]);
         let mut packer = RowPacker::new();
-        let key = SinkKey::Declared { columns: vec![2, 1], enforced: false };
+        let key = SinkKey::Declared {
+            columns: vec![2, 1],
+            enforced: false,
+        };
         assert_eq!(
             key.split(row.clone(), &mut packer),
-            (Row::pack_slice(&[Datum::Int64(5), Datum::String("eu")]), row.clone())
+            (
+                Row::pack_slice(&[Datum::Int64(5), Datum::String("eu")]),
+                row.clone()
+            )
         );
-        assert_eq!(SinkKey::WholeRow.split(row.clone(), &mut packer), (row, Row::default()));
+        assert_eq!(
+            SinkKey::WholeRow.split(row.clone(), &mut packer),
+            (row, Row::default())
+        );
     }
 }

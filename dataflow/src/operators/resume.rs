@@ -46,7 +46,11 @@ impl<T: Ord> ResumePoint<T> {
         frontiers: Vec<Option<T>>,
         positions: Vec<Option<Row>>,
     ) -> Result<ResumePoint<T>, OperatorError> {
-        let point = ResumePoint { old_workers, frontiers, positions };
+        let point = ResumePoint {
+            old_workers,
+            frontiers,
+            positions,
+        };
         point.validate()?;
         Ok(point)
     }
@@ -69,7 +73,8 @@ impl<T: Ord> ResumePoint<T> {
                 positions: self.positions.len(),
             });
         }
-        for (worker, (frontier, position)) in self.frontiers.iter().zip(&self.positions).enumerate() {
+        for (worker, (frontier, position)) in self.frontiers.iter().zip(&self.positions).enumerate()
+        {
             if frontier.is_none() && position.is_some() {
                 return Err(OperatorError::ResumePositionWithoutFrontier { worker });
             }
@@ -109,16 +114,26 @@ mod tests {
 
     #[test]
     fn positions_skip_keys_up_to_the_last_committed_at_the_frontier_time() {
-        let keys: Vec<Row> = (0..40).map(key).filter(|k| worker_for_key(k, 3) == 1).collect();
+        let keys: Vec<Row> = (0..40)
+            .map(key)
+            .filter(|k| worker_for_key(k, 3) == 1)
+            .collect();
         let position = keys[keys.len() / 2].clone();
-        let resume =
-            ResumePoint::new(3, vec![Some(2), Some(7), None], vec![None, Some(position.clone()), None]).unwrap();
+        let resume = ResumePoint::new(
+            3,
+            vec![Some(2), Some(7), None],
+            vec![None, Some(position.clone()), None],
+        )
+        .unwrap();
         for k in &keys {
             assert!(resume.skip(k, &6));
             assert_eq!(resume.skip(k, &7), k <= &position, "key {k:?}");
             assert!(!resume.skip(k, &8));
         }
-        let done = (0..40).map(key).find(|k| worker_for_key(k, 3) == 2).unwrap();
+        let done = (0..40)
+            .map(key)
+            .find(|k| worker_for_key(k, 3) == 2)
+            .unwrap();
         assert!(resume.skip(&done, &1_000));
         assert_eq!(resume.resume_time(), Some(&2));
     }
@@ -126,8 +141,12 @@ mod tests {
     #[test]
     fn malformed_points_are_refused_naming_the_mismatch() {
         let err = ResumePoint::<u64>::new(2, vec![Some(1)], Vec::new()).unwrap_err();
-        assert_eq!(err.to_string(), "resume point for 2 previous workers has 1 frontiers");
-        let err = ResumePoint::<u64>::new(2, vec![Some(1), None], vec![None, Some(key(1))]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resume point for 2 previous workers has 1 frontiers"
+        );
+        let err =
+            ResumePoint::<u64>::new(2, vec![Some(1), None], vec![None, Some(key(1))]).unwrap_err();
         assert!(err.to_string().contains("worker 1"), "{err}");
         assert!(ResumePoint::<u64>::new(0, vec![], vec![]).is_err());
     }
@@ -136,8 +155,12 @@ mod tests {
     fn serde_round_trip_without_positions() {
         let json = r#"{"old_workers":2,"frontiers":[5,null]}"#;
         let point: ResumePoint = serde_json::from_str(json).unwrap();
-        assert_eq!(point, ResumePoint::new(2, vec![Some(5), None], Vec::new()).unwrap());
-        let back: ResumePoint = serde_json::from_str(&serde_json::to_string(&point).unwrap()).unwrap();
+        assert_eq!(
+            point,
+            ResumePoint::new(2, vec![Some(5), None], Vec::new()).unwrap()
+        );
+        let back: ResumePoint =
+            serde_json::from_str(&serde_json::to_string(&point).unwrap()).unwrap();
         assert_eq!(back, point);
     }
 }

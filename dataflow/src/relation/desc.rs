@@ -25,15 +25,29 @@ impl RelationDesc {
     }
 
     /// Adds a column.
-    pub fn with_column(mut self, name: impl Into<String>, scalar_type: ScalarType, nullable: bool) -> RelationDesc {
-        self.columns.push(Column { name: name.into(), typ: ColumnType { scalar_type, nullable } });
+    pub fn with_column(
+        mut self,
+        name: impl Into<String>,
+        scalar_type: ScalarType,
+        nullable: bool,
+    ) -> RelationDesc {
+        self.columns.push(Column {
+            name: name.into(),
+            typ: ColumnType {
+                scalar_type,
+                nullable,
+            },
+        });
         self
     }
 
     /// Declares a unique key by column indices. Keys are kept sorted and without repeats;
     /// the indices must name columns (a bug in the caller otherwise).
     pub fn with_key(mut self, mut key: Vec<usize>) -> RelationDesc {
-        assert!(key.iter().all(|&c| c < self.columns.len()), "key {key:?} names a column past the end");
+        assert!(
+            key.iter().all(|&c| c < self.columns.len()),
+            "key {key:?} names a column past the end"
+        );
         key.sort_unstable();
         key.dedup();
         if !self.keys.contains(&key) {
@@ -65,7 +79,10 @@ impl RelationDesc {
     /// The index and type of the column called `name` (exact match, as names are
     /// normalized when a statement is parsed).
     pub fn get_by_name(&self, name: &str) -> Option<(usize, &ColumnType)> {
-        self.columns.iter().position(|c| c.name == name).map(|i| (i, &self.columns[i].typ))
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| (i, &self.columns[i].typ))
     }
 
     /// The known unique keys.
@@ -75,12 +92,17 @@ impl RelationDesc {
 
     /// Whether the columns `cols` are known to be unique: they include some known key.
     pub fn is_unique(&self, cols: &[usize]) -> bool {
-        self.keys.iter().any(|key| key.iter().all(|c| cols.contains(c)))
+        self.keys
+            .iter()
+            .any(|key| key.iter().all(|c| cols.contains(c)))
     }
 
     /// A description of the columns at `indices`, in that order, without keys.
     pub fn project(&self, indices: &[usize]) -> RelationDesc {
-        RelationDesc { columns: indices.iter().map(|&i| self.columns[i].clone()).collect(), keys: Vec::new() }
+        RelationDesc {
+            columns: indices.iter().map(|&i| self.columns[i].clone()).collect(),
+            keys: Vec::new(),
+        }
     }
 }
 
@@ -101,9 +123,15 @@ mod tests {
         assert!(desc.is_unique(&[0, 1]));
         assert!(desc.is_unique(&[2, 1]));
         assert!(!desc.is_unique(&[1]));
-        assert_eq!(desc.get_by_name("region").map(|(i, t)| (i, t.nullable)), Some((1, true)));
+        assert_eq!(
+            desc.get_by_name("region").map(|(i, t)| (i, t.nullable)),
+            Some((1, true))
+        );
         assert_eq!(desc.get_by_name("nope"), None);
-        assert_eq!(desc.project(&[2, 0]).names().collect::<Vec<_>>(), ["hour", "id"]);
+        assert_eq!(
+            desc.project(&[2, 0]).names().collect::<Vec<_>>(),
+            ["hour", "id"]
+        );
         let json = serde_json::to_string(&desc).unwrap();
         assert_eq!(serde_json::from_str::<RelationDesc>(&json).unwrap(), desc);
     }

@@ -41,12 +41,20 @@ fn write_datum(datum: Datum<'_>, out: &mut Vec<u8>) {
         Datum::UInt64(v) => out.extend_from_slice(&v.to_be_bytes()),
         Datum::Float32(v) => {
             let bits = v.to_bits();
-            let ordered = if bits >> 31 == 1 { !bits } else { bits ^ 0x8000_0000 };
+            let ordered = if bits >> 31 == 1 {
+                !bits
+            } else {
+                bits ^ 0x8000_0000
+            };
             out.extend_from_slice(&ordered.to_be_bytes());
         }
         Datum::Float64(v) => {
             let bits = v.to_bits();
-            let ordered = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 63)
+            };
             out.extend_from_slice(&ordered.to_be_bytes());
         }
         Datum::Numeric(n) => write_numeric(n, out),
@@ -147,13 +155,35 @@ mod tests {
     #[test]
     fn numerics_order_exactly() {
         let texts = [
-            "-1000", "-999.99", "-1.5", "-1.50", "-1", "-0.001", "0", "0.00", "0.001", "0.5", "1", "1.0",
-            "1.00", "1.01", "9.99", "10", "123456789012345678901234567890123456", "NaN",
+            "-1000",
+            "-999.99",
+            "-1.5",
+            "-1.50",
+            "-1",
+            "-0.001",
+            "0",
+            "0.00",
+            "0.001",
+            "0.5",
+            "1",
+            "1.0",
+            "1.00",
+            "1.01",
+            "9.99",
+            "10",
+            "123456789012345678901234567890123456",
+            "NaN",
         ];
         let values: Vec<Numeric> = texts.iter().map(|t| Numeric::parse(t).unwrap()).collect();
         for (i, a) in values.iter().enumerate() {
             for (j, b) in values.iter().enumerate() {
-                assert_eq!(compare_numeric(a, b), i.cmp(&j), "{} vs {}", texts[i], texts[j]);
+                assert_eq!(
+                    compare_numeric(a, b),
+                    i.cmp(&j),
+                    "{} vs {}",
+                    texts[i],
+                    texts[j]
+                );
             }
         }
     }
@@ -169,7 +199,8 @@ mod tests {
             (any::<i64>(), 0u8..6).prop_map(|(m, s)| Kind::Num(m, s)),
             "[a\\x00b]{0,4}".prop_map(Kind::Text),
             proptest::collection::vec(0u8..3, 0..4).prop_map(Kind::Bytes),
-            (any::<i32>(), any::<i32>(), any::<i64>()).prop_map(|(m, d, u)| Kind::Interval(m, d, u)),
+            (any::<i32>(), any::<i32>(), any::<i64>())
+                .prop_map(|(m, d, u)| Kind::Interval(m, d, u)),
             any::<i32>().prop_map(Kind::Date),
             proptest::collection::vec(-2i64..3, 0..3).prop_map(Kind::List),
         ];
@@ -186,7 +217,11 @@ mod tests {
                     Kind::Num(m, s) => p.push(Datum::Numeric(Numeric::new(m as i128, s))),
                     Kind::Text(t) => p.push(Datum::String(&t)),
                     Kind::Bytes(b) => p.push(Datum::Bytes(&b)),
-                    Kind::Interval(months, days, micros) => p.push(Datum::Interval(Interval { months, days, micros })),
+                    Kind::Interval(months, days, micros) => p.push(Datum::Interval(Interval {
+                        months,
+                        days,
+                        micros,
+                    })),
                     Kind::Date(d) => p.push(Datum::Date(Date(d))),
                     Kind::List(l) => p.push_list(l.into_iter().map(Datum::Int64)),
                 }
@@ -235,7 +270,11 @@ mod tests {
         for (i, a) in rows.iter().enumerate() {
             for (j, b) in rows.iter().enumerate() {
                 assert_eq!(a.cmp(b), i.cmp(&j), "{a:?} vs {b:?}");
-                assert_eq!(a.order_key().cmp(&b.order_key()), i.cmp(&j), "{a:?} vs {b:?}");
+                assert_eq!(
+                    a.order_key().cmp(&b.order_key()),
+                    i.cmp(&j),
+                    "{a:?} vs {b:?}"
+                );
             }
         }
     }

@@ -70,7 +70,11 @@ impl<'a> Datum<'a> {
     }
 
     pub fn from_bool(b: bool) -> Datum<'static> {
-        if b { Datum::True } else { Datum::False }
+        if b {
+            Datum::True
+        } else {
+            Datum::False
+        }
     }
 
     /// The tag of the packed encoding, which is also the order between datums of different
@@ -184,7 +188,9 @@ pub struct DatumMap<'a> {
 
 impl<'a> DatumMap<'a> {
     pub fn iter(&self) -> DatumMapIter<'a> {
-        DatumMapIter { inner: DatumIter { data: self.data } }
+        DatumMapIter {
+            inner: DatumIter { data: self.data },
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -271,7 +277,11 @@ fn read_datum<const TRUSTED: bool>(data: &[u8]) -> Option<(Datum<'_>, &[u8])> {
         11 => {
             let (m, r) = read_array::<16>(rest)?;
             let (&scale, r) = r.split_first()?;
-            let n = if scale == u8::MAX { Numeric::NAN } else { Numeric::new(i128::from_le_bytes(m), scale) };
+            let n = if scale == u8::MAX {
+                Numeric::NAN
+            } else {
+                Numeric::new(i128::from_le_bytes(m), scale)
+            };
             (Datum::Numeric(n), r)
         }
         12 => {
@@ -281,8 +291,10 @@ fn read_datum<const TRUSTED: bool>(data: &[u8]) -> Option<(Datum<'_>, &[u8])> {
         13 => read_len_prefixed(rest).map(|(b, r)| (Datum::Bytes(b), r))?,
         14 => read_array(rest).map(|(b, r)| (Datum::Date(Date(i32::from_le_bytes(b))), r))?,
         15 => read_array(rest).map(|(b, r)| (Datum::Time(Time(u64::from_le_bytes(b))), r))?,
-        16 => read_array(rest).map(|(b, r)| (Datum::Timestamp(Timestamp(i64::from_le_bytes(b))), r))?,
-        17 => read_array(rest).map(|(b, r)| (Datum::TimestampTz(Timestamp(i64::from_le_bytes(b))), r))?,
+        16 => read_array(rest)
+            .map(|(b, r)| (Datum::Timestamp(Timestamp(i64::from_le_bytes(b))), r))?,
+        17 => read_array(rest)
+            .map(|(b, r)| (Datum::TimestampTz(Timestamp(i64::from_le_bytes(b))), r))?,
         18 => {
             let (months, r) = read_array::<4>(rest)?;
             let (days, r) = read_array::<4>(r)?;
@@ -382,7 +394,11 @@ impl Row {
 
     /// Reads a row back from packed bytes, checking them.
     pub fn from_bytes(data: Vec<u8>) -> Result<Row, CorruptRow> {
-        if validate(&data) { Ok(Row { data }) } else { Err(CorruptRow { len: data.len() }) }
+        if validate(&data) {
+            Ok(Row { data })
+        } else {
+            Err(CorruptRow { len: data.len() })
+        }
     }
 
     pub fn byte_len(&self) -> usize {
@@ -479,7 +495,9 @@ impl RowPacker {
 
     /// A row of what was pushed so far, leaving the packer empty for reuse.
     pub fn finish_and_reuse(&mut self) -> Row {
-        let row = Row { data: self.data.clone() };
+        let row = Row {
+            data: self.data.clone(),
+        };
         self.data.clear();
         row
     }
@@ -505,7 +523,11 @@ impl RowPacker {
             Datum::Float64(v) => self.push_fixed(tag, &v.to_le_bytes()),
             Datum::Numeric(n) => {
                 self.data.push(tag);
-                let (mantissa, scale) = if n.is_nan() { (0, u8::MAX) } else { (n.mantissa(), n.scale()) };
+                let (mantissa, scale) = if n.is_nan() {
+                    (0, u8::MAX)
+                } else {
+                    (n.mantissa(), n.scale())
+                };
                 self.data.extend_from_slice(&mantissa.to_le_bytes());
                 self.data.push(scale);
             }
@@ -590,7 +612,9 @@ mod columnation_impl {
             // SAFETY: the returned row's vector points into `self.bytes`; the columnation
             // contract (the caller never drops or grows it, and drops the region last) is
             // the caller's to keep, as for `Vec<u8>`.
-            Row { data: unsafe { self.bytes.copy(&item.data) } }
+            Row {
+                data: unsafe { self.bytes.copy(&item.data) },
+            }
         }
 
         fn clear(&mut self) {

@@ -29,7 +29,11 @@ fn sample_datums() -> Vec<Datum<'static>> {
         Datum::Time(Time(3_600_000_001)),
         Datum::Timestamp(Timestamp(-1)),
         Datum::TimestampTz(Timestamp(1_700_000_000_000_000)),
-        Datum::Interval(Interval { months: 1, days: -2, micros: 3 }),
+        Datum::Interval(Interval {
+            months: 1,
+            days: -2,
+            micros: 3,
+        }),
         Datum::Uuid([7; 16]),
         Datum::Jsonb(r#"{"a":[1,2]}"#),
     ]
@@ -59,11 +63,23 @@ fn nested_lists_records_and_maps() {
     });
     let row = packer.finish();
     let datums = row.unpack();
-    let Datum::List(list) = datums[1] else { panic!("not a list: {:?}", datums[1]) };
-    assert_eq!(list.iter().collect::<Vec<_>>(), vec![Datum::Int32(1), Datum::Null, Datum::Int32(3)]);
-    let Datum::Map(map) = datums[2] else { panic!("not a map") };
-    assert_eq!(map.iter().collect::<Vec<_>>(), vec![("a", Datum::Null), ("b", Datum::String("two"))]);
-    let Datum::List(record) = datums[3] else { panic!("not a record") };
+    let Datum::List(list) = datums[1] else {
+        panic!("not a list: {:?}", datums[1])
+    };
+    assert_eq!(
+        list.iter().collect::<Vec<_>>(),
+        vec![Datum::Int32(1), Datum::Null, Datum::Int32(3)]
+    );
+    let Datum::Map(map) = datums[2] else {
+        panic!("not a map")
+    };
+    assert_eq!(
+        map.iter().collect::<Vec<_>>(),
+        vec![("a", Datum::Null), ("b", Datum::String("two"))]
+    );
+    let Datum::List(record) = datums[3] else {
+        panic!("not a record")
+    };
     let fields: Vec<_> = record.iter().collect();
     assert_eq!(fields[0], Datum::String("inner"));
     assert!(matches!(fields[1], Datum::List(l) if l.len() == 1));
@@ -101,7 +117,12 @@ fn serde_round_trip() {
 #[test]
 fn columnation_stack_holds_rows() {
     let rows: Vec<Row> = (0..1000i64)
-        .map(|i| Row::pack_slice(&[Datum::Int64(i), Datum::String(if i % 2 == 0 { "even" } else { "odd" })]))
+        .map(|i| {
+            Row::pack_slice(&[
+                Datum::Int64(i),
+                Datum::String(if i % 2 == 0 { "even" } else { "odd" }),
+            ])
+        })
         .collect();
     let mut stack = ColumnStack::<Row>::default();
     for row in &rows {
@@ -113,7 +134,10 @@ fn columnation_stack_holds_rows() {
     }
     let mut allocations = 0;
     stack.heap_size(|_, capacity| allocations += usize::from(capacity > 0));
-    assert!(allocations < rows.len() / 10, "rows were not region-allocated: {allocations} allocations");
+    assert!(
+        allocations < rows.len() / 10,
+        "rows were not region-allocated: {allocations} allocations"
+    );
     stack.clear();
     assert_eq!(stack.len(), 0);
 }

@@ -22,12 +22,18 @@ const NAN_SCALE: u8 = u8::MAX;
 pub const NUMERIC_MAX_SCALE: u8 = 39;
 
 impl Numeric {
-    pub const NAN: Numeric = Numeric { mantissa: 0, scale: NAN_SCALE };
+    pub const NAN: Numeric = Numeric {
+        mantissa: 0,
+        scale: NAN_SCALE,
+    };
 
     /// `mantissa × 10^-scale`. Panics if `scale` exceeds [`NUMERIC_MAX_SCALE`]: scales come
     /// from validated types, so a larger one is a bug in the caller.
     pub fn new(mantissa: i128, scale: u8) -> Numeric {
-        assert!(scale <= NUMERIC_MAX_SCALE, "numeric scale {scale} exceeds {NUMERIC_MAX_SCALE}");
+        assert!(
+            scale <= NUMERIC_MAX_SCALE,
+            "numeric scale {scale} exceeds {NUMERIC_MAX_SCALE}"
+        );
         Numeric { mantissa, scale }
     }
 
@@ -40,7 +46,11 @@ impl Numeric {
     }
 
     pub fn scale(&self) -> u8 {
-        if self.is_nan() { 0 } else { self.scale }
+        if self.is_nan() {
+            0
+        } else {
+            self.scale
+        }
     }
 
     /// Parses `-12.340`, `1e3`, `NaN`; keeps the written scale.
@@ -61,7 +71,11 @@ impl Numeric {
         if int_part.is_empty() && frac_part.is_empty() {
             return None;
         }
-        if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+        if !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         let mut mantissa: i128 = 0;
@@ -76,7 +90,10 @@ impl Numeric {
         if scale > NUMERIC_MAX_SCALE as i32 {
             return None;
         }
-        Some(Numeric::new(if negative { -mantissa } else { mantissa }, scale as u8))
+        Some(Numeric::new(
+            if negative { -mantissa } else { mantissa },
+            scale as u8,
+        ))
     }
 
     /// The value as the nearest `f64` (NaN for NaN).
@@ -93,7 +110,8 @@ impl Numeric {
             return None;
         }
         if scale >= self.scale {
-            self.mantissa.checked_mul(10i128.checked_pow((scale - self.scale) as u32)?)
+            self.mantissa
+                .checked_mul(10i128.checked_pow((scale - self.scale) as u32)?)
         } else {
             let div = 10i128.checked_pow((self.scale - scale) as u32)?;
             (self.mantissa % div == 0).then(|| self.mantissa / div)
@@ -148,7 +166,11 @@ impl Date {
             return None;
         }
         // Days from civil: shift the year to start in March so leap days fall last.
-        let y = if month <= 2 { year as i64 - 1 } else { year as i64 };
+        let y = if month <= 2 {
+            year as i64 - 1
+        } else {
+            year as i64
+        };
         let era = y.div_euclid(400);
         let yoe = y - era * 400;
         let m = month as i64;
@@ -225,11 +247,20 @@ impl Time {
         let mut parts = hms.split(':');
         let h = parts.next()?.parse().ok()?;
         let m = parts.next()?.parse().ok()?;
-        let sec = parts.next().map(|p| p.parse()).transpose().ok()?.unwrap_or(0);
+        let sec = parts
+            .next()
+            .map(|p| p.parse())
+            .transpose()
+            .ok()?
+            .unwrap_or(0);
         if parts.next().is_some() || frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let micros = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().ok()? };
+        let micros = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<6}").parse().ok()?
+        };
         Time::from_hms_micro(h, m, sec, micros)
     }
 }
@@ -238,7 +269,13 @@ impl fmt::Display for Time {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let micros = self.0 % 1_000_000;
         let secs = self.0 / 1_000_000;
-        write!(f, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)?;
+        write!(
+            f,
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )?;
         write_fraction(f, micros)
     }
 }
@@ -281,7 +318,9 @@ impl Timestamp {
         let date = Date::parse(date)?;
         let (time, offset_secs) = split_offset(rest)?;
         let time = Time::parse(time)?;
-        Some(Timestamp(Timestamp::from_date_time(date, time).0 - offset_secs * MICROS_PER_SECOND))
+        Some(Timestamp(
+            Timestamp::from_date_time(date, time).0 - offset_secs * MICROS_PER_SECOND,
+        ))
     }
 }
 
@@ -290,13 +329,18 @@ fn split_offset(s: &str) -> Option<(&str, i64)> {
     if let Some(t) = s.strip_suffix(['Z', 'z']) {
         return Some((t.trim(), 0));
     }
-    let Some(i) = s.rfind(['+', '-']) else { return Some((s, 0)) };
+    let Some(i) = s.rfind(['+', '-']) else {
+        return Some((s, 0));
+    };
     let (time, offset) = (&s[..i], &s[i + 1..]);
     let sign = if s.as_bytes()[i] == b'-' { -1 } else { 1 };
     let digits: String = offset.chars().filter(|c| *c != ':').collect();
     let (h, m) = match digits.len() {
         2 => (digits.parse::<i64>().ok()?, 0),
-        4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
+        4 => (
+            digits[..2].parse::<i64>().ok()?,
+            digits[2..].parse::<i64>().ok()?,
+        ),
         _ => return None,
     };
     Some((time.trim(), sign * (h * 3600 + m * 60)))
@@ -309,7 +353,9 @@ impl fmt::Display for Timestamp {
 }
 
 /// A Postgres interval: months, days and microseconds kept apart, as their lengths vary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Interval {
     pub months: i32,
     pub days: i32,
@@ -322,7 +368,8 @@ impl fmt::Display for Interval {
         let mut parts: Vec<String> = Vec::new();
         let years = self.months / 12;
         let months = self.months % 12;
-        let plural = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let plural =
+            |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         if years != 0 {
             parts.push(plural(years as i64, "year", "years"));
         }
@@ -336,10 +383,18 @@ impl fmt::Display for Interval {
             let sign = if self.micros < 0 { "-" } else { "" };
             let abs = self.micros.unsigned_abs();
             let secs = abs / 1_000_000;
-            let mut time = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+            let mut time = format!(
+                "{sign}{:02}:{:02}:{:02}",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            );
             let micros = abs % 1_000_000;
             if micros != 0 {
-                time.push_str(&format!(".{}", format!("{micros:06}").trim_end_matches('0')));
+                time.push_str(&format!(
+                    ".{}",
+                    format!("{micros:06}").trim_end_matches('0')
+                ));
             }
             parts.push(time);
         }
@@ -350,12 +405,24 @@ impl fmt::Display for Interval {
 /// Formats a UUID's 16 bytes as the hyphenated lowercase string.
 pub fn format_uuid(bytes: &[u8; 16]) -> String {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// Parses a UUID with or without hyphens (and braces).
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let hex: String = s.trim().trim_matches(['{', '}']).chars().filter(|c| *c != '-').collect();
+    let hex: String = s
+        .trim()
+        .trim_matches(['{', '}'])
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
     if hex.len() != 32 {
         return None;
     }
@@ -372,13 +439,29 @@ mod tests {
 
     #[test]
     fn numeric_keeps_its_scale() {
-        for text in ["99.50", "0.05", "-0.5", "12", "-120.000", "0", "NaN", "123456789012345678901234567890.12345678"] {
+        for text in [
+            "99.50",
+            "0.05",
+            "-0.5",
+            "12",
+            "-120.000",
+            "0",
+            "NaN",
+            "123456789012345678901234567890.12345678",
+        ] {
             assert_eq!(Numeric::parse(text).unwrap().to_string(), text);
         }
         assert_eq!(Numeric::parse("1e3").unwrap().to_string(), "1000");
         assert_eq!(Numeric::parse("1.5e-2").unwrap().to_string(), "0.015");
         assert_eq!(Numeric::parse(".5").unwrap().to_string(), "0.5");
-        for bad in ["", "-", "1.2.3", "abc", "1e", "99999999999999999999999999999999999999999"] {
+        for bad in [
+            "",
+            "-",
+            "1.2.3",
+            "abc",
+            "1e",
+            "99999999999999999999999999999999999999999",
+        ] {
             assert!(Numeric::parse(bad).is_none(), "{bad}");
         }
     }
@@ -396,7 +479,12 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        for (y, m, d, days) in [(1970, 1, 1, 0), (2000, 3, 1, 11_017), (1969, 12, 31, -1), (2024, 2, 29, 19_782)] {
+        for (y, m, d, days) in [
+            (1970, 1, 1, 0),
+            (2000, 3, 1, 11_017),
+            (1969, 12, 31, -1),
+            (2024, 2, 29, 19_782),
+        ] {
             let date = Date::from_ymd(y, m, d).unwrap();
             assert_eq!(date.0, days);
             assert_eq!(date.to_ymd(), (y, m, d));
@@ -416,16 +504,34 @@ mod tests {
         assert!(Time::parse("24:00:00").is_none());
         let ts = Timestamp::parse("2024-05-06T07:08:09.000123").unwrap();
         assert_eq!(ts.to_string(), "2024-05-06 07:08:09.000123");
-        assert_eq!(Timestamp::parse("2024-05-06 09:08:09+02:00").unwrap(), Timestamp::parse("2024-05-06T07:08:09Z").unwrap());
-        assert_eq!(Timestamp::parse("1969-12-31 23:59:59").unwrap().0, -1_000_000);
+        assert_eq!(
+            Timestamp::parse("2024-05-06 09:08:09+02:00").unwrap(),
+            Timestamp::parse("2024-05-06T07:08:09Z").unwrap()
+        );
+        assert_eq!(
+            Timestamp::parse("1969-12-31 23:59:59").unwrap().0,
+            -1_000_000
+        );
     }
 
     #[test]
     fn intervals_print_as_postgres() {
-        let iv = Interval { months: 14, days: 3, micros: 4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000 };
+        let iv = Interval {
+            months: 14,
+            days: 3,
+            micros: 4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000,
+        };
         assert_eq!(iv.to_string(), "1 year 2 mons 3 days 04:05:06.5");
         assert_eq!(Interval::default().to_string(), "00:00:00");
-        assert_eq!(Interval { months: 0, days: -1, micros: -1_000_000 }.to_string(), "-1 days -00:00:01");
+        assert_eq!(
+            Interval {
+                months: 0,
+                days: -1,
+                micros: -1_000_000
+            }
+            .to_string(),
+            "-1 days -00:00:01"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use differential_dataflow::input::Input;
-use outflow_dataflow::operators::{CombineAtTimestamp, CombineOptions, KeyBy, KeyViolation, KeyedPair, SinkKey};
+use outflow_dataflow::operators::{
+    CombineAtTimestamp, CombineOptions, KeyBy, KeyViolation, KeyedPair, SinkKey,
+};
 use outflow_dataflow::{worker_for_key, Datum, DiffPair, Row};
 use proptest::prelude::*;
 use timely::dataflow::channels::pact::Pipeline;
@@ -33,35 +35,59 @@ pub struct Update {
 /// inserted, copies pile up.
 pub fn arbitrary_history() -> impl Strategy<Value = Vec<Update>> {
     prop::collection::vec(
-        (0..5i64, 0..3i64, 0..=MAX_TIME, prop_oneof![Just(-2isize), Just(-1), Just(1), Just(2)]),
+        (
+            0..5i64,
+            0..3i64,
+            0..=MAX_TIME,
+            prop_oneof![Just(-2isize), Just(-1), Just(1), Just(2)],
+        ),
         0..40,
     )
-    .prop_map(|updates| updates.into_iter().map(|(id, v, time, diff)| Update { row: row(id, v), time, diff }).collect())
+    .prop_map(|updates| {
+        updates
+            .into_iter()
+            .map(|(id, v, time, diff)| Update {
+                row: row(id, v),
+                time,
+                diff,
+            })
+            .collect()
+    })
 }
 
 /// Histories of a well-keyed relation: at each step a key changes to a new value or goes away.
 pub fn keyed_history() -> impl Strategy<Value = Vec<Update>> {
-    prop::collection::vec((0..=MAX_TIME, 0..6i64, prop::option::of(0..4i64)), 0..40).prop_map(|steps| {
-        let mut steps = steps;
-        steps.sort_by_key(|s| s.0);
-        let mut current: BTreeMap<i64, i64> = BTreeMap::new();
-        let mut changed: BTreeSet<(i64, u64)> = BTreeSet::new();
-        let mut updates = Vec::new();
-        for (time, id, value) in steps {
-            // One change per key and time keeps the history unique at every time.
-            if !changed.insert((id, time)) {
-                continue;
+    prop::collection::vec((0..=MAX_TIME, 0..6i64, prop::option::of(0..4i64)), 0..40).prop_map(
+        |steps| {
+            let mut steps = steps;
+            steps.sort_by_key(|s| s.0);
+            let mut current: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut changed: BTreeSet<(i64, u64)> = BTreeSet::new();
+            let mut updates = Vec::new();
+            for (time, id, value) in steps {
+                // One change per key and time keeps the history unique at every time.
+                if !changed.insert((id, time)) {
+                    continue;
+                }
+                if let Some(old) = current.remove(&id) {
+                    updates.push(Update {
+                        row: row(id, old),
+                        time,
+                        diff: -1,
+                    });
+                }
+                if let Some(new) = value {
+                    updates.push(Update {
+                        row: row(id, new),
+                        time,
+                        diff: 1,
+                    });
+                    current.insert(id, new);
+                }
             }
-            if let Some(old) = current.remove(&id) {
-                updates.push(Update { row: row(id, old), time, diff: -1 });
-            }
-            if let Some(new) = value {
-                updates.push(Update { row: row(id, new), time, diff: 1 });
-                current.insert(id, new);
-            }
-        }
-        updates
-    })
+            updates
+        },
+    )
 }
 
 pub fn any_history() -> impl Strategy<Value = Vec<Update>> {
@@ -70,8 +96,14 @@ pub fn any_history() -> impl Strategy<Value = Vec<Update>> {
 
 pub fn any_key() -> impl Strategy<Value = SinkKey> {
     prop_oneof![
-        Just(SinkKey::Declared { columns: vec![0], enforced: true }),
-        Just(SinkKey::Declared { columns: vec![0], enforced: false }),
+        Just(SinkKey::Declared {
+            columns: vec![0],
+            enforced: true
+        }),
+        Just(SinkKey::Declared {
+            columns: vec![0],
+            enforced: false
+        }),
         Just(SinkKey::Relation { columns: vec![0] }),
         Just(SinkKey::WholeRow),
     ]
@@ -109,7 +141,8 @@ impl Emitted {
     }
 
     pub fn violations_in_order(&self) -> Vec<KeyViolation<u64>> {
-        let mut violations: Vec<KeyViolation<u64>> = self.violations.iter().map(|(_, v)| v.clone()).collect();
+        let mut violations: Vec<KeyViolation<u64>> =
+            self.violations.iter().map(|(_, v)| v.clone()).collect();
         violations.sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
         violations
     }
@@ -118,18 +151,33 @@ impl Emitted {
     /// within a time, each key's pairs in time order.
     pub fn check_placement_and_order(&self, workers: usize) {
         for (worker, (key, time, _)) in &self.pairs {
-            assert_eq!(worker_for_key(key, workers), *worker, "pair of {key:?} at {time} emitted by worker {worker}");
+            assert_eq!(
+                worker_for_key(key, workers),
+                *worker,
+                "pair of {key:?} at {time} emitted by worker {worker}"
+            );
         }
         for worker in 0..workers {
-            let mine: Vec<&KeyedPair<u64>> = self.pairs.iter().filter(|(w, _)| *w == worker).map(|(_, p)| p).collect();
+            let mine: Vec<&KeyedPair<u64>> = self
+                .pairs
+                .iter()
+                .filter(|(w, _)| *w == worker)
+                .map(|(_, p)| p)
+                .collect();
             let mut last_key_at: BTreeMap<u64, &Row> = BTreeMap::new();
             let mut last_time_of: BTreeMap<&Row, u64> = BTreeMap::new();
             for (key, time, _) in mine {
                 if let Some(previous) = last_key_at.insert(*time, key) {
-                    assert!(previous <= key, "worker {worker} emitted key {key:?} after {previous:?} at time {time}");
+                    assert!(
+                        previous <= key,
+                        "worker {worker} emitted key {key:?} after {previous:?} at time {time}"
+                    );
                 }
                 if let Some(previous) = last_time_of.insert(key, *time) {
-                    assert!(previous <= *time, "worker {worker} emitted {key:?} at {time} after time {previous}");
+                    assert!(
+                        previous <= *time,
+                        "worker {worker} emitted {key:?} at {time} after time {previous}"
+                    );
                 }
             }
         }
@@ -138,7 +186,13 @@ impl Emitted {
 
 /// Runs `key_by`, `combine_at_timestamp_with` on `workers` workers of one process. Update `i`
 /// enters at worker `i % workers`, so the arrangement's exchange does the placing.
-pub fn run<F>(workers: usize, updates: &[Update], schedule: &[(u64, bool)], key: &SinkKey, options: F) -> Emitted
+pub fn run<F>(
+    workers: usize,
+    updates: &[Update],
+    schedule: &[(u64, bool)],
+    key: &SinkKey,
+    options: F,
+) -> Emitted
 where
     F: Fn() -> CombineOptions<u64> + Send + Sync + 'static,
 {
@@ -154,14 +208,28 @@ where
             let (input, rows) = scope.new_collection::<Row, isize>();
             let combined = rows.key_by(&key).combine_at_timestamp_with(&key, options());
             let pairs = combined.pairs.probe_with(&probe);
-            capture(pairs, index, Arc::clone(&shared), |p| p.1, |e, w, p| e.pairs.push((w, p)));
-            capture(combined.violations, index, Arc::clone(&shared), |v| v.time, |e, w, v| e.violations.push((w, v)));
+            capture(
+                pairs,
+                index,
+                Arc::clone(&shared),
+                |p| p.1,
+                |e, w, p| e.pairs.push((w, p)),
+            );
+            capture(
+                combined.violations,
+                index,
+                Arc::clone(&shared),
+                |v| v.time,
+                |e, w, v| e.violations.push((w, v)),
+            );
             input
         });
         let mut from = 0;
         for &(upto, wait) in &schedule {
-            for (_, update) in
-                updates.iter().enumerate().filter(|(i, u)| i % peers == index && u.time >= from && u.time < upto)
+            for (_, update) in updates
+                .iter()
+                .enumerate()
+                .filter(|(i, u)| i % peers == index && u.time >= from && u.time < upto)
             {
                 input.update_at(update.row.clone(), update.time, update.diff);
             }
@@ -179,7 +247,11 @@ where
     for result in guards.join() {
         result.expect("worker finished");
     }
-    Arc::try_unwrap(emitted).map_err(|_| "workers still hold the capture").unwrap().into_inner().unwrap()
+    Arc::try_unwrap(emitted)
+        .map_err(|_| "workers still hold the capture")
+        .unwrap()
+        .into_inner()
+        .unwrap()
 }
 
 /// Records what reaches a stream's consumer, checking that each record comes at its own time
@@ -197,8 +269,15 @@ pub fn capture<'scope, D: Clone + 'static>(
             let mut emitted = into.lock().unwrap();
             for datum in data.drain(..) {
                 let time = time_of(&datum);
-                assert_eq!(stamp, vec![time], "record at time {time} sent under stamp {stamp:?}");
-                assert!(frontier.less_equal(&time), "record at time {time} arrived after the frontier passed it");
+                assert_eq!(
+                    stamp,
+                    vec![time],
+                    "record at time {time} sent under stamp {stamp:?}"
+                );
+                assert!(
+                    frontier.less_equal(&time),
+                    "record at time {time} arrived after the frontier passed it"
+                );
                 record(&mut emitted, worker, datum);
             }
         });
@@ -234,7 +313,11 @@ pub fn model(
             let net: isize = vals.iter().map(|(_, d)| d).sum();
             if !skip(&k, time) {
                 for _ in 0..net.unsigned_abs() {
-                    let pair = if net < 0 { DiffPair::delete(k.clone()) } else { DiffPair::insert(k.clone()) };
+                    let pair = if net < 0 {
+                        DiffPair::delete(k.clone())
+                    } else {
+                        DiffPair::insert(k.clone())
+                    };
                     pairs.push((k.clone(), time, pair));
                 }
             }
@@ -252,15 +335,26 @@ pub fn model(
                 .collect()
         };
         let (befores, afters) = (expand(true), expand(false));
-        let violated =
-            befores.len() > 1 || afters.len() > 1 || held.values().sum::<isize>() > 1 || held.values().any(|c| *c < 0);
+        let violated = befores.len() > 1
+            || afters.len() > 1
+            || held.values().sum::<isize>() > 1
+            || held.values().any(|c| *c < 0);
         if skip(&k, time) {
             continue;
         }
-        let enforced = !matches!(key, SinkKey::Declared { enforced: false, .. });
+        let enforced = !matches!(
+            key,
+            SinkKey::Declared {
+                enforced: false,
+                ..
+            }
+        );
         if violated {
             let side = |negative: bool| {
-                vals.iter().filter(|(_, d)| (*d < 0) == negative).map(|(v, d)| (v.clone(), d.unsigned_abs())).collect()
+                vals.iter()
+                    .filter(|(_, d)| (*d < 0) == negative)
+                    .map(|(v, d)| (v.clone(), d.unsigned_abs()))
+                    .collect()
             };
             violations.push(KeyViolation {
                 key: k.clone(),
@@ -275,7 +369,14 @@ pub fn model(
             }
         }
         for i in 0..befores.len().max(afters.len()) {
-            pairs.push((k.clone(), time, DiffPair { before: befores.get(i).cloned(), after: afters.get(i).cloned() }));
+            pairs.push((
+                k.clone(),
+                time,
+                DiffPair {
+                    before: befores.get(i).cloned(),
+                    after: afters.get(i).cloned(),
+                },
+            ));
         }
     }
     (pairs, violations)

@@ -35,7 +35,9 @@ pub(crate) fn write_row<'d>(
     fields: &[Field],
     datums: impl Iterator<Item = Datum<'d>>,
 ) -> Result<(), EncodeError> {
-    for_each_field(part, fields, datums, |ctx, datum| write_slot(buf, &ctx.field.slot, datum, ctx))
+    for_each_field(part, fields, datums, |ctx, datum| {
+        write_slot(buf, &ctx.field.slot, datum, ctx)
+    })
 }
 
 /// Writes the Debezium envelope record: `before` and `after`, each `["null", row]`.
@@ -66,7 +68,12 @@ where
     Ok(())
 }
 
-fn write_slot(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>) -> Result<(), EncodeError> {
+fn write_slot(
+    buf: &mut Vec<u8>,
+    slot: &Slot,
+    datum: Datum<'_>,
+    ctx: Ctx<'_>,
+) -> Result<(), EncodeError> {
     if slot.nullable {
         if datum.is_null() {
             buf.push(NULL_BRANCH);
@@ -88,7 +95,9 @@ fn write_slot(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>) ->
         (Kind::UInt64, Datum::UInt64(v)) => buf.extend_from_slice(&v.to_be_bytes()),
         (Kind::Float32, Datum::Float32(v)) => buf.extend_from_slice(&v.to_le_bytes()),
         (Kind::Float64, Datum::Float64(v)) => buf.extend_from_slice(&v.to_le_bytes()),
-        (Kind::Numeric { scale }, Datum::Numeric(n)) => write_decimal(buf, n, scale.unwrap_or(UNCONSTRAINED_SCALE), ctx)?,
+        (Kind::Numeric { scale }, Datum::Numeric(n)) => {
+            write_decimal(buf, n, scale.unwrap_or(UNCONSTRAINED_SCALE), ctx)?
+        }
         (Kind::Text, Datum::String(s)) => put_bytes(buf, s.as_bytes()),
         (Kind::Char { length }, Datum::String(s)) => {
             let padding = text::char_padding(s, *length);
@@ -99,7 +108,8 @@ fn write_slot(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>) ->
         (Kind::Bytes, Datum::Bytes(b)) => put_bytes(buf, b),
         (Kind::Date, Datum::Date(d)) => put_long(buf, d.0 as i64),
         (Kind::Time, Datum::Time(t)) => put_long(buf, t.0 as i64),
-        (Kind::Timestamp { millis }, Datum::Timestamp(t)) | (Kind::TimestampTz { millis }, Datum::TimestampTz(t)) => {
+        (Kind::Timestamp { millis }, Datum::Timestamp(t))
+        | (Kind::TimestampTz { millis }, Datum::TimestampTz(t)) => {
             put_long(buf, if *millis { t.0.div_euclid(1000) } else { t.0 })
         }
         // Materialize's interval layout: months, days, microseconds, little-endian.
@@ -139,7 +149,9 @@ fn write_slot(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>) ->
             buf.push(0);
         }
         (Kind::Record(fields), Datum::List(list)) => {
-            for_each_nested(ctx, fields, list.iter(), |field, d| write_slot(buf, &field.slot, d, ctx))?;
+            for_each_nested(ctx, fields, list.iter(), |field, d| {
+                write_slot(buf, &field.slot, d, ctx)
+            })?;
         }
         _ => return Err(ctx.mismatch(slot, datum)),
     }
@@ -149,7 +161,12 @@ fn write_slot(buf: &mut Vec<u8>, slot: &Slot, datum: Datum<'_>, ctx: Ctx<'_>) ->
 /// A decimal's unscaled value at `scale`, as the shortest big-endian two's complement.
 /// Rescaling up can pass 128 bits (39 digits of scale on 38 digits of value), so it is done
 /// in 320-bit arithmetic.
-fn write_decimal(buf: &mut Vec<u8>, n: Numeric, scale: u8, ctx: Ctx<'_>) -> Result<(), EncodeError> {
+fn write_decimal(
+    buf: &mut Vec<u8>,
+    n: Numeric,
+    scale: u8,
+    ctx: Ctx<'_>,
+) -> Result<(), EncodeError> {
     if n.is_nan() {
         return Err(ctx.error("NaN cannot be written as an Avro decimal".to_string()));
     }
@@ -244,8 +261,14 @@ mod tests {
         assert_eq!(long(-64), [0x7f]);
         assert_eq!(long(64), [0x80, 0x01]);
         assert_eq!(long(150), [0xac, 0x02]);
-        assert_eq!(long(i64::MAX), [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
-        assert_eq!(long(i64::MIN), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(
+            long(i64::MAX),
+            [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+        );
+        assert_eq!(
+            long(i64::MIN),
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+        );
     }
 
     fn unscaled(v: i128, pow: u8) -> Vec<u8> {
@@ -265,7 +288,13 @@ mod tests {
         assert_eq!(unscaled(9950, 0), [0x26, 0xde]);
         assert_eq!(unscaled(1, 2), [0x64]);
         // 10^39 = 0x02_f050fe93_8943acc4_5f655680_00000000
-        assert_eq!(unscaled(1, 39), [0x02, 0xf0, 0x50, 0xfe, 0x93, 0x89, 0x43, 0xac, 0xc4, 0x5f, 0x65, 0x56, 0x80, 0, 0, 0, 0]);
+        assert_eq!(
+            unscaled(1, 39),
+            [
+                0x02, 0xf0, 0x50, 0xfe, 0x93, 0x89, 0x43, 0xac, 0xc4, 0x5f, 0x65, 0x56, 0x80, 0, 0,
+                0, 0
+            ]
+        );
         // The widest value: 38 nines at scale 0 rescaled to 39 needs 33 bytes.
         let nines = 99_999_999_999_999_999_999_999_999_999_999_999_999i128;
         let wide = unscaled(nines, 39);

@@ -54,14 +54,27 @@ pub(crate) fn debezium_schema(fullname: &str, fields: &[Field], options: &Schema
     json!({ "type": "record", "name": fullname, "fields": [before, after] })
 }
 
-fn relation_record(namer: &mut Namer, name: &str, fields: &[Field], options: &SchemaOptions) -> Value {
+fn relation_record(
+    namer: &mut Namer,
+    name: &str,
+    fields: &[Field],
+    options: &SchemaOptions,
+) -> Value {
     let mut record = Map::new();
     record.insert("type".into(), json!("record"));
     record.insert("name".into(), json!(name));
     if let Some(doc) = &options.type_doc {
         record.insert("doc".into(), json!(doc));
     }
-    record.insert("fields".into(), Value::Array(record_fields(namer, fields, options, Some(&options.column_docs))));
+    record.insert(
+        "fields".into(),
+        Value::Array(record_fields(
+            namer,
+            fields,
+            options,
+            Some(&options.column_docs),
+        )),
+    );
     Value::Object(record)
 }
 
@@ -127,7 +140,9 @@ fn kind_type(namer: &mut Namer, kind: &Kind, options: &SchemaOptions) -> Value {
         Kind::Interval => namer.fixed("interval", 16),
         Kind::Uuid => json!({ "type": "string", "logicalType": "uuid" }),
         Kind::Jsonb => json!({ "type": "string", "connect.name": "io.debezium.data.Json" }),
-        Kind::List(element) => json!({ "type": "array", "items": slot_type(namer, element, options) }),
+        Kind::List(element) => {
+            json!({ "type": "array", "items": slot_type(namer, element, options) })
+        }
         Kind::Map(value) => json!({ "type": "map", "values": slot_type(namer, value, options) }),
         Kind::Record(fields) => {
             let name = namer.record_name();
@@ -186,8 +201,16 @@ impl FieldNamer {
 /// Avro names are `[A-Za-z_][A-Za-z0-9_]*`: other characters become `_`, and a leading digit
 /// gets an `_` in front.
 pub(crate) fn valid_name(name: &str) -> String {
-    let mut out: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
     }
@@ -207,10 +230,14 @@ pub(crate) fn check_fullname(fullname: &str) -> Result<(), String> {
         let mut chars = part.chars();
         let first = chars.next().expect("non-empty");
         if !(first.is_ascii_alphabetic() || first == '_') {
-            return Err(format!("the component \"{part}\" must start with a letter or _"));
+            return Err(format!(
+                "the component \"{part}\" must start with a letter or _"
+            ));
         }
         if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
-            return Err(format!("the component \"{part}\" contains {bad:?}; only letters, digits and _ are allowed"));
+            return Err(format!(
+                "the component \"{part}\" contains {bad:?}; only letters, digits and _ are allowed"
+            ));
         }
     }
     Ok(())
@@ -223,15 +250,23 @@ mod tests {
     #[test]
     fn names_are_made_valid_and_unique() {
         let mut namer = FieldNamer::default();
-        let names: Vec<_> = ["col-a", "col@a", "1st", "", "ok_1", "ok_1", "é"].iter().map(|n| namer.valid_unique(n)).collect();
-        assert_eq!(names, ["col_a", "col_a1", "_1st", "_", "ok_1", "ok_11", "_1"]);
+        let names: Vec<_> = ["col-a", "col@a", "1st", "", "ok_1", "ok_1", "é"]
+            .iter()
+            .map(|n| namer.valid_unique(n))
+            .collect();
+        assert_eq!(
+            names,
+            ["col_a", "col_a1", "_1st", "_", "ok_1", "ok_11", "_1"]
+        );
     }
 
     #[test]
     fn fullnames_are_checked() {
         assert!(check_fullname("a.b.c").is_ok());
         assert!(check_fullname("_row").is_ok());
-        assert!(check_fullname("a..b").unwrap_err().contains("empty component"));
+        assert!(check_fullname("a..b")
+            .unwrap_err()
+            .contains("empty component"));
         assert!(check_fullname("a.1b").unwrap_err().contains("\"1b\""));
         assert!(check_fullname("a-b").unwrap_err().contains("'-'"));
         assert!(check_fullname("").is_err());

@@ -3,9 +3,13 @@
 #![allow(dead_code)]
 
 use outflow_dataflow::relation::values::parse_uuid;
-use outflow_dataflow::relation::{Date, Datum, Interval, Numeric, RelationDesc, Row, RowPacker, ScalarType, Time, Timestamp};
+use outflow_dataflow::relation::{
+    Date, Datum, Interval, Numeric, RelationDesc, Row, RowPacker, ScalarType, Time, Timestamp,
+};
 use outflow_dataflow::DiffPair;
-use outflow_encoders::{AvroFormatSpec, EncodedMessage, EncoderConfig, Envelope, FormatSpec, SinkEncoder};
+use outflow_encoders::{
+    AvroFormatSpec, EncodedMessage, EncoderConfig, Envelope, FormatSpec, SinkEncoder,
+};
 
 /// Column names and types, in order. Every type of the relation model appears once.
 pub fn all_types(nullable: bool) -> RelationDesc {
@@ -70,11 +74,23 @@ pub fn all_values() -> Row {
     p.push(Datum::String("ab"));
     p.push(Datum::Bytes(b"hi\x00\xff"));
     p.push(Datum::Date(Date::from_ymd(2024, 2, 29).unwrap()));
-    p.push(Datum::Time(Time::from_hms_micro(12, 34, 56, 500_000).unwrap()));
-    p.push(Datum::Timestamp(Timestamp::parse("2024-05-06 07:08:09.000123").unwrap()));
-    p.push(Datum::Timestamp(Timestamp::parse("2024-05-06 07:08:09.123").unwrap()));
-    p.push(Datum::TimestampTz(Timestamp::parse("2024-05-06 09:08:09+02:00").unwrap()));
-    p.push(Datum::Interval(Interval { months: 14, days: 3, micros: 14_706_500_000 }));
+    p.push(Datum::Time(
+        Time::from_hms_micro(12, 34, 56, 500_000).unwrap(),
+    ));
+    p.push(Datum::Timestamp(
+        Timestamp::parse("2024-05-06 07:08:09.000123").unwrap(),
+    ));
+    p.push(Datum::Timestamp(
+        Timestamp::parse("2024-05-06 07:08:09.123").unwrap(),
+    ));
+    p.push(Datum::TimestampTz(
+        Timestamp::parse("2024-05-06 09:08:09+02:00").unwrap(),
+    ));
+    p.push(Datum::Interval(Interval {
+        months: 14,
+        days: 3,
+        micros: 14_706_500_000,
+    }));
     p.push(Datum::Uuid(parse_uuid(UUID).unwrap()));
     p.push(Datum::Jsonb(r#"{"a":[1,2],"b":null}"#));
     p.push_list([Datum::Int32(1), Datum::Null, Datum::Int32(3)]);
@@ -100,7 +116,13 @@ pub fn avro_spec() -> AvroFormatSpec {
     }
 }
 
-pub fn config(desc: RelationDesc, key: Option<Vec<usize>>, envelope: Envelope, key_format: FormatSpec, value_format: FormatSpec) -> EncoderConfig {
+pub fn config(
+    desc: RelationDesc,
+    key: Option<Vec<usize>>,
+    envelope: Envelope,
+    key_format: FormatSpec,
+    value_format: FormatSpec,
+) -> EncoderConfig {
     EncoderConfig {
         desc,
         relation: "t".to_string(),
@@ -135,6 +157,12 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Hex with spaces and `|` allowed for readability in expected values.
 pub fn unhex(text: &str) -> Vec<u8> {
     let digits: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    assert!(digits.len().is_multiple_of(2), "odd number of hex digits in {text:?}");
-    (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap()).collect()
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {text:?}"
+    );
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
+        .collect()
 }

@@ -23,7 +23,13 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let options = OrderOptions { broker: args.broker, workers: args.workers, orders: args.orders, rounds: args.rounds, ..OrderOptions::default() };
+    let options = OrderOptions {
+        broker: args.broker,
+        workers: args.workers,
+        orders: args.orders,
+        rounds: args.rounds,
+        ..OrderOptions::default()
+    };
     if let Err(error) = run(&options) {
         eprintln!("demo failed: {error}");
         std::process::exit(1);

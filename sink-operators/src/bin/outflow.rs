@@ -15,7 +15,11 @@ use outflow::run::{run, FeedSource, RunError, RunOptions, RunPlan};
 use outflow::statement::{parse_statements, Catalog};
 
 #[derive(Parser)]
-#[command(name = "outflow", version, about = "Stream differential dataflow collections into Kafka, exactly once")]
+#[command(
+    name = "outflow",
+    version,
+    about = "Stream differential dataflow collections into Kafka, exactly once"
+)]
 struct Cli {
     /// Log more: -v for what the sinks do, -vv for the details. RUST_LOG overrides it.
     #[arg(short, long, action = ArgAction::Count, global = true)]
@@ -122,11 +126,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { file, pretty } => check(&file, pretty),
         Command::Run(args) => run_command(args),
-        Command::Read { file, sink, broker_shows_aborted, timeout_s, redirect } => read_command(
+        Command::Read {
+            file,
+            sink,
+            broker_shows_aborted,
+            timeout_s,
+            redirect,
+        } => read_command(
             &file,
             &redirect,
             &sink,
-            ReadOptions { broker_shows_aborted_records: broker_shows_aborted, timeout: Duration::from_secs(timeout_s) },
+            ReadOptions {
+                broker_shows_aborted_records: broker_shows_aborted,
+                timeout: Duration::from_secs(timeout_s),
+            },
         ),
     }
 }
@@ -140,14 +153,19 @@ fn init_logging(verbose: u8) {
         1 => "info,outflow=info",
         _ => "debug,rdkafka=info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// The statements of `file` as a catalog, or the error rendered as FILE:LINE:COL.
 fn load_catalog(file: &PathBuf, redirect: &Redirect) -> Result<Catalog, String> {
     let name = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: error: cannot read the file: {e}"))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{name}: error: cannot read the file: {e}"))?;
     let mut catalog = Catalog::from_sql(&text).map_err(|e| e.render(&name))?;
     catalog.redirect(redirect.broker.as_deref(), redirect.registry.as_deref());
     Ok(catalog)
@@ -162,16 +180,40 @@ fn timely_config(args: &RunArgs, plan: &RunPlan) -> Result<timely::Config, Strin
         return Ok(timely::Config::process(threads));
     }
     if args.process >= args.processes {
-        return Err(format!("--process {} is not below --processes {}", args.process, args.processes));
+        return Err(format!(
+            "--process {} is not below --processes {}",
+            args.process, args.processes
+        ));
     }
-    let hostfile = args.hostfile.as_ref().ok_or("--processes above 1 needs --hostfile")?;
-    let text = std::fs::read_to_string(hostfile).map_err(|e| format!("cannot read the hostfile {}: {e}", hostfile.display()))?;
-    let addresses: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).take(args.processes).map(String::from).collect();
+    let hostfile = args
+        .hostfile
+        .as_ref()
+        .ok_or("--processes above 1 needs --hostfile")?;
+    let text = std::fs::read_to_string(hostfile)
+        .map_err(|e| format!("cannot read the hostfile {}: {e}", hostfile.display()))?;
+    let addresses: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(args.processes)
+        .map(String::from)
+        .collect();
     if addresses.len() < args.processes {
-        return Err(format!("the hostfile {} has {} addresses, but --processes is {}", hostfile.display(), addresses.len(), args.processes));
+        return Err(format!(
+            "the hostfile {} has {} addresses, but --processes is {}",
+            hostfile.display(),
+            addresses.len(),
+            args.processes
+        ));
     }
     Ok(timely::Config {
-        communication: timely::CommunicationConfig::Cluster { threads, process: args.process, addresses, report: false, zerocopy: false },
+        communication: timely::CommunicationConfig::Cluster {
+            threads,
+            process: args.process,
+            addresses,
+            report: false,
+            zerocopy: false,
+        },
         worker: timely::WorkerConfig::default(),
     })
 }
@@ -191,7 +233,10 @@ fn run_command(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    plan.configure(args.broker_shows_aborted, args.commit_interval_ms.map(Duration::from_millis));
+    plan.configure(
+        args.broker_shows_aborted,
+        args.commit_interval_ms.map(Duration::from_millis),
+    );
     let timely = match timely_config(&args, &plan) {
         Ok(config) => config,
         Err(e) => {
@@ -199,7 +244,11 @@ fn run_command(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let feed = if args.feed == "-" { FeedSource::Stdin } else { FeedSource::File(PathBuf::from(&args.feed)) };
+    let feed = if args.feed == "-" {
+        FeedSource::Stdin
+    } else {
+        FeedSource::File(PathBuf::from(&args.feed))
+    };
     let options = RunOptions {
         timely,
         feed,
@@ -213,7 +262,11 @@ fn run_command(args: RunArgs) -> ExitCode {
             print!("{summary}");
             ExitCode::SUCCESS
         }
-        Err(RunError::Feed { error, committed_before, summary }) => {
+        Err(RunError::Feed {
+            error,
+            committed_before,
+            summary,
+        }) => {
             print!("{summary}");
             eprintln!("{}: error: {error} (every time before {committed_before} is committed; nothing of that time or later was fed)", feed_name(&args.feed));
             ExitCode::FAILURE
@@ -226,7 +279,11 @@ fn run_command(args: RunArgs) -> ExitCode {
 }
 
 fn feed_name(feed: &str) -> &str {
-    if feed == "-" { "<stdin>" } else { feed }
+    if feed == "-" {
+        "<stdin>"
+    } else {
+        feed
+    }
 }
 
 fn read_command(file: &PathBuf, redirect: &Redirect, sink: &str, options: ReadOptions) -> ExitCode {
@@ -272,7 +329,9 @@ fn check(file: &PathBuf, pretty: bool) -> ExitCode {
         for statement in &statements {
             for notice in catalog.execute(statement)? {
                 match notice.position {
-                    Some(p) => eprintln!("{name}:{}:{}: notice: {}", p.line, p.column, notice.message),
+                    Some(p) => {
+                        eprintln!("{name}:{}:{}: notice: {}", p.line, p.column, notice.message)
+                    }
                     None => eprintln!("{name}: notice: {}", notice.message),
                 }
             }
@@ -285,10 +344,19 @@ fn check(file: &PathBuf, pretty: bool) -> ExitCode {
     }
     let mut out = std::io::stdout().lock();
     for object in catalog.objects() {
-        let json = if pretty { serde_json::to_string_pretty(&object) } else { serde_json::to_string(&object) };
-        let written = json.map_err(|e| e.to_string()).and_then(|j| writeln!(out, "{j}").map_err(|e| e.to_string()));
+        let json = if pretty {
+            serde_json::to_string_pretty(&object)
+        } else {
+            serde_json::to_string(&object)
+        };
+        let written = json
+            .map_err(|e| e.to_string())
+            .and_then(|j| writeln!(out, "{j}").map_err(|e| e.to_string()));
         if let Err(e) = written {
-            eprintln!("{name}: error: cannot print the spec of {}: {e}", object.name());
+            eprintln!(
+                "{name}: error: cannot print the spec of {}: {e}",
+                object.name()
+            );
             return ExitCode::FAILURE;
         }
     }

@@ -11,7 +11,9 @@ pub const PROGRESS_RECORD_VERSION: u64 = 1;
 ///
 /// Points are totally ordered: by time, then (at one time) a point with a position is further
 /// than one without, positions compare as bytes, and [`Point::Done`] is beyond every time.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum Point {
     /// Every update at a time before `time` is in the topic; with a `position`, so is every
     /// update at `time` whose sort position is at most `position` (a time committed in chunks).

@@ -77,7 +77,11 @@ pub enum Disagreement {
 impl fmt::Display for Disagreement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Disagreement::OffsetDisagrees { worker, offset, record } => write!(
+            Disagreement::OffsetDisagrees {
+                worker,
+                offset,
+                record,
+            } => write!(
                 f,
                 "worker {worker}: the progress group offset names record {}, but its newest \
                  committed record is {}; resumed from the newest record",

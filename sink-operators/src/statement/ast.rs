@@ -182,7 +182,10 @@ pub enum FormatKind {
     Json,
     Text,
     Bytes,
-    Avro { registry: Ident, options: Vec<SqlOption> },
+    Avro {
+        registry: Ident,
+        options: Vec<SqlOption>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

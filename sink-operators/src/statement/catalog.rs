@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::parser::parse_statements;
 use crate::spec::{
-    avro_of, ClusterSpec, ConnectionSpec, Notice, Part, Position, RegistrySpec, SecretRef, SecretSpec, SinkSpec, Site,
-    Sites, SpecError, StringOrSecret, TableSpec,
+    avro_of, ClusterSpec, ConnectionSpec, Notice, Part, Position, RegistrySpec, SecretRef,
+    SecretSpec, SinkSpec, Site, Sites, SpecError, StringOrSecret, TableSpec,
 };
 
 /// Secrets, connections, tables and sinks share one namespace, as in Materialize; clusters
@@ -85,7 +85,8 @@ impl Catalog {
             match item {
                 Item::Connection(connection) => {
                     if let Some(brokers) = brokers {
-                        connection.brokers = brokers.split(',').map(|b| b.trim().to_string()).collect();
+                        connection.brokers =
+                            brokers.split(',').map(|b| b.trim().to_string()).collect();
                         connection.security_protocol = crate::spec::SecurityProtocol::Plaintext;
                         connection.sasl = None;
                         connection.ssl_key = None;
@@ -263,12 +264,20 @@ impl Catalog {
 
     pub(super) fn check_new_item(&self, name: &str, at: Option<Position>) -> Result<(), SpecError> {
         match self.items.get(name) {
-            Some(existing) => Err(SpecError::new(format!("{} \"{name}\" already exists", existing.kind())).at_opt(at)),
+            Some(existing) => Err(SpecError::new(format!(
+                "{} \"{name}\" already exists",
+                existing.kind()
+            ))
+            .at_opt(at)),
             None => Ok(()),
         }
     }
 
-    pub(super) fn check_new_cluster(&self, name: &str, at: Option<Position>) -> Result<(), SpecError> {
+    pub(super) fn check_new_cluster(
+        &self,
+        name: &str,
+        at: Option<Position>,
+    ) -> Result<(), SpecError> {
         match self.clusters.contains_key(name) {
             true => Err(SpecError::new(format!("cluster \"{name}\" already exists")).at_opt(at)),
             false => Ok(()),
@@ -279,11 +288,16 @@ impl Catalog {
         SpecError::new(format!("unknown catalog item '{name}'")).at_opt(at)
     }
 
-    pub(super) fn resolve_secret(&self, name: &str, at: Option<Position>) -> Result<&SecretSpec, SpecError> {
+    pub(super) fn resolve_secret(
+        &self,
+        name: &str,
+        at: Option<Position>,
+    ) -> Result<&SecretSpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Secret(s)) => Ok(s),
             Some(_) => Err(SpecError::new(format!("\"{name}\" is not a secret")).at_opt(at)),
-            None => Err(Self::unknown(name, at).hint(format!("create it first with CREATE SECRET {name} AS '…'"))),
+            None => Err(Self::unknown(name, at)
+                .hint(format!("create it first with CREATE SECRET {name} AS '…'"))),
         }
     }
 
@@ -299,35 +313,55 @@ impl Catalog {
     }
 
     /// The table a sink reads. Other kinds of items cannot be exported.
-    pub(super) fn resolve_sink_source(&self, name: &str, at: Option<Position>) -> Result<&TableSpec, SpecError> {
+    pub(super) fn resolve_sink_source(
+        &self,
+        name: &str,
+        at: Option<Position>,
+    ) -> Result<&TableSpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Table(t)) => Ok(t),
-            Some(other) => {
-                Err(SpecError::new(format!("{name} is a {}, which cannot be exported as a sink", other.kind()))
-                    .at_opt(at))
+            Some(other) => Err(SpecError::new(format!(
+                "{name} is a {}, which cannot be exported as a sink",
+                other.kind()
+            ))
+            .at_opt(at)),
+            None => Err(Self::unknown(name, at)),
+        }
+    }
+
+    fn resolve_kafka(
+        &self,
+        name: &str,
+        at: Option<Position>,
+    ) -> Result<&ConnectionSpec, SpecError> {
+        match self.items.get(name) {
+            Some(Item::Connection(c)) => Ok(c),
+            Some(_) => {
+                Err(SpecError::new(format!("\"{name}\" is not a kafka connection")).at_opt(at))
             }
             None => Err(Self::unknown(name, at)),
         }
     }
 
-    fn resolve_kafka(&self, name: &str, at: Option<Position>) -> Result<&ConnectionSpec, SpecError> {
-        match self.items.get(name) {
-            Some(Item::Connection(c)) => Ok(c),
-            Some(_) => Err(SpecError::new(format!("\"{name}\" is not a kafka connection")).at_opt(at)),
-            None => Err(Self::unknown(name, at)),
-        }
-    }
-
-    fn resolve_registry(&self, name: &str, at: Option<Position>) -> Result<&RegistrySpec, SpecError> {
+    fn resolve_registry(
+        &self,
+        name: &str,
+        at: Option<Position>,
+    ) -> Result<&RegistrySpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Registry(r)) => Ok(r),
-            Some(_) => Err(SpecError::new(format!("\"{name}\" is not a schema registry connection")).at_opt(at)),
+            Some(_) => Err(SpecError::new(format!(
+                "\"{name}\" is not a schema registry connection"
+            ))
+            .at_opt(at)),
             None => Err(Self::unknown(name, at)),
         }
     }
 
     fn resolve_cluster(&self, name: &str, at: Option<Position>) -> Result<&ClusterSpec, SpecError> {
-        self.clusters.get(name).ok_or_else(|| SpecError::new(format!("unknown cluster '{name}'")).at_opt(at))
+        self.clusters
+            .get(name)
+            .ok_or_else(|| SpecError::new(format!("unknown cluster '{name}'")).at_opt(at))
     }
 
     pub(super) fn check_sink_refs(&self, sink: &SinkSpec, sites: &Sites) -> Result<(), SpecError> {
@@ -338,7 +372,9 @@ impl Catalog {
                     "sink \"{}\" describes the rows of \"{from}\" differently from the table",
                     sink.name
                 ))
-                .hint(format!("build the sink with the description in Catalog::table(\"{from}\")"))
+                .hint(format!(
+                    "build the sink with the description in Catalog::table(\"{from}\")"
+                ))
                 .at_opt(sites.at(Site::From)));
             }
         }
@@ -346,7 +382,10 @@ impl Catalog {
             self.resolve_cluster(cluster, sites.at(Site::Cluster))?;
         }
         self.resolve_kafka(&sink.connection, sites.at(Site::Connection))?;
-        for (part, format) in [(Part::Key, sink.key_format.as_ref()), (Part::Value, Some(&sink.value_format))] {
+        for (part, format) in [
+            (Part::Key, sink.key_format.as_ref()),
+            (Part::Value, Some(&sink.value_format)),
+        ] {
             if let Some(avro) = format.and_then(avro_of) {
                 self.resolve_registry(&avro.registry, sites.at(Site::Registry(part)))?;
             }

@@ -48,7 +48,10 @@ impl Token {
     /// hold a secret.
     pub fn describe(&self) -> String {
         match &self.kind {
-            TokenKind::Word { text, quoted: false } => format!("identifier \"{}\"", text.to_lowercase()),
+            TokenKind::Word {
+                text,
+                quoted: false,
+            } => format!("identifier \"{}\"", text.to_lowercase()),
             TokenKind::Word { text, quoted: true } => format!("identifier \"{text}\""),
             TokenKind::Str(_) => "a string literal".to_string(),
             TokenKind::Number(n) => format!("number {n}"),
@@ -101,7 +104,10 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn pos(&self) -> Position {
-        Position { line: self.line, column: self.column }
+        Position {
+            line: self.line,
+            column: self.column,
+        }
     }
 
     fn peek(&mut self) -> Option<char> {
@@ -129,12 +135,19 @@ impl Cursor<'_> {
 /// Tokenizes `text`; the last token is always `Eof`. Positions are 1-based lines and
 /// character columns.
 pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, SpecError> {
-    let mut cur = Cursor { chars: text.chars().peekable(), line: 1, column: 1 };
+    let mut cur = Cursor {
+        chars: text.chars().peekable(),
+        line: 1,
+        column: 1,
+    };
     let mut tokens = Vec::new();
     loop {
         let pos = cur.pos();
         let Some(c) = cur.peek() else {
-            tokens.push(Token { kind: TokenKind::Eof, pos });
+            tokens.push(Token {
+                kind: TokenKind::Eof,
+                pos,
+            });
             return Ok(tokens);
         };
         let kind = match c {
@@ -166,13 +179,14 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, SpecError> {
             '\'' => {
                 cur.bump();
                 TokenKind::Str(
-                    quoted(&mut cur, '\'').ok_or_else(|| SpecError::new("unterminated quoted string").at(pos))?,
+                    quoted(&mut cur, '\'')
+                        .ok_or_else(|| SpecError::new("unterminated quoted string").at(pos))?,
                 )
             }
             '"' => {
                 cur.bump();
-                let text =
-                    quoted(&mut cur, '"').ok_or_else(|| SpecError::new("unterminated quoted identifier").at(pos))?;
+                let text = quoted(&mut cur, '"')
+                    .ok_or_else(|| SpecError::new("unterminated quoted identifier").at(pos))?;
                 if text.is_empty() {
                     return Err(SpecError::new("zero-length delimited identifier").at(pos));
                 }
@@ -180,11 +194,17 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, SpecError> {
             }
             c if c.is_alphabetic() || c == '_' => {
                 let mut text = String::new();
-                while let Some(c) = cur.peek().filter(|c| c.is_alphanumeric() || *c == '_' || *c == '$') {
+                while let Some(c) = cur
+                    .peek()
+                    .filter(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+                {
                     text.push(c);
                     cur.bump();
                 }
-                TokenKind::Word { text, quoted: false }
+                TokenKind::Word {
+                    text,
+                    quoted: false,
+                }
             }
             c if c.is_ascii_digit() => TokenKind::Number(number(&mut cur)),
             _ => {
@@ -277,12 +297,19 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<TokenKind> {
-        tokenize(text).unwrap().into_iter().map(|t| t.kind).collect()
+        tokenize(text)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.kind)
+            .collect()
     }
 
     #[test]
     fn words_strings_numbers_and_symbols() {
-        let word = |t: &str, quoted| TokenKind::Word { text: t.to_string(), quoted };
+        let word = |t: &str, quoted| TokenKind::Word {
+            text: t.to_string(),
+            quoted,
+        };
         assert_eq!(
             kinds("CREATE \"My Table\" 'it''s' 1.5e3 => :: || = ; -- done\n/* more */ x"),
             vec![
@@ -299,8 +326,23 @@ mod tests {
                 TokenKind::Eof,
             ]
         );
-        assert_eq!(kinds("t.c"), vec![word("t", false), TokenKind::Dot, word("c", false), TokenKind::Eof]);
-        assert_eq!(kinds("-1"), vec![TokenKind::Minus, TokenKind::Number("1".into()), TokenKind::Eof]);
+        assert_eq!(
+            kinds("t.c"),
+            vec![
+                word("t", false),
+                TokenKind::Dot,
+                word("c", false),
+                TokenKind::Eof
+            ]
+        );
+        assert_eq!(
+            kinds("-1"),
+            vec![
+                TokenKind::Minus,
+                TokenKind::Number("1".into()),
+                TokenKind::Eof
+            ]
+        );
     }
 
     #[test]
@@ -315,7 +357,10 @@ mod tests {
         let err = tokenize("x 'open").unwrap_err();
         assert_eq!(
             (err.message.as_str(), err.position),
-            ("unterminated quoted string", Some(Position { line: 1, column: 3 }))
+            (
+                "unterminated quoted string",
+                Some(Position { line: 1, column: 3 })
+            )
         );
         assert_eq!(kinds("count(*)")[2], TokenKind::Other('*'));
         assert!(tokenize("\"\"").is_err());

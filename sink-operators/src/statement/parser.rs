@@ -67,15 +67,35 @@ const fn opt(words: &'static [&'static str], name: &'static str, value: ValueKin
 const KAFKA_CONNECTION_OPTIONS: &[OptionDef] = &[
     opt(&["BROKER"], "BROKER", ValueKind::Str),
     opt(&["BROKERS"], "BROKERS", ValueKind::StrList),
-    opt(&["SECURITY", "PROTOCOL"], "SECURITY PROTOCOL", ValueKind::Word),
+    opt(
+        &["SECURITY", "PROTOCOL"],
+        "SECURITY PROTOCOL",
+        ValueKind::Word,
+    ),
     opt(&["SASL", "MECHANISMS"], "SASL MECHANISMS", ValueKind::Word),
-    opt(&["SASL", "USERNAME"], "SASL USERNAME", ValueKind::StrOrSecret),
+    opt(
+        &["SASL", "USERNAME"],
+        "SASL USERNAME",
+        ValueKind::StrOrSecret,
+    ),
     opt(&["SASL", "PASSWORD"], "SASL PASSWORD", ValueKind::Secret),
     opt(&["SSL", "KEY"], "SSL KEY", ValueKind::Secret),
-    opt(&["SSL", "CERTIFICATE"], "SSL CERTIFICATE", ValueKind::StrOrSecret),
-    opt(&["SSL", "CERTIFICATE", "AUTHORITY"], "SSL CERTIFICATE AUTHORITY", ValueKind::StrOrSecret),
+    opt(
+        &["SSL", "CERTIFICATE"],
+        "SSL CERTIFICATE",
+        ValueKind::StrOrSecret,
+    ),
+    opt(
+        &["SSL", "CERTIFICATE", "AUTHORITY"],
+        "SSL CERTIFICATE AUTHORITY",
+        ValueKind::StrOrSecret,
+    ),
     opt(&["PROGRESS", "TOPIC"], "PROGRESS TOPIC", ValueKind::Str),
-    opt(&["PROGRESS", "TOPIC", "REPLICATION", "FACTOR"], "PROGRESS TOPIC REPLICATION FACTOR", ValueKind::Int),
+    opt(
+        &["PROGRESS", "TOPIC", "REPLICATION", "FACTOR"],
+        "PROGRESS TOPIC REPLICATION FACTOR",
+        ValueKind::Int,
+    ),
 ];
 
 const REGISTRY_CONNECTION_OPTIONS: &[OptionDef] = &[
@@ -83,43 +103,111 @@ const REGISTRY_CONNECTION_OPTIONS: &[OptionDef] = &[
     opt(&["USERNAME"], "USERNAME", ValueKind::StrOrSecret),
     opt(&["PASSWORD"], "PASSWORD", ValueKind::Secret),
     opt(&["SSL", "KEY"], "SSL KEY", ValueKind::Secret),
-    opt(&["SSL", "CERTIFICATE"], "SSL CERTIFICATE", ValueKind::StrOrSecret),
-    opt(&["SSL", "CERTIFICATE", "AUTHORITY"], "SSL CERTIFICATE AUTHORITY", ValueKind::StrOrSecret),
+    opt(
+        &["SSL", "CERTIFICATE"],
+        "SSL CERTIFICATE",
+        ValueKind::StrOrSecret,
+    ),
+    opt(
+        &["SSL", "CERTIFICATE", "AUTHORITY"],
+        "SSL CERTIFICATE AUTHORITY",
+        ValueKind::StrOrSecret,
+    ),
 ];
 
 const SINK_OPTIONS: &[OptionDef] = &[
     opt(&["TOPIC"], "TOPIC", ValueKind::Str),
-    opt(&["TOPIC", "PARTITION", "COUNT"], "TOPIC PARTITION COUNT", ValueKind::Int),
-    opt(&["TOPIC", "REPLICATION", "FACTOR"], "TOPIC REPLICATION FACTOR", ValueKind::Int),
+    opt(
+        &["TOPIC", "PARTITION", "COUNT"],
+        "TOPIC PARTITION COUNT",
+        ValueKind::Int,
+    ),
+    opt(
+        &["TOPIC", "REPLICATION", "FACTOR"],
+        "TOPIC REPLICATION FACTOR",
+        ValueKind::Int,
+    ),
     opt(&["TOPIC", "CONFIG"], "TOPIC CONFIG", ValueKind::Map),
-    opt(&["TOPIC", "METADATA", "REFRESH", "INTERVAL"], "TOPIC METADATA REFRESH INTERVAL", ValueKind::Interval),
+    opt(
+        &["TOPIC", "METADATA", "REFRESH", "INTERVAL"],
+        "TOPIC METADATA REFRESH INTERVAL",
+        ValueKind::Interval,
+    ),
     opt(&["PARTITION", "BY"], "PARTITION BY", ValueKind::Expr),
-    opt(&["COMPRESSION", "TYPE"], "COMPRESSION TYPE", ValueKind::Word),
-    opt(&["TRANSACTIONAL", "ID", "PREFIX"], "TRANSACTIONAL ID PREFIX", ValueKind::Str),
-    opt(&["PROGRESS", "GROUP", "ID", "PREFIX"], "PROGRESS GROUP ID PREFIX", ValueKind::Str),
+    opt(
+        &["COMPRESSION", "TYPE"],
+        "COMPRESSION TYPE",
+        ValueKind::Word,
+    ),
+    opt(
+        &["TRANSACTIONAL", "ID", "PREFIX"],
+        "TRANSACTIONAL ID PREFIX",
+        ValueKind::Str,
+    ),
+    opt(
+        &["PROGRESS", "GROUP", "ID", "PREFIX"],
+        "PROGRESS GROUP ID PREFIX",
+        ValueKind::Str,
+    ),
 ];
 
 const REGISTRY_FORMAT_OPTIONS: &[OptionDef] = &[
-    opt(&["KEY", "COMPATIBILITY", "LEVEL"], "KEY COMPATIBILITY LEVEL", ValueKind::Word),
-    opt(&["VALUE", "COMPATIBILITY", "LEVEL"], "VALUE COMPATIBILITY LEVEL", ValueKind::Word),
-    opt(&["AVRO", "KEY", "FULLNAME"], "AVRO KEY FULLNAME", ValueKind::Str),
-    opt(&["AVRO", "VALUE", "FULLNAME"], "AVRO VALUE FULLNAME", ValueKind::Str),
+    opt(
+        &["KEY", "COMPATIBILITY", "LEVEL"],
+        "KEY COMPATIBILITY LEVEL",
+        ValueKind::Word,
+    ),
+    opt(
+        &["VALUE", "COMPATIBILITY", "LEVEL"],
+        "VALUE COMPATIBILITY LEVEL",
+        ValueKind::Word,
+    ),
+    opt(
+        &["AVRO", "KEY", "FULLNAME"],
+        "AVRO KEY FULLNAME",
+        ValueKind::Str,
+    ),
+    opt(
+        &["AVRO", "VALUE", "FULLNAME"],
+        "AVRO VALUE FULLNAME",
+        ValueKind::Str,
+    ),
     opt(&["NULL", "DEFAULTS"], "NULL DEFAULTS", ValueKind::Bool),
 ];
 
 const SINK_WITH_OPTIONS: &[OptionDef] = &[
     opt(&["SNAPSHOT"], "SNAPSHOT", ValueKind::Bool),
-    opt(&["DELIVERY", "GUARANTEE"], "DELIVERY GUARANTEE", ValueKind::Word),
+    opt(
+        &["DELIVERY", "GUARANTEE"],
+        "DELIVERY GUARANTEE",
+        ValueKind::Word,
+    ),
 ];
 
 const CLUSTER_OPTIONS: &[OptionDef] = &[opt(&["SIZE"], "SIZE", ValueKind::Str)];
 
 /// Words that end a column's type in `CREATE TABLE`.
-const COLUMN_CONSTRAINT_WORDS: &[&str] =
-    &["NOT", "NULL", "PRIMARY", "UNIQUE", "CONSTRAINT", "DEFAULT", "REFERENCES", "CHECK"];
+const COLUMN_CONSTRAINT_WORDS: &[&str] = &[
+    "NOT",
+    "NULL",
+    "PRIMARY",
+    "UNIQUE",
+    "CONSTRAINT",
+    "DEFAULT",
+    "REFERENCES",
+    "CHECK",
+];
 
 /// Words that may continue a type name after `::` or `AS`.
-const TYPE_CONTINUATION_WORDS: &[&str] = &["PRECISION", "VARYING", "WITH", "WITHOUT", "TIME", "ZONE", "LIST"];
+const TYPE_CONTINUATION_WORDS: &[&str] = &[
+    "PRECISION",
+    "VARYING",
+    "WITH",
+    "WITHOUT",
+    "TIME",
+    "ZONE",
+    "LIST",
+];
 
 pub(crate) struct Parser {
     tokens: Vec<Token>,
@@ -128,7 +216,10 @@ pub(crate) struct Parser {
 
 impl Parser {
     fn new(text: &str) -> Result<Parser, SpecError> {
-        Ok(Parser { tokens: tokenize(text)?, next: 0 })
+        Ok(Parser {
+            tokens: tokenize(text)?,
+            next: 0,
+        })
     }
 
     fn peek(&self) -> &Token {
@@ -179,7 +270,9 @@ impl Parser {
 
     /// Whether the next tokens are the keywords `kws`, in order.
     fn peek_keywords(&self, kws: &[&str]) -> bool {
-        kws.iter().enumerate().all(|(i, kw)| self.peek_nth(i).is_keyword(kw))
+        kws.iter()
+            .enumerate()
+            .all(|(i, kw)| self.peek_nth(i).is_keyword(kw))
     }
 
     fn eat_keyword(&mut self, kw: &str) -> bool {
@@ -218,7 +311,11 @@ impl Parser {
     fn ident(&mut self, what: &str) -> Result<Ident, SpecError> {
         match &self.peek().kind {
             TokenKind::Word { text, quoted } => {
-                let name = if *quoted { text.clone() } else { text.to_lowercase() };
+                let name = if *quoted {
+                    text.clone()
+                } else {
+                    text.to_lowercase()
+                };
                 let pos = self.advance().pos;
                 Ok(Ident { name, pos })
             }
@@ -262,9 +359,14 @@ impl Parser {
         } else if self.eat_keyword("CLUSTER") {
             self.create_cluster(pos).map(Statement::CreateCluster)
         } else if self.eat_keyword("SINK") {
-            self.create_sink(pos).map(|s| Statement::CreateSink(Box::new(s)))
+            self.create_sink(pos)
+                .map(|s| Statement::CreateSink(Box::new(s)))
         } else if self.peek_keywords(&["MATERIALIZED", "VIEW"]) || self.peek_keyword("VIEW") {
-            let what = if self.peek_keyword("VIEW") { "CREATE VIEW" } else { "CREATE MATERIALIZED VIEW" };
+            let what = if self.peek_keyword("VIEW") {
+                "CREATE VIEW"
+            } else {
+                "CREATE MATERIALIZED VIEW"
+            };
             Err(SpecError::new(format!("{what} is not supported"))
                 .detail("Views are written in Rust, as differential dataflow operators that feed a sink.")
                 .hint("see examples/ for pipelines written in Rust")
@@ -285,7 +387,12 @@ impl Parser {
         let name = self.ident("a secret name")?;
         self.expect_keyword("AS")?;
         let (value, _) = self.string("the secret's value as a string")?;
-        Ok(CreateSecret { pos, if_not_exists, name, value: Secret::new(value) })
+        Ok(CreateSecret {
+            pos,
+            if_not_exists,
+            name,
+            value: Secret::new(value),
+        })
     }
 
     fn create_connection(&mut self, pos: Position) -> Result<CreateConnection, SpecError> {
@@ -293,7 +400,11 @@ impl Parser {
         let name = self.ident("a connection name")?;
         self.expect_keyword("TO")?;
         let (kind, defs, context) = if self.eat_keyword("KAFKA") {
-            (ConnectionKind::Kafka, KAFKA_CONNECTION_OPTIONS, "KAFKA CONNECTION")
+            (
+                ConnectionKind::Kafka,
+                KAFKA_CONNECTION_OPTIONS,
+                "KAFKA CONNECTION",
+            )
         } else if self.eat_keywords(&["CONFLUENT", "SCHEMA", "REGISTRY"]) {
             (
                 ConnectionKind::ConfluentSchemaRegistry,
@@ -304,7 +415,13 @@ impl Parser {
             return Err(self.unexpected("KAFKA or CONFLUENT SCHEMA REGISTRY"));
         };
         let options = self.option_list(context, defs)?;
-        Ok(CreateConnection { pos, if_not_exists, name, kind, options })
+        Ok(CreateConnection {
+            pos,
+            if_not_exists,
+            name,
+            kind,
+            options,
+        })
     }
 
     fn create_cluster(&mut self, pos: Position) -> Result<CreateCluster, SpecError> {
@@ -318,12 +435,22 @@ impl Parser {
             Vec::new()
         };
         match options.into_iter().next() {
-            Some(SqlOption { value: OptionValue::Str(size), value_pos, .. }) => {
-                Ok(CreateCluster { pos, if_not_exists, name, size, size_pos: value_pos })
-            }
-            _ => Err(SpecError::new(format!("CREATE CLUSTER {} must specify SIZE", name.name))
-                .hint("e.g. CREATE CLUSTER sink_cluster SIZE = 'medium'")
-                .at(pos)),
+            Some(SqlOption {
+                value: OptionValue::Str(size),
+                value_pos,
+                ..
+            }) => Ok(CreateCluster {
+                pos,
+                if_not_exists,
+                name,
+                size,
+                size_pos: value_pos,
+            }),
+            _ => Err(
+                SpecError::new(format!("CREATE CLUSTER {} must specify SIZE", name.name))
+                    .hint("e.g. CREATE CLUSTER sink_cluster SIZE = 'medium'")
+                    .at(pos),
+            ),
         }
     }
 
@@ -341,9 +468,17 @@ impl Parser {
                     self.ident("a constraint name")?;
                 }
                 if self.eat_keywords(&["PRIMARY", "KEY"]) {
-                    constraints.push(TableConstraint { pos: start, primary_key: true, columns: self.column_list()? });
+                    constraints.push(TableConstraint {
+                        pos: start,
+                        primary_key: true,
+                        columns: self.column_list()?,
+                    });
                 } else if self.eat_keyword("UNIQUE") {
-                    constraints.push(TableConstraint { pos: start, primary_key: false, columns: self.column_list()? });
+                    constraints.push(TableConstraint {
+                        pos: start,
+                        primary_key: false,
+                        columns: self.column_list()?,
+                    });
                 } else if named_constraint {
                     return Err(self.unexpected("PRIMARY KEY or UNIQUE"));
                 } else {
@@ -355,7 +490,13 @@ impl Parser {
                 self.expect(TokenKind::Comma, "\",\" or \")\"")?;
             }
         }
-        Ok(CreateTable { pos, if_not_exists, name, columns, constraints })
+        Ok(CreateTable {
+            pos,
+            if_not_exists,
+            name,
+            columns,
+            constraints,
+        })
     }
 
     fn column_list(&mut self) -> Result<Vec<Ident>, SpecError> {
@@ -379,7 +520,8 @@ impl Parser {
                 TokenKind::Eof | TokenKind::Semicolon => break,
                 TokenKind::Comma | TokenKind::RParen if depth == 0 => break,
                 TokenKind::Word { quoted: false, .. }
-                    if depth == 0 && COLUMN_CONSTRAINT_WORDS.iter().any(|w| token.is_keyword(w)) =>
+                    if depth == 0
+                        && COLUMN_CONSTRAINT_WORDS.iter().any(|w| token.is_keyword(w)) =>
                 {
                     break
                 }
@@ -391,7 +533,9 @@ impl Parser {
             self.advance();
         }
         if type_tokens.is_empty() {
-            return Err(SpecError::new(format!("column \"{}\" needs a type", name.name)).at(type_pos));
+            return Err(
+                SpecError::new(format!("column \"{}\" needs a type", name.name)).at(type_pos),
+            );
         }
         let mut column = ColumnDef {
             name,
@@ -414,7 +558,10 @@ impl Parser {
             } else if self.peek_keyword("CONSTRAINT") {
                 self.advance();
                 self.ident("a constraint name")?;
-            } else if let Some(word) = ["DEFAULT", "REFERENCES", "CHECK"].iter().find(|w| self.peek_keyword(w)) {
+            } else if let Some(word) = ["DEFAULT", "REFERENCES", "CHECK"]
+                .iter()
+                .find(|w| self.peek_keyword(w))
+            {
                 return Err(SpecError::new(format!("{word} is not supported in CREATE TABLE"))
                     .detail("Tables describe the rows of a change feed; only types, NOT NULL, PRIMARY KEY and UNIQUE matter to a sink.")
                     .at(pos));
@@ -427,7 +574,11 @@ impl Parser {
     fn create_sink(&mut self, pos: Position) -> Result<CreateSink, SpecError> {
         let if_not_exists = self.if_not_exists();
         let name = self.ident("a sink name")?;
-        let in_cluster = if self.eat_keywords(&["IN", "CLUSTER"]) { Some(self.ident("a cluster name")?) } else { None };
+        let in_cluster = if self.eat_keywords(&["IN", "CLUSTER"]) {
+            Some(self.ident("a cluster name")?)
+        } else {
+            None
+        };
         self.expect_keyword("FROM")?;
         let from = self.ident("the name of the table the sink reads")?;
         self.expect_keywords(&["INTO", "KAFKA", "CONNECTION"])?;
@@ -454,7 +605,9 @@ impl Parser {
         let mut seen_with = false;
         loop {
             let token = self.peek().clone();
-            let twice = |clause: &str| SpecError::new(format!("{clause} specified more than once")).at(token.pos);
+            let twice = |clause: &str| {
+                SpecError::new(format!("{clause} specified more than once")).at(token.pos)
+            };
             if self.peek_keywords(&["KEY", "FORMAT"]) {
                 if sink.format.is_some() {
                     return Err(twice("FORMAT"));
@@ -472,7 +625,11 @@ impl Parser {
                 self.advance();
                 let columns = self.column_list()?;
                 let not_enforced = self.eat_keywords(&["NOT", "ENFORCED"]);
-                sink.key = Some(KeyClause { pos: token.pos, columns, not_enforced });
+                sink.key = Some(KeyClause {
+                    pos: token.pos,
+                    columns,
+                    not_enforced,
+                });
             } else if self.peek_keyword("HEADERS") {
                 if sink.headers.is_some() {
                     return Err(twice("HEADERS"));
@@ -513,9 +670,9 @@ impl Parser {
             } else if matches!(token.kind, TokenKind::Semicolon | TokenKind::Eof) {
                 return Ok(sink);
             } else {
-                return Err(
-                    self.unexpected("KEY, HEADERS, FORMAT, KEY FORMAT, ENVELOPE, WITH or the end of the statement")
-                );
+                return Err(self.unexpected(
+                    "KEY, HEADERS, FORMAT, KEY FORMAT, ENVELOPE, WITH or the end of the statement",
+                ));
             }
         }
     }
@@ -525,7 +682,9 @@ impl Parser {
         let token = self.peek().clone();
         let kind = if self.eat_keyword("JSON") {
             if self.peek_keyword("ARRAY") {
-                return Err(SpecError::new("JSON ARRAY format in sinks not yet supported").at(token.pos));
+                return Err(
+                    SpecError::new("JSON ARRAY format in sinks not yet supported").at(token.pos),
+                );
             }
             FormatKind::Json
         } else if self.eat_keyword("TEXT") {
@@ -535,17 +694,21 @@ impl Parser {
         } else if self.eat_keyword("AVRO") {
             self.expect_keywords(&["USING", "CONFLUENT", "SCHEMA", "REGISTRY", "CONNECTION"])?;
             let registry = self.ident("a schema registry connection name")?;
-            let options =
-                if self.peek().kind == TokenKind::LParen { self.registry_format_options()? } else { Vec::new() };
+            let options = if self.peek().kind == TokenKind::LParen {
+                self.registry_format_options()?
+            } else {
+                Vec::new()
+            };
             for (words, name) in [
                 (&["SEED"][..], "SEED"),
                 (&["KEY", "STRATEGY"][..], "KEY STRATEGY"),
                 (&["VALUE", "STRATEGY"][..], "VALUE STRATEGY"),
             ] {
                 if self.peek_keywords(words) {
-                    return Err(
-                        SpecError::new(format!("{name} option does not make sense with sinks")).at(self.peek().pos)
-                    );
+                    return Err(SpecError::new(format!(
+                        "{name} option does not make sense with sinks"
+                    ))
+                    .at(self.peek().pos));
                 }
             }
             FormatKind::Avro { registry, options }
@@ -587,12 +750,19 @@ impl Parser {
                     (self.ident("a relation name")?, None)
                 } else if self.eat_keyword("COLUMN") {
                     let relation = self.ident("a relation name")?;
-                    self.expect(TokenKind::Dot, "\".\" and a column name (COLUMN relation.column)")?;
+                    self.expect(
+                        TokenKind::Dot,
+                        "\".\" and a column name (COLUMN relation.column)",
+                    )?;
                     (relation, Some(self.ident("a column name")?))
                 } else {
                     return Err(self.unexpected("TYPE or COLUMN"));
                 };
-                let target = (part, relation.name.clone(), column.as_ref().map(|c| c.name.clone()));
+                let target = (
+                    part,
+                    relation.name.clone(),
+                    column.as_ref().map(|c| c.name.clone()),
+                );
                 if !seen_docs.insert(target) {
                     let prefix = match part {
                         DocPart::Key => "KEY ",
@@ -603,20 +773,34 @@ impl Parser {
                         Some(c) => format!("COLUMN {}.{}", relation.name, c.name),
                         None => format!("TYPE {}", relation.name),
                     };
-                    return Err(SpecError::new(format!("{prefix}DOC ON {what} specified more than once")).at(pos));
+                    return Err(SpecError::new(format!(
+                        "{prefix}DOC ON {what} specified more than once"
+                    ))
+                    .at(pos));
                 }
                 self.expect(TokenKind::Equals, "\"=\" and the documentation text")?;
                 let (text, value_pos) = self.string("the documentation text as a string")?;
                 options.push(SqlOption {
                     name: "DOC ON",
                     pos,
-                    value: OptionValue::Doc(DocOn { part, relation, column }, text),
+                    value: OptionValue::Doc(
+                        DocOn {
+                            part,
+                            relation,
+                            column,
+                        },
+                        text,
+                    ),
                     value_pos,
                 });
             } else {
                 let option = self.option("AVRO", REGISTRY_FORMAT_OPTIONS)?;
                 if options.iter().any(|o| o.name == option.name) {
-                    return Err(SpecError::new(format!("{} specified more than once", option.name)).at(option.pos));
+                    return Err(SpecError::new(format!(
+                        "{} specified more than once",
+                        option.name
+                    ))
+                    .at(option.pos));
                 }
                 options.push(option);
             }
@@ -628,7 +812,11 @@ impl Parser {
     }
 
     /// `( option, … )`, each option at most once.
-    fn option_list(&mut self, context: &str, defs: &[OptionDef]) -> Result<Vec<SqlOption>, SpecError> {
+    fn option_list(
+        &mut self,
+        context: &str,
+        defs: &[OptionDef],
+    ) -> Result<Vec<SqlOption>, SpecError> {
         self.expect(TokenKind::LParen, "\"(\"")?;
         let mut options: Vec<SqlOption> = Vec::new();
         if self.eat(&TokenKind::RParen) {
@@ -637,7 +825,10 @@ impl Parser {
         loop {
             let option = self.option(context, defs)?;
             if options.iter().any(|o| o.name == option.name) {
-                return Err(SpecError::new(format!("{} specified more than once", option.name)).at(option.pos));
+                return Err(
+                    SpecError::new(format!("{} specified more than once", option.name))
+                        .at(option.pos),
+                );
             }
             options.push(option);
             if self.eat(&TokenKind::RParen) {
@@ -650,7 +841,11 @@ impl Parser {
     /// One `NAME [=] value`, the name matched as the longest known option.
     fn option(&mut self, context: &str, defs: &[OptionDef]) -> Result<SqlOption, SpecError> {
         let pos = self.peek().pos;
-        let Some(def) = defs.iter().filter(|d| self.peek_keywords(d.words)).max_by_key(|d| d.words.len()) else {
+        let Some(def) = defs
+            .iter()
+            .filter(|d| self.peek_keywords(d.words))
+            .max_by_key(|d| d.words.len())
+        else {
             let mut words = Vec::new();
             let mut n = 0;
             while let TokenKind::Word { text, .. } = &self.peek_nth(n).kind {
@@ -661,9 +856,11 @@ impl Parser {
             if words.is_empty() {
                 return Err(self.unexpected(&format!("a {context} option")));
             }
-            return Err(SpecError::new(format!("unknown {context} option: {}", words.join(" ")))
-                .hint(format!("the {context} options are {}", known.join(", ")))
-                .at(pos));
+            return Err(
+                SpecError::new(format!("unknown {context} option: {}", words.join(" ")))
+                    .hint(format!("the {context} options are {}", known.join(", ")))
+                    .at(pos),
+            );
         };
         self.next += def.words.len();
         self.eat(&TokenKind::Equals);
@@ -674,31 +871,43 @@ impl Parser {
             OptionValue::Secret(secret) => secret.pos,
             _ => value_pos,
         };
-        Ok(SqlOption { name: def.name, pos, value, value_pos })
+        Ok(SqlOption {
+            name: def.name,
+            pos,
+            value,
+            value_pos,
+        })
     }
 
     fn option_value(&mut self, def: &OptionDef) -> Result<OptionValue, SpecError> {
         let name = def.name;
         let token = self.peek().clone();
         let value = match (def.value, &token.kind) {
-            (ValueKind::Str | ValueKind::StrOrSecret | ValueKind::Word | ValueKind::Interval, TokenKind::Str(s)) => {
-                OptionValue::Str(s.clone())
-            }
+            (
+                ValueKind::Str | ValueKind::StrOrSecret | ValueKind::Word | ValueKind::Interval,
+                TokenKind::Str(s),
+            ) => OptionValue::Str(s.clone()),
             (ValueKind::Secret | ValueKind::StrOrSecret, _) if token.is_keyword("SECRET") => {
                 self.advance();
                 return Ok(OptionValue::Secret(self.ident("a secret name")?));
             }
             (ValueKind::Secret, TokenKind::Str(_)) => {
                 return Err(SpecError::new(format!("{name} must be a SECRET"))
-                    .hint(format!("store the value with CREATE SECRET, then write {name} = SECRET name"))
+                    .hint(format!(
+                        "store the value with CREATE SECRET, then write {name} = SECRET name"
+                    ))
                     .at(token.pos));
             }
-            (ValueKind::Word, TokenKind::Word { text, quoted }) => {
-                OptionValue::Word(if *quoted { text.clone() } else { text.to_lowercase() })
-            }
+            (ValueKind::Word, TokenKind::Word { text, quoted }) => OptionValue::Word(if *quoted {
+                text.clone()
+            } else {
+                text.to_lowercase()
+            }),
             (ValueKind::Interval, _) if token.is_keyword("INTERVAL") => {
                 self.advance();
-                return Ok(OptionValue::Str(self.string("an interval string, e.g. INTERVAL '30s'")?.0));
+                return Ok(OptionValue::Str(
+                    self.string("an interval string, e.g. INTERVAL '30s'")?.0,
+                ));
             }
             (ValueKind::Int, TokenKind::Minus | TokenKind::Number(_)) => {
                 let negative = self.eat(&TokenKind::Minus);
@@ -707,19 +916,27 @@ impl Parser {
                     _ => return Err(self.unexpected(&format!("an integer for {name}"))),
                 };
                 let parsed = digits.parse::<i64>().map(|n| if negative { -n } else { n });
-                let n = parsed
-                    .map_err(|_| SpecError::new(format!("{name} must be an integer, not {digits}")).at(token.pos))?;
+                let n = parsed.map_err(|_| {
+                    SpecError::new(format!("{name} must be an integer, not {digits}")).at(token.pos)
+                })?;
                 self.advance();
                 return Ok(OptionValue::Int(n));
             }
-            (ValueKind::Bool, TokenKind::Comma | TokenKind::RParen) => return Ok(OptionValue::Bool(true)),
-            (ValueKind::Bool, TokenKind::Word { text, quoted: false } | TokenKind::Str(text)) => {
-                match text.to_ascii_lowercase().as_str() {
-                    "true" | "on" => OptionValue::Bool(true),
-                    "false" | "off" => OptionValue::Bool(false),
-                    _ => return Err(self.unexpected(&format!("true or false for {name}"))),
-                }
+            (ValueKind::Bool, TokenKind::Comma | TokenKind::RParen) => {
+                return Ok(OptionValue::Bool(true))
             }
+            (
+                ValueKind::Bool,
+                TokenKind::Word {
+                    text,
+                    quoted: false,
+                }
+                | TokenKind::Str(text),
+            ) => match text.to_ascii_lowercase().as_str() {
+                "true" | "on" => OptionValue::Bool(true),
+                "false" | "off" => OptionValue::Bool(false),
+                _ => return Err(self.unexpected(&format!("true or false for {name}"))),
+            },
             (ValueKind::StrList, TokenKind::LParen) => {
                 self.advance();
                 let mut items = vec![self.string("a string")?];
@@ -772,7 +989,10 @@ impl Parser {
         while self.peek().kind == TokenKind::Concat {
             self.advance();
             let right = self.postfix_expr()?;
-            left = Expr { pos: left.pos, kind: ExprKind::Concat(Box::new(left), Box::new(right)) };
+            left = Expr {
+                pos: left.pos,
+                kind: ExprKind::Concat(Box::new(left), Box::new(right)),
+            };
         }
         Ok(left)
     }
@@ -781,7 +1001,14 @@ impl Parser {
         let mut expr = self.primary_expr()?;
         while self.eat(&TokenKind::DoubleColon) {
             let (type_name, type_pos) = self.type_name()?;
-            expr = Expr { pos: expr.pos, kind: ExprKind::Cast { expr: Box::new(expr), type_name, type_pos } };
+            expr = Expr {
+                pos: expr.pos,
+                kind: ExprKind::Cast {
+                    expr: Box::new(expr),
+                    type_name,
+                    type_pos,
+                },
+            };
         }
         Ok(expr)
     }
@@ -805,18 +1032,30 @@ impl Parser {
                     _ => return Err(self.unexpected("a number after \"-\"")),
                 }
             }
-            TokenKind::Word { .. } if token.is_keyword("CAST") && self.peek_nth(1).kind == TokenKind::LParen => {
+            TokenKind::Word { .. }
+                if token.is_keyword("CAST") && self.peek_nth(1).kind == TokenKind::LParen =>
+            {
                 self.next += 2;
                 let inner = self.expr()?;
                 self.expect_keyword("AS")?;
                 let (type_name, type_pos) = self.type_name()?;
                 self.expect(TokenKind::RParen, "\")\"")?;
-                return Ok(Expr { pos, kind: ExprKind::Cast { expr: Box::new(inner), type_name, type_pos } });
+                return Ok(Expr {
+                    pos,
+                    kind: ExprKind::Cast {
+                        expr: Box::new(inner),
+                        type_name,
+                        type_pos,
+                    },
+                });
             }
             TokenKind::Word { .. } => {
                 let name = self.ident("a column or function name")?;
                 if !self.eat(&TokenKind::LParen) {
-                    return Ok(Expr { pos, kind: ExprKind::Column(name) });
+                    return Ok(Expr {
+                        pos,
+                        kind: ExprKind::Column(name),
+                    });
                 }
                 let mut args = Vec::new();
                 if !self.eat(&TokenKind::RParen) {
@@ -826,7 +1065,10 @@ impl Parser {
                     }
                     self.expect(TokenKind::RParen, "\",\" or \")\"")?;
                 }
-                return Ok(Expr { pos, kind: ExprKind::Call { name, args } });
+                return Ok(Expr {
+                    pos,
+                    kind: ExprKind::Call { name, args },
+                });
             }
             _ => return Err(self.unexpected("an expression")),
         };
@@ -851,13 +1093,18 @@ impl Parser {
                         TokenKind::RParen => break,
                         TokenKind::Number(_) | TokenKind::Comma => parts.push(token.text()),
                         _ => {
-                            return Err(SpecError::new(format!("expected a type modifier, found {}", token.describe()))
-                                .at(token.pos))
+                            return Err(SpecError::new(format!(
+                                "expected a type modifier, found {}",
+                                token.describe()
+                            ))
+                            .at(token.pos))
                         }
                     }
                 }
                 parts.push(")".to_string());
-            } else if self.peek().kind == TokenKind::LBracket && self.peek_nth(1).kind == TokenKind::RBracket {
+            } else if self.peek().kind == TokenKind::LBracket
+                && self.peek_nth(1).kind == TokenKind::RBracket
+            {
                 self.next += 2;
                 parts.extend(["[".to_string(), "]".to_string()]);
             } else if TYPE_CONTINUATION_WORDS.iter().any(|w| self.peek_keyword(w)) {
@@ -895,7 +1142,9 @@ mod tests {
 
     #[test]
     fn identifiers_fold_to_lowercase_unless_quoted() {
-        let Statement::CreateTable(t) = one(r#"CREATE TABLE Orders ("Order ID" BIGINT, Region TEXT)"#) else {
+        let Statement::CreateTable(t) =
+            one(r#"CREATE TABLE Orders ("Order ID" BIGINT, Region TEXT)"#)
+        else {
             panic!("not a table")
         };
         assert_eq!(t.name.name, "orders");
@@ -905,14 +1154,22 @@ mod tests {
 
     #[test]
     fn table_types_and_constraints() {
-        let Statement::CreateTable(t) =
-            one("create table t (a numeric(10, 2) not null, b timestamp(3) with time zone unique, \
-             c map[text => int8] primary key, d text[], CONSTRAINT u UNIQUE (a, b))")
-        else {
+        let Statement::CreateTable(t) = one(
+            "create table t (a numeric(10, 2) not null, b timestamp(3) with time zone unique, \
+             c map[text => int8] primary key, d text[], CONSTRAINT u UNIQUE (a, b))",
+        ) else {
             panic!("not a table")
         };
         let types: Vec<&str> = t.columns.iter().map(|c| c.type_name.as_str()).collect();
-        assert_eq!(types, ["numeric(10, 2)", "timestamp(3) with time zone", "map[text => int8]", "text[]"]);
+        assert_eq!(
+            types,
+            [
+                "numeric(10, 2)",
+                "timestamp(3) with time zone",
+                "map[text => int8]",
+                "text[]"
+            ]
+        );
         assert!(t.columns[0].not_null);
         assert!(t.columns[1].unique.is_some());
         assert!(t.columns[2].primary_key.is_some());
@@ -923,13 +1180,19 @@ mod tests {
     #[test]
     fn expressions_bind_casts_tighter_than_concatenation() {
         let e = parse_expr("kafka_murmur2(a::text || 'x') ").unwrap();
-        let ExprKind::Call { name, args } = e.kind else { panic!("not a call") };
+        let ExprKind::Call { name, args } = e.kind else {
+            panic!("not a call")
+        };
         assert_eq!(name.name, "kafka_murmur2");
-        let ExprKind::Concat(left, right) = &args[0].kind else { panic!("not a concatenation") };
+        let ExprKind::Concat(left, right) = &args[0].kind else {
+            panic!("not a concatenation")
+        };
         assert!(matches!(&left.kind, ExprKind::Cast { type_name, .. } if type_name == "text"));
         assert_eq!(right.kind, ExprKind::Str("x".into()));
         let e = parse_expr("CAST(x AS double precision)").unwrap();
-        assert!(matches!(e.kind, ExprKind::Cast { type_name, .. } if type_name == "double precision"));
+        assert!(
+            matches!(e.kind, ExprKind::Cast { type_name, .. } if type_name == "double precision")
+        );
         assert!(parse_expr("a b").is_err());
     }
 
@@ -944,7 +1207,13 @@ mod tests {
         let names: Vec<&str> = c.options.iter().map(|o| o.name).collect();
         assert_eq!(
             names,
-            ["BROKER", "SASL MECHANISMS", "SASL USERNAME", "SASL PASSWORD", "PROGRESS TOPIC REPLICATION FACTOR"]
+            [
+                "BROKER",
+                "SASL MECHANISMS",
+                "SASL USERNAME",
+                "SASL PASSWORD",
+                "PROGRESS TOPIC REPLICATION FACTOR"
+            ]
         );
         assert!(matches!(c.options[4].value, OptionValue::Int(3)));
     }
@@ -964,11 +1233,20 @@ mod tests {
 
     #[test]
     fn parse_errors_point_at_the_token() {
-        let err =
-            parse_statements("CREATE SINK s\n  FROM t INTO KAFKA CONNECTION k (TOPIC 't', TOPIC 'u')").unwrap_err();
+        let err = parse_statements(
+            "CREATE SINK s\n  FROM t INTO KAFKA CONNECTION k (TOPIC 't', TOPIC 'u')",
+        )
+        .unwrap_err();
         assert_eq!(err.message, "TOPIC specified more than once");
-        assert_eq!(err.position, Some(Position { line: 2, column: 46 }));
-        let err = parse_statements("CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPICS 't')").unwrap_err();
+        assert_eq!(
+            err.position,
+            Some(Position {
+                line: 2,
+                column: 46
+            })
+        );
+        let err = parse_statements("CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPICS 't')")
+            .unwrap_err();
         assert_eq!(err.message, "unknown KAFKA CONNECTION option: TOPICS");
         let err = parse_statements("CREATE SECRET s 'hunter2'").unwrap_err();
         assert_eq!(err.message, "expected AS, found a string literal");

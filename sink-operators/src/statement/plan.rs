@@ -5,14 +5,16 @@
 use std::collections::HashSet;
 
 use outflow_dataflow::ScalarType;
-use outflow_encoders::{AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec};
+use outflow_encoders::{
+    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
+};
 
 use super::ast::*;
 use super::catalog::{Catalog, Item};
 use crate::spec::{
-    parse_duration, ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, Notice, Part, Position,
-    RegistryBuilder, SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec, Site, Sites, SpecError, StringOrSecret,
-    TableSpec,
+    parse_duration, ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, Notice, Part,
+    Position, RegistryBuilder, SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec, Site, Sites,
+    SpecError, StringOrSecret, TableSpec,
 };
 
 impl Catalog {
@@ -26,8 +28,11 @@ impl Catalog {
             Statement::CreateCluster(s) => (&s.name, s.if_not_exists, true),
             Statement::CreateSink(s) => (&s.name, s.if_not_exists, false),
         };
-        let existing =
-            if is_cluster { self.cluster(&name.name).map(|_| "cluster") } else { self.item_kind(&name.name) };
+        let existing = if is_cluster {
+            self.cluster(&name.name).map(|_| "cluster")
+        } else {
+            self.item_kind(&name.name)
+        };
         if let (Some(kind), true) = (existing, if_not_exists) {
             return Ok(vec![Notice {
                 message: format!("{kind} \"{}\" already exists, skipping", name.name),
@@ -41,7 +46,10 @@ impl Catalog {
         }
         match statement {
             Statement::CreateSecret(s) => {
-                self.insert_item(s.name.name.clone(), Item::Secret(SecretSpec::new(&s.name.name, s.value.clone())));
+                self.insert_item(
+                    s.name.name.clone(),
+                    Item::Secret(SecretSpec::new(&s.name.name, s.value.clone())),
+                );
                 Ok(Vec::new())
             }
             Statement::CreateConnection(c) => match c.kind {
@@ -50,7 +58,8 @@ impl Catalog {
             },
             Statement::CreateTable(t) => self.create_table(t),
             Statement::CreateCluster(c) => {
-                let cluster = ClusterSpec::new(&c.name.name, &c.size).map_err(|e| e.at(c.size_pos))?;
+                let cluster =
+                    ClusterSpec::new(&c.name.name, &c.size).map_err(|e| e.at(c.size_pos))?;
                 self.insert_cluster(cluster);
                 Ok(Vec::new())
             }
@@ -58,23 +67,31 @@ impl Catalog {
         }
     }
 
-    fn create_kafka_connection(&mut self, stmt: &CreateConnection) -> Result<Vec<Notice>, SpecError> {
+    fn create_kafka_connection(
+        &mut self,
+        stmt: &CreateConnection,
+    ) -> Result<Vec<Notice>, SpecError> {
         let mut builder = ConnectionSpec::builder(&stmt.name.name);
         let mut sites = statement_sites(stmt.pos, &stmt.name);
         let broker = stmt.options.iter().find(|o| o.name == "BROKER");
         let brokers = stmt.options.iter().find(|o| o.name == "BROKERS");
         if let (Some(a), Some(b)) = (broker, brokers) {
-            return Err(SpecError::new("cannot specify both BROKER and BROKERS").at(a.pos.max(b.pos)));
+            return Err(
+                SpecError::new("cannot specify both BROKER and BROKERS").at(a.pos.max(b.pos))
+            );
         }
         for opt in &stmt.options {
             sites.set(Site::Option(opt.name), opt.value_pos);
             builder = match (opt.name, &opt.value) {
                 ("BROKER", OptionValue::Str(address)) => builder.broker(address),
-                ("BROKERS", OptionValue::List(addresses)) => builder.brokers(addresses.iter().map(|(a, _)| a.clone())),
+                ("BROKERS", OptionValue::List(addresses)) => {
+                    builder.brokers(addresses.iter().map(|(a, _)| a.clone()))
+                }
                 ("SECURITY PROTOCOL", _) => {
                     let text = word_value(opt)?;
                     let protocol = SecurityProtocol::parse(text).ok_or_else(|| {
-                        let known: Vec<&str> = SecurityProtocol::ALL.iter().map(|p| p.as_str()).collect();
+                        let known: Vec<&str> =
+                            SecurityProtocol::ALL.iter().map(|p| p.as_str()).collect();
                         SpecError::new(format!("unknown SECURITY PROTOCOL: {text}"))
                             .hint(format!("the protocols are {}", known.join(", ")))
                             .at(opt.value_pos)
@@ -84,7 +101,8 @@ impl Catalog {
                 ("SASL MECHANISMS", _) => {
                     let text = word_value(opt)?;
                     let mechanism = SaslMechanism::parse(text).ok_or_else(|| {
-                        let known: Vec<&str> = SaslMechanism::ALL.iter().map(|m| m.as_str()).collect();
+                        let known: Vec<&str> =
+                            SaslMechanism::ALL.iter().map(|m| m.as_str()).collect();
                         SpecError::new(format!("unknown SASL MECHANISMS: {text}"))
                             .hint(format!("the mechanisms are {}", known.join(", ")))
                             .at(opt.value_pos)
@@ -92,10 +110,14 @@ impl Catalog {
                     builder.sasl_mechanism(mechanism)
                 }
                 ("SASL USERNAME", _) => builder.sasl_username(string_or_secret(opt)?),
-                ("SASL PASSWORD", OptionValue::Secret(secret)) => builder.sasl_password(&secret.name),
+                ("SASL PASSWORD", OptionValue::Secret(secret)) => {
+                    builder.sasl_password(&secret.name)
+                }
                 ("SSL KEY", OptionValue::Secret(secret)) => builder.ssl_key(&secret.name),
                 ("SSL CERTIFICATE", _) => builder.ssl_certificate(string_or_secret(opt)?),
-                ("SSL CERTIFICATE AUTHORITY", _) => builder.ssl_certificate_authority(string_or_secret(opt)?),
+                ("SSL CERTIFICATE AUTHORITY", _) => {
+                    builder.ssl_certificate_authority(string_or_secret(opt)?)
+                }
                 ("PROGRESS TOPIC", OptionValue::Str(topic)) => builder.progress_topic(topic),
                 ("PROGRESS TOPIC REPLICATION FACTOR", OptionValue::Int(n)) => {
                     builder.progress_topic_replication_factor_raw(*n)
@@ -110,7 +132,10 @@ impl Catalog {
         Ok(Vec::new())
     }
 
-    fn create_registry_connection(&mut self, stmt: &CreateConnection) -> Result<Vec<Notice>, SpecError> {
+    fn create_registry_connection(
+        &mut self,
+        stmt: &CreateConnection,
+    ) -> Result<Vec<Notice>, SpecError> {
         let mut builder = RegistryBuilder::without_url(&stmt.name.name);
         let mut sites = statement_sites(stmt.pos, &stmt.name);
         for opt in &stmt.options {
@@ -121,7 +146,9 @@ impl Catalog {
                 ("PASSWORD", OptionValue::Secret(secret)) => builder.password(&secret.name),
                 ("SSL KEY", OptionValue::Secret(secret)) => builder.ssl_key(&secret.name),
                 ("SSL CERTIFICATE", _) => builder.ssl_certificate(string_or_secret(opt)?),
-                ("SSL CERTIFICATE AUTHORITY", _) => builder.ssl_certificate_authority(string_or_secret(opt)?),
+                ("SSL CERTIFICATE AUTHORITY", _) => {
+                    builder.ssl_certificate_authority(string_or_secret(opt)?)
+                }
                 _ => return Err(misparsed(opt)),
             };
         }
@@ -137,8 +164,8 @@ impl Catalog {
         let mut sites = statement_sites(stmt.pos, &stmt.name);
         let mut constraint = 0;
         for (i, column) in stmt.columns.iter().enumerate() {
-            let scalar_type =
-                ScalarType::parse(&column.type_name).map_err(|e| SpecError::new(e.to_string()).at(column.type_pos))?;
+            let scalar_type = ScalarType::parse(&column.type_name)
+                .map_err(|e| SpecError::new(e.to_string()).at(column.type_pos))?;
             builder = builder.column(&column.name.name, scalar_type, !column.not_null);
             sites.set(Site::Column(i), column.name.pos);
         }
@@ -157,7 +184,11 @@ impl Catalog {
         }
         for table_constraint in &stmt.constraints {
             let columns = table_constraint.columns.iter().map(|c| c.name.clone());
-            builder = if table_constraint.primary_key { builder.primary_key(columns) } else { builder.unique(columns) };
+            builder = if table_constraint.primary_key {
+                builder.primary_key(columns)
+            } else {
+                builder.unique(columns)
+            };
             sites.set(Site::Constraint(constraint), table_constraint.pos);
             for (j, column) in table_constraint.columns.iter().enumerate() {
                 sites.set(Site::ConstraintColumn(constraint, j), column.pos);
@@ -174,7 +205,8 @@ impl Catalog {
         let mut sites = statement_sites(stmt.pos, &stmt.name);
         sites.set(Site::From, stmt.from.pos);
         let table = self.resolve_sink_source(&stmt.from.name, Some(stmt.from.pos))?;
-        let mut builder = SinkSpec::builder(&stmt.name.name, table.desc.clone()).from_relation(&stmt.from.name);
+        let mut builder =
+            SinkSpec::builder(&stmt.name.name, table.desc.clone()).from_relation(&stmt.from.name);
 
         if let Some(cluster) = &stmt.in_cluster {
             sites.set(Site::Cluster, cluster.pos);
@@ -187,15 +219,20 @@ impl Catalog {
             sites.set(Site::Option(opt.name), opt.value_pos);
             builder = match (opt.name, &opt.value) {
                 ("TOPIC", OptionValue::Str(topic)) => builder.topic(topic),
-                ("TOPIC PARTITION COUNT", OptionValue::Int(n)) => builder.topic_partition_count_raw(*n),
-                ("TOPIC REPLICATION FACTOR", OptionValue::Int(n)) => builder.topic_replication_factor_raw(*n),
+                ("TOPIC PARTITION COUNT", OptionValue::Int(n)) => {
+                    builder.topic_partition_count_raw(*n)
+                }
+                ("TOPIC REPLICATION FACTOR", OptionValue::Int(n)) => {
+                    builder.topic_replication_factor_raw(*n)
+                }
                 ("TOPIC CONFIG", OptionValue::Map(entries)) => {
                     let mut seen = HashSet::new();
                     for (key, value, pos) in entries {
                         if !seen.insert(key) {
-                            return Err(
-                                SpecError::new(format!("TOPIC CONFIG key '{key}' specified more than once")).at(*pos)
-                            );
+                            return Err(SpecError::new(format!(
+                                "TOPIC CONFIG key '{key}' specified more than once"
+                            ))
+                            .at(*pos));
                         }
                         builder = builder.topic_config(key, value);
                     }
@@ -203,25 +240,34 @@ impl Catalog {
                 }
                 ("TOPIC METADATA REFRESH INTERVAL", OptionValue::Str(text)) => {
                     let interval = parse_duration(text).ok_or_else(|| {
-                        SpecError::new(format!("invalid TOPIC METADATA REFRESH INTERVAL: '{text}' is not a duration"))
-                            .hint("e.g. '30s', '5 minutes' or '1h'")
-                            .at(opt.value_pos)
+                        SpecError::new(format!(
+                            "invalid TOPIC METADATA REFRESH INTERVAL: '{text}' is not a duration"
+                        ))
+                        .hint("e.g. '30s', '5 minutes' or '1h'")
+                        .at(opt.value_pos)
                     })?;
                     builder.topic_metadata_refresh_interval(interval)
                 }
-                ("PARTITION BY", OptionValue::Expr(expr)) => builder.partition_by_parsed(expr.clone()),
+                ("PARTITION BY", OptionValue::Expr(expr)) => {
+                    builder.partition_by_parsed(expr.clone())
+                }
                 ("COMPRESSION TYPE", _) => {
                     let text = word_value(opt)?;
                     let compression = Compression::parse(text).ok_or_else(|| {
-                        let known: Vec<&str> = Compression::ALL.iter().map(|c| c.as_str()).collect();
+                        let known: Vec<&str> =
+                            Compression::ALL.iter().map(|c| c.as_str()).collect();
                         SpecError::new(format!("invalid COMPRESSION TYPE: {text}"))
                             .hint(format!("the compression types are {}", known.join(", ")))
                             .at(opt.value_pos)
                     })?;
                     builder.compression(compression)
                 }
-                ("TRANSACTIONAL ID PREFIX", OptionValue::Str(prefix)) => builder.transactional_id_prefix(prefix),
-                ("PROGRESS GROUP ID PREFIX", OptionValue::Str(prefix)) => builder.progress_group_id_prefix(prefix),
+                ("TRANSACTIONAL ID PREFIX", OptionValue::Str(prefix)) => {
+                    builder.transactional_id_prefix(prefix)
+                }
+                ("PROGRESS GROUP ID PREFIX", OptionValue::Str(prefix)) => {
+                    builder.progress_group_id_prefix(prefix)
+                }
                 _ => return Err(misparsed(opt)),
             };
         }
@@ -232,7 +278,11 @@ impl Catalog {
                 sites.set(Site::KeyColumn(i), column.pos);
             }
             let columns = key.columns.iter().map(|c| c.name.clone());
-            builder = if key.not_enforced { builder.key_not_enforced(columns) } else { builder.key(columns) };
+            builder = if key.not_enforced {
+                builder.key_not_enforced(columns)
+            } else {
+                builder.key(columns)
+            };
         }
         if let Some(headers) = &stmt.headers {
             sites.set(Site::Headers, headers.pos);
@@ -240,14 +290,13 @@ impl Catalog {
         }
         match &stmt.format {
             Some(FormatClause::Bare(format)) => {
-                builder = builder.format(format_spec(format, &[Part::Key, Part::Value], &mut sites)?);
+                builder =
+                    builder.format(format_spec(format, &[Part::Key, Part::Value], &mut sites)?);
             }
             Some(FormatClause::KeyValue { key, value }) => {
-                builder = builder.key_format(format_spec(key, &[Part::Key], &mut sites)?).value_format(format_spec(
-                    value,
-                    &[Part::Value],
-                    &mut sites,
-                )?);
+                builder = builder
+                    .key_format(format_spec(key, &[Part::Key], &mut sites)?)
+                    .value_format(format_spec(value, &[Part::Value], &mut sites)?);
             }
             None => {}
         }
@@ -307,7 +356,11 @@ fn statement_sites(pos: Position, name: &Ident) -> Sites {
 /// The parser gives each option the kind of value its definition asks for; anything else is
 /// a bug in the parser's option tables.
 fn misparsed(opt: &SqlOption) -> SpecError {
-    SpecError::new(format!("internal error: option {} was parsed with an unexpected value", opt.name)).at(opt.pos)
+    SpecError::new(format!(
+        "internal error: option {} was parsed with an unexpected value",
+        opt.name
+    ))
+    .at(opt.pos)
 }
 
 fn word_value(opt: &SqlOption) -> Result<&str, SpecError> {
@@ -327,7 +380,11 @@ fn string_or_secret(opt: &SqlOption) -> Result<StringOrSecret, SpecError> {
 
 /// A format clause as a spec; `parts` are the message parts it describes (both for a bare
 /// `FORMAT`), whose sites point at this clause.
-fn format_spec(format: &Format, parts: &[Part], sites: &mut Sites) -> Result<FormatSpec, SpecError> {
+fn format_spec(
+    format: &Format,
+    parts: &[Part],
+    sites: &mut Sites,
+) -> Result<FormatSpec, SpecError> {
     for &part in parts {
         sites.set(Site::Format(part), format.pos);
     }
@@ -361,7 +418,8 @@ fn format_spec(format: &Format, parts: &[Part], sites: &mut Sites) -> Result<For
             ("KEY COMPATIBILITY LEVEL" | "VALUE COMPATIBILITY LEVEL", _) => {
                 let text = word_value(opt)?;
                 let level = CompatibilityLevel::parse(text).ok_or_else(|| {
-                    let known: Vec<&str> = CompatibilityLevel::ALL.iter().map(|l| l.as_str()).collect();
+                    let known: Vec<&str> =
+                        CompatibilityLevel::ALL.iter().map(|l| l.as_str()).collect();
                     SpecError::new(format!("invalid {}: {text}", opt.name))
                         .hint(format!("the levels are {}", known.join(", ")))
                         .at(opt.value_pos)
@@ -373,13 +431,16 @@ fn format_spec(format: &Format, parts: &[Part], sites: &mut Sites) -> Result<For
                 }
             }
             ("AVRO KEY FULLNAME", OptionValue::Str(name)) => avro.key_fullname = Some(name.clone()),
-            ("AVRO VALUE FULLNAME", OptionValue::Str(name)) => avro.value_fullname = Some(name.clone()),
+            ("AVRO VALUE FULLNAME", OptionValue::Str(name)) => {
+                avro.value_fullname = Some(name.clone())
+            }
             ("NULL DEFAULTS", OptionValue::Bool(b)) => avro.null_defaults = *b,
             ("DOC ON", OptionValue::Doc(doc, text)) => avro.docs.push(DocComment {
                 target: match &doc.column {
-                    Some(column) => {
-                        DocTarget::Column { relation: doc.relation.name.clone(), column: column.name.clone() }
-                    }
+                    Some(column) => DocTarget::Column {
+                        relation: doc.relation.name.clone(),
+                        column: column.name.clone(),
+                    },
                     None => DocTarget::Type(doc.relation.name.clone()),
                 },
                 scope: match doc.part {

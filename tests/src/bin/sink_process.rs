@@ -57,9 +57,13 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
-        let value = words.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = words
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?;
         fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-            value.parse().map_err(|_| format!("{flag} takes a number, not {value:?}"))
+            value
+                .parse()
+                .map_err(|_| format!("{flag} takes a number, not {value:?}"))
         }
         match flag.as_str() {
             "--bootstrap" => args.bootstrap = value,
@@ -77,7 +81,11 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown option {other}")),
         }
     }
-    for (flag, value) in [("--bootstrap", &args.bootstrap), ("--sink", &args.sink), ("--prefix", &args.prefix)] {
+    for (flag, value) in [
+        ("--bootstrap", &args.bootstrap),
+        ("--sink", &args.sink),
+        ("--prefix", &args.prefix),
+    ] {
         if value.is_empty() {
             return Err(format!("{flag} is required"));
         }
@@ -109,8 +117,10 @@ fn main() {
         }
     };
     let sql = sink_sql(&args.bootstrap, &args.sink, &args.prefix);
-    let catalog = Catalog::from_sql(&sql).unwrap_or_else(|e| panic!("{}", e.render("sink_process.sql")));
-    let mut plan = SinkPlan::from_catalog(&catalog, &args.sink).unwrap_or_else(|e| panic!("sink {}: {e}", args.sink));
+    let catalog =
+        Catalog::from_sql(&sql).unwrap_or_else(|e| panic!("{}", e.render("sink_process.sql")));
+    let mut plan = SinkPlan::from_catalog(&catalog, &args.sink)
+        .unwrap_or_else(|e| panic!("sink {}: {e}", args.sink));
     // Tansu's read_committed fetches show aborted records; see DESIGN.md.
     plan.broker_shows_aborted_records = true;
     plan.cadence.commit_interval = Duration::from_millis(50);
@@ -146,7 +156,12 @@ fn main() {
     };
 
     let history = random_history(args.seed, args.keys, args.times, args.changes);
-    let options = RunOptions { workers: args.workers, pace: args.pace, timeout: args.timeout, stop_at: None };
+    let options = RunOptions {
+        workers: args.workers,
+        pace: args.pace,
+        timeout: args.timeout,
+        stop_at: None,
+    };
     let report = run_sink(plan, history, options);
     finished.store(true, Ordering::Relaxed);
     let _ = reporter.join();

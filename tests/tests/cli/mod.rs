@@ -22,8 +22,12 @@ pub fn outflow_binary() -> PathBuf {
                 .stdout(Stdio::null())
                 .status()
                 .expect("cargo runs");
-            assert!(status.success(), "cargo build -p outflow --bin outflow failed");
-            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+            assert!(
+                status.success(),
+                "cargo build -p outflow --bin outflow failed"
+            );
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| workspace_root().join("target"), PathBuf::from);
             let binary = target.join("debug").join("outflow");
             assert!(binary.exists(), "no binary at {}", binary.display());
             binary
@@ -33,7 +37,11 @@ pub fn outflow_binary() -> PathBuf {
 
 /// Runs `outflow ARGS` to its end.
 pub fn outflow(args: &[&str]) -> Output {
-    Command::new(outflow_binary()).args(args).env_remove("RUST_LOG").output().expect("outflow starts")
+    Command::new(outflow_binary())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("outflow starts")
 }
 
 pub fn text(bytes: &[u8]) -> String {
@@ -50,7 +58,11 @@ pub fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String
 /// An order row `(order_id bigint, customer text, amount numeric(10,2))` as a feed's `row` and
 /// as FORMAT JSON writes it (they are the same text).
 pub fn order_json(id: i64, customer: &str, cents: i64) -> String {
-    format!(r#"{{"order_id":{id},"customer":"{customer}","amount":{}.{:02}}}"#, cents / 100, cents % 100)
+    format!(
+        r#"{{"order_id":{id},"customer":"{customer}","amount":{}.{:02}}}"#,
+        cents / 100,
+        cents % 100
+    )
 }
 
 /// A feed line updating `table`.
