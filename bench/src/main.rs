@@ -633,23 +633,6 @@ fn sink_sql(
     )
 }
 
-fn encoder_config(plan: &SinkPlan) -> EncoderConfig {
-    let spec = &plan.spec;
-    EncoderConfig {
-        desc: spec.desc.clone(),
-        relation: spec.from.clone().unwrap_or_else(|| spec.name.clone()),
-        key_columns: spec.key.as_ref().map(|k| k.indices.clone()),
-        envelope: spec.envelope,
-        key_format: spec
-            .key_format
-            .clone()
-            .unwrap_or_else(|| spec.value_format.clone()),
-        value_format: spec.value_format.clone(),
-        headers_column: spec.headers.as_ref().map(|c| c.index),
-        topic: spec.topic.clone(),
-    }
-}
-
 /// An encoder that needs no registry: Avro gets fixed schema ids.
 fn offline_encoder(config: &EncoderConfig, format: Format) -> Result<SinkEncoder, String> {
     match format {
@@ -716,7 +699,7 @@ fn run_scenario(scenario: &Scenario) -> Result<Outcome, String> {
     if let Some(broker) = &embedded {
         broker.prepare(&mut plan).map_err(|e| e.to_string())?;
     }
-    let config = encoder_config(&plan);
+    let config = plan.encoder_config();
 
     let mut outcome = measure(scenario, &plan, &config)?;
     outcome.peak_rss_bytes = proc_status("VmHWM:");

@@ -145,7 +145,8 @@ impl SinkPlan {
         }
     }
 
-    fn encoder_config(&self) -> EncoderConfig {
+    /// What the sink's encoder is configured with, as `sink_kafka` builds it.
+    pub fn encoder_config(&self) -> EncoderConfig {
         let spec = &self.spec;
         EncoderConfig {
             desc: spec.desc.clone(),

@@ -663,7 +663,9 @@ pub(crate) fn redacted(error: &KafkaError) -> String {
 /// Runs an admin future to completion on the calling thread. rdkafka is built without an async
 /// runtime; its admin futures are completed from librdkafka's own threads, so parking until
 /// woken is all they need.
-pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+/// Runs a future of rdkafka's admin client to completion on this thread (rdkafka is built
+/// without an async runtime here).
+pub fn block_on<F: Future>(future: F) -> F::Output {
     struct Unparker(Thread);
     impl Wake for Unparker {
         fn wake(self: Arc<Self>) {

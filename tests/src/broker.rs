@@ -8,19 +8,16 @@
 use std::env;
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::pin::pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::sync::{mpsc, OnceLock};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -320,27 +317,8 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, configs: &[(&
     }
 }
 
-/// Runs a future to completion on the calling thread.
-///
-/// The workspace builds rdkafka without an async runtime; its admin futures complete from
-/// librdkafka's own threads, so parking until woken is all they need.
-pub fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unparker(Thread);
-    impl Wake for Unparker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unparker(thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => thread::park(),
-        }
-    }
-}
+/// Runs an rdkafka admin future to completion on the calling thread.
+pub use outflow::topic::block_on;
 
 fn spawn_tansu(
     binary: &Path,

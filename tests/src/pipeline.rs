@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use differential_dataflow::input::Input;
 use outflow::dataflow::{Datum, Row};
+use outflow::rawlog::LogRecord;
 use outflow::{SinkKafka, SinkPlan, SinkReport};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -208,4 +209,44 @@ pub fn history_catalog_sql(bootstrap: &str) -> String {
         "CREATE CONNECTION k TO KAFKA (BROKER '{bootstrap}', SECURITY PROTOCOL PLAINTEXT);
          CREATE TABLE t (id bigint PRIMARY KEY, value text NOT NULL, amount numeric(10,2) NOT NULL);"
     )
+}
+
+/// Per key (the JSON key's `id`), the values of an UPSERT JSON topic in offset order, `None` for
+/// tombstones. Panics if a key sits on two partitions.
+pub fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
+    let mut out: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
+    let mut partition_of: BTreeMap<i64, i32> = BTreeMap::new();
+    for record in records {
+        let key: serde_json::Value =
+            serde_json::from_slice(record.key.as_deref().expect("upsert messages have keys"))
+                .unwrap();
+        let id = key["id"].as_i64().expect("the key has an id");
+        let previous = partition_of.insert(id, record.partition);
+        assert!(
+            previous.is_none() || previous == Some(record.partition),
+            "key {id} in two partitions"
+        );
+        let value = record
+            .value
+            .as_ref()
+            .map(|v| String::from_utf8(v.clone()).unwrap());
+        out.entry(id).or_default().push(value);
+    }
+    out
+}
+
+/// [`expected_upserts`] as the JSON texts FORMAT JSON writes.
+pub fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
+    expected_upserts(history)
+        .into_iter()
+        .map(|(id, values)| {
+            (
+                id,
+                values
+                    .iter()
+                    .map(|v| v.as_ref().map(history_row_json))
+                    .collect(),
+            )
+        })
+        .collect()
 }

@@ -12,10 +12,10 @@ use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkStatus};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
-    expected_upserts, history_catalog_sql, history_row_json, random_history, run_sink, RunOptions,
+    expected_json, history_catalog_sql, random_history, run_sink, upserts_by_key, RunOptions,
     Update,
 };
-use outflow_tests::rawlog::{self, LogRecord};
+use outflow_tests::rawlog::{self};
 
 fn plan(sql: &str, sink: &str) -> SinkPlan {
     let catalog = Catalog::from_sql(sql).unwrap_or_else(|e| panic!("{}", e.render("test.sql")));
@@ -35,44 +35,6 @@ fn upsert_sink_sql(topic: &str, prefix: &str) -> String {
            KEY (id) FORMAT JSON ENVELOPE UPSERT;",
         history_catalog_sql(&shared_broker().bootstrap())
     )
-}
-
-/// Per key (the JSON key's `id`), the values in offset order; `None` for tombstones.
-fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
-    let mut out: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
-    let mut partition_of: BTreeMap<i64, i32> = BTreeMap::new();
-    for record in records {
-        let key: serde_json::Value =
-            serde_json::from_slice(record.key.as_deref().expect("upsert messages have keys"))
-                .unwrap();
-        let id = key["id"].as_i64().expect("key has an id");
-        let previous = partition_of.insert(id, record.partition);
-        assert!(
-            previous.is_none() || previous == Some(record.partition),
-            "key {id} in two partitions"
-        );
-        let value = record
-            .value
-            .as_ref()
-            .map(|v| String::from_utf8(v.clone()).unwrap());
-        out.entry(id).or_default().push(value);
-    }
-    out
-}
-
-fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
-    expected_upserts(history)
-        .into_iter()
-        .map(|(id, values)| {
-            (
-                id,
-                values
-                    .iter()
-                    .map(|v| v.as_ref().map(history_row_json))
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 fn assert_running_then_done(report: &outflow::SinkReport) {

@@ -17,9 +17,7 @@ use outflow::protocol::{Action, Cadence, ErrorKind, Event, SinkNames};
 use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_tests::broker::{create_topic, shared_broker, unique_name};
-use outflow_tests::pipeline::{
-    expected_upserts, history_row_json, random_history, run_sink, RunOptions, Update,
-};
+use outflow_tests::pipeline::{expected_json, random_history, run_sink, RunOptions};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -92,21 +90,6 @@ fn read_all(
         }
     }
     out
-}
-
-fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
-    expected_upserts(history)
-        .into_iter()
-        .map(|(id, values)| {
-            (
-                id,
-                values
-                    .iter()
-                    .map(|v| v.as_ref().map(history_row_json))
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 /// The audit described at the top of this file.

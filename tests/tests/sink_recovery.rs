@@ -28,8 +28,7 @@ use outflow::topic::{ensure_data_topic, ensure_progress_topic, TopicSettings};
 use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
-    expected_upserts, history_catalog_sql, history_row_json, random_history, run_sink, RunOptions,
-    Update,
+    expected_json, history_catalog_sql, random_history, run_sink, upserts_by_key, RunOptions,
 };
 use outflow_tests::rawlog::{self, LogRecord};
 use rand::rngs::StdRng;
@@ -96,42 +95,6 @@ fn record_id(record: &LogRecord) -> i64 {
     let key: serde_json::Value =
         serde_json::from_slice(record.key.as_deref().expect("upsert messages have keys")).unwrap();
     key["id"].as_i64().expect("the key has an id")
-}
-
-/// Per key, the values in offset order (`None` for a tombstone); each key on one partition.
-fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
-    let mut out: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
-    let mut partition_of: BTreeMap<i64, i32> = BTreeMap::new();
-    for record in records {
-        let id = record_id(record);
-        let previous = partition_of.insert(id, record.partition);
-        assert!(
-            previous.is_none() || previous == Some(record.partition),
-            "key {id} in two partitions"
-        );
-        out.entry(id).or_default().push(
-            record
-                .value
-                .as_ref()
-                .map(|v| String::from_utf8(v.clone()).unwrap()),
-        );
-    }
-    out
-}
-
-fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
-    expected_upserts(history)
-        .into_iter()
-        .map(|(id, values)| {
-            (
-                id,
-                values
-                    .iter()
-                    .map(|v| v.as_ref().map(history_row_json))
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 /// Checks that the topic holds, per key, a prefix of the expected sequence: nothing written
