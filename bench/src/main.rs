@@ -273,11 +273,6 @@ fn broker_scenario(name: &str, broker: Option<&str>) -> Scenario {
         rows: 60_000,
         changes: 40_000,
         keys: 75_000,
-        // One round at a time: when the sink falls behind, an arrangement batch spans several
-        // times, `combine_at_timestamp` emits its pairs key by key (a key's times in order,
-        // but times interleaved across keys), and the sink's machine refuses a time earlier
-        // than one it was given. Waiting for each round keeps every batch to one time.
-        window: 1,
         ..base_scenario(name)
     }
 }
