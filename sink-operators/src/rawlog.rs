@@ -341,7 +341,17 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<TopicLog, RawLogError>
 
 /// The `read_committed` view of `topic`, in partition, then offset order.
 pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<LogRecord>, RawLogError> {
-    Ok(read_topic(bootstrap, topic)?.committed())
+    // Tansu may write a transaction's markers a little after its commit returned: give
+    // transactions in flight a moment to be decided before taking the committed view. A
+    // transaction left open by a dead producer stays invisible, as it should.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let log = read_topic(bootstrap, topic)?;
+        if log.open().is_empty() || std::time::Instant::now() >= deadline {
+            return Ok(log.committed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The number of partitions of `topic`, from a Metadata request.

@@ -160,27 +160,32 @@ pub fn read_sink(
         skipped: 0,
     };
     let mut state = State::default();
-    read_topic(
-        &client,
-        &spec.topic,
-        options.timeout,
-        |partition, offset, key, value, time| {
-            let located = |message: String| ReadError::Message {
-                topic: spec.topic.clone(),
-                partition,
-                offset,
-                message,
-            };
-            let time =
-                time.ok_or_else(|| located(format!("the message has no {TIME_HEADER} header")))?;
-            contents.messages += 1;
-            if frontier.is_some_and(|f| time >= f) {
-                contents.skipped += 1;
-                return Ok(());
-            }
-            decoder.apply(&mut state, key, value).map_err(located)
-        },
-    )?;
+    let on_message = |partition: i32,
+                      offset: i64,
+                      key: Option<&[u8]>,
+                      value: Option<&[u8]>,
+                      time: Option<u64>|
+     -> Result<(), ReadError> {
+        let located = |message: String| ReadError::Message {
+            topic: spec.topic.clone(),
+            partition,
+            offset,
+            message,
+        };
+        let time =
+            time.ok_or_else(|| located(format!("the message has no {TIME_HEADER} header")))?;
+        contents.messages += 1;
+        if frontier.is_some_and(|f| time >= f) {
+            contents.skipped += 1;
+            return Ok(());
+        }
+        decoder.apply(&mut state, key, value).map_err(located)
+    };
+    if options.broker_shows_aborted_records && raw_readable(&client) {
+        read_topic_raw(&client, &spec.topic, options.timeout, on_message)?;
+    } else {
+        read_topic(&client, &spec.topic, options.timeout, on_message)?;
+    }
     contents.rows = decoder.render(&state).map_err(|message| ReadError::Sink {
         sink: name.to_string(),
         message,
@@ -678,6 +683,68 @@ fn decimal(bytes: &[u8], scale: Option<u8>) -> Option<Numeric> {
 
 /// Reads `topic` from its start to its end with `read_committed`, handing each message's
 /// partition, offset, key, value and `outflow-time` header to `record`.
+/// Whether the raw-log reader can reach the brokers: it speaks plaintext only.
+fn raw_readable(config: &rdkafka::ClientConfig) -> bool {
+    config
+        .get("security.protocol")
+        .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"))
+        && config.get("bootstrap.servers").is_some()
+}
+
+/// `read_topic` for brokers whose fetches show aborted records: the raw log with
+/// `read_committed` applied from the control batches. Such a broker (Tansu) may also write a
+/// transaction's markers a little after the commit returned, so the read waits until no record
+/// of the topic belongs to an open transaction.
+fn read_topic_raw(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    timeout: Duration,
+    mut record: impl FnMut(i32, i64, Option<&[u8]>, Option<&[u8]>, Option<u64>) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let failed = |message: String| ReadError::Sink {
+        sink: topic.to_string(),
+        message,
+    };
+    let bootstrap = config
+        .get("bootstrap.servers")
+        .and_then(|servers| servers.split(',').next())
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + timeout;
+    let log = loop {
+        let log =
+            crate::rawlog::read_topic(&bootstrap, topic).map_err(|e| failed(e.to_string()))?;
+        if log.open().is_empty() {
+            break log;
+        }
+        if Instant::now() >= deadline {
+            return Err(failed(format!(
+                "timed out after {timeout:?} waiting for {} records of open transactions to be decided",
+                log.open().len()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for message in log.committed() {
+        let time = message
+            .headers
+            .iter()
+            .find(|(name, _)| name == TIME_HEADER)
+            .and_then(|(_, value)| value.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok());
+        record(
+            message.partition,
+            message.offset,
+            message.key.as_deref(),
+            message.value.as_deref(),
+            time,
+        )?;
+    }
+    Ok(())
+}
+
 fn read_topic(
     config: &rdkafka::ClientConfig,
     topic: &str,
