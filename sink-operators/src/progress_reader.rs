@@ -133,11 +133,11 @@ pub struct RecoverOptions {
     /// How long each read of the progress topic may take.
     pub read_timeout: Duration,
     /// Whether the broker may hand records of aborted transactions to `read_committed`
-    /// readers (Tansu does: its Fetch sends no aborted-transaction list). Recovery then trusts
-    /// only records a committed group offset names, so a worker whose offset expired starts
-    /// over (writing its keys again) instead of trusting a record that may have been aborted
-    /// (skipping updates that were never committed). Off by default: Kafka filters them, and a
-    /// worker whose offset expired resumes from its newest record, as DESIGN.md describes.
+    /// readers (Tansu does: its Fetch sends no aborted-transaction list). Recovery then reads the
+    /// progress topic's raw log and applies the control batches itself, trusting exactly the
+    /// committed records; where the raw reader cannot be used (TLS, SASL, a broker it cannot
+    /// speak to) it trusts only records a committed group offset names. Off by default: Kafka
+    /// filters aborted records itself.
     pub reader_shows_aborted: bool,
 }
 

@@ -344,7 +344,7 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<LogRecord>, Ra
     // Tansu may write a transaction's markers a little after its commit returned: give
     // transactions in flight a moment to be decided before taking the committed view. A
     // transaction left open by a dead producer stays invisible, as it should.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let log = read_topic(bootstrap, topic)?;
         if log.open().is_empty() || std::time::Instant::now() >= deadline {

@@ -7,10 +7,10 @@
 //! value of each key, a tombstone removing it; DEBEZIUM applies `before`/`after` in offset order
 //! (with a KEY, the latest `after` of each key). Rows come out in FORMAT JSON, in key order.
 //!
-//! Brokers whose `read_committed` fetches still return records of aborted transactions
-//! (Tansu) are trusted as they are: such records at times before the frontier were written
-//! again, later in the log, by the run that committed them, so the latest value per key is
-//! still right; a keyless DEBEZIUM sink on such a broker may count an aborted row twice.
+//! On brokers whose `read_committed` fetches return records of aborted transactions (Tansu;
+//! `ReadOptions::broker_shows_aborted_records`), both topics are read from their raw logs with
+//! `read_committed` applied from the control batches (`crate::rawlog`, plaintext only), after
+//! waiting for transactions in flight to be decided.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -41,7 +41,8 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How `read` reads.
 #[derive(Clone, Copy, Debug)]
 pub struct ReadOptions {
-    /// Trust only progress records that a committed group offset names (Tansu).
+    /// The broker's `read_committed` fetches return records of aborted transactions (Tansu):
+    /// read the raw logs and apply the control batches instead.
     pub broker_shows_aborted_records: bool,
     /// How long reading the progress topic, and then the data topic, may take.
     pub timeout: Duration,

@@ -75,7 +75,7 @@ pub struct SinkPlan {
     /// The time of the input's snapshot, skipped under `SNAPSHOT = false`. Default 0.
     pub as_of: u64,
     /// Set for brokers whose `read_committed` fetches return aborted records (Tansu): recovery
-    /// then trusts only progress records that a committed group offset names.
+    /// then reads the progress topic's raw log and applies the control batches itself.
     pub broker_shows_aborted_records: bool,
     /// Where the workers of this process report status and statistics.
     pub monitor: SinkMonitor,

@@ -53,7 +53,7 @@ enum Command {
         #[arg(long)]
         sink: String,
         /// The broker's read_committed fetches return records of aborted transactions (Tansu):
-        /// trust only progress records a committed group offset names.
+        /// read the raw logs and apply the control batches instead.
         #[arg(long)]
         broker_shows_aborted: bool,
         /// Give up reading after this many seconds.
@@ -98,7 +98,7 @@ struct RunArgs {
     #[arg(short = 'h', long)]
     hostfile: Option<PathBuf>,
     /// The brokers' read_committed fetches return records of aborted transactions (Tansu):
-    /// recovery trusts only progress records a committed group offset names.
+    /// recovery reads the progress topic's raw log and applies the control batches itself.
     #[arg(long)]
     broker_shows_aborted: bool,
     /// How often a sink commits, in milliseconds (default 1000).
