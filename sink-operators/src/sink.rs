@@ -738,6 +738,8 @@ fn render<'scope>(
                     .chain(frontiers[1].frontier().iter())
                     .min()
                     .copied();
+                // Counted here and reported once per activation: the monitor is shared.
+                let (mut staged_messages, mut staged_bytes) = (0u64, 0u64);
                 while !state.paused {
                     let Some(mut entry) = stash.first_entry() else {
                         break;
@@ -797,10 +799,8 @@ fn render<'scope>(
                     let entry = state.staged.entry(time).or_default();
                     entry.0 += 1;
                     entry.1 += bytes as u64;
-                    state.monitor.update(state.worker, |s| {
-                        s.messages_staged += 1;
-                        s.bytes_staged += bytes as u64;
-                    });
+                    staged_messages += 1;
+                    staged_bytes += bytes as u64;
                     state.handle(Event::Message {
                         time,
                         position,
@@ -808,6 +808,12 @@ fn render<'scope>(
                         message: Arc::new(record),
                     });
                     state.pump();
+                }
+                if staged_messages > 0 {
+                    state.monitor.update(state.worker, |s| {
+                        s.messages_staged += staged_messages;
+                        s.bytes_staged += staged_bytes;
+                    });
                 }
                 // The frontier the machine may rely on: nothing stashed is before it.
                 let frontier = match (stash.first_key_value().map(|((t, _), _)| *t), input) {
