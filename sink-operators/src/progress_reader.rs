@@ -205,8 +205,17 @@ fn read_progress_fencing(
     new_workers: u32,
     fenced: &mut BTreeSet<String>,
 ) -> Result<ProgressScan> {
-    if options.reader_shows_aborted && raw_readable(config) {
-        match read_progress_raw(config, names, topic, options, new_workers, fenced) {
+    let raw = crate::rawlog::plaintext_bootstrap(config).filter(|_| options.reader_shows_aborted);
+    if let Some(bootstrap) = raw {
+        match read_progress_raw(
+            &bootstrap,
+            config,
+            names,
+            topic,
+            options,
+            new_workers,
+            fenced,
+        ) {
             // A broker the raw reader cannot speak to (librdkafka's mock cluster answers its
             // ApiVersions with UnsupportedVersion) is read through librdkafka instead.
             Err(ProgressReadError::Read { reason, .. }) => {
@@ -251,14 +260,6 @@ fn read_progress_fencing(
     Ok(scan)
 }
 
-/// Whether the raw-log reader can reach the brokers: it speaks plaintext only.
-fn raw_readable(config: &ClientConfig) -> bool {
-    config
-        .get("security.protocol")
-        .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"))
-        && config.get("bootstrap.servers").is_some()
-}
-
 /// The progress read for brokers whose fetches show aborted records: the raw log, with
 /// `read_committed` applied from the control batches (see [`crate::rawlog`]), so that recovery
 /// sees exactly the committed records and needs no help from group offsets.
@@ -267,6 +268,7 @@ fn raw_readable(config: &ClientConfig) -> bool {
 /// which aborts what a killed worker left open; the read repeats until it fences nothing new
 /// and no record of this sink belongs to an open transaction.
 fn read_progress_raw(
+    bootstrap: &str,
     config: &ClientConfig,
     names: &SinkNames,
     topic: &str,
@@ -274,12 +276,6 @@ fn read_progress_raw(
     new_workers: u32,
     fenced: &mut BTreeSet<String>,
 ) -> Result<ProgressScan> {
-    let bootstrap = config
-        .get("bootstrap.servers")
-        .and_then(|servers| servers.split(',').next())
-        .unwrap_or_default()
-        .trim()
-        .to_string();
     let prefix = format!("{}/", names.sink_id);
     let ours = |key: &Option<Vec<u8>>| {
         key.as_deref()
@@ -288,7 +284,7 @@ fn read_progress_raw(
     let fences = options.mode == DeliveryMode::ExactlyOnce;
     let started = std::time::Instant::now();
     loop {
-        let log = crate::rawlog::read_topic(&bootstrap, topic).map_err(|error| {
+        let log = crate::rawlog::read_topic(bootstrap, topic).map_err(|error| {
             ProgressReadError::Read {
                 topic: topic.to_string(),
                 position: 0,

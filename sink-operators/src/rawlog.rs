@@ -339,19 +339,38 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<TopicLog, RawLogError>
     })
 }
 
-/// The `read_committed` view of `topic`, in partition, then offset order.
+/// The `read_committed` view of `topic`, in partition, then offset order, once the
+/// transactions in flight are decided (waiting up to 10 s; see [`read_settled`]).
 pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<LogRecord>, RawLogError> {
-    // Tansu may write a transaction's markers a little after its commit returned: give
-    // transactions in flight a moment to be decided before taking the committed view. A
-    // transaction left open by a dead producer stays invisible, as it should.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    Ok(read_settled(bootstrap, topic, Duration::from_secs(10))?.committed())
+}
+
+/// The log of `topic` once no record belongs to an open transaction, or as it is after
+/// `patience`: Tansu may write a transaction's markers a little after its commit returned. A
+/// transaction left open by a dead producer stays open, and its records invisible.
+pub fn read_settled(
+    bootstrap: &str,
+    topic: &str,
+    patience: Duration,
+) -> Result<TopicLog, RawLogError> {
+    let deadline = std::time::Instant::now() + patience;
     loop {
         let log = read_topic(bootstrap, topic)?;
         if log.open().is_empty() || std::time::Instant::now() >= deadline {
-            return Ok(log.committed());
+            return Ok(log);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The first bootstrap broker of a client configuration, when the raw reader can speak to it:
+/// it speaks plaintext only.
+pub fn plaintext_bootstrap(config: &ClientConfig) -> Option<String> {
+    let plaintext = config
+        .get("security.protocol")
+        .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"));
+    let first = config.get("bootstrap.servers")?.split(',').next()?.trim();
+    (plaintext && !first.is_empty()).then(|| first.to_string())
 }
 
 /// The number of partitions of `topic`, from a Metadata request.

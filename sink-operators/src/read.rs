@@ -182,8 +182,10 @@ pub fn read_sink(
         }
         decoder.apply(&mut state, key, value).map_err(located)
     };
-    if options.broker_shows_aborted_records && raw_readable(&client) {
-        read_topic_raw(&client, &spec.topic, options.timeout, on_message)?;
+    let raw = crate::rawlog::plaintext_bootstrap(&client)
+        .filter(|_| options.broker_shows_aborted_records);
+    if let Some(bootstrap) = raw {
+        read_topic_raw(&bootstrap, &spec.topic, options.timeout, on_message)?;
     } else {
         read_topic(&client, &spec.topic, options.timeout, on_message)?;
     }
@@ -684,20 +686,12 @@ fn decimal(bytes: &[u8], scale: Option<u8>) -> Option<Numeric> {
 
 /// Reads `topic` from its start to its end with `read_committed`, handing each message's
 /// partition, offset, key, value and `outflow-time` header to `record`.
-/// Whether the raw-log reader can reach the brokers: it speaks plaintext only.
-fn raw_readable(config: &rdkafka::ClientConfig) -> bool {
-    config
-        .get("security.protocol")
-        .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"))
-        && config.get("bootstrap.servers").is_some()
-}
-
 /// `read_topic` for brokers whose fetches show aborted records: the raw log with
 /// `read_committed` applied from the control batches. Such a broker (Tansu) may also write a
 /// transaction's markers a little after the commit returned, so the read waits until no record
 /// of the topic belongs to an open transaction.
 fn read_topic_raw(
-    config: &rdkafka::ClientConfig,
+    bootstrap: &str,
     topic: &str,
     timeout: Duration,
     mut record: impl FnMut(i32, i64, Option<&[u8]>, Option<&[u8]>, Option<u64>) -> Result<(), ReadError>,
@@ -706,27 +700,14 @@ fn read_topic_raw(
         sink: topic.to_string(),
         message,
     };
-    let bootstrap = config
-        .get("bootstrap.servers")
-        .and_then(|servers| servers.split(',').next())
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let deadline = Instant::now() + timeout;
-    let log = loop {
-        let log =
-            crate::rawlog::read_topic(&bootstrap, topic).map_err(|e| failed(e.to_string()))?;
-        if log.open().is_empty() {
-            break log;
-        }
-        if Instant::now() >= deadline {
-            return Err(failed(format!(
-                "timed out after {timeout:?} waiting for {} records of open transactions to be decided",
-                log.open().len()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let log = crate::rawlog::read_settled(bootstrap, topic, timeout)
+        .map_err(|e| failed(e.to_string()))?;
+    let open = log.open().len();
+    if open > 0 {
+        return Err(failed(format!(
+            "timed out after {timeout:?} waiting for {open} records of open transactions to be decided"
+        )));
+    }
     for message in log.committed() {
         let time = message
             .headers
