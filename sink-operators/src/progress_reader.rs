@@ -496,9 +496,11 @@ fn read_to_end(
         .into());
     }
 
+    // From offset 0, not `Offset::Beginning`, for the reason `read` gives: a broker's answer
+    // to the earliest-offset query may skip records (Tansu's does when producers race).
     let mut assignment = TopicPartitionList::new();
     assignment
-        .add_partition_offset(topic, PROGRESS_PARTITION, Offset::Beginning)
+        .add_partition_offset(topic, PROGRESS_PARTITION, Offset::Offset(0))
         .and_then(|()| consumer.assign(&assignment))
         .map_err(|error| ProgressReadError::Read {
             topic: topic.to_string(),

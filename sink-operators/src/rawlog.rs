@@ -313,19 +313,21 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<TopicLog, RawLogError>
         let starts = connection.list_offsets(topic, &leader_partitions, EARLIEST)?;
         let ends = connection.list_offsets(topic, &leader_partitions, LATEST)?;
         for &partition in &leader_partitions {
-            let start = starts[&partition];
-            // Tansu's latest offset can fall short of the high watermark but is never above it
-            // and is past the start of any non-empty log; an empty log needs no Fetch, which
-            // Tansu would hold for the whole wait.
-            let (entries, high_watermark) = if ends[&partition] <= start {
-                (Vec::new(), start)
+            // Tansu answers ListOffsets from its batches' modification times, not their
+            // offsets: when two producers append to a partition at once and the later offsets
+            // are stored first, "earliest" names a batch past the log start and "latest" one
+            // short of the end. Neither is trusted beyond a hint: the Fetch answer's log start
+            // and high watermark decide. Only a log that no batch was ever appended to (latest
+            // 0 on every broker) is skipped, as Tansu holds a Fetch of it for the whole wait.
+            let (entries, log_start_offset, high_watermark) = if ends[&partition] <= 0 {
+                (Vec::new(), 0, 0)
             } else {
-                connection.fetch_partition(topic, partition, start)?
+                connection.fetch_partition(topic, partition, starts[&partition])?
             };
             let (records, markers) = resolve_transactions(entries);
             partitions.push(PartitionLog {
                 partition,
-                log_start_offset: start,
+                log_start_offset,
                 high_watermark,
                 records,
                 markers,
@@ -829,12 +831,15 @@ impl Connection {
     /// The target comes from Fetch, not ListOffsets: Tansu answers ListOffsets(latest) with
     /// the last batch's base offset + 1, which falls short when that batch holds several
     /// records.
+    /// Every entry of one partition from its log start to the high watermark of the first
+    /// answer, with that log start and high watermark. `hint` is where the log is believed to
+    /// start; when the broker's answer reports an earlier log start, reading starts there.
     fn fetch_partition(
         &mut self,
         topic: &str,
         partition: i32,
-        start: i64,
-    ) -> Result<(Vec<Entry>, i64), RawLogError> {
+        hint: i64,
+    ) -> Result<(Vec<Entry>, i64, i64), RawLogError> {
         let version = self.version::<FetchRequest>("Fetch", FETCH_MAX)?;
         let batch_error = |offset, message| RawLogError::Batch {
             topic: topic.to_string(),
@@ -843,6 +848,7 @@ impl Connection {
             message,
         };
         let mut entries = Vec::new();
+        let mut start = hint;
         let mut next = start;
         let mut high_watermark = None;
         let mut fetch_bytes = FIRST_FETCH_BYTES;
@@ -903,6 +909,16 @@ impl Connection {
                     error,
                 });
             }
+            if entries.is_empty()
+                && next == start
+                && data.log_start_offset >= 0
+                && data.log_start_offset < start
+            {
+                start = data.log_start_offset;
+                next = start;
+                high_watermark = None;
+                continue;
+            }
             let end = *high_watermark.get_or_insert(data.high_watermark);
             if next >= end {
                 break;
@@ -946,7 +962,7 @@ impl Connection {
                 next = batch.next_offset;
             }
         }
-        Ok((entries, high_watermark.unwrap_or(start)))
+        Ok((entries, start, high_watermark.unwrap_or(start)))
     }
 }
 

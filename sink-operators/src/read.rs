@@ -751,10 +751,14 @@ fn read_topic(
     let consumer: BaseConsumer = reader_config
         .create()
         .map_err(|e| failed(format!("cannot create a reader: {}", redacted(&e))))?;
+    // From offset 0 rather than `Offset::Beginning`: Tansu answers the earliest-offset query
+    // from its batches' modification times and can name a batch past the log start; a log
+    // that no longer starts at 0 answers out of range, and `auto.offset.reset` moves to its
+    // start.
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
+            .add_partition_offset(topic, partition, Offset::Offset(0))
             .map_err(|e| failed(redacted(&e)))?;
     }
     consumer

@@ -250,3 +250,79 @@ pub fn expected_json(history: &[Update]) -> BTreeMap<i64, Vec<Option<String>>> {
         })
         .collect()
 }
+
+/// Asserts that the UPSERT JSON topic `topic` holds `expected` (see [`upserts_by_key`]) once
+/// its transactions in flight are decided. On a mismatch the panic names each differing key
+/// and lists every raw record of those keys — aborted and open ones too — with its producer,
+/// epoch and outcome, and the control markers of those producers in those partitions: enough
+/// to tell a lost write from a late or missing marker. Returns the committed records.
+pub fn assert_topic_holds(
+    bootstrap: &str,
+    topic: &str,
+    expected: &BTreeMap<i64, Vec<Option<String>>>,
+    context: &str,
+) -> Vec<LogRecord> {
+    let log = outflow::rawlog::read_settled(bootstrap, topic, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("reading {topic}: {e}"));
+    let committed = log.committed();
+    let actual = upserts_by_key(&committed);
+    if &actual == expected {
+        return committed;
+    }
+    let mut report = format!("topic {topic} does not hold the expected upserts ({context})\n");
+    let keys: std::collections::BTreeSet<i64> =
+        actual.keys().chain(expected.keys()).copied().collect();
+    let mut differing = std::collections::BTreeSet::new();
+    for id in keys {
+        if actual.get(&id) != expected.get(&id) {
+            differing.insert(id);
+            report.push_str(&format!(
+                "key {id}:\n  expected {:?}\n  actual   {:?}\n",
+                expected.get(&id),
+                actual.get(&id)
+            ));
+        }
+    }
+    let mut involved = std::collections::BTreeSet::new();
+    report.push_str("raw records of those keys:\n");
+    for raw in log.raw() {
+        let id = raw
+            .record
+            .key
+            .as_deref()
+            .and_then(|k| serde_json::from_slice::<serde_json::Value>(k).ok())
+            .and_then(|k| k["id"].as_i64());
+        if id.is_some_and(|id| differing.contains(&id)) {
+            involved.insert((raw.record.partition, raw.producer_id));
+            report.push_str(&format!(
+                "  p{} @{} producer {} epoch {} {:?} value {:?}\n",
+                raw.record.partition,
+                raw.record.offset,
+                raw.producer_id,
+                raw.producer_epoch,
+                raw.outcome,
+                raw.record
+                    .value
+                    .as_ref()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            ));
+        }
+    }
+    report.push_str("markers of those producers in those partitions:\n");
+    for marker in log.markers() {
+        if involved.contains(&(marker.partition, marker.producer_id)) {
+            report.push_str(&format!("  {marker:?}\n"));
+        }
+    }
+    for partition in &log.partitions {
+        report.push_str(&format!(
+            "partition {}: log start {}, {} records, {} markers, last stable offset {}\n",
+            partition.partition,
+            partition.log_start_offset,
+            partition.records.len(),
+            partition.markers.len(),
+            partition.last_stable_offset()
+        ));
+    }
+    panic!("{report}");
+}

@@ -139,7 +139,7 @@ fn produce_and_consume(config: &ClientConfig, topic: &str) {
         .expect("consumer over TLS");
     let mut assignment = TopicPartitionList::new();
     assignment
-        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .add_partition_offset(topic, 0, rdkafka::Offset::Offset(0))
         .unwrap();
     consumer.assign(&assignment).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -179,7 +179,7 @@ fn read_all(
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment
-            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .add_partition_offset(topic, partition, rdkafka::Offset::Offset(0))
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();

@@ -12,7 +12,7 @@ use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkStatus};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
-    expected_json, history_catalog_sql, random_history, run_sink, upserts_by_key, RunOptions,
+    assert_topic_holds, expected_json, history_catalog_sql, random_history, run_sink, RunOptions,
     Update,
 };
 use outflow_tests::rawlog::{self};
@@ -64,8 +64,12 @@ fn upsert_history_round_trips_exactly_once() {
     );
     assert_running_then_done(&report);
 
-    let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
-    assert_eq!(upserts_by_key(&records), expected_json(&history));
+    let records = assert_topic_holds(
+        &shared_broker().bootstrap(),
+        &topic,
+        &expected_json(&history),
+        "after the run",
+    );
     let messages: usize = expected_json(&history).values().map(Vec::len).sum();
     assert_eq!(
         report.total.messages_committed as usize, messages,
@@ -169,8 +173,12 @@ fn a_restart_with_another_worker_count_writes_nothing_twice() {
     };
     let report = run_sink(plan(&sql, &topic), history.clone(), stop);
     assert_running_then_done(&report);
-    let after_first = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
-    assert_eq!(upserts_by_key(&after_first), expected_json(&first));
+    assert_topic_holds(
+        &shared_broker().bootstrap(),
+        &topic,
+        &expected_json(&first),
+        "after the first run",
+    );
 
     // The second run replays the whole history on 3 workers: what the first committed is
     // skipped, the rest is written once.
@@ -183,8 +191,12 @@ fn a_restart_with_another_worker_count_writes_nothing_twice() {
         },
     );
     assert_running_then_done(&report);
-    let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
-    assert_eq!(upserts_by_key(&records), expected_json(&history));
+    let records = assert_topic_holds(
+        &shared_broker().bootstrap(),
+        &topic,
+        &expected_json(&history),
+        "after the run",
+    );
 
     // And a third, on one worker, with nothing new: nothing is written.
     let report = run_sink(
@@ -263,6 +275,10 @@ fn a_backlog_of_many_times_in_one_batch_is_written_in_time_order() {
         },
     );
     assert_running_then_done(&report);
-    let records = rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap();
-    assert_eq!(upserts_by_key(&records), expected_json(&history));
+    assert_topic_holds(
+        &shared_broker().bootstrap(),
+        &topic,
+        &expected_json(&history),
+        "after the run",
+    );
 }

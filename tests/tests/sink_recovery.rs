@@ -28,7 +28,8 @@ use outflow::topic::{ensure_data_topic, ensure_progress_topic, TopicSettings};
 use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
-    expected_json, history_catalog_sql, random_history, run_sink, upserts_by_key, RunOptions,
+    assert_topic_holds, expected_json, history_catalog_sql, random_history, run_sink,
+    upserts_by_key, RunOptions,
 };
 use outflow_tests::rawlog::{self, LogRecord};
 use rand::rngs::StdRng;
@@ -405,8 +406,7 @@ fn a_second_instance_fences_the_first_and_every_update_is_written_once() {
     );
 
     // Whatever the first instance still attempts, the topic holds each update once.
-    let records = rawlog::read_committed(&bootstrap(), &sink).unwrap();
-    assert_eq!(upserts_by_key(&records), expected_json(&history));
+    assert_topic_holds(&bootstrap(), &sink, &expected_json(&history), "at the end");
 
     let first_now = first_monitor.report();
     let first = first.join().expect("the first instance's thread");
@@ -425,11 +425,11 @@ fn a_second_instance_fences_the_first_and_every_update_is_written_once() {
             "the first instance failed for another reason: {error}"
         );
     }
-    let records = rawlog::read_committed(&bootstrap(), &sink).unwrap();
-    assert_eq!(
-        upserts_by_key(&records),
-        expected_json(&history),
-        "the fenced instance wrote after the second finished"
+    assert_topic_holds(
+        &bootstrap(),
+        &sink,
+        &expected_json(&history),
+        "the fenced instance wrote after the second finished",
     );
 }
 
@@ -495,8 +495,7 @@ fn a_sink_killed_at_random_moments_and_restarted_with_other_worker_counts_loses_
         status.success(),
         "the last run ended with {status}: {report:#?}"
     );
-    let records = rawlog::read_committed(&bootstrap(), &args.sink).unwrap();
-    assert_eq!(upserts_by_key(&records), expected, "seed {seed}");
+    let records = assert_topic_holds(&bootstrap(), &args.sink, &expected, &format!("seed {seed}"));
     assert_eq!(records.len(), total, "seed {seed}");
 }
 
@@ -612,8 +611,7 @@ fn a_snapshot_larger_than_a_transaction_commits_in_key_order_and_resumes_after_t
         ids.len() - written_set.len(),
         "{report:#?}"
     );
-    let data = rawlog::read_committed(&bootstrap(), &args.sink).unwrap();
-    assert_eq!(upserts_by_key(&data), expected, "seed {seed}");
+    assert_topic_holds(&bootstrap(), &args.sink, &expected, &format!("seed {seed}"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -644,9 +642,11 @@ fn committed_group_offsets_name_the_last_committed_progress_record_of_each_worke
         },
     );
     assert!(!second.status.is_failed(), "{second:#?}");
-    assert_eq!(
-        upserts_by_key(&rawlog::read_committed(&bootstrap(), &sink).unwrap()),
-        expected_json(&history)
+    assert_topic_holds(
+        &bootstrap(),
+        &sink,
+        &expected_json(&history),
+        "after two runs",
     );
 
     let progress_topic = plan(&sink, &prefix).connection.progress_topic;
@@ -708,8 +708,7 @@ fn a_large_snapshot_with_a_small_in_flight_bound_completes_exactly_once() {
         Some(u64::MAX),
         "{report:#?}"
     );
-    let records = rawlog::read_committed(&bootstrap(), &sink).unwrap();
-    assert_eq!(upserts_by_key(&records), expected_json(&history));
+    assert_topic_holds(&bootstrap(), &sink, &expected_json(&history), "at the end");
 }
 
 /// The bound as the producer sees it: one worker's machine and driver stepped on the test
