@@ -4,13 +4,14 @@
 
 pub mod orders;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use outflow::embedded::EmbeddedBroker;
 use outflow::statement::Catalog;
 use outflow::{SinkMonitor, SinkPlan, SinkReport, SinkStatus};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
@@ -152,6 +153,8 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<ReadMessage>, Stri
         .set("group.id", "outflow-examples-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| format!("cannot build a consumer for topic {topic}: {e}"))?;
     let timeout = Duration::from_secs(10);
@@ -164,53 +167,41 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<ReadMessage>, Stri
         .find(|t| t.name() == topic)
         .map(|t| t.partitions().iter().map(|p| p.id()).collect())
         .unwrap_or_default();
+    // Every partition from offset 0 to the end the reader reports (`enable.partition.eof`),
+    // not between the offsets a ListOffsets query names: Tansu answers that query from its
+    // batches' modification times, which can skip the first records or stop short of the end.
     let mut assignment = TopicPartitionList::new();
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
     for &partition in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, timeout)
-            .map_err(|e| {
-                format!("cannot read the offsets of topic {topic} partition {partition}: {e}")
-            })?;
-        if high > low {
-            ends.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Offset(low))
-                .map_err(|e| format!("topic {topic} partition {partition}: {e}"))?;
-        }
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(0))
+            .map_err(|e| format!("topic {topic} partition {partition}: {e}"))?;
     }
     consumer
         .assign(&assignment)
         .map_err(|e| format!("cannot read topic {topic}: {e}"))?;
+    let mut reading: BTreeSet<i32> = partitions.iter().copied().collect();
     let mut messages = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    // Transaction markers take offsets too, so a partition is read once the next offset to
-    // fetch reaches its end, not once a message at `end - 1` arrived.
-    while !ends.is_empty() {
+    while !reading.is_empty() {
         if Instant::now() > deadline {
             return Err(format!(
                 "reading topic {topic} took more than 30 s; {} partitions left",
-                ends.len()
+                reading.len()
             ));
         }
-        if let Some(result) = consumer.poll(Duration::from_millis(100)) {
-            let message = result.map_err(|e| format!("reading topic {topic}: {e}"))?;
-            messages.push(ReadMessage {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                reading.remove(&partition);
+            }
+            Some(Err(e)) => return Err(format!("reading topic {topic}: {e}")),
+            Some(Ok(message)) => messages.push(ReadMessage {
                 partition: message.partition(),
                 offset: message.offset(),
                 key: message.key().map(<[u8]>::to_vec),
                 value: message.payload().map(<[u8]>::to_vec),
-            });
+            }),
         }
-        let positions = consumer
-            .position()
-            .map_err(|e| format!("reading topic {topic}: {e}"))?;
-        ends.retain(|&partition, &mut end| {
-            let at = positions
-                .find_partition(topic, partition)
-                .map(|p| p.offset());
-            !matches!(at, Some(Offset::Offset(next)) if next >= end)
-        });
     }
     messages.sort_by_key(|m| (m.partition, m.offset));
     Ok(messages)
