@@ -458,18 +458,7 @@ fn read_to_end(
 ) -> Result<()> {
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut reader_config = config.clone();
-    reader_config
-        .set("group.id", group)
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("allow.auto.create.topics", "false")
-        // Tansu answers a Fetch that may not wait with nothing at all; a short wait keeps the
-        // end-of-partition answer of a caught-up reader quick.
-        .set("fetch.wait.max.ms", "100");
+    let reader_config = topic::committed_reader_config(config, group);
     let consumer: BaseConsumer =
         reader_config
             .create()
@@ -496,12 +485,8 @@ fn read_to_end(
         .into());
     }
 
-    // From offset 0, not `Offset::Beginning`, for the reason `read` gives: a broker's answer
-    // to the earliest-offset query may skip records (Tansu's does when producers race).
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, PROGRESS_PARTITION, Offset::Offset(0))
-        .and_then(|()| consumer.assign(&assignment))
+    topic::from_offset_zero(topic, [PROGRESS_PARTITION])
+        .and_then(|assignment| consumer.assign(&assignment))
         .map_err(|error| ProgressReadError::Read {
             topic: topic.to_string(),
             position: 0,

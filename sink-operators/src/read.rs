@@ -19,7 +19,6 @@ use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::dataflow::relation::values::parse_uuid;
@@ -34,7 +33,7 @@ use crate::progress_reader::{committed_seqs, read_progress, RecoverOptions};
 use crate::protocol::SinkNames;
 use crate::sink::SinkPlan;
 use crate::statement::Catalog;
-use crate::topic::{partition_count, redacted};
+use crate::topic::{committed_reader_config, from_offset_zero, partition_count, redacted};
 
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -738,29 +737,12 @@ fn read_topic(
         message,
     };
     let partitions = partition_count(config, topic).map_err(|e| failed(e.to_string()))?;
-    let mut reader_config = config.clone();
-    reader_config
-        .set("group.id", format!("outflow-read-{}", std::process::id()))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("allow.auto.create.topics", "false")
-        .set("fetch.wait.max.ms", "100");
+    let reader_config =
+        committed_reader_config(config, &format!("outflow-read-{}", std::process::id()));
     let consumer: BaseConsumer = reader_config
         .create()
         .map_err(|e| failed(format!("cannot create a reader: {}", redacted(&e))))?;
-    // From offset 0 rather than `Offset::Beginning`: Tansu answers the earliest-offset query
-    // from its batches' modification times and can name a batch past the log start; a log
-    // that no longer starts at 0 answers out of range, and `auto.offset.reset` moves to its
-    // start.
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Offset(0))
-            .map_err(|e| failed(redacted(&e)))?;
-    }
+    let assignment = from_offset_zero(topic, 0..partitions).map_err(|e| failed(redacted(&e)))?;
     consumer
         .assign(&assignment)
         .map_err(|e| failed(redacted(&e)))?;

@@ -19,6 +19,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 
 /// How long one admin request (create, describe, metadata) may take before it is an error.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -642,6 +643,40 @@ fn request_failed(operation: &'static str, topic: &str, error: &KafkaError) -> T
         topic: topic.to_string(),
         reason: redacted(error),
     }
+}
+
+/// `config` set up for a consumer of `group` that reads committed records to the end of each
+/// assigned partition and commits nothing: `read_committed`, end-of-partition events, no
+/// automatic commits or stores, no topic creation.
+pub(crate) fn committed_reader_config(config: &ClientConfig, group: &str) -> ClientConfig {
+    let mut reader = config.clone();
+    reader
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false")
+        // Tansu answers a Fetch that may not wait with nothing at all; a short wait keeps the
+        // end-of-partition answer of a caught-up reader quick.
+        .set("fetch.wait.max.ms", "100");
+    reader
+}
+
+/// An assignment of `partitions` of `topic`, each from offset 0 rather than
+/// `Offset::Beginning`: Tansu answers the earliest-offset query from its batches' modification
+/// times and can name a batch past the log start when producers race. A log that no longer
+/// starts at 0 answers out of range, and the reader's `auto.offset.reset` moves to its start.
+pub(crate) fn from_offset_zero(
+    topic: &str,
+    partitions: impl IntoIterator<Item = i32>,
+) -> std::result::Result<TopicPartitionList, KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Offset(0))?;
+    }
+    Ok(assignment)
 }
 
 /// A librdkafka error as text that never carries an option's value: a rejected option may be a

@@ -211,16 +211,19 @@ pub fn history_catalog_sql(bootstrap: &str) -> String {
     )
 }
 
+/// The `id` of a record's JSON key, if it has one.
+pub fn key_id(record: &LogRecord) -> Option<i64> {
+    let key: serde_json::Value = serde_json::from_slice(record.key.as_deref()?).ok()?;
+    key["id"].as_i64()
+}
+
 /// Per key (the JSON key's `id`), the values of an UPSERT JSON topic in offset order, `None` for
 /// tombstones. Panics if a key sits on two partitions.
 pub fn upserts_by_key(records: &[LogRecord]) -> BTreeMap<i64, Vec<Option<String>>> {
     let mut out: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
     let mut partition_of: BTreeMap<i64, i32> = BTreeMap::new();
     for record in records {
-        let key: serde_json::Value =
-            serde_json::from_slice(record.key.as_deref().expect("upsert messages have keys"))
-                .unwrap();
-        let id = key["id"].as_i64().expect("the key has an id");
+        let id = key_id(record).unwrap_or_else(|| panic!("not a JSON key with an id: {record:?}"));
         let previous = partition_of.insert(id, record.partition);
         assert!(
             previous.is_none() || previous == Some(record.partition),
@@ -286,12 +289,7 @@ pub fn assert_topic_holds(
     let mut involved = std::collections::BTreeSet::new();
     report.push_str("raw records of those keys:\n");
     for raw in log.raw() {
-        let id = raw
-            .record
-            .key
-            .as_deref()
-            .and_then(|k| serde_json::from_slice::<serde_json::Value>(k).ok())
-            .and_then(|k| k["id"].as_i64());
+        let id = key_id(&raw.record);
         if id.is_some_and(|id| differing.contains(&id)) {
             involved.insert((raw.record.partition, raw.producer_id));
             report.push_str(&format!(

@@ -28,7 +28,7 @@ use outflow::topic::{ensure_data_topic, ensure_progress_topic, TopicSettings};
 use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
-    assert_topic_holds, expected_json, history_catalog_sql, random_history, run_sink,
+    assert_topic_holds, expected_json, history_catalog_sql, key_id, random_history, run_sink,
     upserts_by_key, RunOptions,
 };
 use outflow_tests::rawlog::{self, LogRecord};
@@ -96,9 +96,7 @@ fn plan_from_sql(sink: &str, sql: &str) -> SinkPlan {
 }
 
 fn record_id(record: &LogRecord) -> i64 {
-    let key: serde_json::Value =
-        serde_json::from_slice(record.key.as_deref().expect("upsert messages have keys")).unwrap();
-    key["id"].as_i64().expect("the key has an id")
+    key_id(record).expect("upsert messages have keys with an id")
 }
 
 /// Checks that the topic holds, per key, a prefix of the expected sequence: nothing written
