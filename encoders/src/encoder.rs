@@ -52,6 +52,7 @@ use crate::avro::schema::{self as avro_schema, SchemaOptions, DEBEZIUM_ROW_NAME}
 use crate::avro::{binary as avro_binary, write_confluent_header, CONFLUENT_HEADER_LEN};
 use crate::columns::{fields_of, for_each_field, Field, Kind};
 use crate::error::{EncodeError, Part};
+#[cfg(feature = "registry")]
 use crate::registry::SchemaRegistryClient;
 use crate::spec::{AvroFormatSpec, DocScope, DocTarget, Envelope, FormatSpec};
 use crate::{json, text};
@@ -393,6 +394,7 @@ impl SinkEncoder {
     /// compatibility level on a subject that has none, and checking compatibility before
     /// registering). A schema the registry finds incompatible refuses the encoder, with the
     /// subject and the registry's reasons in the error.
+    #[cfg(feature = "registry")]
     pub fn new(
         config: EncoderConfig,
         registry: Option<&SchemaRegistryClient>,

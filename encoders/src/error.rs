@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+#[cfg(feature = "registry")]
 use crate::registry::RegistryError;
 
 /// Which part of a Kafka message a column or schema belongs to.
@@ -108,6 +109,7 @@ pub enum EncodeError {
         schema: String,
     },
 
+    #[cfg(feature = "registry")]
     #[error("cannot publish the Avro {part} schema of topic \"{topic}\": {source}")]
     Registry {
         part: Part,

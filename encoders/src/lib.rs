@@ -6,6 +6,7 @@ mod columns;
 pub mod encoder;
 pub mod error;
 mod json;
+#[cfg(feature = "registry")]
 pub mod registry;
 pub mod spec;
 mod text;
@@ -17,6 +18,7 @@ pub use encoder::{
     RESERVED_HEADER_PREFIX, TIME_HEADER,
 };
 pub use error::{EncodeError, Part};
+#[cfg(feature = "registry")]
 pub use registry::{
     CompatibilityCheck, RegistryConfig, RegistryError, SchemaRegistryClient, SubjectVersion,
     VersionSelector,

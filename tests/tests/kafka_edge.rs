@@ -13,13 +13,11 @@ use std::time::{Duration, Instant};
 
 use outflow::producer::{DeliveryMode, ProducerDriver, ProducerSettings, SinkRecord};
 use outflow::progress_reader::{self, committed_seqs, read_progress, RecoverOptions};
-use outflow::protocol::{
-    Action, Cadence, Event, Machine, Point, ProgressRecord, SinkNames, Status,
-};
 use outflow::topic::{
     ensure_data_topic, ensure_progress_topic, partition_count, TopicDifference, TopicError,
     TopicSettings,
 };
+use outflow_protocol::{Action, Cadence, Event, Machine, Point, ProgressRecord, SinkNames, Status};
 use outflow_tests::broker::{create_topic, shared_broker, unique_name};
 use outflow_tests::rawlog::{self, Outcome};
 use rdkafka::config::ClientConfig;
@@ -701,7 +699,7 @@ impl Worker {
         &mut self,
         progress: &str,
         mode: DeliveryMode,
-    ) -> Arc<outflow::protocol::Recovery> {
+    ) -> Arc<outflow_protocol::Recovery> {
         self.run_until("init_transactions", |w| w.driver.is_initialized());
         let options = RecoverOptions { mode, ..options() };
         let recovery = Arc::new(

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use outflow::producer::{DeliveryMode, ProducerDriver, ProducerSettings, SinkRecord};
-use outflow::protocol::{Action, Cadence, ErrorKind, Event, SinkNames};
 use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkReport, SinkStatus};
+use outflow_protocol::{Action, Cadence, ErrorKind, Event, SinkNames};
 use outflow_tests::broker::{create_topic, shared_broker, unique_name};
 use outflow_tests::pipeline::{expected_json, random_history, run_sink, RunOptions};
 use rdkafka::config::ClientConfig;

@@ -20,12 +20,10 @@ use std::time::{Duration, Instant};
 use outflow::dataflow::{Datum, Row};
 use outflow::producer::{ProducerDriver, ProducerSettings, SinkRecord};
 use outflow::progress_reader::{self, RecoverOptions};
-use outflow::protocol::{
-    Action, Cadence, Event, Machine, Point, ProgressRecord, SinkNames, Status,
-};
 use outflow::statement::Catalog;
 use outflow::topic::{ensure_data_topic, ensure_progress_topic, TopicSettings};
 use outflow::{SinkPlan, SinkReport, SinkStatus};
+use outflow_protocol::{Action, Cadence, Event, Machine, Point, ProgressRecord, SinkNames, Status};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
     assert_topic_holds, expected_json, history_catalog_sql, key_id, random_history, run_sink,

@@ -17,14 +17,14 @@ pub fn outflow_binary() -> PathBuf {
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
             let status = Command::new(cargo)
-                .args(["build", "-p", "outflow", "--bin", "outflow"])
+                .args(["build", "-p", "outflow-cli", "--bin", "outflow"])
                 .current_dir(workspace_root())
                 .stdout(Stdio::null())
                 .status()
                 .expect("cargo runs");
             assert!(
                 status.success(),
-                "cargo build -p outflow --bin outflow failed"
+                "cargo build -p outflow-cli --bin outflow failed"
             );
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map_or_else(|| workspace_root().join("target"), PathBuf::from);

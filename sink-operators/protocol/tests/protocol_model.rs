@@ -8,7 +8,7 @@
 //! way it checks that every recovery describes the topic exactly, that durable and reported
 //! frontiers never move back, and at the end that progress records and group offsets agree.
 //!
-//! `OUTFLOW_SEED=1234 cargo test -p outflow --test protocol_model -- --nocapture` replays one
+//! `OUTFLOW_SEED=1234 cargo test -p outflow-protocol --test protocol_model -- --nocapture` replays one
 //! schedule and prints it; `OUTFLOW_SCHEDULES=n` sets how many run (default 10 000).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use outflow::protocol::model::{
+use outflow_protocol::model::{
     Fault, Isolation, ModelMessage, ModelTopics, ModelWorker, Observation, Op, TxnLog,
 };
-use outflow::protocol::{
+use outflow_protocol::{
     Cadence, ErrorKind, Event, Machine, Point, ProgressRecord, ProgressScan, Recovery, SinkNames,
     Status,
 };
@@ -934,7 +934,7 @@ fn replay_failure(seed: u64, error: String) -> ! {
     eprintln!("schedule {seed}:");
     let replayed = run_seed(seed, true);
     panic!(
-        "schedule {seed} failed: {error}{}\nreplay it: OUTFLOW_SEED={seed} cargo test -p outflow \
+        "schedule {seed} failed: {error}{}\nreplay it: OUTFLOW_SEED={seed} cargo test -p outflow-protocol \
          --test protocol_model -- --nocapture",
         if replayed.is_ok() {
             " (but passed when replayed)"

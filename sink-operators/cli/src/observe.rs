@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::status::{SinkMonitor, SinkReport};
+use outflow::status::{SinkMonitor, SinkReport};
 
 const REFRESH: Duration = Duration::from_secs(1);
 

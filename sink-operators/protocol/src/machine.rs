@@ -1015,7 +1015,7 @@ impl<M: Clone> Machine<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ProgressScan, Resume};
+    use crate::{ProgressScan, Resume};
     use std::collections::BTreeMap;
 
     type TestMachine = Machine<&'static str>;

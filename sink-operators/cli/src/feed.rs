@@ -24,9 +24,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::dataflow::relation::values::parse_uuid;
-use crate::dataflow::relation::{Date, Interval, Numeric, Time, Timestamp};
-use crate::dataflow::{ColumnType, Datum, RelationDesc, Row, RowPacker, ScalarType};
+use outflow::dataflow::relation::values::parse_uuid;
+use outflow::dataflow::relation::{Date, Interval, Numeric, Time, Timestamp};
+use outflow::dataflow::{ColumnType, Datum, RelationDesc, Row, RowPacker, ScalarType};
 
 /// Lines the reader may parse ahead of the dataflow; it blocks beyond that, so the feed is
 /// never held in memory whole.

@@ -3,8 +3,8 @@
 //! hash to a partition.
 //!
 //! ```
-//! use outflow::dataflow::{Datum, RelationDesc, Row, ScalarType};
-//! use outflow::partition::{kafka_murmur2, partition_for, PartitionExpr};
+//! use outflow_dataflow::{Datum, RelationDesc, Row, ScalarType};
+//! use outflow_sql::partition::{kafka_murmur2, partition_for, PartitionExpr};
 //!
 //! let desc = RelationDesc::empty()
 //!     .with_column("order_id", ScalarType::Int64, false)
@@ -86,7 +86,7 @@ pub fn partition_for(hash: Option<u64>, partition_count: i32) -> i32 {
 /// (`EncodedMessage::key_payload`). A key therefore never moves partition when its Avro
 /// schema id changes, and JSON, TEXT and BYTES keys land where the Java client would put
 /// them. Keyless messages have no hash here; the sink spreads them by the stable hash of the
-/// row's pairing key (see `crate::sink`).
+/// row's pairing key (see the `outflow` crate's sink).
 pub fn key_partition_hash(key_payload: Option<&[u8]>) -> Option<u64> {
     key_payload.map(|key| kafka_murmur2(key) as u64)
 }

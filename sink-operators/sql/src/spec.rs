@@ -6,9 +6,9 @@
 //! JSON with secrets redacted), validated and compared without a broker.
 //!
 //! ```
-//! use outflow::dataflow::{RelationDesc, ScalarType};
-//! use outflow::encoders::{Envelope, FormatSpec};
-//! use outflow::spec::SinkSpec;
+//! use outflow_dataflow::{RelationDesc, ScalarType};
+//! use outflow_encoders::{Envelope, FormatSpec};
+//! use outflow_sql::spec::SinkSpec;
 //!
 //! let orders = RelationDesc::empty()
 //!     .with_column("order_id", ScalarType::Int64, false)

@@ -20,10 +20,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::protocol::{
+use crate::topic::redacted;
+use outflow_protocol::{
     Action, Cadence, ErrorKind, Event, Machine, ProtocolError, SinkNames, TxnError,
 };
-use crate::topic::redacted;
 
 /// The progress topic has one partition.
 const PROGRESS_PARTITION: i32 = 0;
@@ -706,7 +706,7 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
     }
 
     /// Whether `init_transactions` has succeeded (and its result was handed out by
-    /// [`ProducerDriver::poll_event`]): step 1 of the startup order in [`crate::protocol`] is
+    /// [`ProducerDriver::poll_event`]): step 1 of the startup order in [`outflow_protocol`] is
     /// done for this worker, and the previous holder of its transactional id is fenced.
     pub fn is_initialized(&self) -> bool {
         self.initialized.get()

@@ -14,8 +14,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::producer::DeliveryMode;
-use crate::protocol::{ProgressScan, ProtocolError, Recovery, SinkNames};
 use crate::topic::{self, redacted, TopicError};
+use outflow_protocol::{ProgressScan, ProtocolError, Recovery, SinkNames};
 
 /// How long reading the progress topic to its end may take. A transaction another sink left
 /// open on a shared progress topic holds `read_committed` readers back until it ends, at the
@@ -151,7 +151,7 @@ impl Default for RecoverOptions {
     }
 }
 
-/// Steps 2 and 3 of the startup order in [`crate::protocol`], to run once every worker's
+/// Steps 2 and 3 of the startup order in [`outflow_protocol`], to run once every worker's
 /// producer has initialized transactions: reads the progress topic to its end, fences the ids of
 /// retired workers, rereads if it fenced any, reads the committed offsets of the progress groups,
 /// and computes where a run of `new_workers` resumes. The caller hands the result to worker 0's

@@ -10,9 +10,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
-use outflow::read::{read_sink, ReadOptions};
-use outflow::run::{run, FeedSource, RunError, RunOptions, RunPlan};
 use outflow::statement::{parse_statements, Catalog};
+
+mod feed;
+mod observe;
+mod read;
+mod run;
+
+use read::{read_sink, ReadOptions};
+use run::{run, FeedSource, RunError, RunOptions, RunPlan};
 
 #[derive(Parser)]
 #[command(

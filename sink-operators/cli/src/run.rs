@@ -24,12 +24,12 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Inspect;
 use timely::dataflow::ProbeHandle;
 
-use crate::dataflow::Row;
 use crate::feed::{spawn_reader, FeedError, FeedItem, FeedMessage, FeedTables};
 use crate::observe::{Observers, RunState};
-use crate::sink::{SinkKafka, SinkPlan};
-use crate::statement::Catalog;
-use crate::status::SinkReport;
+use outflow::dataflow::Row;
+use outflow::sink::{SinkKafka, SinkPlan};
+use outflow::statement::Catalog;
+use outflow::status::SinkReport;
 
 /// Updates worker 0 may have fed beyond the slowest sink's committed frontier; it reads no
 /// more of the feed until the sinks catch up, so memory stays bounded on a long feed.
@@ -82,7 +82,7 @@ impl RunPlan {
         }
         // A feed may also update tables no sink reads (a feed written for a whole schema).
         for object in catalog.objects() {
-            if let crate::statement::CatalogObject::Table(table) = object {
+            if let outflow::statement::CatalogObject::Table(table) = object {
                 plan.tables.add(&table.name, &table.desc);
             }
         }
@@ -302,7 +302,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
             }
             if let Some(failed) = plan.sinks.iter().find(|s| s.monitor.status().is_failed()) {
                 let message = match failed.monitor.status() {
-                    crate::status::SinkStatus::Failed { error } => error,
+                    outflow::status::SinkStatus::Failed { error } => error,
                     other => other.name().to_string(),
                 };
                 for dataflow in worker.installed_dataflows() {

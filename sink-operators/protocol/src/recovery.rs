@@ -173,7 +173,7 @@ impl ProgressScan {
     }
 
     /// An empty scan fed by a reader that sees exactly the committed records, having applied
-    /// the control batches itself (see [`crate::rawlog`]). The records are then the truth: each
+    /// the control batches itself (see `outflow::rawlog`). The records are then the truth: each
     /// worker resumes from its newest record, and a group offset that names another one is only
     /// reported. This is what brokers whose fetches show aborted records need: their group
     /// offsets were seen to lag the committed records, which would make a restart write a

@@ -648,7 +648,7 @@ fn request_failed(operation: &'static str, topic: &str, error: &KafkaError) -> T
 /// `config` set up for a consumer of `group` that reads committed records to the end of each
 /// assigned partition and commits nothing: `read_committed`, end-of-partition events, no
 /// automatic commits or stores, no topic creation.
-pub(crate) fn committed_reader_config(config: &ClientConfig, group: &str) -> ClientConfig {
+pub fn committed_reader_config(config: &ClientConfig, group: &str) -> ClientConfig {
     let mut reader = config.clone();
     reader
         .set("group.id", group)
@@ -668,7 +668,7 @@ pub(crate) fn committed_reader_config(config: &ClientConfig, group: &str) -> Cli
 /// `Offset::Beginning`: Tansu answers the earliest-offset query from its batches' modification
 /// times and can name a batch past the log start when producers race. A log that no longer
 /// starts at 0 answers out of range, and the reader's `auto.offset.reset` moves to its start.
-pub(crate) fn from_offset_zero(
+pub fn from_offset_zero(
     topic: &str,
     partitions: impl IntoIterator<Item = i32>,
 ) -> std::result::Result<TopicPartitionList, KafkaError> {
@@ -681,7 +681,7 @@ pub(crate) fn from_offset_zero(
 
 /// A librdkafka error as text that never carries an option's value: a rejected option may be a
 /// password, and librdkafka repeats the rejected value in its message.
-pub(crate) fn redacted(error: &KafkaError) -> String {
+pub fn redacted(error: &KafkaError) -> String {
     match error {
         KafkaError::ClientConfig(_, description, key, value) => {
             let description = if value.is_empty() {

@@ -8,7 +8,7 @@
 //! SinkInit (every worker: init transactions) ─▶ worker 0: SinkRecover ─▶ broadcast ─▶ SinkKafka ─▶ committed
 //! ```
 //!
-//! Startup follows the order of [`crate::protocol`]: every worker initializes its producer
+//! Startup follows the order of [`outflow_protocol`]: every worker initializes its producer
 //! (fencing the previous holder of its transactional id); once all have, worker 0 reads the
 //! progress topic, fences retired ids, recovers, and announces the run in its first
 //! transaction; the recovery is then broadcast and every worker's machine starts. Pairs that
@@ -52,11 +52,11 @@ use crate::encoders::{
 use crate::partition::{key_partition_hash, partition_for};
 use crate::producer::{DeliveryMode, ProducerDriver, ProducerSettings, SinkRecord};
 use crate::progress_reader::{recover, RecoverOptions};
-use crate::protocol::{Action, Cadence, Event, Machine, Recovery, SinkNames, Status};
 use crate::spec::{DeliveryGuarantee, SinkSpec};
 use crate::statement::Catalog;
 use crate::status::{SinkMonitor, SinkStatus};
 use crate::topic::{ensure_data_topic, ensure_progress_topic, PartitionWatch, TopicSettings};
+use outflow_protocol::{Action, Cadence, Event, Machine, Recovery, SinkNames, Status};
 
 /// Pairs a worker lets combining emit ahead of what its producer has taken.
 const PAIR_CREDIT: usize = 16 * 1024;

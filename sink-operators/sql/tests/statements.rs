@@ -1,22 +1,21 @@
 //! The statement front end as a user meets it: every statement form and option of the
 //! guide, every validation error with its position, the builders producing the same specs,
-//! secrets that never print, and `outflow check`.
+//! secrets that never print.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use outflow::dataflow::{Datum, RelationDesc, Row, ScalarType};
-use outflow::encoders::{
+use outflow_dataflow::{Datum, RelationDesc, Row, ScalarType};
+use outflow_encoders::{
     AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
     Secret,
 };
-use outflow::partition::{kafka_murmur2, partition_for};
-use outflow::spec::{
+use outflow_sql::partition::{kafka_murmur2, partition_for};
+use outflow_sql::spec::{
     ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, RegistrySpec, SaslMechanism,
     SecretSpec, SecurityProtocol, SinkSpec, SpecError, StringOrSecret, TableSpec,
 };
-use outflow::statement::{parse_statements, Catalog, CatalogObject};
+use outflow_sql::statement::{parse_statements, Catalog, CatalogObject};
 use proptest::prelude::*;
 
 /// Objects most tests refer to. The secret values are distinctive so that a leak is found.
@@ -56,7 +55,7 @@ fn sink(sql: &str) -> SinkSpec {
     catalog
         .execute_sql(sql)
         .unwrap_or_else(|e| panic!("{sql}\n{}", e.render("test")));
-    let outflow::statement::ast::Statement::CreateSink(created) =
+    let outflow_sql::statement::ast::Statement::CreateSink(created) =
         statements.last().expect("a statement")
     else {
         panic!("not a sink: {sql}")
@@ -115,10 +114,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn example_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/statements.sql")
 }
 
 #[test]
@@ -1527,103 +1522,6 @@ fn catalog_objects_print_in_creation_order() {
         catalog.objects().nth(5),
         Some(CatalogObject::Table(_))
     ));
-}
-
-fn run_check(file: &Path) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_outflow"))
-        .arg("check")
-        .arg(file)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
-
-#[test]
-fn outflow_check_accepts_the_example_and_the_guide() {
-    let (code, stdout, stderr) = run_check(&example_file());
-    assert_eq!(code, 0, "{stderr}");
-    let objects: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let names: Vec<&str> = objects
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "kafka_password",
-            "csr_password",
-            "kafka_connection",
-            "csr_connection",
-            "orders",
-            "order_items",
-            "order_summaries",
-            "sink_cluster",
-            "order_updates",
-            "order_changes",
-            "regional_summaries",
-        ]
-    );
-    let regional = &objects[10];
-    assert_eq!(regional["partition_by"], "kafka_murmur2(region)");
-    assert_eq!(regional["value_format"]["format"], "avro");
-    assert_eq!(objects[9]["envelope"], "debezium");
-    assert_eq!(objects[0]["value"], "<redacted>");
-    assert!(!stdout.contains("change-me"));
-
-    let (code, stdout, stderr) = run_check(&fixture("guide.sql"));
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout.lines().count(), 47);
-    assert!(
-        stderr.contains(": notice: KEY (key_col) is not a known unique key"),
-        "{stderr}"
-    );
-}
-
-#[test]
-fn outflow_check_reports_the_first_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.sql");
-    std::fs::write(
-        &bad,
-        "CREATE SECRET pw AS 'hunter2';\n\
-         CREATE CONNECTION k TO KAFKA (BROKER 'b:9092', SECURITY PROTOCOL PLAINTEXT);\n\
-         CREATE TABLE my_view (id bigint PRIMARY KEY, key_col text);\n\
-         CREATE SINK my_sink\n  FROM my_view\n  INTO KAFKA CONNECTION k (TOPIC 'topic')\n  KEY (key_col)\n  FORMAT JSON\n  ENVELOPE UPSERT;\n\
-         CREATE TABLE never_reached (a nosuchtype);\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = run_check(&bad);
-    assert_eq!(code, 1);
-    assert_eq!(stdout, "");
-    let mut lines = stderr.lines();
-    assert_eq!(
-        lines.next().unwrap(),
-        format!(
-            "{}:7:3: error: upsert key could not be validated as unique",
-            bad.display()
-        )
-    );
-    assert!(lines
-        .next()
-        .unwrap()
-        .starts_with("DETAIL: Outflow could not prove"));
-    assert_eq!(lines.next().unwrap(), "  (\"id\")");
-    assert!(lines.next().unwrap().starts_with("HINT: "));
-    assert!(!stderr.contains("hunter2"));
-
-    let (code, _, stderr) = run_check(&dir.path().join("missing.sql"));
-    assert_eq!(code, 1);
-    assert!(
-        stderr.contains("missing.sql: error: cannot read the file"),
-        "{stderr}"
-    );
 }
 
 /// Every prefix of the guide, cut at any character, is either accepted or an error with a

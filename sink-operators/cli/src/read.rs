@@ -9,7 +9,7 @@
 //!
 //! On brokers whose `read_committed` fetches return records of aborted transactions (Tansu;
 //! `ReadOptions::broker_shows_aborted_records`), both topics are read from their raw logs with
-//! `read_committed` applied from the control batches (`crate::rawlog`, plaintext only), after
+//! `read_committed` applied from the control batches (`outflow::rawlog`, plaintext only), after
 //! waiting for transactions in flight to be decided.
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,19 +21,19 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 
-use crate::dataflow::relation::values::parse_uuid;
-use crate::dataflow::relation::{Interval, Numeric, Timestamp};
-use crate::dataflow::{ColumnType, Datum, DiffPair, RelationDesc, Row, RowPacker, ScalarType};
-use crate::encoders::{
+use crate::feed::{push_json, row_from_json};
+use outflow::dataflow::relation::values::parse_uuid;
+use outflow::dataflow::relation::{Interval, Numeric, Timestamp};
+use outflow::dataflow::{ColumnType, Datum, DiffPair, RelationDesc, Row, RowPacker, ScalarType};
+use outflow::encoders::{
     EncodedMessage, EncoderConfig, Envelope, FormatSpec, SchemaRegistryClient, SinkEncoder,
     TIME_HEADER,
 };
-use crate::feed::{push_json, row_from_json};
-use crate::progress_reader::{committed_seqs, read_progress, RecoverOptions};
-use crate::protocol::SinkNames;
-use crate::sink::SinkPlan;
-use crate::statement::Catalog;
-use crate::topic::{committed_reader_config, from_offset_zero, partition_count, redacted};
+use outflow::progress_reader::{committed_seqs, read_progress, RecoverOptions};
+use outflow::sink::SinkPlan;
+use outflow::statement::Catalog;
+use outflow::topic::{committed_reader_config, from_offset_zero, partition_count, redacted};
+use outflow_protocol::SinkNames;
 
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -181,7 +181,7 @@ pub fn read_sink(
         }
         decoder.apply(&mut state, key, value).map_err(located)
     };
-    let raw = crate::rawlog::plaintext_bootstrap(&client)
+    let raw = outflow::rawlog::plaintext_bootstrap(&client)
         .filter(|_| options.broker_shows_aborted_records);
     if let Some(bootstrap) = raw {
         read_topic_raw(&bootstrap, &spec.topic, options.timeout, on_message)?;
@@ -587,9 +587,9 @@ fn push_avro(packer: &mut RowPacker, ty: &ScalarType, value: &AvroValue) -> Resu
         (ScalarType::Jsonb, AvroValue::String(s)) => Datum::Jsonb(s),
         (ScalarType::Bytes, AvroValue::Bytes(b)) => Datum::Bytes(b),
         (ScalarType::Date, AvroValue::Date(d) | AvroValue::Int(d)) => {
-            Datum::Date(crate::dataflow::relation::Date(*d))
+            Datum::Date(outflow::dataflow::relation::Date(*d))
         }
-        (ScalarType::Time, _) => Datum::Time(crate::dataflow::relation::Time(
+        (ScalarType::Time, _) => Datum::Time(outflow::dataflow::relation::Time(
             long()
                 .and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(mismatch)?,
@@ -672,7 +672,7 @@ fn decimal(bytes: &[u8], scale: Option<u8>) -> Option<Numeric> {
     let scale = match scale {
         Some(scale) => scale,
         None => {
-            let mut scale = crate::dataflow::relation::values::NUMERIC_MAX_SCALE;
+            let mut scale = outflow::dataflow::relation::values::NUMERIC_MAX_SCALE;
             while scale > 0 && mantissa % 10 == 0 {
                 mantissa /= 10;
                 scale -= 1;
@@ -699,7 +699,7 @@ fn read_topic_raw(
         sink: topic.to_string(),
         message,
     };
-    let log = crate::rawlog::read_settled(bootstrap, topic, timeout)
+    let log = outflow::rawlog::read_settled(bootstrap, topic, timeout)
         .map_err(|e| failed(e.to_string()))?;
     let open = log.open().len();
     if open > 0 {

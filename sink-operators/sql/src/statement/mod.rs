@@ -9,7 +9,7 @@
 //! column of the offending token.
 //!
 //! ```
-//! use outflow::statement::Catalog;
+//! use outflow_sql::statement::Catalog;
 //!
 //! let catalog = Catalog::from_sql(
 //!     "CREATE CONNECTION kafka_connection TO KAFKA (BROKER 'localhost:9092', SECURITY PROTOCOL PLAINTEXT);

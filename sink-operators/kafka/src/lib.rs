@@ -1,0 +1,28 @@
+//! Outflow: stream a differential dataflow collection into Kafka with the semantics of
+//! Materialize's Kafka sinks.
+//!
+//! This is the crate pipelines depend on. A sink is a [`SinkPlan`] (a [`SinkSpec`] from the
+//! guide's statements through a [`Catalog`], or from the builders in [`spec`], plus its
+//! resolved connection), rendered by [`SinkKafka::sink_kafka`] on a collection or an
+//! arrangement; its [`SinkMonitor`] reports status and statistics. The modules below the
+//! re-exports are the librdkafka edge (connections, topics, the per-worker producer, progress
+//! recovery, the raw-log reader, the embedded broker) for tools that drive it directly.
+
+pub use outflow_dataflow as dataflow;
+pub use outflow_encoders as encoders;
+pub use outflow_sql::{partition, spec, statement};
+
+pub mod connection;
+pub mod embedded;
+pub mod producer;
+pub mod progress_reader;
+pub mod rawlog;
+pub mod sink;
+pub mod status;
+pub mod topic;
+
+pub use outflow_sql::{
+    Catalog, ClusterSpec, ConnectionSpec, RegistrySpec, SecretSpec, SinkSpec, SpecError, TableSpec,
+};
+pub use sink::{SinkError, SinkHandle, SinkKafka, SinkPlan};
+pub use status::{SinkMonitor, SinkReport, SinkStatus};
