@@ -299,3 +299,76 @@ fn materialized_views_are_refused() {
         "{stderr}"
     );
 }
+
+/// Under DEBEZIUM, `KEY (…)` names the message key and what pairs updates; unlike UPSERT it need
+/// not be a known unique key (as in Materialize). A key that gains a second row is written, not
+/// refused: each row's changes go out in order, under the key.
+#[test]
+fn a_debezium_key_that_is_not_unique_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_name("cli-debezium-loose-key");
+    let sql = format!(
+        "CREATE CONNECTION k TO KAFKA (BROKER '{bootstrap}', SECURITY PROTOCOL PLAINTEXT);
+         CREATE TABLE u (k bigint NOT NULL, val text);
+         CREATE SINK \"{topic}\" FROM u INTO KAFKA CONNECTION k (TOPIC '{topic}',
+             TRANSACTIONAL ID PREFIX '{topic}-', PROGRESS GROUP ID PREFIX '{topic}-')
+           KEY (k) FORMAT JSON ENVELOPE DEBEZIUM;",
+        bootstrap = shared_broker().bootstrap()
+    );
+    let statements = write_file(&dir, "statements.sql", &sql);
+    let check = outflow(&["check", &statements]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+
+    let lines = [
+        update_line("u", 1, 1, r#"{"k":1,"val":"a"}"#),
+        update_line("u", 1, 1, r#"{"k":2,"val":"b"}"#),
+        // Key 1 gains a second row.
+        update_line("u", 2, 1, r#"{"k":1,"val":"c"}"#),
+        // One of its rows changes, then goes.
+        update_line("u", 3, -1, r#"{"k":1,"val":"a"}"#),
+        update_line("u", 3, 1, r#"{"k":1,"val":"d"}"#),
+        update_line("u", 4, -1, r#"{"k":1,"val":"d"}"#),
+        r#"{"advance": 5}"#.to_string(),
+    ];
+    let feed = write_file(&dir, "feed.jsonl", &(lines.join("\n") + "\n"));
+    let output = outflow(&[
+        "run",
+        &statements,
+        "--feed",
+        &feed,
+        "--broker-shows-aborted",
+        "--commit-interval-ms",
+        "50",
+    ]);
+    assert!(
+        output.status.success(),
+        "run failed: {}\n{}",
+        text(&output.stderr),
+        text(&output.stdout)
+    );
+
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in rawlog::read_committed(&shared_broker().bootstrap(), &topic).unwrap() {
+        let key = String::from_utf8(record.key.expect("a message key")).unwrap();
+        let value = String::from_utf8(record.value.expect("a Debezium value")).unwrap();
+        by_key.entry(key).or_default().push(value);
+    }
+    let expected: BTreeMap<String, Vec<String>> = [
+        (
+            r#"{"k":1}"#.to_string(),
+            vec![
+                r#"{"before":null,"after":{"k":1,"val":"a"}}"#.to_string(),
+                r#"{"before":null,"after":{"k":1,"val":"c"}}"#.to_string(),
+                r#"{"before":{"k":1,"val":"a"},"after":{"k":1,"val":"d"}}"#.to_string(),
+                r#"{"before":{"k":1,"val":"d"},"after":null}"#.to_string(),
+            ],
+        ),
+        (
+            r#"{"k":2}"#.to_string(),
+            vec![r#"{"before":null,"after":{"k":2,"val":"b"}}"#.to_string()],
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(by_key, expected);
+}

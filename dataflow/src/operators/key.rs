@@ -5,7 +5,6 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
 
-use crate::operators::OperatorError;
 use crate::relation::{RelationDesc, Row, RowPacker};
 
 /// The key that pairs a sink's updates, and whether messages carry it.
@@ -44,9 +43,9 @@ pub enum Uniqueness {
 }
 
 impl SinkKey {
-    /// Resolves a sink's key against its relation: `declared` is the `KEY (...)` column list,
-    /// `not_enforced` whether it said `NOT ENFORCED`. A declared key must name columns of the
-    /// relation and, unless not enforced, contain one of its known unique keys.
+    /// The key that pairs a sink's updates when it declares no `KEY`: the relation's first
+    /// known unique key, else the whole row. A declared key is resolved, and validated, once,
+    /// with the sink's spec (`outflow-sql`), which stores the resulting `SinkKey`.
     ///
     /// ```
     /// use outflow_dataflow::operators::{SinkKey, Uniqueness};
@@ -56,49 +55,20 @@ impl SinkKey {
     ///     .with_column("id", ScalarType::Int64, false)
     ///     .with_column("name", ScalarType::Text, true)
     ///     .with_key(vec![0]);
-    /// let natural = SinkKey::resolve(&desc, None, false).unwrap();
+    /// let natural = SinkKey::natural(&desc);
     /// assert_eq!(natural, SinkKey::Relation { columns: vec![0] });
     /// assert!(!natural.is_message_key());
-    /// let err = SinkKey::resolve(&desc, Some(&[1]), false).unwrap_err();
-    /// assert!(err.to_string().contains("KEY (name)"));
-    /// let loose = SinkKey::resolve(&desc, Some(&[1]), true).unwrap();
-    /// assert_eq!(loose.uniqueness(), Uniqueness::NotEnforced);
+    /// assert_eq!(natural.uniqueness(), Uniqueness::Enforced);
+    /// let keyless = RelationDesc::empty().with_column("v", ScalarType::Int64, false);
+    /// assert_eq!(SinkKey::natural(&keyless).uniqueness(), Uniqueness::Multiset);
     /// ```
-    pub fn resolve(
-        desc: &RelationDesc,
-        declared: Option<&[usize]>,
-        not_enforced: bool,
-    ) -> Result<SinkKey, OperatorError> {
-        let Some(columns) = declared else {
-            return Ok(match desc.keys().first() {
-                Some(columns) => SinkKey::Relation {
-                    columns: columns.clone(),
-                },
-                None => SinkKey::WholeRow,
-            });
-        };
-        if columns.is_empty() {
-            return Err(OperatorError::EmptyKey);
+    pub fn natural(desc: &RelationDesc) -> SinkKey {
+        match desc.keys().first() {
+            Some(columns) => SinkKey::Relation {
+                columns: columns.clone(),
+            },
+            None => SinkKey::WholeRow,
         }
-        if let Some(&column) = columns.iter().find(|&&c| c >= desc.arity()) {
-            return Err(OperatorError::KeyColumnOutOfRange {
-                column,
-                arity: desc.arity(),
-            });
-        }
-        if !not_enforced && !desc.is_unique(columns) {
-            let names: Vec<&str> = columns
-                .iter()
-                .map(|&c| desc.column(c).name.as_str())
-                .collect();
-            return Err(OperatorError::KeyNotUnique {
-                key: names.join(", "),
-            });
-        }
-        Ok(SinkKey::Declared {
-            columns: columns.to_vec(),
-            enforced: !not_enforced,
-        })
     }
 
     /// The key's columns, `None` for a whole-row key.
@@ -196,41 +166,22 @@ mod tests {
     }
 
     #[test]
-    fn keys_resolve_to_declared_relation_or_whole_row() {
-        let declared = SinkKey::resolve(&desc(), Some(&[1, 0]), false).unwrap();
-        assert_eq!(
-            declared,
-            SinkKey::Declared {
-                columns: vec![1, 0],
-                enforced: true
-            }
-        );
+    fn natural_keys_are_the_relations_first_unique_key_or_the_whole_row() {
+        let natural = SinkKey::natural(&desc());
+        assert_eq!(natural, SinkKey::Relation { columns: vec![0] });
+        assert!(!natural.is_message_key());
+        let declared = SinkKey::Declared {
+            columns: vec![1, 0],
+            enforced: true,
+        };
         assert!(declared.is_message_key());
         assert_eq!(declared.uniqueness(), Uniqueness::Enforced);
         let keyless = RelationDesc::empty().with_column("v", ScalarType::Int64, false);
-        let whole = SinkKey::resolve(&keyless, None, false).unwrap();
+        let whole = SinkKey::natural(&keyless);
         assert_eq!(
             (whole.columns(), whole.is_message_key(), whole.uniqueness()),
             (None, false, Uniqueness::Multiset)
         );
-    }
-
-    #[test]
-    fn bad_declared_keys_are_refused_naming_the_column() {
-        assert_eq!(
-            SinkKey::resolve(&desc(), Some(&[3]), true)
-                .unwrap_err()
-                .to_string(),
-            "KEY names column 3, but the relation has 3 columns"
-        );
-        assert_eq!(
-            SinkKey::resolve(&desc(), Some(&[]), true).unwrap_err(),
-            OperatorError::EmptyKey
-        );
-        let err = SinkKey::resolve(&desc(), Some(&[1, 2]), false)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("KEY (region, amount) NOT ENFORCED"), "{err}");
     }
 
     #[test]

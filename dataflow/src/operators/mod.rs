@@ -49,15 +49,6 @@ pub use violation::{KeyViolation, ViolationCount};
 /// Errors in what a sink asked of the operators.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OperatorError {
-    #[error("KEY () names no columns; name at least one column or leave KEY out")]
-    EmptyKey,
-    #[error("KEY names column {column}, but the relation has {arity} columns")]
-    KeyColumnOutOfRange { column: usize, arity: usize },
-    #[error(
-        "upsert key could not be validated as unique: KEY ({key}) contains none of the relation's \
-         known unique keys; use KEY ({key}) NOT ENFORCED if it is unique anyway"
-    )]
-    KeyNotUnique { key: String },
     #[error("resume point names no previous workers")]
     ResumeWithoutWorkers,
     #[error("resume point for {workers} previous workers has {frontiers} frontiers")]

@@ -110,7 +110,6 @@ impl RunPlan {
 pub enum FeedSource {
     Stdin,
     File(PathBuf),
-    Reader(Box<dyn BufRead + Send>),
 }
 
 impl fmt::Debug for FeedSource {
@@ -118,7 +117,6 @@ impl fmt::Debug for FeedSource {
         match self {
             FeedSource::Stdin => f.write_str("Stdin"),
             FeedSource::File(path) => write!(f, "File({})", path.display()),
-            FeedSource::Reader(_) => f.write_str("Reader"),
         }
     }
 }
@@ -133,7 +131,6 @@ impl FeedSource {
                 })?;
                 Box::new(std::io::BufReader::new(file))
             }
-            FeedSource::Reader(reader) => reader,
         })
     }
 }
@@ -154,7 +151,6 @@ pub struct RunOptions {
 /// What a finished run did.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
-    pub rows_fed: u64,
     pub sinks: Vec<SinkReport>,
 }
 
@@ -333,10 +329,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
             (Some(error), Some(stop)) => Err(RunError::Feed {
                 error,
                 committed_before: stop,
-                summary: RunSummary {
-                    rows_fed: 0,
-                    sinks: Vec::new(),
-                },
+                summary: RunSummary { sinks: Vec::new() },
             }),
             _ => Ok(()),
         }
@@ -359,7 +352,6 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
         tracing::warn!("{e}");
     }
     let summary = RunSummary {
-        rows_fed: state.rows_fed.load(Ordering::Relaxed),
         sinks: state.reports(),
     };
     match outcome {

@@ -43,7 +43,6 @@ use timely::scheduling::SyncActivator;
 use crate::connection::{registry_config, KafkaConnection};
 use crate::dataflow::operators::{
     CombineAtTimestamp, CombineOptions, Combined, KeyBy, KeyViolation, PairCredit,
-    SinkKey as PairingKey,
 };
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
 use crate::encoders::{
@@ -162,16 +161,6 @@ impl SinkPlan {
             topic: spec.topic.clone(),
         }
     }
-
-    fn pairing_key(&self) -> Result<PairingKey, SinkError> {
-        let declared = self.spec.key.as_ref().map(|k| k.indices.as_slice());
-        let not_enforced = self.spec.key.as_ref().is_some_and(|k| k.not_enforced);
-        Ok(PairingKey::resolve(
-            &self.spec.desc,
-            declared,
-            not_enforced,
-        )?)
-    }
 }
 
 /// The registry connection an Avro key or value format names.
@@ -207,7 +196,7 @@ pub trait SinkKafka<'scope> {
 
 impl<'scope> SinkKafka<'scope> for VecCollection<'scope, u64, Row, isize> {
     fn sink_kafka(self, plan: &SinkPlan) -> Result<SinkHandle<'scope>, SinkError> {
-        let key = plan.pairing_key()?;
+        let key = plan.spec.pairing.clone();
         let scope = self.inner.scope();
         let credit = PairCredit::new(PAIR_CREDIT);
         let combined = self
@@ -223,7 +212,7 @@ where
     for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = u64, Diff = isize>,
 {
     fn sink_kafka(self, plan: &SinkPlan) -> Result<SinkHandle<'scope>, SinkError> {
-        let key = plan.pairing_key()?;
+        let key = plan.spec.pairing.clone();
         let scope = self.stream.scope();
         let credit = PairCredit::new(PAIR_CREDIT);
         let combined = self.combine_at_timestamp_with(&key, combine_options(plan, &credit));
@@ -645,7 +634,7 @@ fn render<'scope>(
     let mut recovery_input = builder.new_input(recovered, Pipeline);
     let (_committed_output, committed) = builder.new_output::<Vec<u64>>();
 
-    let enforced = spec.key.as_ref().map_or(true, |k| !k.not_enforced);
+    let enforced = spec.key_is_enforced();
     let partition_by = spec.partition_by.clone();
     let violation_count = combined.violation_count.clone();
     let sink_state = Rc::clone(&shared);

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
+use outflow_dataflow::operators::SinkKey as PairingKey;
 use outflow_dataflow::{RelationDesc, ScalarType};
 use outflow_encoders::{
     validate_headers_column, AvroFormatSpec, DocScope, DocTarget, EncodeError, EncoderConfig,
@@ -1149,7 +1150,16 @@ pub struct SinkSpec {
         serialize_with = "serialize_millis"
     )]
     pub topic_metadata_refresh_interval: Duration,
+    /// The message key, as `KEY (…)` named it.
     pub key: Option<SinkKey>,
+    /// The key that pairs updates into before/after and places rows on workers, resolved once
+    /// when the spec is built, envelope-aware: a declared `KEY` pairs, and is enforced as
+    /// unique when it was validated as unique (always under UPSERT, unless `NOT ENFORCED`; under
+    /// DEBEZIUM only when it is a known unique key, since DEBEZIUM does not require one). Without
+    /// a `KEY`, the relation's first unique key pairs, else the whole row. The operators and the
+    /// sink read it; nothing re-derives it.
+    #[serde(skip)]
+    pub pairing: PairingKey,
     /// The `HEADERS` column.
     pub headers: Option<ColumnRef>,
     pub key_format: Option<FormatSpec>,
@@ -1203,6 +1213,12 @@ impl SinkSpec {
         self.key
             .as_ref()
             .is_some_and(|k| self.desc.is_unique(&k.indices))
+    }
+
+    /// Whether several rows for one key at one time fail the sink (an enforced key) rather
+    /// than being reported and written.
+    pub fn key_is_enforced(&self) -> bool {
+        self.pairing.uniqueness() == outflow_dataflow::operators::Uniqueness::Enforced
     }
 }
 
@@ -1400,6 +1416,14 @@ impl SinkBuilder {
             None => None,
         };
 
+        let pairing = match &key {
+            Some(key) => PairingKey::Declared {
+                columns: key.indices.clone(),
+                enforced: !key.not_enforced && desc.is_unique(&key.indices),
+            },
+            None => PairingKey::natural(desc),
+        };
+
         let headers = match &self.headers {
             Some(column) => Some(self.resolve_headers(column, envelope)?),
             None => None,
@@ -1526,6 +1550,7 @@ impl SinkBuilder {
                 .unwrap_or_else(|| DEFAULT_PROGRESS_GROUP_ID_PREFIX.to_string()),
             topic_metadata_refresh_interval,
             key,
+            pairing,
             headers,
             key_format,
             value_format,
