@@ -217,7 +217,11 @@ impl KafkaConnection {
                         connection: self.name.clone(),
                         address: self.brokers().to_string(),
                         waited: timeout,
-                        hint: no_answer_hint(self.config.get("security.protocol")),
+                        hint: no_answer_hint(
+                            self.config
+                                .get("security.protocol")
+                                .and_then(SecurityProtocol::parse),
+                        ),
                     },
                 });
             }
@@ -501,13 +505,15 @@ fn tls_hint(reason: &str) -> &'static str {
     }
 }
 
-fn no_answer_hint(protocol: Option<&str>) -> &'static str {
+/// `protocol` is the one in effect: the connection's, or one set through
+/// [`KafkaConnection::set`].
+fn no_answer_hint(protocol: Option<SecurityProtocol>) -> &'static str {
     match protocol {
-        Some("SASL_PLAINTEXT" | "SASL_SSL") => {
+        Some(SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl) => {
             "; the brokers took the connection but not the SASL handshake: check SECURITY \
              PROTOCOL and that the listener on this port is configured for SASL"
         }
-        Some("SSL") => {
+        Some(SecurityProtocol::Ssl) => {
             "; the brokers took the connection but did not answer over TLS: check SECURITY PROTOCOL"
         }
         _ => "; check BROKERS and SECURITY PROTOCOL",

@@ -20,6 +20,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::spec::Compression;
 use crate::topic::redacted;
 use outflow_protocol::{
     Action, Cadence, ErrorKind, Event, Machine, ProtocolError, SinkNames, TxnError,
@@ -54,7 +55,7 @@ pub struct ProducerSettings {
     pub progress_topic: String,
     /// Transactions or at-least-once.
     pub mode: DeliveryMode,
-    /// `compression.type`: none, gzip, snappy, lz4 or zstd.
+    /// `compression.type`: librdkafka's name of a [`Compression`].
     pub compression: String,
     /// `transaction.timeout.ms`: how long the broker keeps a transaction of a silent producer
     /// open. An open transaction holds back `read_committed` readers of its partitions, the
@@ -72,8 +73,8 @@ pub struct ProducerSettings {
 }
 
 impl ProducerSettings {
-    /// Settings for worker `worker` with lz4 compression, a 60 s transaction timeout, 30 s
-    /// calls, 5 ms linger, and a queue bound derived from the machine's `cadence`.
+    /// Settings for worker `worker` with the default [`Compression`], a 60 s transaction
+    /// timeout, 30 s calls, 5 ms linger, and a queue bound derived from the machine's `cadence`.
     pub fn new(
         names: SinkNames,
         worker: u32,
@@ -87,7 +88,7 @@ impl ProducerSettings {
             data_topic: data_topic.into(),
             progress_topic: progress_topic.into(),
             mode: DeliveryMode::ExactlyOnce,
-            compression: "lz4".to_string(),
+            compression: Compression::default().as_str().to_string(),
             transaction_timeout: Duration::from_secs(60),
             call_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(5),

@@ -24,8 +24,8 @@ use outflow_dataflow::relation::Numeric;
 use outflow_dataflow::{Datum, RelationDesc, Row, ScalarType};
 use serde::{Serialize, Serializer};
 
-use crate::spec::SpecError;
-use crate::statement::ast::{Expr, ExprKind};
+use crate::error::SpecError;
+use crate::syntax::ast::{Expr, ExprKind};
 
 /// Kafka's MurmurHash2 (`org.apache.kafka.common.utils.Utils.murmur2`): 32 bits, seed
 /// `0x9747b28c`, little-endian words. Returns the raw, possibly negative, value.
@@ -206,7 +206,7 @@ pub struct EvalError(pub String);
 impl PartitionExpr {
     /// Parses and checks `text` against `desc`, allowing every column.
     pub fn parse(text: &str, desc: &RelationDesc) -> Result<PartitionExpr, SpecError> {
-        PartitionExpr::plan(&crate::statement::parse_expr(text)?, desc, None)
+        PartitionExpr::plan(&crate::syntax::parse_expr(text)?, desc, None)
     }
 
     /// Checks a parsed expression. When `allowed_columns` is given (the key under
@@ -1142,7 +1142,7 @@ mod tests {
 
     #[test]
     fn debezium_expressions_may_only_read_the_key() {
-        let expr = crate::statement::parse_expr("crc32(id::text || region)").unwrap();
+        let expr = crate::syntax::parse_expr("crc32(id::text || region)").unwrap();
         let err = PartitionExpr::plan(&expr, &desc(), Some(&[0])).unwrap_err();
         assert_eq!(
             err.message,

@@ -3,7 +3,9 @@
 //!
 //! The `CREATE …` statements (see [`crate::statement`]) and the Rust builders below go through
 //! the same validation and produce equal specs. A spec can be built, printed (it serializes to
-//! JSON with secrets redacted), validated and compared without a broker.
+//! JSON with secrets redacted), validated and compared without a broker. Validation knows no
+//! statement text: an error names the [`Site`] it blames, and only the statement layer turns
+//! that into a line and column.
 //!
 //! ```
 //! use outflow_dataflow::{RelationDesc, ScalarType};
@@ -26,7 +28,7 @@
 //! assert_eq!(sink.transactional_id(3), "outflow-order_updates-3");
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -34,157 +36,21 @@ use outflow_dataflow::operators::SinkKey as PairingKey;
 use outflow_dataflow::{RelationDesc, ScalarType};
 use outflow_encoders::{
     validate_headers_column, AvroFormatSpec, DocScope, DocTarget, EncodeError, EncoderConfig,
-    Envelope, FormatSpec, Part as EncodePart, Secret,
+    Envelope, FormatSpec, Part, Secret,
 };
 use serde::{Serialize, Serializer};
 
+use crate::options::{
+    AvroFormatOption, KafkaConnectionOption, OptionName, RegistryConnectionOption, SinkOption,
+};
 use crate::partition::PartitionExpr;
-use crate::statement::ast;
+use crate::syntax::{self, ast};
 
-/// A place in statement text: 1-based line and column (in characters).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Position {
-    pub line: u32,
-    pub column: u32,
-}
+pub use crate::error::{Notice, Position, Site, SpecError};
 
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
-
-/// A statement or spec that cannot be accepted. `message` names the offending thing;
-/// `detail` and `hint` follow Postgres's habit of explaining and suggesting on lines of their
-/// own. `position` points at the offending token when the spec came from statement text (for
-/// a builder, only a `partition_by` expression has positions, counted in its own text).
-/// Never holds a secret's value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SpecError {
-    pub message: String,
-    pub detail: Option<String>,
-    pub hint: Option<String>,
-    pub position: Option<Position>,
-}
-
-impl SpecError {
-    pub fn new(message: impl Into<String>) -> SpecError {
-        SpecError {
-            message: message.into(),
-            detail: None,
-            hint: None,
-            position: None,
-        }
-    }
-
-    pub fn detail(mut self, detail: impl Into<String>) -> SpecError {
-        self.detail = Some(detail.into());
-        self
-    }
-
-    pub fn hint(mut self, hint: impl Into<String>) -> SpecError {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// Sets the position unless a more precise one is already known.
-    pub fn at(self, position: Position) -> SpecError {
-        self.at_opt(Some(position))
-    }
-
-    pub(crate) fn at_opt(mut self, position: Option<Position>) -> SpecError {
-        if self.position.is_none() {
-            self.position = position;
-        }
-        self
-    }
-
-    /// The error as a compiler would print it: `FILE:LINE:COL: error: message`, then
-    /// `DETAIL:` and `HINT:` lines.
-    pub fn render(&self, file: &str) -> String {
-        let mut out = match self.position {
-            Some(p) => format!("{file}:{}:{}: error: {}", p.line, p.column, self.message),
-            None => format!("{file}: error: {}", self.message),
-        };
-        if let Some(detail) = &self.detail {
-            out.push_str("\nDETAIL: ");
-            out.push_str(detail);
-        }
-        if let Some(hint) = &self.hint {
-            out.push_str("\nHINT: ");
-            out.push_str(hint);
-        }
-        out
-    }
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SpecError {}
-
-/// Something worth telling about an accepted statement, e.g. that a key is not enforced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notice {
-    pub message: String,
-    pub position: Option<Position>,
-}
-
-/// Which part of a sink's message a format describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Part {
-    Key,
-    Value,
-}
-
-/// The pieces of a statement that validation may blame, so that an error found by a builder
-/// points at the token the statement wrote for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Site {
-    Statement,
-    Name,
-    /// The value of an option, by its canonical name (`"TOPIC PARTITION COUNT"`).
-    Option(&'static str),
-    Column(usize),
-    Constraint(usize),
-    ConstraintColumn(usize, usize),
-    From,
-    Cluster,
-    Connection,
-    Key,
-    KeyColumn(usize),
-    Headers,
-    Format(Part),
-    Registry(Part),
-    FormatOption(Part, &'static str),
-    Doc(Part, usize),
-    Envelope,
-    With(&'static str),
-}
-
-/// Where each [`Site`] of one statement is; empty for specs built in Rust.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Sites(HashMap<Site, Position>);
-
-impl Sites {
-    pub(crate) fn set(&mut self, site: Site, pos: Position) {
-        self.0.insert(site, pos);
-    }
-
-    /// The position of `site`, or of the statement when the site has none.
-    pub(crate) fn at(&self, site: Site) -> Option<Position> {
-        self.0
-            .get(&site)
-            .or_else(|| self.0.get(&Site::Statement))
-            .copied()
-    }
-
-    fn error(&self, site: Site, message: impl Into<String>) -> SpecError {
-        SpecError::new(message).at_opt(self.at(site))
-    }
+/// An error about `site`, found by validation; the statement layer places it in the text.
+fn blame(site: Site, message: impl Into<String>) -> SpecError {
+    SpecError::new(message).site(site)
 }
 
 /// A reference to a secret, by name: `SECRET name`.
@@ -399,30 +265,31 @@ impl ConnectionSpec {
     }
 
     /// The secrets the connection refers to, with the option that names each.
-    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+    pub fn secret_refs(&self) -> Vec<(KafkaConnectionOption, &SecretRef)> {
+        use KafkaConnectionOption as O;
         let mut refs = Vec::new();
         if let Some(sasl) = &self.sasl {
             if let Some(s) = sasl.username.secret_ref() {
-                refs.push(("SASL USERNAME", s));
+                refs.push((O::SaslUsername, s));
             }
-            refs.push(("SASL PASSWORD", &sasl.password));
+            refs.push((O::SaslPassword, &sasl.password));
         }
         if let Some(s) = &self.ssl_key {
-            refs.push(("SSL KEY", s));
+            refs.push((O::SslKey, s));
         }
         if let Some(s) = self
             .ssl_certificate
             .as_ref()
             .and_then(StringOrSecret::secret_ref)
         {
-            refs.push(("SSL CERTIFICATE", s));
+            refs.push((O::SslCertificate, s));
         }
         if let Some(s) = self
             .ssl_certificate_authority
             .as_ref()
             .and_then(StringOrSecret::secret_ref)
         {
-            refs.push(("SSL CERTIFICATE AUTHORITY", s));
+            refs.push((O::SslCertificateAuthority, s));
         }
         refs
     }
@@ -433,6 +300,8 @@ impl ConnectionSpec {
 pub struct ConnectionBuilder {
     name: String,
     brokers: Vec<String>,
+    /// Whether the brokers were given as a list (`BROKERS`), to blame a bad address on it.
+    brokers_listed: bool,
     security_protocol: Option<SecurityProtocol>,
     sasl_mechanism: Option<SaslMechanism>,
     sasl_username: Option<StringOrSecret>,
@@ -442,7 +311,6 @@ pub struct ConnectionBuilder {
     ssl_certificate_authority: Option<StringOrSecret>,
     progress_topic: Option<String>,
     progress_topic_replication_factor: Option<i64>,
-    pub(crate) sites: Sites,
 }
 
 impl ConnectionBuilder {
@@ -454,6 +322,7 @@ impl ConnectionBuilder {
 
     pub fn brokers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, addresses: I) -> Self {
         self.brokers.extend(addresses.into_iter().map(Into::into));
+        self.brokers_listed = true;
         self
     }
 
@@ -510,18 +379,18 @@ impl ConnectionBuilder {
     }
 
     pub fn build(self) -> Result<ConnectionSpec, SpecError> {
-        let sites = &self.sites;
-        let broker_site = if sites.0.contains_key(&Site::Option("BROKERS")) {
-            "BROKERS"
+        use KafkaConnectionOption as O;
+        let site = Site::KafkaOption;
+        let broker_option = if self.brokers_listed {
+            O::Brokers
         } else {
-            "BROKER"
+            O::Broker
         };
         if self.brokers.is_empty() {
-            return Err(sites.error(Site::Statement, "must set one of BROKER or BROKERS"));
+            return Err(blame(Site::Statement, "must set one of BROKER or BROKERS"));
         }
         for broker in &self.brokers {
-            check_broker_address(broker)
-                .map_err(|e| e.at_opt(sites.at(Site::Option(broker_site))))?;
+            check_broker_address(broker).map_err(|e| e.site(site(broker_option)))?;
         }
         let sasl_given = self.sasl_mechanism.is_some()
             || self.sasl_username.is_some()
@@ -535,78 +404,76 @@ impl ConnectionBuilder {
             SecurityProtocol::Ssl
         });
         let sasl = if protocol.uses_sasl() {
-            // Blame the first SASL option the statement gave.
+            // Blame the first SASL option given.
             let anchor = [
-                "SASL MECHANISMS",
-                "SECURITY PROTOCOL",
-                "SASL USERNAME",
-                "SASL PASSWORD",
+                (O::SaslMechanisms, self.sasl_mechanism.is_some()),
+                (O::SecurityProtocol, self.security_protocol.is_some()),
+                (O::SaslUsername, self.sasl_username.is_some()),
+                (O::SaslPassword, self.sasl_password.is_some()),
             ]
             .into_iter()
-            .find(|option| sites.0.contains_key(&Site::Option(option)))
-            .map_or(Site::Statement, Site::Option);
-            let missing = |option: &str| {
-                sites
-                    .error(anchor, format!("SASL authentication requires {option}"))
+            .find(|(_, given)| *given)
+            .map_or(Site::Statement, |(option, _)| site(option));
+            let missing = |option: KafkaConnectionOption| {
+                blame(anchor, format!("SASL authentication requires {option}"))
                     .hint("SASL needs SASL MECHANISMS, SASL USERNAME and SASL PASSWORD")
             };
             Some(SaslSpec {
                 mechanism: self
                     .sasl_mechanism
-                    .ok_or_else(|| missing("SASL MECHANISMS"))?,
-                username: self.sasl_username.ok_or_else(|| missing("SASL USERNAME"))?,
-                password: self.sasl_password.ok_or_else(|| missing("SASL PASSWORD"))?,
+                    .ok_or_else(|| missing(O::SaslMechanisms))?,
+                username: self.sasl_username.ok_or_else(|| missing(O::SaslUsername))?,
+                password: self.sasl_password.ok_or_else(|| missing(O::SaslPassword))?,
             })
         } else {
             if sasl_given {
                 let option = if self.sasl_mechanism.is_some() {
-                    "SASL MECHANISMS"
+                    O::SaslMechanisms
                 } else if self.sasl_username.is_some() {
-                    "SASL USERNAME"
+                    O::SaslUsername
                 } else {
-                    "SASL PASSWORD"
+                    O::SaslPassword
                 };
-                return Err(sites
-                    .error(
-                        Site::Option(option),
-                        format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"),
-                    )
-                    .hint("use SECURITY PROTOCOL SASL_SSL or SASL_PLAINTEXT"));
+                return Err(blame(
+                    site(option),
+                    format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"),
+                )
+                .hint("use SECURITY PROTOCOL SASL_SSL or SASL_PLAINTEXT"));
             }
             None
         };
         if tls_given && !protocol.uses_tls() {
             let option = if self.ssl_key.is_some() {
-                "SSL KEY"
+                O::SslKey
             } else if self.ssl_certificate.is_some() {
-                "SSL CERTIFICATE"
+                O::SslCertificate
             } else {
-                "SSL CERTIFICATE AUTHORITY"
+                O::SslCertificateAuthority
             };
-            return Err(sites
-                .error(
-                    Site::Option(option),
-                    format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"),
-                )
-                .hint("use SECURITY PROTOCOL SSL or SASL_SSL"));
+            return Err(blame(
+                site(option),
+                format!("{option} cannot be used with SECURITY PROTOCOL {protocol}"),
+            )
+            .hint("use SECURITY PROTOCOL SSL or SASL_SSL"));
         }
         check_key_pair(
             self.ssl_key.is_some(),
             self.ssl_certificate.is_some(),
-            sites,
+            site(O::SslKey),
+            site(O::SslCertificate),
         )?;
         let progress_topic = match self.progress_topic {
             Some(topic) => {
-                check_topic_name("PROGRESS TOPIC", &topic)
-                    .map_err(|e| e.at_opt(sites.at(Site::Option("PROGRESS TOPIC"))))?;
+                check_topic_name(O::ProgressTopic.name(), &topic)
+                    .map_err(|e| e.site(site(O::ProgressTopic)))?;
                 topic
             }
             None => ConnectionSpec::default_progress_topic(&self.name),
         };
         let progress_topic_replication_factor = match self.progress_topic_replication_factor {
             Some(n) => Some(i32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
-                sites.error(
-                    Site::Option("PROGRESS TOPIC REPLICATION FACTOR"),
+                blame(
+                    site(O::ProgressTopicReplicationFactor),
                     "invalid CONNECTION: PROGRESS TOPIC REPLICATION FACTOR must be greater than 0",
                 )
             })?),
@@ -627,15 +494,15 @@ impl ConnectionBuilder {
 }
 
 /// A client key without its certificate (or the reverse) cannot authenticate.
-fn check_key_pair(key: bool, certificate: bool, sites: &Sites) -> Result<(), SpecError> {
+fn check_key_pair(
+    key: bool,
+    certificate: bool,
+    key_site: Site,
+    certificate_site: Site,
+) -> Result<(), SpecError> {
     match (key, certificate) {
-        (true, false) => {
-            Err(sites.error(Site::Option("SSL KEY"), "SSL KEY requires SSL CERTIFICATE"))
-        }
-        (false, true) => Err(sites.error(
-            Site::Option("SSL CERTIFICATE"),
-            "SSL CERTIFICATE requires SSL KEY",
-        )),
+        (true, false) => Err(blame(key_site, "SSL KEY requires SSL CERTIFICATE")),
+        (false, true) => Err(blame(certificate_site, "SSL CERTIFICATE requires SSL KEY")),
         _ => Ok(()),
     }
 }
@@ -670,7 +537,7 @@ fn check_broker_address(address: &str) -> Result<(), SpecError> {
 }
 
 /// Kafka's rule for topic names.
-pub(crate) fn check_topic_name(option: &str, topic: &str) -> Result<(), SpecError> {
+fn check_topic_name(option: &str, topic: &str) -> Result<(), SpecError> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if topic.is_empty()
         || topic.len() > 249
@@ -706,30 +573,31 @@ impl RegistrySpec {
     }
 
     /// The secrets the connection refers to, with the option that names each.
-    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+    pub fn secret_refs(&self) -> Vec<(RegistryConnectionOption, &SecretRef)> {
+        use RegistryConnectionOption as O;
         let mut refs = Vec::new();
         if let Some(s) = self.username.as_ref().and_then(StringOrSecret::secret_ref) {
-            refs.push(("USERNAME", s));
+            refs.push((O::Username, s));
         }
         if let Some(s) = &self.password {
-            refs.push(("PASSWORD", s));
+            refs.push((O::Password, s));
         }
         if let Some(s) = &self.ssl_key {
-            refs.push(("SSL KEY", s));
+            refs.push((O::SslKey, s));
         }
         if let Some(s) = self
             .ssl_certificate
             .as_ref()
             .and_then(StringOrSecret::secret_ref)
         {
-            refs.push(("SSL CERTIFICATE", s));
+            refs.push((O::SslCertificate, s));
         }
         if let Some(s) = self
             .ssl_certificate_authority
             .as_ref()
             .and_then(StringOrSecret::secret_ref)
         {
-            refs.push(("SSL CERTIFICATE AUTHORITY", s));
+            refs.push((O::SslCertificateAuthority, s));
         }
         refs
     }
@@ -745,7 +613,6 @@ pub struct RegistryBuilder {
     ssl_key: Option<SecretRef>,
     ssl_certificate: Option<StringOrSecret>,
     ssl_certificate_authority: Option<StringOrSecret>,
-    pub(crate) sites: Sites,
 }
 
 impl RegistryBuilder {
@@ -788,18 +655,22 @@ impl RegistryBuilder {
     }
 
     pub fn build(self) -> Result<RegistrySpec, SpecError> {
-        let sites = &self.sites;
         let url = self
             .url
-            .ok_or_else(|| sites.error(Site::Statement, "must specify URL"))?;
-        check_url(&url).map_err(|e| e.at_opt(sites.at(Site::Option("URL"))))?;
+            .ok_or_else(|| blame(Site::Statement, "must specify URL"))?;
+        let site = Site::RegistryOption;
+        check_url(&url).map_err(|e| e.site(site(RegistryConnectionOption::Url)))?;
         if self.password.is_some() && self.username.is_none() {
-            return Err(sites.error(Site::Option("PASSWORD"), "PASSWORD requires USERNAME"));
+            return Err(blame(
+                site(RegistryConnectionOption::Password),
+                "PASSWORD requires USERNAME",
+            ));
         }
         check_key_pair(
             self.ssl_key.is_some(),
             self.ssl_certificate.is_some(),
-            sites,
+            site(RegistryConnectionOption::SslKey),
+            site(RegistryConnectionOption::SslCertificate),
         )?;
         Ok(RegistrySpec {
             name: self.name,
@@ -865,7 +736,6 @@ pub struct TableBuilder {
     name: String,
     columns: Vec<(String, ScalarType, bool)>,
     constraints: Vec<(bool, Vec<String>)>,
-    pub(crate) sites: Sites,
 }
 
 impl TableBuilder {
@@ -892,11 +762,10 @@ impl TableBuilder {
     }
 
     pub fn build(mut self) -> Result<TableSpec, SpecError> {
-        let sites = &self.sites;
         let mut seen = HashSet::new();
         for (i, (name, _, _)) in self.columns.iter().enumerate() {
             if !seen.insert(name.as_str()) {
-                return Err(sites.error(
+                return Err(blame(
                     Site::Column(i),
                     format!("column \"{name}\" specified more than once"),
                 ));
@@ -911,7 +780,7 @@ impl TableBuilder {
             let (primary, columns) = &self.constraints[ci];
             let kind = if *primary { "primary key" } else { "unique" };
             if *primary && has_primary_key {
-                return Err(sites.error(
+                return Err(blame(
                     Site::Constraint(ci),
                     format!(
                         "multiple primary keys for table \"{}\" are not allowed",
@@ -924,13 +793,13 @@ impl TableBuilder {
             for (j, column) in columns.iter().enumerate() {
                 let Some(index) = self.columns.iter().position(|(name, _, _)| name == column)
                 else {
-                    return Err(sites.error(
+                    return Err(blame(
                         Site::ConstraintColumn(ci, j),
                         format!("column \"{column}\" named in key does not exist"),
                     ));
                 };
                 if indices.contains(&index) {
-                    return Err(sites.error(
+                    return Err(blame(
                         Site::ConstraintColumn(ci, j),
                         format!("column \"{column}\" appears twice in {kind} constraint"),
                     ));
@@ -1194,7 +1063,6 @@ impl SinkSpec {
             envelope: None,
             snapshot: true,
             delivery: DeliveryGuarantee::default(),
-            sites: Sites::default(),
         }
     }
 
@@ -1253,7 +1121,6 @@ pub struct SinkBuilder {
     envelope: Option<Envelope>,
     snapshot: bool,
     delivery: DeliveryGuarantee,
-    pub(crate) sites: Sites,
 }
 
 impl SinkBuilder {
@@ -1397,11 +1264,9 @@ impl SinkBuilder {
     /// Validates the sink as `CREATE SINK` does, in Materialize's order: envelope, key,
     /// headers, topic options, formats, then the partition expression.
     pub fn build(self) -> Result<SinkSpec, SpecError> {
-        let sites = &self.sites;
         let desc = &self.desc;
         let envelope = self.envelope.ok_or_else(|| {
-            sites
-                .error(Site::Statement, "ENVELOPE clause is required")
+            blame(Site::Statement, "ENVELOPE clause is required")
                 .hint("add ENVELOPE UPSERT or ENVELOPE DEBEZIUM")
         })?;
         let relation = match &self.from {
@@ -1430,62 +1295,63 @@ impl SinkBuilder {
         };
 
         if key.is_none() && envelope == Envelope::Upsert {
-            return Err(sites
-                .error(Site::Envelope, "upsert sinks must specify a key")
-                .hint(
+            return Err(
+                blame(Site::Envelope, "upsert sinks must specify a key").hint(
                     "add KEY (…) naming a unique key of the relation, or use ENVELOPE DEBEZIUM",
-                ));
+                ),
+            );
         }
 
         let connection = self.connection.clone().ok_or_else(|| {
-            sites
-                .error(Site::Connection, "sink must name a KAFKA CONNECTION")
+            blame(Site::Connection, "sink must name a KAFKA CONNECTION")
                 .hint("call SinkBuilder::connection")
         })?;
         let topic = self.topic.clone().ok_or_else(|| {
-            sites
-                .error(Site::Connection, "KAFKA CONNECTION must specify TOPIC")
+            blame(Site::Connection, "KAFKA CONNECTION must specify TOPIC")
                 .hint("e.g. (TOPIC 'orders')")
         })?;
-        check_topic_name("TOPIC", &topic).map_err(|e| e.at_opt(sites.at(Site::Option("TOPIC"))))?;
+        check_topic_name(SinkOption::Topic.name(), &topic)
+            .map_err(|e| e.site(Site::SinkOption(SinkOption::Topic)))?;
 
-        let interval_site = Site::Option("TOPIC METADATA REFRESH INTERVAL");
+        let interval_site = Site::SinkOption(SinkOption::TopicMetadataRefreshInterval);
         let topic_metadata_refresh_interval = self
             .topic_metadata_refresh_interval
             .unwrap_or(DEFAULT_TOPIC_METADATA_REFRESH_INTERVAL);
         if topic_metadata_refresh_interval > MAX_TOPIC_METADATA_REFRESH_INTERVAL {
-            return Err(sites.error(
+            return Err(blame(
                 interval_site,
                 "TOPIC METADATA REFRESH INTERVAL cannot be greater than 1 hour",
             ));
         }
         if topic_metadata_refresh_interval.is_zero() {
-            return Err(sites.error(
+            return Err(blame(
                 interval_site,
                 "TOPIC METADATA REFRESH INTERVAL must be greater than 0",
             ));
         }
-        let positive =
-            |value: Option<i64>, option: &'static str| -> Result<Option<i32>, SpecError> {
-                value
-                    .map(|n| {
-                        i32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
-                            sites.error(
-                                Site::Option(option),
-                                format!("{option} must be a positive integer"),
-                            )
-                        })
+        let positive = |value: Option<i64>, option: SinkOption| -> Result<Option<i32>, SpecError> {
+            value
+                .map(|n| {
+                    i32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                        blame(
+                            Site::SinkOption(option),
+                            format!("{option} must be a positive integer"),
+                        )
                     })
-                    .transpose()
-            };
-        let topic_partition_count = positive(self.topic_partition_count, "TOPIC PARTITION COUNT")?;
-        let topic_replication_factor =
-            positive(self.topic_replication_factor, "TOPIC REPLICATION FACTOR")?;
+                })
+                .transpose()
+        };
+        let topic_partition_count =
+            positive(self.topic_partition_count, SinkOption::TopicPartitionCount)?;
+        let topic_replication_factor = positive(
+            self.topic_replication_factor,
+            SinkOption::TopicReplicationFactor,
+        )?;
 
         let value_format = self.value_format.clone().ok_or_else(|| {
-            sites
-                .error(Site::Statement, "sink without format not yet supported")
-                .hint("add FORMAT JSON, TEXT, BYTES or AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION …")
+            blame(Site::Statement, "sink without format not yet supported").hint(
+                "add FORMAT JSON, TEXT, BYTES or AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION …",
+            )
         })?;
         let key_format = match &key {
             Some(_) => Some(
@@ -1511,12 +1377,12 @@ impl SinkBuilder {
             headers_column: headers.as_ref().map(|h| h.index),
             topic: topic.clone(),
         };
-        encoder.validate().map_err(|e| self.encoder_error(e))?;
+        encoder.validate().map_err(|e| encoder_error(e))?;
 
         let partition_by = match &self.partition_by {
             Some(input) => {
                 let expr = match input {
-                    PartitionInput::Text(text) => crate::statement::parse_expr(text)?,
+                    PartitionInput::Text(text) => syntax::parse_expr(text)?,
                     PartitionInput::Parsed(expr) => expr.clone(),
                 };
                 let allowed = match envelope {
@@ -1567,14 +1433,13 @@ impl SinkBuilder {
         envelope: Envelope,
         relation: &str,
     ) -> Result<SinkKey, SpecError> {
-        let sites = &self.sites;
         if columns.is_empty() {
-            return Err(sites.error(Site::Key, "KEY must name at least one column"));
+            return Err(blame(Site::Key, "KEY must name at least one column"));
         }
         let mut seen = HashSet::new();
         for (i, column) in columns.iter().enumerate() {
             if !seen.insert(column) {
-                return Err(sites.error(
+                return Err(blame(
                     Site::KeyColumn(i),
                     format!("duplicate column referenced in KEY: {column}"),
                 ));
@@ -1585,7 +1450,7 @@ impl SinkBuilder {
             match self.desc.get_by_name(column) {
                 Some((index, _)) => indices.push(index),
                 None => {
-                    return Err(sites.error(
+                    return Err(blame(
                         Site::KeyColumn(i),
                         format!("column referenced in KEY does not exist: {column}"),
                     ))
@@ -1617,8 +1482,7 @@ impl SinkBuilder {
                     lines.join("\n")
                 )
             };
-            return Err(sites
-                .error(Site::Key, "upsert key could not be validated as unique")
+            return Err(blame(Site::Key, "upsert key could not be validated as unique")
                 .detail(format!(
                     "Outflow could not prove that the specified upsert envelope key ({}) was a unique key of {relation}. {known}",
                     quoted(&mut columns.iter().map(String::as_str)),
@@ -1633,58 +1497,23 @@ impl SinkBuilder {
     }
 
     fn resolve_headers(&self, column: &str, envelope: Envelope) -> Result<ColumnRef, SpecError> {
-        let sites = &self.sites;
         if envelope == Envelope::Debezium {
-            return Err(sites.error(
+            return Err(blame(
                 Site::Headers,
                 "HEADERS option is not supported with ENVELOPE DEBEZIUM",
             ));
         }
         let Some((index, _)) = self.desc.get_by_name(column) else {
-            return Err(sites.error(
+            return Err(blame(
                 Site::Headers,
                 format!("HEADERS column ({column}) is unknown"),
             ));
         };
-        validate_headers_column(&self.desc, envelope, index).map_err(|e| self.encoder_error(e))?;
+        validate_headers_column(&self.desc, envelope, index).map_err(|e| encoder_error(e))?;
         Ok(ColumnRef {
             index,
             name: column.to_string(),
         })
-    }
-
-    /// Blames an encoder's validation error on the part of the statement it is about.
-    fn encoder_error(&self, error: EncodeError) -> SpecError {
-        let part = |p: &EncodePart| match p {
-            EncodePart::Key => Part::Key,
-            EncodePart::Value => Part::Value,
-        };
-        let site = match &error {
-            EncodeError::MultipleColumnsTextOrBytes { part: p, .. }
-            | EncodeError::NoColumnsTextOrBytes { part: p, .. }
-            | EncodeError::BytesType { part: p, .. } => Site::Format(part(p)),
-            EncodeError::TextOrBytesWithDebezium { .. } => Site::Format(Part::Value),
-            EncodeError::EmptyKey
-            | EncodeError::KeyColumnOutOfRange { .. }
-            | EncodeError::DuplicateKeyColumn { .. } => Site::Key,
-            EncodeError::HeadersWithDebezium
-            | EncodeError::HeadersColumnOutOfRange { .. }
-            | EncodeError::HeadersType { .. } => Site::Headers,
-            EncodeError::KeyFullnameWithoutKey => {
-                Site::FormatOption(Part::Value, "AVRO KEY FULLNAME")
-            }
-            EncodeError::FullnamesNotPaired => Site::FormatOption(Part::Key, "AVRO KEY FULLNAME"),
-            EncodeError::InvalidFullname {
-                part: EncodePart::Key,
-                ..
-            } => Site::FormatOption(Part::Key, "AVRO KEY FULLNAME"),
-            EncodeError::InvalidFullname {
-                part: EncodePart::Value,
-                ..
-            } => Site::FormatOption(Part::Value, "AVRO VALUE FULLNAME"),
-            _ => Site::Statement,
-        };
-        self.sites.error(site, error.to_string())
     }
 
     fn check_avro_options(
@@ -1696,32 +1525,31 @@ impl SinkBuilder {
         let FormatSpec::Avro(avro) = format else {
             return Ok(());
         };
-        let sites = &self.sites;
+        use AvroFormatOption::{AvroKeyFullname, AvroValueFullname};
         if !has_key && avro.key_fullname.is_some() {
-            return Err(sites.error(
-                Site::FormatOption(part, "AVRO KEY FULLNAME"),
+            return Err(blame(
+                Site::FormatOption(part, AvroKeyFullname),
                 "Cannot specify AVRO KEY FULLNAME without a corresponding KEY field",
             ));
         }
         if has_key && avro.key_fullname.is_some() != avro.value_fullname.is_some() {
             let given = if avro.key_fullname.is_some() {
-                "AVRO KEY FULLNAME"
+                AvroKeyFullname
             } else {
-                "AVRO VALUE FULLNAME"
+                AvroValueFullname
             };
-            return Err(sites.error(
+            return Err(blame(
                 Site::FormatOption(part, given),
                 "Must specify both AVRO KEY FULLNAME and AVRO VALUE FULLNAME when specifying generated schema names",
             ));
         }
         for (option, name) in [
-            ("AVRO KEY FULLNAME", &avro.key_fullname),
-            ("AVRO VALUE FULLNAME", &avro.value_fullname),
+            (AvroKeyFullname, &avro.key_fullname),
+            (AvroValueFullname, &avro.value_fullname),
         ] {
             if let Some(name) = name {
                 if !is_avro_fullname(name) {
-                    return Err(sites
-                        .error(Site::FormatOption(part, option), format!("invalid {option} '{name}'"))
+                    return Err(blame(Site::FormatOption(part, option), format!("invalid {option} '{name}'"))
                         .detail("An Avro full name is dot-separated names, each a letter or '_' followed by letters, digits and '_'."));
                 }
             }
@@ -1743,11 +1571,14 @@ impl SinkBuilder {
                 ),
             };
             if doc.text.is_empty() {
-                return Err(sites.error(Site::Doc(part, i), format!("{doc_on} cannot be empty")));
+                return Err(blame(
+                    Site::Doc(part, i),
+                    format!("{doc_on} cannot be empty"),
+                ));
             }
             let from = self.from.as_deref().unwrap_or_default();
             if relation != from || column.is_some_and(|c| self.desc.get_by_name(c).is_none()) {
-                let error = sites.error(
+                let error = blame(
                     Site::Doc(part, i),
                     format!("{doc_on} does not name the sink's relation \"{from}\" or one of its columns"),
                 );
@@ -1759,6 +1590,33 @@ impl SinkBuilder {
         }
         Ok(())
     }
+}
+
+/// Blames an encoder's validation error on the part of the sink it is about.
+fn encoder_error(error: EncodeError) -> SpecError {
+    use AvroFormatOption::{AvroKeyFullname, AvroValueFullname};
+    let site = match &error {
+        EncodeError::MultipleColumnsTextOrBytes { part, .. }
+        | EncodeError::NoColumnsTextOrBytes { part, .. }
+        | EncodeError::BytesType { part, .. } => Site::Format(*part),
+        EncodeError::TextOrBytesWithDebezium { .. } => Site::Format(Part::Value),
+        EncodeError::EmptyKey
+        | EncodeError::KeyColumnOutOfRange { .. }
+        | EncodeError::DuplicateKeyColumn { .. } => Site::Key,
+        EncodeError::HeadersWithDebezium
+        | EncodeError::HeadersColumnOutOfRange { .. }
+        | EncodeError::HeadersType { .. } => Site::Headers,
+        EncodeError::KeyFullnameWithoutKey => Site::FormatOption(Part::Value, AvroKeyFullname),
+        EncodeError::FullnamesNotPaired => Site::FormatOption(Part::Key, AvroKeyFullname),
+        EncodeError::InvalidFullname {
+            part: Part::Key, ..
+        } => Site::FormatOption(Part::Key, AvroKeyFullname),
+        EncodeError::InvalidFullname {
+            part: Part::Value, ..
+        } => Site::FormatOption(Part::Value, AvroValueFullname),
+        _ => Site::Statement,
+    };
+    blame(site, error.to_string())
 }
 
 fn is_avro_fullname(name: &str) -> bool {

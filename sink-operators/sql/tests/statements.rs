@@ -10,6 +10,8 @@ use outflow_encoders::{
     AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
     Secret,
 };
+use outflow_sql::error::Site;
+use outflow_sql::options::{KafkaConnectionOption, SinkOption};
 use outflow_sql::partition::{kafka_murmur2, partition_for};
 use outflow_sql::spec::{
     ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, RegistrySpec, SaslMechanism,
@@ -1447,6 +1449,59 @@ fn builders_produce_the_statements_specs() {
     assert_eq!(as_json(&rust), as_json(&sql));
     assert_eq!(sql.connection("k"), Some(&connection));
     assert_eq!(sql.table("t"), Some(&table));
+}
+
+/// Validation names what it blames; only a statement has the text to place it in.
+#[test]
+fn errors_name_their_site_and_statements_place_it() {
+    let built = SinkSpec::builder("s", orders_desc())
+        .connection("kafka_connection")
+        .topic("t")
+        .topic_partition_count(0)
+        .format(FormatSpec::Json)
+        .envelope(Envelope::Debezium)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        built.site,
+        Some(Site::SinkOption(SinkOption::TopicPartitionCount))
+    );
+    assert_eq!(built.position, None);
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection \
+               (TOPIC 't', TOPIC PARTITION COUNT 0) FORMAT JSON ENVELOPE DEBEZIUM";
+    let err = assert_error(sql, &built.message, "0)");
+    assert_eq!(err.site, built.site);
+
+    for (builder, option) in [
+        (
+            ConnectionSpec::builder("k").broker("a:1,b:2"),
+            KafkaConnectionOption::Broker,
+        ),
+        (
+            ConnectionSpec::builder("k").brokers(["a:1", "b:"]),
+            KafkaConnectionOption::Brokers,
+        ),
+    ] {
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.site, Some(Site::KafkaOption(option)), "{}", err.message);
+        assert_eq!(err.position, None);
+    }
+
+    let mut catalog = catalog();
+    let missing = ConnectionSpec::builder("k2")
+        .broker("b:9092")
+        .sasl_mechanism(SaslMechanism::Plain)
+        .sasl_username("u")
+        .sasl_password("nope")
+        .build()
+        .unwrap();
+    let err = catalog.add_connection(missing).unwrap_err();
+    assert_eq!(err.message, "unknown catalog item 'nope'");
+    assert_eq!(
+        err.site,
+        Some(Site::KafkaOption(KafkaConnectionOption::SaslPassword))
+    );
+    assert_eq!(err.position, None);
 }
 
 #[test]

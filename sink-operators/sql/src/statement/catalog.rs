@@ -1,16 +1,17 @@
 //! `Catalog`: the objects created so far, by name, and the checks that references between
-//! them resolve.
+//! them resolve. Its errors name the [`Site`] at fault; the statement layer places them.
 
 use std::collections::BTreeMap;
 
-use outflow_encoders::Secret;
+use outflow_encoders::{Part, Secret};
 use serde::Serialize;
 
-use super::parser::parse_statements;
+use crate::error::{Notice, Site, SpecError};
 use crate::spec::{
-    avro_of, ClusterSpec, ConnectionSpec, Notice, Part, Position, RegistrySpec, SecretRef,
-    SecretSpec, SinkSpec, Site, Sites, SpecError, StringOrSecret, TableSpec,
+    avro_of, ClusterSpec, ConnectionSpec, RegistrySpec, SecretRef, SecretSpec, SecurityProtocol,
+    SinkSpec, StringOrSecret, TableSpec,
 };
+use crate::syntax::parse_statements;
 
 /// Secrets, connections, tables and sinks share one namespace, as in Materialize; clusters
 /// have their own.
@@ -87,7 +88,7 @@ impl Catalog {
                     if let Some(brokers) = brokers {
                         connection.brokers =
                             brokers.split(',').map(|b| b.trim().to_string()).collect();
-                        connection.security_protocol = crate::spec::SecurityProtocol::Plaintext;
+                        connection.security_protocol = SecurityProtocol::Plaintext;
                         connection.sasl = None;
                         connection.ssl_key = None;
                         connection.ssl_certificate = None;
@@ -192,7 +193,7 @@ impl Catalog {
 
     /// The secret a reference names.
     pub fn secret_value(&self, secret: &SecretRef) -> Result<&Secret, SpecError> {
-        Ok(&self.resolve_secret(secret.name(), None)?.value)
+        Ok(&self.resolve_secret(secret.name())?.value)
     }
 
     /// The clear value of an option that may be a secret, for handing to a client library;
@@ -205,35 +206,45 @@ impl Catalog {
     }
 
     pub fn add_secret(&mut self, secret: SecretSpec) -> Result<(), SpecError> {
-        self.check_new_item(&secret.name, None)?;
+        self.check_new_item(&secret.name)?;
         self.insert_item(secret.name.clone(), Item::Secret(secret));
         Ok(())
     }
 
     /// Adds a Kafka connection whose secrets are already in the catalog.
     pub fn add_connection(&mut self, connection: ConnectionSpec) -> Result<(), SpecError> {
-        self.check_new_item(&connection.name, None)?;
-        self.check_secret_refs(&connection.secret_refs(), &Sites::default())?;
+        self.check_new_item(&connection.name)?;
+        self.check_secret_refs(
+            connection
+                .secret_refs()
+                .into_iter()
+                .map(|(option, secret)| (Site::KafkaOption(option), secret)),
+        )?;
         self.insert_item(connection.name.clone(), Item::Connection(connection));
         Ok(())
     }
 
     /// Adds a schema registry connection whose secrets are already in the catalog.
     pub fn add_registry(&mut self, registry: RegistrySpec) -> Result<(), SpecError> {
-        self.check_new_item(&registry.name, None)?;
-        self.check_secret_refs(&registry.secret_refs(), &Sites::default())?;
+        self.check_new_item(&registry.name)?;
+        self.check_secret_refs(
+            registry
+                .secret_refs()
+                .into_iter()
+                .map(|(option, secret)| (Site::RegistryOption(option), secret)),
+        )?;
         self.insert_item(registry.name.clone(), Item::Registry(registry));
         Ok(())
     }
 
     pub fn add_table(&mut self, table: TableSpec) -> Result<(), SpecError> {
-        self.check_new_item(&table.name, None)?;
+        self.check_new_item(&table.name)?;
         self.insert_item(table.name.clone(), Item::Table(table));
         Ok(())
     }
 
     pub fn add_cluster(&mut self, cluster: ClusterSpec) -> Result<(), SpecError> {
-        self.check_new_cluster(&cluster.name, None)?;
+        self.check_new_cluster(&cluster.name)?;
         self.insert_cluster(cluster);
         Ok(())
     }
@@ -241,8 +252,8 @@ impl Catalog {
     /// Adds a sink after checking what it names: its table (if it names one, with the same
     /// columns), cluster, Kafka connection and schema registry connections.
     pub fn add_sink(&mut self, sink: SinkSpec) -> Result<(), SpecError> {
-        self.check_new_item(&sink.name, None)?;
-        self.check_sink_refs(&sink, &Sites::default())?;
+        self.check_new_item(&sink.name)?;
+        self.check_sink_refs(&sink)?;
         self.insert_item(sink.name.clone(), Item::Sink(Box::new(sink)));
         Ok(())
     }
@@ -262,111 +273,94 @@ impl Catalog {
         self.items.get(name).map(Item::kind)
     }
 
-    pub(super) fn check_new_item(&self, name: &str, at: Option<Position>) -> Result<(), SpecError> {
+    pub(super) fn check_new_item(&self, name: &str) -> Result<(), SpecError> {
         match self.items.get(name) {
             Some(existing) => Err(SpecError::new(format!(
                 "{} \"{name}\" already exists",
                 existing.kind()
             ))
-            .at_opt(at)),
+            .site(Site::Name)),
             None => Ok(()),
         }
     }
 
-    pub(super) fn check_new_cluster(
-        &self,
-        name: &str,
-        at: Option<Position>,
-    ) -> Result<(), SpecError> {
+    pub(super) fn check_new_cluster(&self, name: &str) -> Result<(), SpecError> {
         match self.clusters.contains_key(name) {
-            true => Err(SpecError::new(format!("cluster \"{name}\" already exists")).at_opt(at)),
+            true => {
+                Err(SpecError::new(format!("cluster \"{name}\" already exists")).site(Site::Name))
+            }
             false => Ok(()),
         }
     }
 
-    fn unknown(name: &str, at: Option<Position>) -> SpecError {
-        SpecError::new(format!("unknown catalog item '{name}'")).at_opt(at)
+    fn unknown(name: &str) -> SpecError {
+        SpecError::new(format!("unknown catalog item '{name}'"))
     }
 
-    pub(super) fn resolve_secret(
-        &self,
-        name: &str,
-        at: Option<Position>,
-    ) -> Result<&SecretSpec, SpecError> {
+    fn resolve_secret(&self, name: &str) -> Result<&SecretSpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Secret(s)) => Ok(s),
-            Some(_) => Err(SpecError::new(format!("\"{name}\" is not a secret")).at_opt(at)),
-            None => Err(Self::unknown(name, at)
+            Some(_) => Err(SpecError::new(format!("\"{name}\" is not a secret"))),
+            None => Err(Self::unknown(name)
                 .hint(format!("create it first with CREATE SECRET {name} AS '…'"))),
         }
     }
 
-    pub(super) fn check_secret_refs(
+    /// Checks that each secret exists; an error names the site that refers to it.
+    pub(super) fn check_secret_refs<'a>(
         &self,
-        refs: &[(&'static str, &SecretRef)],
-        sites: &Sites,
+        refs: impl IntoIterator<Item = (Site, &'a SecretRef)>,
     ) -> Result<(), SpecError> {
-        for (option, secret) in refs {
-            self.resolve_secret(secret.name(), sites.at(Site::Option(option)))?;
+        for (site, secret) in refs {
+            self.resolve_secret(secret.name())
+                .map_err(|e| e.site(site))?;
         }
         Ok(())
     }
 
     /// The table a sink reads. Other kinds of items cannot be exported.
-    pub(super) fn resolve_sink_source(
-        &self,
-        name: &str,
-        at: Option<Position>,
-    ) -> Result<&TableSpec, SpecError> {
+    pub(super) fn resolve_sink_source(&self, name: &str) -> Result<&TableSpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Table(t)) => Ok(t),
             Some(other) => Err(SpecError::new(format!(
                 "{name} is a {}, which cannot be exported as a sink",
                 other.kind()
-            ))
-            .at_opt(at)),
-            None => Err(Self::unknown(name, at)),
+            ))),
+            None => Err(Self::unknown(name)),
         }
+        .map_err(|e| e.site(Site::From))
     }
 
-    fn resolve_kafka(
-        &self,
-        name: &str,
-        at: Option<Position>,
-    ) -> Result<&ConnectionSpec, SpecError> {
+    fn resolve_kafka(&self, name: &str) -> Result<&ConnectionSpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Connection(c)) => Ok(c),
-            Some(_) => {
-                Err(SpecError::new(format!("\"{name}\" is not a kafka connection")).at_opt(at))
-            }
-            None => Err(Self::unknown(name, at)),
+            Some(_) => Err(SpecError::new(format!(
+                "\"{name}\" is not a kafka connection"
+            ))),
+            None => Err(Self::unknown(name)),
         }
     }
 
-    fn resolve_registry(
-        &self,
-        name: &str,
-        at: Option<Position>,
-    ) -> Result<&RegistrySpec, SpecError> {
+    fn resolve_registry(&self, name: &str) -> Result<&RegistrySpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Registry(r)) => Ok(r),
             Some(_) => Err(SpecError::new(format!(
                 "\"{name}\" is not a schema registry connection"
-            ))
-            .at_opt(at)),
-            None => Err(Self::unknown(name, at)),
+            ))),
+            None => Err(Self::unknown(name)),
         }
     }
 
-    fn resolve_cluster(&self, name: &str, at: Option<Position>) -> Result<&ClusterSpec, SpecError> {
+    fn resolve_cluster(&self, name: &str) -> Result<&ClusterSpec, SpecError> {
         self.clusters
             .get(name)
-            .ok_or_else(|| SpecError::new(format!("unknown cluster '{name}'")).at_opt(at))
+            .ok_or_else(|| SpecError::new(format!("unknown cluster '{name}'")))
     }
 
-    pub(super) fn check_sink_refs(&self, sink: &SinkSpec, sites: &Sites) -> Result<(), SpecError> {
+    /// Checks what a sink names: its table, cluster, Kafka and schema registry connections.
+    pub(super) fn check_sink_refs(&self, sink: &SinkSpec) -> Result<(), SpecError> {
         if let Some(from) = &sink.from {
-            let table = self.resolve_sink_source(from, sites.at(Site::From))?;
+            let table = self.resolve_sink_source(from)?;
             if table.desc != sink.desc {
                 return Err(SpecError::new(format!(
                     "sink \"{}\" describes the rows of \"{from}\" differently from the table",
@@ -375,19 +369,22 @@ impl Catalog {
                 .hint(format!(
                     "build the sink with the description in Catalog::table(\"{from}\")"
                 ))
-                .at_opt(sites.at(Site::From)));
+                .site(Site::From));
             }
         }
         if let Some(cluster) = &sink.cluster {
-            self.resolve_cluster(cluster, sites.at(Site::Cluster))?;
+            self.resolve_cluster(cluster)
+                .map_err(|e| e.site(Site::Cluster))?;
         }
-        self.resolve_kafka(&sink.connection, sites.at(Site::Connection))?;
+        self.resolve_kafka(&sink.connection)
+            .map_err(|e| e.site(Site::Connection))?;
         for (part, format) in [
             (Part::Key, sink.key_format.as_ref()),
             (Part::Value, Some(&sink.value_format)),
         ] {
             if let Some(avro) = format.and_then(avro_of) {
-                self.resolve_registry(&avro.registry, sites.at(Site::Registry(part)))?;
+                self.resolve_registry(&avro.registry)
+                    .map_err(|e| e.site(Site::Registry(part)))?;
             }
         }
         Ok(())

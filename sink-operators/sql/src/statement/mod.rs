@@ -1,5 +1,7 @@
-//! The `CREATE …` statement front end: the SQL of the Kafka sinks guide, parsed and
-//! validated into the specs of [`crate::spec`] and collected in a [`Catalog`].
+//! The `CREATE …` statement front end: the SQL of the Kafka sinks guide, parsed (by
+//! [`crate::syntax`]) and validated into the specs of [`crate::spec`] and collected in a
+//! [`Catalog`]. This layer knows where a statement wrote each piece that validation may blame,
+//! and turns the [`Site`](crate::error::Site) of an error into its line and column.
 //!
 //! Statements: `CREATE SECRET`, `CREATE CONNECTION … TO KAFKA` and
 //! `… TO CONFLUENT SCHEMA REGISTRY`, `CREATE TABLE`, `CREATE CLUSTER … SIZE` and
@@ -27,11 +29,8 @@
 //! assert_eq!(err.position.map(|p| (p.line, p.column)), Some((2, 20)));
 //! ```
 
-pub mod ast;
 mod catalog;
-mod lexer;
-mod parser;
 mod plan;
 
+pub use crate::syntax::{ast, parse_expr, parse_statements};
 pub use catalog::{Catalog, CatalogObject};
-pub use parser::{parse_expr, parse_statements};

@@ -1,21 +1,61 @@
 //! Executes parsed statements against a [`Catalog`]: each statement is turned into calls on
-//! the spec builders, with the positions of its tokens, so that statements and Rust code are
-//! validated by the same code.
+//! the spec builders, so that statements and Rust code are validated by the same code.
+//!
+//! The builders and the catalog blame a [`Site`]; the [`Sites`] of a statement say where it
+//! wrote each one, and give a failed statement's error its position.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use outflow_dataflow::ScalarType;
 use outflow_encoders::{
-    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
+    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec, Part,
 };
 
-use super::ast::*;
 use super::catalog::{Catalog, Item};
-use crate::spec::{
-    parse_duration, ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, Notice, Part,
-    Position, RegistryBuilder, SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec, Site, Sites,
-    SpecError, StringOrSecret, TableSpec,
+use crate::error::{Notice, Position, Site, SpecError};
+use crate::options::{
+    AvroFormatOption, KafkaConnectionOption, OptionName, RegistryConnectionOption, SinkOption,
+    SinkWithOption,
 };
+use crate::spec::{
+    parse_duration, ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, RegistryBuilder,
+    SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec, StringOrSecret, TableSpec,
+};
+use crate::syntax::ast::*;
+
+/// Where each [`Site`] of one statement is written.
+#[derive(Clone, Debug, Default)]
+struct Sites(HashMap<Site, Position>);
+
+impl Sites {
+    fn of_statement(pos: Position, name: &Ident) -> Sites {
+        let mut sites = Sites::default();
+        sites.set(Site::Statement, pos);
+        sites.set(Site::Name, name.pos);
+        sites
+    }
+
+    fn set(&mut self, site: Site, pos: Position) {
+        self.0.insert(site, pos);
+    }
+
+    /// The position of `site`, or of the statement when the statement did not write it.
+    fn at(&self, site: Site) -> Option<Position> {
+        self.0
+            .get(&site)
+            .or_else(|| self.0.get(&Site::Statement))
+            .copied()
+    }
+
+    /// Gives an error without a position the position of its site (of the statement, when it
+    /// names none).
+    fn locate(&self, mut error: SpecError) -> SpecError {
+        if error.position.is_none() {
+            error.position = self.at(error.site.unwrap_or(Site::Statement));
+        }
+        error
+    }
+}
 
 impl Catalog {
     /// Executes one statement. `IF NOT EXISTS` on an existing name, and a `KEY … NOT
@@ -39,11 +79,18 @@ impl Catalog {
                 position: Some(name.pos),
             }]);
         }
-        if is_cluster {
-            self.check_new_cluster(&name.name, Some(name.pos))?;
+        let mut sites = Sites::of_statement(statement.pos(), name);
+        let new_name = if is_cluster {
+            self.check_new_cluster(&name.name)
         } else {
-            self.check_new_item(&name.name, Some(name.pos))?;
-        }
+            self.check_new_item(&name.name)
+        };
+        new_name.map_err(|e| sites.locate(e))?;
+        self.plan(statement, &mut sites)
+            .map_err(|e| sites.locate(e))
+    }
+
+    fn plan(&mut self, statement: &Statement, sites: &mut Sites) -> Result<Vec<Notice>, SpecError> {
         match statement {
             Statement::CreateSecret(s) => {
                 self.insert_item(
@@ -52,82 +99,86 @@ impl Catalog {
                 );
                 Ok(Vec::new())
             }
-            Statement::CreateConnection(c) => match c.kind {
-                ConnectionKind::Kafka => self.create_kafka_connection(c),
-                ConnectionKind::ConfluentSchemaRegistry => self.create_registry_connection(c),
+            Statement::CreateConnection(c) => match &c.options {
+                ConnectionOptions::Kafka(options) => {
+                    self.create_kafka_connection(c, options, sites)
+                }
+                ConnectionOptions::ConfluentSchemaRegistry(options) => {
+                    self.create_registry_connection(c, options, sites)
+                }
             },
-            Statement::CreateTable(t) => self.create_table(t),
+            Statement::CreateTable(t) => self.create_table(t, sites),
             Statement::CreateCluster(c) => {
                 let cluster =
                     ClusterSpec::new(&c.name.name, &c.size).map_err(|e| e.at(c.size_pos))?;
                 self.insert_cluster(cluster);
                 Ok(Vec::new())
             }
-            Statement::CreateSink(s) => self.create_sink(s),
+            Statement::CreateSink(s) => self.create_sink(s, sites),
         }
     }
 
     fn create_kafka_connection(
         &mut self,
         stmt: &CreateConnection,
+        options: &[SqlOption<KafkaConnectionOption>],
+        sites: &mut Sites,
     ) -> Result<Vec<Notice>, SpecError> {
+        use KafkaConnectionOption as O;
         let mut builder = ConnectionSpec::builder(&stmt.name.name);
-        let mut sites = statement_sites(stmt.pos, &stmt.name);
-        let broker = stmt.options.iter().find(|o| o.name == "BROKER");
-        let brokers = stmt.options.iter().find(|o| o.name == "BROKERS");
+        let broker = options.iter().find(|o| o.name == O::Broker);
+        let brokers = options.iter().find(|o| o.name == O::Brokers);
         if let (Some(a), Some(b)) = (broker, brokers) {
             return Err(
                 SpecError::new("cannot specify both BROKER and BROKERS").at(a.pos.max(b.pos))
             );
         }
-        for opt in &stmt.options {
-            sites.set(Site::Option(opt.name), opt.value_pos);
-            builder = match (opt.name, &opt.value) {
-                ("BROKER", OptionValue::Str(address)) => builder.broker(address),
-                ("BROKERS", OptionValue::List(addresses)) => {
-                    builder.brokers(addresses.iter().map(|(a, _)| a.clone()))
-                }
-                ("SECURITY PROTOCOL", _) => {
-                    let text = word_value(opt)?;
+        for opt in options {
+            sites.set(Site::KafkaOption(opt.name), opt.value_pos);
+            builder = match opt.name {
+                O::Broker => builder.broker(opt.str()?),
+                O::Brokers => builder.brokers(opt.list()?.iter().map(|(a, _)| a.clone())),
+                O::SecurityProtocol => {
+                    let text = opt.word()?;
                     let protocol = SecurityProtocol::parse(text).ok_or_else(|| {
                         let known: Vec<&str> =
                             SecurityProtocol::ALL.iter().map(|p| p.as_str()).collect();
-                        SpecError::new(format!("unknown SECURITY PROTOCOL: {text}"))
+                        SpecError::new(format!("unknown {}: {text}", opt.name))
                             .hint(format!("the protocols are {}", known.join(", ")))
                             .at(opt.value_pos)
                     })?;
                     builder.security_protocol(protocol)
                 }
-                ("SASL MECHANISMS", _) => {
-                    let text = word_value(opt)?;
+                O::SaslMechanisms => {
+                    let text = opt.word()?;
                     let mechanism = SaslMechanism::parse(text).ok_or_else(|| {
                         let known: Vec<&str> =
                             SaslMechanism::ALL.iter().map(|m| m.as_str()).collect();
-                        SpecError::new(format!("unknown SASL MECHANISMS: {text}"))
+                        SpecError::new(format!("unknown {}: {text}", opt.name))
                             .hint(format!("the mechanisms are {}", known.join(", ")))
                             .at(opt.value_pos)
                     })?;
                     builder.sasl_mechanism(mechanism)
                 }
-                ("SASL USERNAME", _) => builder.sasl_username(string_or_secret(opt)?),
-                ("SASL PASSWORD", OptionValue::Secret(secret)) => {
-                    builder.sasl_password(&secret.name)
+                O::SaslUsername => builder.sasl_username(opt.string_or_secret()?),
+                O::SaslPassword => builder.sasl_password(&opt.secret()?.name),
+                O::SslKey => builder.ssl_key(&opt.secret()?.name),
+                O::SslCertificate => builder.ssl_certificate(opt.string_or_secret()?),
+                O::SslCertificateAuthority => {
+                    builder.ssl_certificate_authority(opt.string_or_secret()?)
                 }
-                ("SSL KEY", OptionValue::Secret(secret)) => builder.ssl_key(&secret.name),
-                ("SSL CERTIFICATE", _) => builder.ssl_certificate(string_or_secret(opt)?),
-                ("SSL CERTIFICATE AUTHORITY", _) => {
-                    builder.ssl_certificate_authority(string_or_secret(opt)?)
+                O::ProgressTopic => builder.progress_topic(opt.str()?),
+                O::ProgressTopicReplicationFactor => {
+                    builder.progress_topic_replication_factor_raw(opt.int()?)
                 }
-                ("PROGRESS TOPIC", OptionValue::Str(topic)) => builder.progress_topic(topic),
-                ("PROGRESS TOPIC REPLICATION FACTOR", OptionValue::Int(n)) => {
-                    builder.progress_topic_replication_factor_raw(*n)
-                }
-                _ => return Err(misparsed(opt)),
             };
         }
-        builder.sites = sites.clone();
         let spec = builder.build()?;
-        self.check_secret_refs(&spec.secret_refs(), &sites)?;
+        self.check_secret_refs(
+            spec.secret_refs()
+                .into_iter()
+                .map(|(option, secret)| (Site::KafkaOption(option), secret)),
+        )?;
         self.insert_item(spec.name.clone(), Item::Connection(spec));
         Ok(Vec::new())
     }
@@ -135,33 +186,40 @@ impl Catalog {
     fn create_registry_connection(
         &mut self,
         stmt: &CreateConnection,
+        options: &[SqlOption<RegistryConnectionOption>],
+        sites: &mut Sites,
     ) -> Result<Vec<Notice>, SpecError> {
+        use RegistryConnectionOption as O;
         let mut builder = RegistryBuilder::without_url(&stmt.name.name);
-        let mut sites = statement_sites(stmt.pos, &stmt.name);
-        for opt in &stmt.options {
-            sites.set(Site::Option(opt.name), opt.value_pos);
-            builder = match (opt.name, &opt.value) {
-                ("URL", OptionValue::Str(url)) => builder.url(url),
-                ("USERNAME", _) => builder.username(string_or_secret(opt)?),
-                ("PASSWORD", OptionValue::Secret(secret)) => builder.password(&secret.name),
-                ("SSL KEY", OptionValue::Secret(secret)) => builder.ssl_key(&secret.name),
-                ("SSL CERTIFICATE", _) => builder.ssl_certificate(string_or_secret(opt)?),
-                ("SSL CERTIFICATE AUTHORITY", _) => {
-                    builder.ssl_certificate_authority(string_or_secret(opt)?)
+        for opt in options {
+            sites.set(Site::RegistryOption(opt.name), opt.value_pos);
+            builder = match opt.name {
+                O::Url => builder.url(opt.str()?),
+                O::Username => builder.username(opt.string_or_secret()?),
+                O::Password => builder.password(&opt.secret()?.name),
+                O::SslKey => builder.ssl_key(&opt.secret()?.name),
+                O::SslCertificate => builder.ssl_certificate(opt.string_or_secret()?),
+                O::SslCertificateAuthority => {
+                    builder.ssl_certificate_authority(opt.string_or_secret()?)
                 }
-                _ => return Err(misparsed(opt)),
             };
         }
-        builder.sites = sites.clone();
         let spec = builder.build()?;
-        self.check_secret_refs(&spec.secret_refs(), &sites)?;
+        self.check_secret_refs(
+            spec.secret_refs()
+                .into_iter()
+                .map(|(option, secret)| (Site::RegistryOption(option), secret)),
+        )?;
         self.insert_item(spec.name.clone(), Item::Registry(spec));
         Ok(Vec::new())
     }
 
-    fn create_table(&mut self, stmt: &CreateTable) -> Result<Vec<Notice>, SpecError> {
+    fn create_table(
+        &mut self,
+        stmt: &CreateTable,
+        sites: &mut Sites,
+    ) -> Result<Vec<Notice>, SpecError> {
         let mut builder = TableSpec::builder(&stmt.name.name);
-        let mut sites = statement_sites(stmt.pos, &stmt.name);
         let mut constraint = 0;
         for (i, column) in stmt.columns.iter().enumerate() {
             let scalar_type = ScalarType::parse(&column.type_name)
@@ -195,16 +253,18 @@ impl Catalog {
             }
             constraint += 1;
         }
-        builder.sites = sites;
         let spec = builder.build()?;
         self.insert_item(spec.name.clone(), Item::Table(spec));
         Ok(Vec::new())
     }
 
-    fn create_sink(&mut self, stmt: &CreateSink) -> Result<Vec<Notice>, SpecError> {
-        let mut sites = statement_sites(stmt.pos, &stmt.name);
+    fn create_sink(
+        &mut self,
+        stmt: &CreateSink,
+        sites: &mut Sites,
+    ) -> Result<Vec<Notice>, SpecError> {
         sites.set(Site::From, stmt.from.pos);
-        let table = self.resolve_sink_source(&stmt.from.name, Some(stmt.from.pos))?;
+        let table = self.resolve_sink_source(&stmt.from.name)?;
         let mut builder =
             SinkSpec::builder(&stmt.name.name, table.desc.clone()).from_relation(&stmt.from.name);
 
@@ -216,21 +276,20 @@ impl Catalog {
         builder = builder.connection(&stmt.connection.name);
 
         for opt in &stmt.options {
-            sites.set(Site::Option(opt.name), opt.value_pos);
-            builder = match (opt.name, &opt.value) {
-                ("TOPIC", OptionValue::Str(topic)) => builder.topic(topic),
-                ("TOPIC PARTITION COUNT", OptionValue::Int(n)) => {
-                    builder.topic_partition_count_raw(*n)
+            sites.set(Site::SinkOption(opt.name), opt.value_pos);
+            builder = match opt.name {
+                SinkOption::Topic => builder.topic(opt.str()?),
+                SinkOption::TopicPartitionCount => builder.topic_partition_count_raw(opt.int()?),
+                SinkOption::TopicReplicationFactor => {
+                    builder.topic_replication_factor_raw(opt.int()?)
                 }
-                ("TOPIC REPLICATION FACTOR", OptionValue::Int(n)) => {
-                    builder.topic_replication_factor_raw(*n)
-                }
-                ("TOPIC CONFIG", OptionValue::Map(entries)) => {
+                SinkOption::TopicConfig => {
                     let mut seen = HashSet::new();
-                    for (key, value, pos) in entries {
+                    for (key, value, pos) in opt.map()? {
                         if !seen.insert(key) {
                             return Err(SpecError::new(format!(
-                                "TOPIC CONFIG key '{key}' specified more than once"
+                                "{} key '{key}' specified more than once",
+                                opt.name
                             ))
                             .at(*pos));
                         }
@@ -238,37 +297,29 @@ impl Catalog {
                     }
                     builder
                 }
-                ("TOPIC METADATA REFRESH INTERVAL", OptionValue::Str(text)) => {
+                SinkOption::TopicMetadataRefreshInterval => {
+                    let text = opt.str()?;
                     let interval = parse_duration(text).ok_or_else(|| {
-                        SpecError::new(format!(
-                            "invalid TOPIC METADATA REFRESH INTERVAL: '{text}' is not a duration"
-                        ))
-                        .hint("e.g. '30s', '5 minutes' or '1h'")
-                        .at(opt.value_pos)
+                        SpecError::new(format!("invalid {}: '{text}' is not a duration", opt.name))
+                            .hint("e.g. '30s', '5 minutes' or '1h'")
+                            .at(opt.value_pos)
                     })?;
                     builder.topic_metadata_refresh_interval(interval)
                 }
-                ("PARTITION BY", OptionValue::Expr(expr)) => {
-                    builder.partition_by_parsed(expr.clone())
-                }
-                ("COMPRESSION TYPE", _) => {
-                    let text = word_value(opt)?;
+                SinkOption::PartitionBy => builder.partition_by_parsed(opt.expr()?.clone()),
+                SinkOption::CompressionType => {
+                    let text = opt.word()?;
                     let compression = Compression::parse(text).ok_or_else(|| {
                         let known: Vec<&str> =
                             Compression::ALL.iter().map(|c| c.as_str()).collect();
-                        SpecError::new(format!("invalid COMPRESSION TYPE: {text}"))
+                        SpecError::new(format!("invalid {}: {text}", opt.name))
                             .hint(format!("the compression types are {}", known.join(", ")))
                             .at(opt.value_pos)
                     })?;
                     builder.compression(compression)
                 }
-                ("TRANSACTIONAL ID PREFIX", OptionValue::Str(prefix)) => {
-                    builder.transactional_id_prefix(prefix)
-                }
-                ("PROGRESS GROUP ID PREFIX", OptionValue::Str(prefix)) => {
-                    builder.progress_group_id_prefix(prefix)
-                }
-                _ => return Err(misparsed(opt)),
+                SinkOption::TransactionalIdPrefix => builder.transactional_id_prefix(opt.str()?),
+                SinkOption::ProgressGroupIdPrefix => builder.progress_group_id_prefix(opt.str()?),
             };
         }
 
@@ -290,13 +341,12 @@ impl Catalog {
         }
         match &stmt.format {
             Some(FormatClause::Bare(format)) => {
-                builder =
-                    builder.format(format_spec(format, &[Part::Key, Part::Value], &mut sites)?);
+                builder = builder.format(format_spec(format, &[Part::Key, Part::Value], sites)?);
             }
             Some(FormatClause::KeyValue { key, value }) => {
                 builder = builder
-                    .key_format(format_spec(key, &[Part::Key], &mut sites)?)
-                    .value_format(format_spec(value, &[Part::Value], &mut sites)?);
+                    .key_format(format_spec(key, &[Part::Key], sites)?)
+                    .value_format(format_spec(value, &[Part::Value], sites)?);
             }
             None => {}
         }
@@ -309,24 +359,22 @@ impl Catalog {
         }
         for opt in &stmt.with_options {
             sites.set(Site::With(opt.name), opt.value_pos);
-            builder = match (opt.name, &opt.value) {
-                ("SNAPSHOT", OptionValue::Bool(snapshot)) => builder.snapshot(*snapshot),
-                ("DELIVERY GUARANTEE", _) => {
-                    let text = word_value(opt)?;
+            builder = match opt.name {
+                SinkWithOption::Snapshot => builder.snapshot(opt.bool()?),
+                SinkWithOption::DeliveryGuarantee => {
+                    let text = opt.word()?;
                     let delivery = DeliveryGuarantee::parse(text).ok_or_else(|| {
-                        SpecError::new(format!("invalid DELIVERY GUARANTEE: {text}"))
+                        SpecError::new(format!("invalid {}: {text}", opt.name))
                             .hint("the guarantees are 'exactly-once' and 'at-least-once'")
                             .at(opt.value_pos)
                     })?;
                     builder.delivery(delivery)
                 }
-                _ => return Err(misparsed(opt)),
             };
         }
 
-        builder.sites = sites.clone();
         let spec = builder.build()?;
-        self.check_sink_refs(&spec, &sites)?;
+        self.check_sink_refs(&spec)?;
         let mut notices = Vec::new();
         if let (Some(key), Envelope::Upsert) = (&spec.key, spec.envelope) {
             if key.not_enforced && !spec.key_is_unique() {
@@ -346,35 +394,82 @@ impl Catalog {
     }
 }
 
-fn statement_sites(pos: Position, name: &Ident) -> Sites {
-    let mut sites = Sites::default();
-    sites.set(Site::Statement, pos);
-    sites.set(Site::Name, name.pos);
-    sites
-}
-
-/// The parser gives each option the kind of value its definition asks for; anything else is
-/// a bug in the parser's option tables.
-fn misparsed(opt: &SqlOption) -> SpecError {
-    SpecError::new(format!(
-        "internal error: option {} was parsed with an unexpected value",
-        opt.name
-    ))
-    .at(opt.pos)
-}
-
-fn word_value(opt: &SqlOption) -> Result<&str, SpecError> {
-    match &opt.value {
-        OptionValue::Str(s) | OptionValue::Word(s) => Ok(s),
-        _ => Err(misparsed(opt)),
+/// The value of an option, as the kind its [`OptionName::value_kind`] says. The parser reads
+/// each value as that kind; another is a broken invariant of the parser, reported as an
+/// error naming the option rather than a panic.
+impl<N: OptionName> SqlOption<N> {
+    fn misparsed(&self) -> SpecError {
+        SpecError::new(format!(
+            "internal error: option {} was parsed with an unexpected value",
+            self.name
+        ))
+        .at(self.pos)
     }
-}
 
-fn string_or_secret(opt: &SqlOption) -> Result<StringOrSecret, SpecError> {
-    match &opt.value {
-        OptionValue::Str(s) => Ok(StringOrSecret::Value(s.clone())),
-        OptionValue::Secret(secret) => Ok(StringOrSecret::secret(&secret.name)),
-        _ => Err(misparsed(opt)),
+    /// A string (also an interval's text).
+    fn str(&self) -> Result<&str, SpecError> {
+        match &self.value {
+            OptionValue::Str(s) => Ok(s),
+            _ => Err(self.misparsed()),
+        }
+    }
+
+    /// A bare word or a string.
+    fn word(&self) -> Result<&str, SpecError> {
+        match &self.value {
+            OptionValue::Str(s) | OptionValue::Word(s) => Ok(s),
+            _ => Err(self.misparsed()),
+        }
+    }
+
+    fn int(&self) -> Result<i64, SpecError> {
+        match self.value {
+            OptionValue::Int(n) => Ok(n),
+            _ => Err(self.misparsed()),
+        }
+    }
+
+    fn bool(&self) -> Result<bool, SpecError> {
+        match self.value {
+            OptionValue::Bool(b) => Ok(b),
+            _ => Err(self.misparsed()),
+        }
+    }
+
+    fn secret(&self) -> Result<&Ident, SpecError> {
+        match &self.value {
+            OptionValue::Secret(secret) => Ok(secret),
+            _ => Err(self.misparsed()),
+        }
+    }
+
+    fn string_or_secret(&self) -> Result<StringOrSecret, SpecError> {
+        match &self.value {
+            OptionValue::Str(s) => Ok(StringOrSecret::Value(s.clone())),
+            OptionValue::Secret(secret) => Ok(StringOrSecret::secret(&secret.name)),
+            _ => Err(self.misparsed()),
+        }
+    }
+
+    fn list(&self) -> Result<&[(String, Position)], SpecError> {
+        match &self.value {
+            OptionValue::List(items) => Ok(items),
+            _ => Err(self.misparsed()),
+        }
+    }
+
+    fn map(&self) -> Result<&[(String, String, Position)], SpecError> {
+        match &self.value {
+            OptionValue::Map(entries) => Ok(entries),
+            _ => Err(self.misparsed()),
+        }
+    }
+
+    fn expr(&self) -> Result<&Expr, SpecError> {
+        match &self.value {
+            OptionValue::Expr(expr) => Ok(expr),
+            _ => Err(self.misparsed()),
+        }
     }
 }
 
@@ -388,11 +483,15 @@ fn format_spec(
     for &part in parts {
         sites.set(Site::Format(part), format.pos);
     }
-    let (registry, options) = match &format.kind {
+    let (registry, options, docs) = match &format.kind {
         FormatKind::Json => return Ok(FormatSpec::Json),
         FormatKind::Text => return Ok(FormatSpec::Text),
         FormatKind::Bytes => return Ok(FormatSpec::Bytes),
-        FormatKind::Avro { registry, options } => (registry, options),
+        FormatKind::Avro {
+            registry,
+            options,
+            docs,
+        } => (registry, options, docs),
     };
     for &part in parts {
         sites.set(Site::Registry(part), registry.pos);
@@ -408,50 +507,51 @@ fn format_spec(
     };
     for opt in options {
         for &part in parts {
-            if let OptionValue::Doc(..) = opt.value {
-                sites.set(Site::Doc(part, avro.docs.len()), opt.pos);
-            } else {
-                sites.set(Site::FormatOption(part, opt.name), opt.value_pos);
-            }
+            sites.set(Site::FormatOption(part, opt.name), opt.value_pos);
         }
-        match (opt.name, &opt.value) {
-            ("KEY COMPATIBILITY LEVEL" | "VALUE COMPATIBILITY LEVEL", _) => {
-                let text = word_value(opt)?;
-                let level = CompatibilityLevel::parse(text).ok_or_else(|| {
-                    let known: Vec<&str> =
-                        CompatibilityLevel::ALL.iter().map(|l| l.as_str()).collect();
-                    SpecError::new(format!("invalid {}: {text}", opt.name))
-                        .hint(format!("the levels are {}", known.join(", ")))
-                        .at(opt.value_pos)
-                })?;
-                if opt.name.starts_with("KEY") {
-                    avro.key_compatibility = Some(level);
-                } else {
-                    avro.value_compatibility = Some(level);
-                }
+        match opt.name {
+            AvroFormatOption::KeyCompatibilityLevel => {
+                avro.key_compatibility = Some(compatibility_level(opt)?)
             }
-            ("AVRO KEY FULLNAME", OptionValue::Str(name)) => avro.key_fullname = Some(name.clone()),
-            ("AVRO VALUE FULLNAME", OptionValue::Str(name)) => {
-                avro.value_fullname = Some(name.clone())
+            AvroFormatOption::ValueCompatibilityLevel => {
+                avro.value_compatibility = Some(compatibility_level(opt)?)
             }
-            ("NULL DEFAULTS", OptionValue::Bool(b)) => avro.null_defaults = *b,
-            ("DOC ON", OptionValue::Doc(doc, text)) => avro.docs.push(DocComment {
-                target: match &doc.column {
-                    Some(column) => DocTarget::Column {
-                        relation: doc.relation.name.clone(),
-                        column: column.name.clone(),
-                    },
-                    None => DocTarget::Type(doc.relation.name.clone()),
-                },
-                scope: match doc.part {
-                    DocPart::Key => DocScope::Key,
-                    DocPart::Value => DocScope::Value,
-                    DocPart::Both => DocScope::Both,
-                },
-                text: text.clone(),
-            }),
-            _ => return Err(misparsed(opt)),
+            AvroFormatOption::AvroKeyFullname => avro.key_fullname = Some(opt.str()?.to_string()),
+            AvroFormatOption::AvroValueFullname => {
+                avro.value_fullname = Some(opt.str()?.to_string())
+            }
+            AvroFormatOption::NullDefaults => avro.null_defaults = opt.bool()?,
         }
     }
+    for (i, doc) in docs.iter().enumerate() {
+        for &part in parts {
+            sites.set(Site::Doc(part, i), doc.pos);
+        }
+        avro.docs.push(DocComment {
+            target: match &doc.on.column {
+                Some(column) => DocTarget::Column {
+                    relation: doc.on.relation.name.clone(),
+                    column: column.name.clone(),
+                },
+                None => DocTarget::Type(doc.on.relation.name.clone()),
+            },
+            scope: match doc.on.part {
+                DocPart::Key => DocScope::Key,
+                DocPart::Value => DocScope::Value,
+                DocPart::Both => DocScope::Both,
+            },
+            text: doc.text.clone(),
+        });
+    }
     Ok(FormatSpec::Avro(avro))
+}
+
+fn compatibility_level(opt: &SqlOption<AvroFormatOption>) -> Result<CompatibilityLevel, SpecError> {
+    let text = opt.word()?;
+    CompatibilityLevel::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = CompatibilityLevel::ALL.iter().map(|l| l.as_str()).collect();
+        SpecError::new(format!("invalid {}: {text}", opt.name))
+            .hint(format!("the levels are {}", known.join(", ")))
+            .at(opt.value_pos)
+    })
 }

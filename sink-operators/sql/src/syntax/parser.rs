@@ -6,7 +6,8 @@ use outflow_encoders::Secret;
 
 use super::ast::*;
 use super::lexer::{tokenize, Token, TokenKind};
-use crate::spec::{Position, SpecError};
+use crate::error::{Position, SpecError};
+use crate::options::{AvroFormatOption, ClusterOption, OptionName, ValueKind};
 
 /// Parses a file of `;`-separated statements.
 pub fn parse_statements(text: &str) -> Result<Vec<Statement>, SpecError> {
@@ -33,158 +34,6 @@ pub fn parse_expr(text: &str) -> Result<Expr, SpecError> {
     }
     Ok(expr)
 }
-
-/// The value an option takes, which decides how it is parsed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ValueKind {
-    Str,
-    Int,
-    /// A string, or `SECRET name`.
-    StrOrSecret,
-    /// `SECRET name` only.
-    Secret,
-    /// A bare word or a string, e.g. `gzip` or `'SCRAM-SHA-256'`.
-    Word,
-    /// `true`/`false`; the value may be left out, meaning true.
-    Bool,
-    StrList,
-    Map,
-    Expr,
-    /// A string, optionally preceded by `INTERVAL`.
-    Interval,
-}
-
-struct OptionDef {
-    words: &'static [&'static str],
-    name: &'static str,
-    value: ValueKind,
-}
-
-const fn opt(words: &'static [&'static str], name: &'static str, value: ValueKind) -> OptionDef {
-    OptionDef { words, name, value }
-}
-
-const KAFKA_CONNECTION_OPTIONS: &[OptionDef] = &[
-    opt(&["BROKER"], "BROKER", ValueKind::Str),
-    opt(&["BROKERS"], "BROKERS", ValueKind::StrList),
-    opt(
-        &["SECURITY", "PROTOCOL"],
-        "SECURITY PROTOCOL",
-        ValueKind::Word,
-    ),
-    opt(&["SASL", "MECHANISMS"], "SASL MECHANISMS", ValueKind::Word),
-    opt(
-        &["SASL", "USERNAME"],
-        "SASL USERNAME",
-        ValueKind::StrOrSecret,
-    ),
-    opt(&["SASL", "PASSWORD"], "SASL PASSWORD", ValueKind::Secret),
-    opt(&["SSL", "KEY"], "SSL KEY", ValueKind::Secret),
-    opt(
-        &["SSL", "CERTIFICATE"],
-        "SSL CERTIFICATE",
-        ValueKind::StrOrSecret,
-    ),
-    opt(
-        &["SSL", "CERTIFICATE", "AUTHORITY"],
-        "SSL CERTIFICATE AUTHORITY",
-        ValueKind::StrOrSecret,
-    ),
-    opt(&["PROGRESS", "TOPIC"], "PROGRESS TOPIC", ValueKind::Str),
-    opt(
-        &["PROGRESS", "TOPIC", "REPLICATION", "FACTOR"],
-        "PROGRESS TOPIC REPLICATION FACTOR",
-        ValueKind::Int,
-    ),
-];
-
-const REGISTRY_CONNECTION_OPTIONS: &[OptionDef] = &[
-    opt(&["URL"], "URL", ValueKind::Str),
-    opt(&["USERNAME"], "USERNAME", ValueKind::StrOrSecret),
-    opt(&["PASSWORD"], "PASSWORD", ValueKind::Secret),
-    opt(&["SSL", "KEY"], "SSL KEY", ValueKind::Secret),
-    opt(
-        &["SSL", "CERTIFICATE"],
-        "SSL CERTIFICATE",
-        ValueKind::StrOrSecret,
-    ),
-    opt(
-        &["SSL", "CERTIFICATE", "AUTHORITY"],
-        "SSL CERTIFICATE AUTHORITY",
-        ValueKind::StrOrSecret,
-    ),
-];
-
-const SINK_OPTIONS: &[OptionDef] = &[
-    opt(&["TOPIC"], "TOPIC", ValueKind::Str),
-    opt(
-        &["TOPIC", "PARTITION", "COUNT"],
-        "TOPIC PARTITION COUNT",
-        ValueKind::Int,
-    ),
-    opt(
-        &["TOPIC", "REPLICATION", "FACTOR"],
-        "TOPIC REPLICATION FACTOR",
-        ValueKind::Int,
-    ),
-    opt(&["TOPIC", "CONFIG"], "TOPIC CONFIG", ValueKind::Map),
-    opt(
-        &["TOPIC", "METADATA", "REFRESH", "INTERVAL"],
-        "TOPIC METADATA REFRESH INTERVAL",
-        ValueKind::Interval,
-    ),
-    opt(&["PARTITION", "BY"], "PARTITION BY", ValueKind::Expr),
-    opt(
-        &["COMPRESSION", "TYPE"],
-        "COMPRESSION TYPE",
-        ValueKind::Word,
-    ),
-    opt(
-        &["TRANSACTIONAL", "ID", "PREFIX"],
-        "TRANSACTIONAL ID PREFIX",
-        ValueKind::Str,
-    ),
-    opt(
-        &["PROGRESS", "GROUP", "ID", "PREFIX"],
-        "PROGRESS GROUP ID PREFIX",
-        ValueKind::Str,
-    ),
-];
-
-const REGISTRY_FORMAT_OPTIONS: &[OptionDef] = &[
-    opt(
-        &["KEY", "COMPATIBILITY", "LEVEL"],
-        "KEY COMPATIBILITY LEVEL",
-        ValueKind::Word,
-    ),
-    opt(
-        &["VALUE", "COMPATIBILITY", "LEVEL"],
-        "VALUE COMPATIBILITY LEVEL",
-        ValueKind::Word,
-    ),
-    opt(
-        &["AVRO", "KEY", "FULLNAME"],
-        "AVRO KEY FULLNAME",
-        ValueKind::Str,
-    ),
-    opt(
-        &["AVRO", "VALUE", "FULLNAME"],
-        "AVRO VALUE FULLNAME",
-        ValueKind::Str,
-    ),
-    opt(&["NULL", "DEFAULTS"], "NULL DEFAULTS", ValueKind::Bool),
-];
-
-const SINK_WITH_OPTIONS: &[OptionDef] = &[
-    opt(&["SNAPSHOT"], "SNAPSHOT", ValueKind::Bool),
-    opt(
-        &["DELIVERY", "GUARANTEE"],
-        "DELIVERY GUARANTEE",
-        ValueKind::Word,
-    ),
-];
-
-const CLUSTER_OPTIONS: &[OptionDef] = &[opt(&["SIZE"], "SIZE", ValueKind::Str)];
 
 /// Words that end a column's type in `CREATE TABLE`.
 const COLUMN_CONSTRAINT_WORDS: &[&str] = &[
@@ -270,8 +119,11 @@ impl Parser {
 
     /// Whether the next tokens are the keywords `kws`, in order.
     fn peek_keywords(&self, kws: &[&str]) -> bool {
-        kws.iter()
-            .enumerate()
+        self.peek_words(kws.iter().copied())
+    }
+
+    fn peek_words<'a>(&self, kws: impl Iterator<Item = &'a str>) -> bool {
+        kws.enumerate()
             .all(|(i, kw)| self.peek_nth(i).is_keyword(kw))
     }
 
@@ -399,27 +251,19 @@ impl Parser {
         let if_not_exists = self.if_not_exists();
         let name = self.ident("a connection name")?;
         self.expect_keyword("TO")?;
-        let (kind, defs, context) = if self.eat_keyword("KAFKA") {
-            (
-                ConnectionKind::Kafka,
-                KAFKA_CONNECTION_OPTIONS,
-                "KAFKA CONNECTION",
-            )
+        let options = if self.eat_keyword("KAFKA") {
+            ConnectionOptions::Kafka(self.option_list("KAFKA CONNECTION")?)
         } else if self.eat_keywords(&["CONFLUENT", "SCHEMA", "REGISTRY"]) {
-            (
-                ConnectionKind::ConfluentSchemaRegistry,
-                REGISTRY_CONNECTION_OPTIONS,
-                "CONFLUENT SCHEMA REGISTRY CONNECTION",
+            ConnectionOptions::ConfluentSchemaRegistry(
+                self.option_list("CONFLUENT SCHEMA REGISTRY CONNECTION")?,
             )
         } else {
             return Err(self.unexpected("KAFKA or CONFLUENT SCHEMA REGISTRY"));
         };
-        let options = self.option_list(context, defs)?;
         Ok(CreateConnection {
             pos,
             if_not_exists,
             name,
-            kind,
             options,
         })
     }
@@ -427,15 +271,16 @@ impl Parser {
     fn create_cluster(&mut self, pos: Position) -> Result<CreateCluster, SpecError> {
         let if_not_exists = self.if_not_exists();
         let name = self.ident("a cluster name")?;
-        let options = if self.peek().kind == TokenKind::LParen {
-            self.option_list("CLUSTER", CLUSTER_OPTIONS)?
+        let options: Vec<SqlOption<ClusterOption>> = if self.peek().kind == TokenKind::LParen {
+            self.option_list("CLUSTER")?
         } else if self.peek_keyword("SIZE") {
-            vec![self.option("CLUSTER", CLUSTER_OPTIONS)?]
+            vec![self.option("CLUSTER")?]
         } else {
             Vec::new()
         };
         match options.into_iter().next() {
             Some(SqlOption {
+                name: ClusterOption::Size,
                 value: OptionValue::Str(size),
                 value_pos,
                 ..
@@ -584,7 +429,7 @@ impl Parser {
         self.expect_keywords(&["INTO", "KAFKA", "CONNECTION"])?;
         let connection = self.ident("a Kafka connection name")?;
         let options = if self.peek().kind == TokenKind::LParen {
-            self.option_list("KAFKA CONNECTION", SINK_OPTIONS)?
+            self.option_list("KAFKA CONNECTION")?
         } else {
             Vec::new()
         };
@@ -666,7 +511,7 @@ impl Parser {
                 }
                 seen_with = true;
                 self.advance();
-                sink.with_options = self.option_list("WITH", SINK_WITH_OPTIONS)?;
+                sink.with_options = self.option_list("WITH")?;
             } else if matches!(token.kind, TokenKind::Semicolon | TokenKind::Eof) {
                 return Ok(sink);
             } else {
@@ -694,10 +539,10 @@ impl Parser {
         } else if self.eat_keyword("AVRO") {
             self.expect_keywords(&["USING", "CONFLUENT", "SCHEMA", "REGISTRY", "CONNECTION"])?;
             let registry = self.ident("a schema registry connection name")?;
-            let options = if self.peek().kind == TokenKind::LParen {
+            let (options, docs) = if self.peek().kind == TokenKind::LParen {
                 self.registry_format_options()?
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             for (words, name) in [
                 (&["SEED"][..], "SEED"),
@@ -711,7 +556,11 @@ impl Parser {
                     .at(self.peek().pos));
                 }
             }
-            FormatKind::Avro { registry, options }
+            FormatKind::Avro {
+                registry,
+                options,
+                docs,
+            }
         } else if let TokenKind::Word { text, .. } = &token.kind {
             return Err(SpecError::new(format!("sink format {} not yet supported", text.to_uppercase()))
                 .hint("the formats are JSON, TEXT, BYTES and AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION …")
@@ -724,12 +573,15 @@ impl Parser {
 
     /// The options of `AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION c (…)`, where
     /// `DOC ON` options name their target before the `=`.
-    fn registry_format_options(&mut self) -> Result<Vec<SqlOption>, SpecError> {
+    fn registry_format_options(
+        &mut self,
+    ) -> Result<(Vec<SqlOption<AvroFormatOption>>, Vec<DocOption>), SpecError> {
         self.expect(TokenKind::LParen, "\"(\"")?;
-        let mut options: Vec<SqlOption> = Vec::new();
+        let mut options: Vec<SqlOption<AvroFormatOption>> = Vec::new();
+        let mut docs = Vec::new();
         let mut seen_docs = HashSet::new();
         if self.eat(&TokenKind::RParen) {
-            return Ok(options);
+            return Ok((options, docs));
         }
         loop {
             let pos = self.peek().pos;
@@ -779,22 +631,19 @@ impl Parser {
                     .at(pos));
                 }
                 self.expect(TokenKind::Equals, "\"=\" and the documentation text")?;
-                let (text, value_pos) = self.string("the documentation text as a string")?;
-                options.push(SqlOption {
-                    name: "DOC ON",
+                let (text, text_pos) = self.string("the documentation text as a string")?;
+                docs.push(DocOption {
                     pos,
-                    value: OptionValue::Doc(
-                        DocOn {
-                            part,
-                            relation,
-                            column,
-                        },
-                        text,
-                    ),
-                    value_pos,
+                    on: DocOn {
+                        part,
+                        relation,
+                        column,
+                    },
+                    text,
+                    text_pos,
                 });
             } else {
-                let option = self.option("AVRO", REGISTRY_FORMAT_OPTIONS)?;
+                let option = self.option("AVRO")?;
                 if options.iter().any(|o| o.name == option.name) {
                     return Err(SpecError::new(format!(
                         "{} specified more than once",
@@ -805,25 +654,24 @@ impl Parser {
                 options.push(option);
             }
             if self.eat(&TokenKind::RParen) {
-                return Ok(options);
+                return Ok((options, docs));
             }
             self.expect(TokenKind::Comma, "\",\" or \")\"")?;
         }
     }
 
     /// `( option, … )`, each option at most once.
-    fn option_list(
+    fn option_list<N: OptionName>(
         &mut self,
         context: &str,
-        defs: &[OptionDef],
-    ) -> Result<Vec<SqlOption>, SpecError> {
+    ) -> Result<Vec<SqlOption<N>>, SpecError> {
         self.expect(TokenKind::LParen, "\"(\"")?;
-        let mut options: Vec<SqlOption> = Vec::new();
+        let mut options: Vec<SqlOption<N>> = Vec::new();
         if self.eat(&TokenKind::RParen) {
             return Ok(options);
         }
         loop {
-            let option = self.option(context, defs)?;
+            let option = self.option(context)?;
             if options.iter().any(|o| o.name == option.name) {
                 return Err(
                     SpecError::new(format!("{} specified more than once", option.name))
@@ -839,12 +687,13 @@ impl Parser {
     }
 
     /// One `NAME [=] value`, the name matched as the longest known option.
-    fn option(&mut self, context: &str, defs: &[OptionDef]) -> Result<SqlOption, SpecError> {
+    fn option<N: OptionName>(&mut self, context: &str) -> Result<SqlOption<N>, SpecError> {
         let pos = self.peek().pos;
-        let Some(def) = defs
+        let Some(option) = N::ALL
             .iter()
-            .filter(|d| self.peek_keywords(d.words))
-            .max_by_key(|d| d.words.len())
+            .copied()
+            .filter(|o| self.peek_words(o.words()))
+            .max_by_key(|o| o.words().count())
         else {
             let mut words = Vec::new();
             let mut n = 0;
@@ -852,7 +701,7 @@ impl Parser {
                 words.push(text.to_uppercase());
                 n += 1;
             }
-            let known: Vec<&str> = defs.iter().map(|d| d.name).collect();
+            let known: Vec<&str> = N::ALL.iter().map(|o| o.name()).collect();
             if words.is_empty() {
                 return Err(self.unexpected(&format!("a {context} option")));
             }
@@ -862,27 +711,27 @@ impl Parser {
                     .at(pos),
             );
         };
-        self.next += def.words.len();
+        self.next += option.words().count();
         self.eat(&TokenKind::Equals);
         let value_pos = self.peek().pos;
-        let value = self.option_value(def)?;
+        let value = self.option_value(option.name(), option.value_kind())?;
         // A secret option is blamed on the secret's name, not the SECRET keyword.
         let value_pos = match &value {
             OptionValue::Secret(secret) => secret.pos,
             _ => value_pos,
         };
         Ok(SqlOption {
-            name: def.name,
+            name: option,
             pos,
             value,
             value_pos,
         })
     }
 
-    fn option_value(&mut self, def: &OptionDef) -> Result<OptionValue, SpecError> {
-        let name = def.name;
+    /// The value of the option `name`, parsed as its `kind` says.
+    fn option_value(&mut self, name: &str, kind: ValueKind) -> Result<OptionValue, SpecError> {
         let token = self.peek().clone();
-        let value = match (def.value, &token.kind) {
+        let value = match (kind, &token.kind) {
             (
                 ValueKind::Str | ValueKind::StrOrSecret | ValueKind::Word | ValueKind::Interval,
                 TokenKind::Str(s),
@@ -1133,6 +982,7 @@ fn join_type_tokens(tokens: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::KafkaConnectionOption;
 
     fn one(text: &str) -> Statement {
         let mut statements = parse_statements(text).unwrap();
@@ -1204,18 +1054,21 @@ mod tests {
         else {
             panic!("not a connection")
         };
-        let names: Vec<&str> = c.options.iter().map(|o| o.name).collect();
+        let ConnectionOptions::Kafka(options) = c.options else {
+            panic!("not a Kafka connection")
+        };
+        let names: Vec<KafkaConnectionOption> = options.iter().map(|o| o.name).collect();
         assert_eq!(
             names,
             [
-                "BROKER",
-                "SASL MECHANISMS",
-                "SASL USERNAME",
-                "SASL PASSWORD",
-                "PROGRESS TOPIC REPLICATION FACTOR"
+                KafkaConnectionOption::Broker,
+                KafkaConnectionOption::SaslMechanisms,
+                KafkaConnectionOption::SaslUsername,
+                KafkaConnectionOption::SaslPassword,
+                KafkaConnectionOption::ProgressTopicReplicationFactor,
             ]
         );
-        assert!(matches!(c.options[4].value, OptionValue::Int(3)));
+        assert!(matches!(options[4].value, OptionValue::Int(3)));
     }
 
     #[test]

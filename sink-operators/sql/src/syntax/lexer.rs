@@ -1,6 +1,6 @@
 //! Splits statement text into tokens that remember where they start.
 
-use crate::spec::{Position, SpecError};
+use crate::error::{Position, SpecError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum TokenKind {

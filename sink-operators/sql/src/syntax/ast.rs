@@ -3,7 +3,10 @@
 
 use outflow_encoders::Secret;
 
-use crate::spec::Position;
+use crate::error::Position;
+use crate::options::{
+    AvroFormatOption, KafkaConnectionOption, RegistryConnectionOption, SinkOption, SinkWithOption,
+};
 
 /// An identifier, case-folded to lowercase unless it was double-quoted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,10 +46,11 @@ pub struct CreateSecret {
     pub value: Secret,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectionKind {
-    Kafka,
-    ConfluentSchemaRegistry,
+/// What a connection connects to, with the options of that kind of connection.
+#[derive(Clone, Debug)]
+pub enum ConnectionOptions {
+    Kafka(Vec<SqlOption<KafkaConnectionOption>>),
+    ConfluentSchemaRegistry(Vec<SqlOption<RegistryConnectionOption>>),
 }
 
 /// `CREATE CONNECTION [IF NOT EXISTS] name TO {KAFKA | CONFLUENT SCHEMA REGISTRY} (…)`.
@@ -55,15 +59,15 @@ pub struct CreateConnection {
     pub pos: Position,
     pub if_not_exists: bool,
     pub name: Ident,
-    pub kind: ConnectionKind,
-    pub options: Vec<SqlOption>,
+    pub options: ConnectionOptions,
 }
 
-/// One `NAME [=] value` option. `name` is the option's canonical spelling, e.g.
-/// `"TOPIC PARTITION COUNT"`.
+/// One `NAME [=] value` option of a clause whose options are the enum `N` (see
+/// [`crate::options`]). The value has the [`ValueKind`](crate::options::ValueKind) the
+/// option asks for.
 #[derive(Clone, Debug)]
-pub struct SqlOption {
-    pub name: &'static str,
+pub struct SqlOption<N> {
+    pub name: N,
     pub pos: Position,
     pub value: OptionValue,
     pub value_pos: Position,
@@ -82,8 +86,6 @@ pub enum OptionValue {
     /// `MAP['k' => 'v', …]`.
     Map(Vec<(String, String, Position)>),
     Expr(Expr),
-    /// `DOC ON …` options carry their target and the text.
-    Doc(DocOn, String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,6 +101,15 @@ pub struct DocOn {
     pub part: DocPart,
     pub relation: Ident,
     pub column: Option<Ident>,
+}
+
+/// `[KEY | VALUE] DOC ON … = 'text'`, an option of an Avro format; `pos` is its first token.
+#[derive(Clone, Debug)]
+pub struct DocOption {
+    pub pos: Position,
+    pub on: DocOn,
+    pub text: String,
+    pub text_pos: Position,
 }
 
 /// `CREATE TABLE [IF NOT EXISTS] name (columns and constraints)`.
@@ -150,12 +161,12 @@ pub struct CreateSink {
     pub in_cluster: Option<Ident>,
     pub from: Ident,
     pub connection: Ident,
-    pub options: Vec<SqlOption>,
+    pub options: Vec<SqlOption<SinkOption>>,
     pub key: Option<KeyClause>,
     pub headers: Option<Ident>,
     pub format: Option<FormatClause>,
     pub envelope: Option<(EnvelopeKind, Position)>,
-    pub with_options: Vec<SqlOption>,
+    pub with_options: Vec<SqlOption<SinkWithOption>>,
 }
 
 #[derive(Clone, Debug)]
@@ -184,7 +195,8 @@ pub enum FormatKind {
     Bytes,
     Avro {
         registry: Ident,
-        options: Vec<SqlOption>,
+        options: Vec<SqlOption<AvroFormatOption>>,
+        docs: Vec<DocOption>,
     },
 }
 
