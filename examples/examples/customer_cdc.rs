@@ -160,7 +160,7 @@ fn run(args: &Args) -> Result<(), String> {
             input.flush();
         }
         drop(input);
-        wait_for_commit(worker, &[probe], &[&sink_plan.monitor], None, started)
+        wait_for_commit(worker, &[probe], &[sink_plan.monitor()], None, started)
     })
     .map_err(|e| format!("cannot start the timely workers: {e}"))?
     .join();
@@ -168,15 +168,15 @@ fn run(args: &Args) -> Result<(), String> {
         outcome.map_err(|e| format!("a worker stopped: {e}"))??;
     }
 
-    let messages = read_topic(target.bootstrap(), &plan.spec.topic)?;
-    print_messages(&plan.spec.topic, &messages, 3);
+    let messages = read_topic(target.bootstrap(), &plan.plan().spec.topic)?;
+    print_messages(&plan.plan().spec.topic, &messages, 3);
     // A customer's changes chain: each message's `before` is the previous message's `after`.
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_key: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     for message in &messages {
         let value: serde_json::Value =
             serde_json::from_slice(message.value.as_deref().unwrap_or(b"null"))
-                .map_err(|e| format!("a message of {} is not JSON: {e}", plan.spec.topic))?;
+                .map_err(|e| format!("a message of {} is not JSON: {e}", plan.plan().spec.topic))?;
         let kind = match (value["before"].is_null(), value["after"].is_null()) {
             (true, false) => "create",
             (false, false) => "update",
@@ -205,6 +205,6 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     println!();
-    print_report(&plan.monitor.report());
+    print_report(&plan.monitor().report());
     Ok(())
 }

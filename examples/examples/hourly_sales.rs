@@ -191,13 +191,13 @@ fn run(args: &Args) -> Result<(), String> {
             wait_for_commit(
                 worker,
                 &[probe.clone()],
-                &[&sink_plan.monitor],
+                &[sink_plan.monitor()],
                 Some(time as u64 + 1),
                 started,
             )?;
         }
         drop(input);
-        wait_for_commit(worker, &[probe], &[&sink_plan.monitor], None, started)
+        wait_for_commit(worker, &[probe], &[sink_plan.monitor()], None, started)
     })
     .map_err(|e| format!("cannot start the timely workers: {e}"))?
     .join();
@@ -205,8 +205,12 @@ fn run(args: &Args) -> Result<(), String> {
         outcome.map_err(|e| format!("a worker stopped: {e}"))??;
     }
 
-    let messages = read_topic(target.bootstrap(), &plan.spec.topic)?;
-    println!("topic {}: {} messages", plan.spec.topic, messages.len());
+    let messages = read_topic(target.bootstrap(), &plan.plan().spec.topic)?;
+    println!(
+        "topic {}: {} messages",
+        plan.plan().spec.topic,
+        messages.len()
+    );
     let mut regions_of: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
     let mut schema_ids = BTreeSet::new();
     for (index, message) in messages.iter().enumerate() {
@@ -260,7 +264,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     println!();
-    print_report(&plan.monitor.report());
+    print_report(&plan.monitor().report());
     Ok(())
 }
 

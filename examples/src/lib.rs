@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use outflow::embedded::EmbeddedBroker;
 use outflow::statement::Catalog;
-use outflow::{SinkMonitor, SinkPlan, SinkReport, SinkStatus};
+use outflow::{PreparedSink, SinkMonitor, SinkPlan, SinkReport, SinkStatus};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -63,7 +63,9 @@ impl Target {
 
     /// The plan of sink `name`, ready for this target: on the embedded broker its topics are
     /// created here, as that broker cannot create topics on request.
-    pub fn plan(&self, catalog: &Catalog, name: &str) -> Result<SinkPlan, String> {
+    /// The plan of sink `name`, prepared against the target (topics created, schemas
+    /// registered).
+    pub fn plan(&self, catalog: &Catalog, name: &str) -> Result<PreparedSink, String> {
         let mut plan =
             SinkPlan::from_catalog(catalog, name).map_err(|e| format!("sink {name}: {e}"))?;
         match &self.embedded {
@@ -76,7 +78,7 @@ impl Target {
         // Short transactions, so that each round of changes shows up within a moment.
         plan.cadence.commit_interval = Duration::from_millis(200);
         plan.cadence.idle_progress_interval = Duration::from_millis(500);
-        Ok(plan)
+        plan.preflight().map_err(|e| format!("sink {name}: {e}"))
     }
 }
 

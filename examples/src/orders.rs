@@ -247,7 +247,7 @@ pub fn run(options: &OrderOptions) -> Result<(), String> {
                 (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
             }
         })?;
-        let monitors = [&upsert_plan.monitor, &change_plan.monitor];
+        let monitors = [upsert_plan.monitor(), change_plan.monitor()];
         for (time, round) in history.iter().enumerate() {
             let time = time as u64;
             if worker.index() == 0 {
@@ -282,8 +282,8 @@ pub fn run(options: &OrderOptions) -> Result<(), String> {
     }
 
     println!();
-    let updates = read_topic(target.bootstrap(), &upserts.spec.topic)?;
-    print_messages(&upserts.spec.topic, &updates, options.show);
+    let updates = read_topic(target.bootstrap(), &upserts.plan().spec.topic)?;
+    print_messages(&upserts.plan().spec.topic, &updates, options.show);
     let mut latest: BTreeMap<String, bool> = BTreeMap::new();
     for message in &updates {
         latest.insert(message.key_text(), message.value.is_some());
@@ -293,15 +293,15 @@ pub fn run(options: &OrderOptions) -> Result<(), String> {
         "  read as a table (latest message per key, tombstones deleting): {live} orders; the dataflow's \
          order_summaries holds {expected_summaries}"
     );
-    let debezium = read_topic(target.bootstrap(), &changes.spec.topic)?;
-    print_messages(&changes.spec.topic, &debezium, options.show);
+    let debezium = read_topic(target.bootstrap(), &changes.plan().spec.topic)?;
+    print_messages(&changes.plan().spec.topic, &debezium, options.show);
     println!();
-    print_report(&upserts.monitor.report());
-    print_report(&changes.monitor.report());
+    print_report(&upserts.monitor().report());
+    print_report(&changes.monitor().report());
     if live != expected_summaries && target.is_embedded() {
         return Err(format!(
             "topic {} holds {live} orders, not the {expected_summaries} of order_summaries",
-            upserts.spec.topic
+            upserts.plan().spec.topic
         ));
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use differential_dataflow::input::Input;
 use outflow::dataflow::{Datum, Row};
 use outflow::rawlog::LogRecord;
-use outflow::{SinkKafka, SinkPlan, SinkReport};
+use outflow::{PreparedSink, SinkKafka, SinkPlan, SinkReport};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -47,14 +47,23 @@ impl Default for RunOptions {
 /// closes the input after the last time, and waits until every worker's sink has committed
 /// everything or failed. Returns the sink's report.
 pub fn run_sink(plan: SinkPlan, history: Vec<Update>, options: RunOptions) -> SinkReport {
-    let monitor = plan.monitor.clone();
+    let sink = plan
+        .preflight()
+        .unwrap_or_else(|e| panic!("cannot prepare sink: {e}"));
+    run_prepared(sink, history, options)
+}
+
+/// As [`run_sink`], for a sink already prepared (whose monitor the caller may be watching).
+pub fn run_prepared(sink: PreparedSink, history: Vec<Update>, options: RunOptions) -> SinkReport {
+    let monitor = sink.monitor().clone();
     let config = timely::Config::process(options.workers);
     let guards = timely::execute(config, move |worker| {
-        let plan = plan.clone();
+        let sink = sink.clone();
+        let monitor = sink.monitor().clone();
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
             let handle = rows
-                .sink_kafka(&plan)
+                .sink_kafka(&sink)
                 .unwrap_or_else(|e| panic!("cannot build sink: {e}"));
             (input, handle.probe)
         });
@@ -97,14 +106,14 @@ pub fn run_sink(plan: SinkPlan, history: Vec<Update>, options: RunOptions) -> Si
         while stopping.map_or(!probe.done(), |stop| probe.less_than(&stop)) {
             if debug && last_print.elapsed() > Duration::from_secs(2) {
                 last_print = std::time::Instant::now();
-                eprintln!("worker {}: {:?}", worker.index(), plan.monitor.report());
+                eprintln!("worker {}: {:?}", worker.index(), monitor.report());
             }
-            if plan.monitor.status().is_failed() || std::time::Instant::now() > deadline {
+            if monitor.status().is_failed() || std::time::Instant::now() > deadline {
                 break;
             }
             worker.step_or_park(Some(Duration::from_millis(5)));
         }
-        if stopping.is_some() || plan.monitor.status().is_failed() {
+        if stopping.is_some() || monitor.status().is_failed() {
             for dataflow in worker.installed_dataflows() {
                 worker.drop_dataflow(dataflow);
             }

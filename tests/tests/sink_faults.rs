@@ -17,7 +17,7 @@ use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_protocol::{Action, Cadence, ErrorKind, Event, SinkNames};
 use outflow_tests::broker::{create_topic, shared_broker, unique_name};
-use outflow_tests::pipeline::{expected_json, random_history, run_sink, RunOptions};
+use outflow_tests::pipeline::{expected_json, random_history, run_prepared, run_sink, RunOptions};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -193,7 +193,8 @@ fn the_sink_stalls_while_the_broker_is_down_and_recovers_exactly_once() {
     let mut plan = plan(&bootstrap, &topic, "");
     plan.call_timeout = Duration::from_millis(700);
     plan.transaction_timeout = Duration::from_secs(30);
-    let monitor = plan.monitor.clone();
+    let prepared = plan.preflight().expect("the sink prepares");
+    let monitor = prepared.monitor().clone();
     // The mock cluster stays on this thread (its handle is not `Send`); the sink runs beside it.
     let options = RunOptions {
         pace: Some(Duration::from_millis(120)),
@@ -202,7 +203,7 @@ fn the_sink_stalls_while_the_broker_is_down_and_recovers_exactly_once() {
     };
     let sink = {
         let history = history.clone();
-        std::thread::spawn(move || run_sink(plan, history, options))
+        std::thread::spawn(move || run_prepared(prepared, history, options))
     };
     let waiting = Instant::now();
     while monitor.committed_frontier().is_none_or(|f| f < 4)

@@ -26,8 +26,8 @@ use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_protocol::{Action, Cadence, Event, Machine, Point, ProgressRecord, SinkNames, Status};
 use outflow_tests::broker::{shared_broker, unique_name};
 use outflow_tests::pipeline::{
-    assert_topic_holds, expected_json, history_catalog_sql, key_id, random_history, run_sink,
-    upserts_by_key, RunOptions,
+    assert_topic_holds, expected_json, history_catalog_sql, key_id, random_history, run_prepared,
+    run_sink, upserts_by_key, RunOptions,
 };
 use outflow_tests::rawlog::{self, LogRecord};
 use rand::rngs::StdRng;
@@ -363,8 +363,8 @@ fn a_second_instance_fences_the_first_and_every_update_is_written_once() {
     let history = random_history(31, 30, 40, 10);
 
     // The first instance feeds slowly, so the second starts while it is mid-stream.
-    let first_plan = plan(&sink, &prefix);
-    let first_monitor = first_plan.monitor.clone();
+    let first_sink = plan(&sink, &prefix).preflight().expect("the sink prepares");
+    let first_monitor = first_sink.monitor().clone();
     let first_history = history.clone();
     let first = thread::spawn(move || {
         let options = RunOptions {
@@ -373,7 +373,7 @@ fn a_second_instance_fences_the_first_and_every_update_is_written_once() {
             timeout: Duration::from_secs(15),
             stop_at: None,
         };
-        run_sink(first_plan, first_history, options)
+        run_prepared(first_sink, first_history, options)
     });
     let deadline = Instant::now() + RUN_TIMEOUT;
     while first_monitor.report().total.messages_committed == 0 {

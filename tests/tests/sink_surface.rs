@@ -10,7 +10,7 @@ use std::time::Duration;
 use outflow::dataflow::{Datum, Row, RowPacker};
 use outflow::partition::{crc32, kafka_murmur2, seahash};
 use outflow::statement::Catalog;
-use outflow::{SinkKafka, SinkPlan, SinkReport, SinkStatus};
+use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_tests::broker::{create_topic, shared_broker, unique_name};
 use outflow_tests::pipeline::{run_sink, RunOptions, Update};
 use outflow_tests::rawlog::{self, LogRecord};
@@ -446,21 +446,11 @@ fn a_progress_topic_with_several_partitions_is_refused() {
         "SECURITY PROTOCOL PLAINTEXT",
         &format!("SECURITY PROTOCOL PLAINTEXT, PROGRESS TOPIC '{progress}'"),
     );
-    let plan = plan(&sql, &topic);
-    let errors = timely::execute(timely::Config::thread(), move |worker| {
-        worker.dataflow::<u64, _, _>(|scope| {
-            use differential_dataflow::input::Input;
-            let (_input, rows) = scope.new_collection::<Row, isize>();
-            rows.sink_kafka(&plan).err().map(|e| e.to_string())
-        })
-    })
-    .unwrap()
-    .join();
-    let error = errors
-        .into_iter()
-        .next()
-        .unwrap()
-        .unwrap()
+    // The refusal comes from the preflight, before any dataflow is built.
+    let error = plan(&sql, &topic)
+        .preflight()
+        .err()
+        .map(|e| e.to_string())
         .expect("the sink is refused");
     assert!(
         error.contains(&progress)

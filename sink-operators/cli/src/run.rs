@@ -27,7 +27,7 @@ use timely::dataflow::ProbeHandle;
 use crate::feed::{spawn_reader, FeedError, FeedItem, FeedMessage, FeedTables};
 use crate::observe::{Observers, RunState};
 use outflow::dataflow::Row;
-use outflow::sink::{SinkKafka, SinkPlan};
+use outflow::sink::{PreparedSink, SinkKafka, SinkPlan};
 use outflow::statement::Catalog;
 use outflow::status::SinkReport;
 
@@ -204,8 +204,19 @@ pub enum RunError {
 /// Runs `plan` over the feed until the sinks have committed all of it, or a feed line is bad,
 /// or a sink fails.
 pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
+    // Connections, topics and schemas, before any dataflow: a mistake fails here, naming it.
+    let prepared: Vec<PreparedSink> = plan
+        .sinks
+        .iter()
+        .map(|sink| {
+            sink.preflight().map_err(|e| RunError::Sink {
+                sink: sink.spec.name.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let state = RunState {
-        monitors: plan.sinks.iter().map(|s| s.monitor.clone()).collect(),
+        monitors: prepared.iter().map(|s| s.monitor().clone()).collect(),
         rows_fed: Default::default(),
     };
     let holds_worker_zero = match &options.timely.communication {
@@ -235,9 +246,11 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
 
     let rows_fed = Arc::clone(&state.rows_fed);
     let worker_plan = plan.clone();
+    let worker_sinks = prepared.clone();
     let guards = timely::execute(options.timely, move |worker| {
         let index = worker.index();
         let plan = worker_plan.clone();
+        let sinks = worker_sinks.clone();
         let stop_seen: Rc<Cell<Option<u64>>> = Rc::new(Cell::new(None));
         let seen = Rc::clone(&stop_seen);
         let built =
@@ -250,10 +263,10 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                     collections.push(collection);
                 }
                 let mut probes: Vec<ProbeHandle<u64>> = Vec::new();
-                for (sink, &table) in plan.sinks.iter().zip(&plan.sink_tables) {
+                for (sink, &table) in sinks.iter().zip(&plan.sink_tables) {
                     let handle = collections[table].clone().sink_kafka(sink).map_err(|e| {
                         RunError::Sink {
-                            sink: sink.spec.name.clone(),
+                            sink: sink.plan().spec.name.clone(),
                             message: e.to_string(),
                         }
                     })?;
@@ -296,8 +309,8 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                     Pumped::Stopped(error) => feed_error = Some(error),
                 }
             }
-            if let Some(failed) = plan.sinks.iter().find(|s| s.monitor.status().is_failed()) {
-                let message = match failed.monitor.status() {
+            if let Some(failed) = sinks.iter().find(|s| s.monitor().status().is_failed()) {
+                let message = match failed.monitor().status() {
                     outflow::status::SinkStatus::Failed { error } => error,
                     other => other.name().to_string(),
                 };
@@ -305,7 +318,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                     worker.drop_dataflow(dataflow);
                 }
                 return Err(RunError::Sink {
-                    sink: failed.spec.name.clone(),
+                    sink: failed.plan().spec.name.clone(),
                     message,
                 });
             }

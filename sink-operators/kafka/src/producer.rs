@@ -42,6 +42,12 @@ pub enum DeliveryMode {
     AtLeastOnce,
 }
 
+/// `transaction.timeout.ms` of a sink's producers unless the plan says otherwise.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one blocking producer call may take before it is retried, unless the plan says
+/// otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What one worker's producer needs beyond the connection's options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerSettings {
@@ -55,8 +61,8 @@ pub struct ProducerSettings {
     pub progress_topic: String,
     /// Transactions or at-least-once.
     pub mode: DeliveryMode,
-    /// `compression.type`: librdkafka's name of a [`Compression`].
-    pub compression: String,
+    /// `compression.type`, named for librdkafka only when the producer is configured.
+    pub compression: Compression,
     /// `transaction.timeout.ms`: how long the broker keeps a transaction of a silent producer
     /// open. An open transaction holds back `read_committed` readers of its partitions, the
     /// progress reader of a restarting sink included, so shorter is kinder; it must exceed the
@@ -88,9 +94,9 @@ impl ProducerSettings {
             data_topic: data_topic.into(),
             progress_topic: progress_topic.into(),
             mode: DeliveryMode::ExactlyOnce,
-            compression: Compression::default().as_str().to_string(),
-            transaction_timeout: Duration::from_secs(60),
-            call_timeout: Duration::from_secs(30),
+            compression: Compression::default(),
+            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             linger: Duration::from_millis(5),
             max_queued_bytes: queue_bound(cadence),
         }
@@ -131,7 +137,7 @@ pub fn producer_config(config: &ClientConfig, settings: &ProducerSettings) -> Cl
         (settings.max_queued_bytes.saturating_mul(2) / 1024).clamp(1, i32::MAX as usize);
     producer
         .set("enable.idempotence", "true")
-        .set("compression.type", &settings.compression)
+        .set("compression.type", settings.compression.as_str())
         .set("linger.ms", settings.linger.as_millis().to_string())
         .set("batch.num.messages", "10000")
         .set("batch.size", "1000000")

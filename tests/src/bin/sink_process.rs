@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use outflow::statement::Catalog;
 use outflow::SinkPlan;
-use outflow_tests::pipeline::{history_catalog_sql, random_history, run_sink, RunOptions};
+use outflow_tests::pipeline::{history_catalog_sql, random_history, run_prepared, RunOptions};
 
 struct Args {
     bootstrap: String,
@@ -134,7 +134,10 @@ fn main() {
 
     // The counters are printed from a thread of their own, so that a kill chosen from them can
     // land anywhere in the workers' transactions, not only between timely steps.
-    let monitor = plan.monitor.clone();
+    let sink = plan
+        .preflight()
+        .unwrap_or_else(|e| panic!("sink {}: {e}", args.sink));
+    let monitor = sink.monitor().clone();
     let finished = Arc::new(AtomicBool::new(false));
     let reporter = {
         let finished = Arc::clone(&finished);
@@ -162,7 +165,7 @@ fn main() {
         timeout: args.timeout,
         stop_at: None,
     };
-    let report = run_sink(plan, history, options);
+    let report = run_prepared(sink, history, options);
     finished.store(true, Ordering::Relaxed);
     let _ = reporter.join();
 

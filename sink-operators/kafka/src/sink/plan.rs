@@ -1,0 +1,121 @@
+//! `SinkPlan`: what a sink is to do, resolved from the statements or built by hand.
+
+use std::time::Duration;
+
+use outflow_protocol::{Cadence, SinkNames};
+
+use super::SinkError;
+use crate::connection::{registry_config, KafkaConnection};
+use crate::encoders::{EncoderConfig, FormatSpec, RegistryConfig};
+use crate::producer::{DeliveryMode, DEFAULT_CALL_TIMEOUT, DEFAULT_TRANSACTION_TIMEOUT};
+use crate::spec::{DeliveryGuarantee, SinkSpec};
+use crate::statement::Catalog;
+
+/// Everything a sink needs to run, as data: its spec, the resolved connection and registry, and
+/// how it paces itself. Built from a catalog (the statements) or by hand; nothing here talks to
+/// a broker until [`SinkPlan::preflight`].
+#[derive(Clone, Debug)]
+pub struct SinkPlan {
+    pub spec: SinkSpec,
+    pub connection: KafkaConnection,
+    pub registry: Option<RegistryConfig>,
+    /// Commit interval, transaction size bound, bytes in flight (see [`Cadence`]).
+    pub cadence: Cadence,
+    /// The time of the input's snapshot, skipped under `SNAPSHOT = false`. Default 0.
+    pub as_of: u64,
+    /// Set for brokers whose `read_committed` fetches return aborted records (Tansu): recovery
+    /// then reads the progress topic's raw log and applies the control batches itself.
+    pub broker_shows_aborted_records: bool,
+    /// `transaction.timeout.ms` of the workers' producers (see
+    /// [`ProducerSettings::transaction_timeout`](crate::producer::ProducerSettings::transaction_timeout)). A commit that keeps timing out for longer
+    /// than this fails the sink: by then the broker has aborted the transaction or fenced the
+    /// producer. Default 60 s.
+    pub transaction_timeout: Duration,
+    /// How long one blocking producer call may take before it is retried (see
+    /// [`ProducerSettings::call_timeout`](crate::producer::ProducerSettings::call_timeout)). Default 30 s.
+    pub call_timeout: Duration,
+}
+
+impl SinkPlan {
+    /// A plan for `spec` on `connection`, with the default cadence.
+    pub fn new(spec: SinkSpec, connection: KafkaConnection) -> SinkPlan {
+        SinkPlan {
+            spec,
+            connection,
+            registry: None,
+            cadence: Cadence::default(),
+            as_of: 0,
+            broker_shows_aborted_records: false,
+            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+    }
+
+    /// The plan of sink `name` of `catalog`, with its connection and registry resolved.
+    pub fn from_catalog(catalog: &Catalog, name: &str) -> Result<SinkPlan, SinkError> {
+        let spec = catalog
+            .sink(name)
+            .ok_or_else(|| SinkError::UnknownSink(name.to_string()))?
+            .clone();
+        let connection_spec = catalog
+            .connection(&spec.connection)
+            .ok_or_else(|| SinkError::UnknownConnection(spec.connection.clone()))?;
+        let connection = KafkaConnection::resolve(catalog, connection_spec)?;
+        let registry = match avro_registry(&spec) {
+            Some(registry_name) => {
+                let registry = catalog
+                    .registry(registry_name)
+                    .ok_or_else(|| SinkError::UnknownConnection(registry_name.to_string()))?;
+                Some(registry_config(catalog, registry)?)
+            }
+            None => None,
+        };
+        let mut plan = SinkPlan::new(spec, connection);
+        plan.registry = registry;
+        Ok(plan)
+    }
+
+    pub(crate) fn names(&self) -> SinkNames {
+        SinkNames::new(
+            self.spec.name.clone(),
+            self.spec.transactional_id_prefix.clone(),
+            self.spec.progress_group_id_prefix.clone(),
+        )
+    }
+
+    pub(crate) fn delivery_mode(&self) -> DeliveryMode {
+        match self.spec.delivery {
+            DeliveryGuarantee::ExactlyOnce => DeliveryMode::ExactlyOnce,
+            DeliveryGuarantee::AtLeastOnce => DeliveryMode::AtLeastOnce,
+        }
+    }
+
+    /// What the sink's encoder is configured with, as `sink_kafka` builds it.
+    pub fn encoder_config(&self) -> EncoderConfig {
+        let spec = &self.spec;
+        EncoderConfig {
+            desc: spec.desc.clone(),
+            relation: spec.from.clone().unwrap_or_else(|| spec.name.clone()),
+            key_columns: spec.key.as_ref().map(|k| k.indices.clone()),
+            envelope: spec.envelope,
+            key_format: spec
+                .key_format
+                .clone()
+                .unwrap_or_else(|| spec.value_format.clone()),
+            value_format: spec.value_format.clone(),
+            headers_column: spec.headers.as_ref().map(|c| c.index),
+            topic: spec.topic.clone(),
+        }
+    }
+}
+
+/// The registry connection an Avro key or value format names.
+fn avro_registry(spec: &SinkSpec) -> Option<&str> {
+    [spec.key_format.as_ref(), Some(&spec.value_format)]
+        .into_iter()
+        .flatten()
+        .find_map(|format| match format {
+            FormatSpec::Avro(avro) => Some(avro.registry.as_str()),
+            _ => None,
+        })
+}

@@ -1,0 +1,110 @@
+//! The blocking admin work a sink does once per process, before its dataflow is built: the
+//! connection check, the data and progress topics, and the Avro schemas.
+
+use std::sync::Arc;
+
+use super::{SinkError, SinkPlan};
+use crate::encoders::{SchemaRegistryClient, SinkEncoder};
+use crate::status::SinkMonitor;
+use crate::topic::{ensure_data_topic, ensure_progress_topic, PartitionWatch, TopicSettings};
+
+/// A sink whose broker-side preparations are done: what `sink_kafka` renders on each worker.
+/// Cheap to clone into every worker of a process (`timely::execute`'s closure); the workers of
+/// one process share its partition watch and its monitor.
+#[derive(Clone)]
+pub struct PreparedSink {
+    pub(crate) plan: SinkPlan,
+    pub(crate) encoder: SinkEncoder,
+    pub(crate) partitions: Arc<PartitionWatch>,
+    monitor: SinkMonitor,
+}
+
+impl std::fmt::Debug for PreparedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedSink")
+            .field("sink", &self.plan.spec.name)
+            .field("partitions", &self.partitions.current())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedSink {
+    /// Where the workers of this process report the sink's status and statistics; the same
+    /// monitor is on every worker's [`SinkHandle`](super::SinkHandle).
+    pub fn monitor(&self) -> &SinkMonitor {
+        &self.monitor
+    }
+
+    pub fn plan(&self) -> &SinkPlan {
+        &self.plan
+    }
+}
+
+impl SinkPlan {
+    /// Does what must talk to the broker and the registry before the sink's operators exist,
+    /// and fails fast with the user's mistakes, naming the connection: checks the connection (a
+    /// wrong address, certificate or password), creates or checks the data topic (differences
+    /// of an existing topic become notes in the status) and the progress topic, starts the
+    /// partition count's refresh, and registers the Avro schemas. Blocking; call it once per
+    /// process, outside the dataflow.
+    pub fn preflight(&self) -> Result<PreparedSink, SinkError> {
+        let spec = &self.spec;
+        let client = self.connection.client_config();
+        let monitor = SinkMonitor::new(spec.name.clone());
+
+        self.connection.check()?;
+        let mut topic = TopicSettings::new(spec.topic.clone());
+        topic.partitions = spec.topic_partition_count;
+        topic.replication_factor = spec.topic_replication_factor;
+        topic.configs = spec.topic_config.clone();
+        let report = ensure_data_topic(client, &topic)?;
+        if !report.differences.is_empty() {
+            tracing::warn!(sink = %spec.name, "{report}");
+            monitor.note(report.to_string());
+        }
+        // Partitions added to the topic while the sink runs are used from the next refresh on;
+        // the refresh runs on a thread of its own so that a slow broker never holds up a worker.
+        let partitions = {
+            let monitor = monitor.clone();
+            let topic_name = spec.topic.clone();
+            PartitionWatch::start(
+                client,
+                &spec.topic,
+                report.partitions,
+                spec.topic_metadata_refresh_interval,
+                Box::new(move |old, new| {
+                    monitor.note(format!(
+                        "topic {topic_name} went from {old} to {new} partitions"
+                    ));
+                }),
+            )?
+        };
+        let progress = ensure_progress_topic(
+            client,
+            &self.connection.progress_topic,
+            self.connection.progress_topic_replication_factor,
+        )?;
+        if !progress.differences.is_empty() {
+            tracing::warn!(sink = %spec.name, "{progress}");
+            monitor.note(progress.to_string());
+        }
+        let registry = self
+            .registry
+            .clone()
+            .map(SchemaRegistryClient::new)
+            .transpose()?;
+        let encoder = SinkEncoder::new(self.encoder_config(), registry.as_ref())?;
+        tracing::info!(
+            sink = %spec.name,
+            topic = %spec.topic,
+            partitions = report.partitions,
+            "sink prepared"
+        );
+        Ok(PreparedSink {
+            plan: self.clone(),
+            encoder,
+            partitions: Arc::new(partitions),
+            monitor,
+        })
+    }
+}

@@ -1,0 +1,286 @@
+//! `OutflowSinkKafka`: the sink itself, on every worker. It drops the pairs the topic already
+//! holds (the resume filter), encodes, partitions, and feeds the messages and the input
+//! frontier to the protocol's machine, whose actions become the producer's transactions; its
+//! output's frontier is the committed frontier.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use outflow_protocol::{Event, Recovery};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{Scope, Stream};
+use timely::progress::frontier::MutableAntichain;
+
+use super::recover::Recovered;
+use super::worker::{Wakers, WorkerSink};
+use super::{PreparedSink, PAIR_CREDIT};
+use crate::dataflow::operators::{Combined, KeyViolation, PairCredit};
+use crate::dataflow::{stable_key_hash, DiffPair, Row};
+use crate::encoders::EncodedMessage;
+use crate::partition::{key_partition_hash, partition_for};
+use crate::producer::SinkRecord;
+
+pub(super) fn produce<'scope>(
+    scope: Scope<'scope, u64>,
+    sink: &PreparedSink,
+    combined: Combined<'scope, u64>,
+    recovered: Stream<'scope, u64, Vec<Recovered>>,
+    credit: PairCredit,
+    sink_state: Rc<RefCell<WorkerSink>>,
+    wakers: &Wakers,
+) -> Stream<'scope, u64, Vec<u64>> {
+    let mut builder = OperatorBuilder::new("OutflowSinkKafka".to_owned(), scope);
+    let address = builder.operator_info().address;
+    wakers.register(scope, &address);
+    let activator = scope.activator_for(address.clone());
+    let mut pairs_input = builder.new_input(combined.pairs, Pipeline);
+    let mut violations_input = builder.new_input(combined.violations, Pipeline);
+    let mut recovery_input = builder.new_input(recovered, Pipeline);
+    let (_committed_output, committed) = builder.new_output::<Vec<u64>>();
+
+    let spec = &sink.plan.spec;
+    let encoder = sink.encoder.clone();
+    let partitions = Arc::clone(&sink.partitions);
+    let enforced = spec.key_is_enforced();
+    let partition_by = spec.partition_by.clone();
+    let violation_count = combined.violation_count.clone();
+    let sink_name = spec.name.clone();
+    builder.build(move |mut capabilities| {
+        let mut capability: Option<Capability<u64>> = capabilities.pop();
+        let mut recovery: Option<Arc<Recovery>> = None;
+        // Pairs by (time, key position). Combining emits a batch key by key, so when one batch
+        // spans several times (the input ran ahead of the sink) their pairs interleave; the
+        // machine takes them in (time, position) order. A pair at a time the input frontier has
+        // not passed may still be followed by pairs of that time with larger keys only (a time
+        // lies in one batch, read in key order), so pairs at the frontier's time go out at once
+        // and only later times wait: a snapshot streams, a backlog waits for its batch.
+        let mut stash: BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>> = BTreeMap::new();
+        let mut message = EncodedMessage::new();
+        let mut violations_seen = 0u64;
+        let mut owed_credit = 0usize;
+        let mut last_frontier: Option<Option<u64>> = None;
+        move |frontiers: &[MutableAntichain<u64>]| {
+            let mut state = sink_state.borrow_mut();
+            state.pump();
+
+            recovery_input.for_each(|_, data| {
+                for outcome in data.drain(..) {
+                    match outcome {
+                        Ok(json) => {
+                            let found: Recovery =
+                                serde_json::from_str(&json).expect("recoveries deserialize");
+                            let found = Arc::new(found);
+                            if state.worker != 0 {
+                                state.handle(Event::Recovered(Arc::clone(&found)));
+                            }
+                            recovery = Some(found);
+                        }
+                        Err(error) => state.fail(error),
+                    }
+                }
+            });
+            let mut received = 0usize;
+            pairs_input.for_each(|_, data| {
+                for (key, time, pair) in data.drain(..) {
+                    received += 1;
+                    stash
+                        .entry((time, key.order_key()))
+                        .or_default()
+                        .push_back((key, pair));
+                }
+            });
+            owed_credit += received;
+            violations_input.for_each(|_, data| {
+                for violation in data.drain(..) {
+                    let skipped = recovery.as_ref().is_some_and(|r| {
+                        r.resume.should_skip(
+                            stable_key_hash(&violation.key),
+                            violation.time,
+                            &violation.key.order_key(),
+                        )
+                    });
+                    if skipped {
+                        continue;
+                    }
+                    violations_seen += 1;
+                    if enforced {
+                        state.fail(violation_error(&sink_name, &violation));
+                    }
+                }
+            });
+            let counted = violation_count.get();
+            state.monitor.update(state.worker, |s| {
+                s.key_violations = counted.max(violations_seen)
+            });
+
+            if state.failed.is_some() {
+                // A failed sink writes nothing more: it lets go of its output and drains its
+                // inputs, so that the dataflow can shut down and its owner can report the error.
+                capability = None;
+                let drained = owed_credit;
+                stash.clear();
+                owed_credit = 0;
+                credit.grant(drained.max(PAIR_CREDIT));
+                return;
+            }
+
+            if let (Some(resume), None) = (recovery.as_ref(), state.failed.as_ref()) {
+                // Feed pairs while the machine takes them, in (time, position) order, up to the
+                // input frontier's time.
+                let input = frontiers[0]
+                    .frontier()
+                    .iter()
+                    .chain(frontiers[1].frontier().iter())
+                    .min()
+                    .copied();
+                // Counted here and reported once per activation: the monitor is shared.
+                let (mut staged_messages, mut staged_bytes) = (0u64, 0u64);
+                while !state.paused {
+                    let Some(mut entry) = stash.first_entry() else {
+                        break;
+                    };
+                    let time = entry.key().0;
+                    if input.is_some_and(|input| time > input) {
+                        break;
+                    }
+                    let position = entry.key().1.clone();
+                    let (key, pair) = entry
+                        .get_mut()
+                        .pop_front()
+                        .expect("stash entries are never empty");
+                    if entry.get().is_empty() {
+                        entry.remove();
+                    }
+                    if resume
+                        .resume
+                        .should_skip(stable_key_hash(&key), time, &position)
+                    {
+                        continue;
+                    }
+                    if let Err(error) = encoder.encode(&key, &pair, time, &mut message) {
+                        state.fail(format!(
+                            "cannot encode an update of sink {sink_name} at time {time}: {error}"
+                        ));
+                        break;
+                    }
+                    let hash = match &partition_by {
+                        Some(expr) => pair
+                            .after
+                            .as_ref()
+                            .or(pair.before.as_ref())
+                            .and_then(|row| expr.partition_hash(row)),
+                        None if message.key().is_some() => {
+                            key_partition_hash(message.key_payload())
+                        }
+                        None => Some(stable_key_hash(&key)),
+                    };
+                    let record = SinkRecord {
+                        partition: Some(partition_for(hash, partitions.current())),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.value().map(<[u8]>::to_vec),
+                        headers: message
+                            .headers()
+                            .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
+                            .collect(),
+                        timestamp: None,
+                    };
+                    let bytes = record.key.as_ref().map_or(0, Vec::len)
+                        + record.value.as_ref().map_or(0, Vec::len)
+                        + record
+                            .headers
+                            .iter()
+                            .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len))
+                            .sum::<usize>();
+                    let entry = state.staged.entry(time).or_default();
+                    entry.0 += 1;
+                    entry.1 += bytes as u64;
+                    staged_messages += 1;
+                    staged_bytes += bytes as u64;
+                    state.handle(Event::Message {
+                        time,
+                        position,
+                        bytes,
+                        message: Arc::new(record),
+                    });
+                    state.pump();
+                }
+                if staged_messages > 0 {
+                    state.monitor.update(state.worker, |s| {
+                        s.messages_staged += staged_messages;
+                        s.bytes_staged += staged_bytes;
+                    });
+                }
+                // The frontier the machine may rely on: nothing stashed is before it.
+                let frontier = match (stash.first_key_value().map(|((t, _), _)| *t), input) {
+                    (Some(stashed), Some(input)) => Some(stashed.min(input)),
+                    (Some(stashed), None) => Some(stashed),
+                    (None, input) => input,
+                };
+                if state.failed.is_none() && last_frontier != Some(frontier) {
+                    last_frontier = Some(frontier);
+                    let now = Instant::now();
+                    let bound = frontier.unwrap_or(u64::MAX);
+                    let times: Vec<u64> = state.staged.range(..bound).map(|(t, _)| *t).collect();
+                    for time in times {
+                        state.passed_at.entry(time).or_insert(now);
+                    }
+                    state.handle(Event::Frontier(frontier));
+                }
+            }
+
+            // Credit returns as pairs reach the stash, which is bounded by combining's batches,
+            // except while the producer is full: then combining waits.
+            if !state.paused && owed_credit > 0 {
+                credit.grant(owed_credit);
+                owed_credit = 0;
+            }
+
+            let wakeup = state.machine.next_wakeup();
+            let now = state.now();
+            if let Some(at) = wakeup {
+                if at <= now {
+                    state.handle(Event::Tick);
+                    activator.activate();
+                } else {
+                    activator.activate_after(at - now);
+                }
+            }
+            state.pump();
+
+            // The output's frontier is the committed frontier.
+            match state.committed {
+                Some(None) => capability = None,
+                Some(Some(time)) => {
+                    if let Some(cap) = capability.as_mut() {
+                        if *cap.time() < time {
+                            cap.downgrade(&time);
+                        }
+                    }
+                }
+                None => {}
+            }
+            let feedable = stash.first_key_value().is_some_and(|((time, _), _)| {
+                frontiers[0]
+                    .frontier()
+                    .iter()
+                    .chain(frontiers[1].frontier().iter())
+                    .min()
+                    .is_none_or(|input| time <= input)
+            });
+            if feedable && !state.paused && state.failed.is_none() && recovery.is_some() {
+                activator.activate();
+            }
+        }
+    });
+
+    committed
+}
+
+fn violation_error(sink: &str, violation: &KeyViolation<u64>) -> String {
+    format!("sink {sink}: {violation}; the KEY is not unique in the data (use KEY (...) NOT ENFORCED to write such keys anyway)")
+}
