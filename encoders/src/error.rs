@@ -137,3 +137,19 @@ pub enum EncodeError {
     #[error("an update with neither a before nor an after row cannot be encoded (key {key})")]
     EmptyUpdate { key: String },
 }
+
+/// Why a message, or a feed line's row, does not decode into a row of its relation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A value that does not fit its column; `typ` is the column's declared type, and
+    /// `problem` says where inside a nested value the fault lies.
+    #[error("column \"{column}\" ({typ}): {problem}")]
+    Column {
+        column: String,
+        typ: String,
+        problem: String,
+    },
+    /// The message as a whole is not what the format and relation call for.
+    #[error("{0}")]
+    Message(String),
+}

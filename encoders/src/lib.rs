@@ -1,15 +1,17 @@
 //! Outflow's encoders: JSON, Avro with a Confluent Schema Registry, TEXT and BYTES, shaped by
-//! the upsert or Debezium envelope. Knows nothing of Kafka clients or dataflow.
+//! the upsert or Debezium envelope, and the same formats decoded back into rows. Knows
+//! nothing of Kafka clients or dataflow.
 
 pub mod avro;
 mod columns;
+pub mod decode;
 pub mod encoder;
 pub mod error;
 mod json;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod spec;
-mod text;
+pub mod text;
 
 pub use avro::CONFLUENT_HEADER_LEN;
 pub use encoder::{
@@ -17,7 +19,7 @@ pub use encoder::{
     OwnedMessage, SinkEncoder, DEFAULT_KEY_FULLNAME, DEFAULT_VALUE_FULLNAME,
     RESERVED_HEADER_PREFIX, TIME_HEADER,
 };
-pub use error::{EncodeError, Part};
+pub use error::{DecodeError, EncodeError, Part};
 #[cfg(feature = "registry")]
 pub use registry::{
     CompatibilityCheck, RegistryConfig, RegistryError, SchemaRegistryClient, SubjectVersion,

@@ -5,10 +5,57 @@
 
 use std::fmt::Write as _;
 
-use outflow_dataflow::relation::{Date, Datum, Interval, Numeric, Time, Timestamp};
+use outflow_dataflow::relation::{
+    ColumnType, Date, Datum, Interval, Numeric, ScalarType, Time, Timestamp,
+};
 
-use crate::columns::{for_each_nested, Ctx, Kind, Slot};
-use crate::error::EncodeError;
+use crate::columns::{fields_from, for_each_nested, Ctx, Kind, Slot};
+use crate::error::{EncodeError, Part};
+
+/// The Postgres text form of `datum`, a value of SQL type `typ`: what `::text` gives, and
+/// what FORMAT TEXT writes. NULL gives the empty string; callers decide what a NULL becomes.
+///
+/// Panics when `datum` is not a value of `typ`; [`try_format_text`] returns an error instead.
+///
+/// ```
+/// use outflow_dataflow::{Datum, RowPacker, ScalarType};
+/// use outflow_encoders::text::format_text;
+///
+/// assert_eq!(format_text(Datum::Float64(1e21), &ScalarType::Float64), "1e+21");
+/// let mut packer = RowPacker::new();
+/// packer.push_list([Datum::String("a b"), Datum::Null]);
+/// let list = packer.finish();
+/// let typ = ScalarType::List { element: Box::new(ScalarType::Text) };
+/// assert_eq!(format_text(list.unpack_first(), &typ), r#"{"a b",NULL}"#);
+/// ```
+pub fn format_text(datum: Datum<'_>, typ: &ScalarType) -> String {
+    try_format_text(datum, typ).unwrap_or_else(|e| panic!("format_text: {e}"))
+}
+
+/// [`format_text`], or the error that says how `datum` does not fit `typ`.
+pub fn try_format_text(datum: Datum<'_>, typ: &ScalarType) -> Result<String, EncodeError> {
+    if datum.is_null() {
+        return Ok(String::new());
+    }
+    // An expression's value has no column name; Postgres calls such a column `?column?`.
+    let column_type = ColumnType {
+        scalar_type: typ.clone(),
+        nullable: true,
+    };
+    let fields = fields_from(std::iter::once(("?column?", &column_type)));
+    let field = &fields[0];
+    let mut buf = Vec::new();
+    write_text(
+        &mut buf,
+        &field.slot,
+        datum,
+        Ctx {
+            part: Part::Value,
+            field,
+        },
+    )?;
+    Ok(String::from_utf8(buf).expect("the text forms of valid datums are UTF-8"))
+}
 
 /// "00" through "99", so that digits are produced two at a time.
 const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\

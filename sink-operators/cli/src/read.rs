@@ -15,19 +15,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use serde_json::Value;
 
-use crate::feed::{push_json, row_from_json};
-use outflow::dataflow::relation::values::parse_uuid;
-use outflow::dataflow::relation::{Interval, Numeric, Timestamp};
-use outflow::dataflow::{ColumnType, Datum, DiffPair, RelationDesc, Row, RowPacker, ScalarType};
+use outflow::dataflow::{DiffPair, RelationDesc, Row};
+use outflow::encoders::decode;
 use outflow::encoders::{
-    EncodedMessage, EncoderConfig, Envelope, FormatSpec, SchemaRegistryClient, SinkEncoder,
-    TIME_HEADER,
+    DecodeError, EncodedMessage, EncoderConfig, Envelope, FormatSpec, SchemaRegistryClient,
+    SinkEncoder, TIME_HEADER,
 };
 use outflow::progress_reader::{committed_seqs, read_progress, RecoverOptions};
 use outflow::sink::SinkPlan;
@@ -361,77 +357,38 @@ impl Decoder {
         bytes: &[u8],
     ) -> Result<Row, String> {
         match format {
-            FormatSpec::Json => {
-                let value: Value =
-                    serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-                row_from_json(desc, &value).map_err(|e| e.to_string())
-            }
-            FormatSpec::Text | FormatSpec::Bytes => single_column(desc, format, bytes),
+            FormatSpec::Json => decode::row_from_json(desc, json_text(bytes)?),
+            FormatSpec::Text => decode::row_from_text(desc, bytes),
+            FormatSpec::Bytes => decode::row_from_bytes(desc, bytes),
             FormatSpec::Avro(_) => {
-                let value = self.decode_avro(bytes)?;
-                let mut packer = RowPacker::new();
-                push_avro_record(&mut packer, desc, &value)?;
-                Ok(packer.finish())
+                return self.with_writer_schema(bytes, |schema, body| {
+                    decode::row_from_avro(desc, schema, body)
+                })
             }
         }
+        .map_err(|e| e.to_string())
     }
 
     fn decode_debezium(&self, bytes: &[u8]) -> Result<DiffPair<Row>, String> {
-        let row = |value: Option<Result<Row, String>>| value.transpose();
         match &self.value_format {
             FormatSpec::Json => {
-                let value: Value =
-                    serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-                let part = |name: &str| match value.get(name) {
-                    None | Some(Value::Null) => None,
-                    Some(v) => {
-                        Some(row_from_json(&self.desc, v).map_err(|e| format!("{name}: {e}")))
-                    }
-                };
-                Ok(DiffPair {
-                    before: row(part("before"))?,
-                    after: row(part("after"))?,
-                })
+                decode::debezium_from_json(&self.desc, json_text(bytes)?).map_err(|e| e.to_string())
             }
-            FormatSpec::Avro(_) => {
-                let AvroValue::Record(fields) = self.decode_avro(bytes)? else {
-                    return Err("the Avro value is not a {before, after} record".to_string());
-                };
-                let part = |name: &str| {
-                    let value = fields
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, v)| unwrap_union(v));
-                    match value {
-                        None | Some(AvroValue::Null) => None,
-                        Some(v) => {
-                            let mut packer = RowPacker::new();
-                            Some(
-                                push_avro_record(&mut packer, &self.desc, v)
-                                    .map(|()| packer.finish())
-                                    .map_err(|e| format!("{name}: {e}")),
-                            )
-                        }
-                    }
-                };
-                Ok(DiffPair {
-                    before: row(part("before"))?,
-                    after: row(part("after"))?,
-                })
-            }
+            FormatSpec::Avro(_) => self.with_writer_schema(bytes, |schema, body| {
+                decode::debezium_from_avro(&self.desc, schema, body)
+            }),
             other => Err(format!("FORMAT {} has no DEBEZIUM envelope", other.name())),
         }
     }
 
-    /// Decodes a Confluent-framed Avro datum with its writer schema, fetched from the registry
-    /// by the id in its header.
-    fn decode_avro(&self, bytes: &[u8]) -> Result<AvroValue, String> {
-        if bytes.len() < 5 || bytes[0] != 0 {
-            return Err(
-                "not in the Confluent wire format (magic byte 0 and a schema id)".to_string(),
-            );
-        }
-        let id = i32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    /// Decodes a Confluent-framed Avro message with its writer schema, fetched from the
+    /// registry by the id in its header (once per id).
+    fn with_writer_schema<T>(
+        &self,
+        bytes: &[u8],
+        decode: impl FnOnce(&Schema, &[u8]) -> Result<T, DecodeError>,
+    ) -> Result<T, String> {
+        let (id, body) = decode::confluent_schema_id(bytes).map_err(|e| e.to_string())?;
         let mut schemas = self.schemas.borrow_mut();
         if !schemas.contains_key(&id) {
             let registry = self
@@ -445,242 +402,12 @@ impl Decoder {
                 Schema::parse_str(&text).map_err(|e| format!("schema {id} does not parse: {e}"))?;
             schemas.insert(id, schema);
         }
-        let schema = &schemas[&id];
-        let mut body = &bytes[5..];
-        apache_avro::reader::datum::GenericDatumReader::builder(schema)
-            .build()
-            .and_then(|reader| reader.read_value(&mut body))
-            .map_err(|e| format!("not a datum of schema {id}: {e}"))
+        decode(&schemas[&id], body).map_err(|e| format!("{e} (writer schema {id})"))
     }
 }
 
-/// A TEXT or BYTES part: the bytes of its single column.
-fn single_column(desc: &RelationDesc, format: &FormatSpec, bytes: &[u8]) -> Result<Row, String> {
-    let [column] = desc.columns() else {
-        return Err(format!(
-            "FORMAT {} needs exactly one column, the relation has {}",
-            format.name(),
-            desc.arity()
-        ));
-    };
-    let mut packer = RowPacker::new();
-    match (format, &column.typ.scalar_type) {
-        (FormatSpec::Bytes, ScalarType::Bytes) => packer.push(Datum::Bytes(bytes)),
-        (_, scalar) => {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| format!("column \"{}\": not UTF-8", column.name))?;
-            let text = match scalar {
-                // TEXT writes bytea in Postgres's hex form.
-                ScalarType::Bytes => {
-                    let hex = text
-                        .strip_prefix("\\x")
-                        .ok_or_else(|| format!("column \"{}\": not \\x hex", column.name))?;
-                    let decoded: Option<Vec<u8>> = (0..hex.len())
-                        .step_by(2)
-                        .map(|i| {
-                            hex.get(i..i + 2)
-                                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        })
-                        .collect();
-                    let decoded = decoded
-                        .ok_or_else(|| format!("column \"{}\": not \\x hex", column.name))?;
-                    packer.push(Datum::Bytes(&decoded));
-                    return Ok(packer.finish());
-                }
-                _ => Value::String(text.to_string()),
-            };
-            let typ = ColumnType {
-                scalar_type: scalar.clone(),
-                nullable: true,
-            };
-            push_json(&mut packer, &typ, &text)
-                .map_err(|e| format!("column \"{}\": {e}", column.name))?;
-        }
-    }
-    Ok(packer.finish())
-}
-
-fn unwrap_union(value: &AvroValue) -> &AvroValue {
-    match value {
-        AvroValue::Union(_, inner) => inner,
-        other => other,
-    }
-}
-
-/// The fields of an Avro record, in column order, as a row of `desc`.
-fn push_avro_record(
-    packer: &mut RowPacker,
-    desc: &RelationDesc,
-    value: &AvroValue,
-) -> Result<(), String> {
-    let AvroValue::Record(fields) = unwrap_union(value) else {
-        return Err(format!("expected an Avro record, found {value:?}"));
-    };
-    if fields.len() != desc.arity() {
-        return Err(format!(
-            "the Avro record has {} fields, the relation {} columns",
-            fields.len(),
-            desc.arity()
-        ));
-    }
-    for (column, (_, field)) in desc.columns().iter().zip(fields) {
-        push_avro(packer, &column.typ.scalar_type, field)
-            .map_err(|e| format!("column \"{}\": {e}", column.name))?;
-    }
-    Ok(())
-}
-
-fn push_avro(packer: &mut RowPacker, ty: &ScalarType, value: &AvroValue) -> Result<(), String> {
-    let value = unwrap_union(value);
-    let mismatch = || format!("{} cannot hold the Avro value {value:?}", ty.name());
-    let long = || match value {
-        AvroValue::Int(v) | AvroValue::Date(v) | AvroValue::TimeMillis(v) => Some(*v as i64),
-        AvroValue::Long(v)
-        | AvroValue::TimeMicros(v)
-        | AvroValue::TimestampMicros(v)
-        | AvroValue::TimestampMillis(v)
-        | AvroValue::LocalTimestampMicros(v)
-        | AvroValue::LocalTimestampMillis(v) => Some(*v),
-        _ => None,
-    };
-    let fixed = |size: usize| match value {
-        AvroValue::Fixed(n, bytes) if *n == size => Some(bytes.as_slice()),
-        _ => None,
-    };
-    let datum = match (ty, value) {
-        (_, AvroValue::Null) => Datum::Null,
-        (ScalarType::Bool, AvroValue::Boolean(b)) => Datum::from_bool(*b),
-        (ScalarType::Int16, _) => Datum::Int16(
-            long()
-                .and_then(|v| i16::try_from(v).ok())
-                .ok_or_else(mismatch)?,
-        ),
-        (ScalarType::Int32, _) => Datum::Int32(
-            long()
-                .and_then(|v| i32::try_from(v).ok())
-                .ok_or_else(mismatch)?,
-        ),
-        (ScalarType::Int64, _) => Datum::Int64(long().ok_or_else(mismatch)?),
-        (ScalarType::UInt16, _) => Datum::UInt16(u16::from_be_bytes(
-            fixed(2).ok_or_else(mismatch)?.try_into().unwrap(),
-        )),
-        (ScalarType::UInt32, _) => Datum::UInt32(u32::from_be_bytes(
-            fixed(4).ok_or_else(mismatch)?.try_into().unwrap(),
-        )),
-        (ScalarType::UInt64, _) => Datum::UInt64(u64::from_be_bytes(
-            fixed(8).ok_or_else(mismatch)?.try_into().unwrap(),
-        )),
-        (ScalarType::Float32, AvroValue::Float(v)) => Datum::Float32(*v),
-        (ScalarType::Float64, AvroValue::Double(v)) => Datum::Float64(*v),
-        (ScalarType::Numeric { scale, .. }, AvroValue::Decimal(_) | AvroValue::Bytes(_)) => {
-            let bytes: Vec<u8> = match value {
-                AvroValue::Decimal(d) => Vec::<u8>::try_from(d).map_err(|e| e.to_string())?,
-                AvroValue::Bytes(b) => b.clone(),
-                _ => unreachable!("matched above"),
-            };
-            Datum::Numeric(decimal(&bytes, *scale).ok_or_else(mismatch)?)
-        }
-        (
-            ScalarType::Text | ScalarType::VarChar { .. } | ScalarType::Char { .. },
-            AvroValue::String(s),
-        ) => Datum::String(s),
-        (ScalarType::Jsonb, AvroValue::String(s)) => Datum::Jsonb(s),
-        (ScalarType::Bytes, AvroValue::Bytes(b)) => Datum::Bytes(b),
-        (ScalarType::Date, AvroValue::Date(d) | AvroValue::Int(d)) => {
-            Datum::Date(outflow::dataflow::relation::Date(*d))
-        }
-        (ScalarType::Time, _) => Datum::Time(outflow::dataflow::relation::Time(
-            long()
-                .and_then(|v| u64::try_from(v).ok())
-                .ok_or_else(mismatch)?,
-        )),
-        (ScalarType::Timestamp { .. } | ScalarType::TimestampTz { .. }, _) => {
-            let micros = match value {
-                AvroValue::TimestampMillis(ms) | AvroValue::LocalTimestampMillis(ms) => ms * 1000,
-                _ => long().ok_or_else(mismatch)?,
-            };
-            if matches!(ty, ScalarType::Timestamp { .. }) {
-                Datum::Timestamp(Timestamp(micros))
-            } else {
-                Datum::TimestampTz(Timestamp(micros))
-            }
-        }
-        (ScalarType::Interval, _) => {
-            let b = fixed(16).ok_or_else(mismatch)?;
-            Datum::Interval(Interval {
-                months: i32::from_le_bytes(b[0..4].try_into().unwrap()),
-                days: i32::from_le_bytes(b[4..8].try_into().unwrap()),
-                micros: i64::from_le_bytes(b[8..16].try_into().unwrap()),
-            })
-        }
-        (ScalarType::Uuid, AvroValue::Uuid(u)) => Datum::Uuid(*u.as_bytes()),
-        (ScalarType::Uuid, AvroValue::String(s)) => {
-            Datum::Uuid(parse_uuid(s).ok_or_else(mismatch)?)
-        }
-        (ScalarType::List { element }, AvroValue::Array(items)) => {
-            let mut result = Ok(());
-            packer.push_list_with(|p| {
-                for item in items {
-                    if let Err(e) = push_avro(p, element, item) {
-                        result = Err(e);
-                        p.push(Datum::Null);
-                    }
-                }
-            });
-            return result;
-        }
-        (ScalarType::Map { value: value_type }, AvroValue::Map(entries)) => {
-            let mut rows: Vec<(&str, Row)> = Vec::with_capacity(entries.len());
-            for (key, item) in entries {
-                let mut one = RowPacker::new();
-                push_avro(&mut one, value_type, item)?;
-                rows.push((key, one.finish()));
-            }
-            packer.push_map(rows.iter().map(|(k, row)| (*k, row.unpack_first())));
-            return Ok(());
-        }
-        (ScalarType::Record { fields }, AvroValue::Record(values))
-            if fields.len() == values.len() =>
-        {
-            let mut result = Ok(());
-            packer.push_list_with(|p| {
-                for ((_, field), (_, item)) in fields.iter().zip(values) {
-                    if let Err(e) = push_avro(p, &field.scalar_type, item) {
-                        result = Err(e);
-                        p.push(Datum::Null);
-                    }
-                }
-            });
-            return result;
-        }
-        _ => return Err(mismatch()),
-    };
-    packer.push(datum);
-    Ok(())
-}
-
-/// An Avro decimal (big-endian two's complement) at the column's scale; an unconstrained
-/// numeric is written at the largest scale and comes back without its trailing zeros.
-fn decimal(bytes: &[u8], scale: Option<u8>) -> Option<Numeric> {
-    if bytes.len() > 16 {
-        return None;
-    }
-    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let mut buffer = if negative { [0xffu8; 16] } else { [0u8; 16] };
-    buffer[16 - bytes.len()..].copy_from_slice(bytes);
-    let mut mantissa = i128::from_be_bytes(buffer);
-    let scale = match scale {
-        Some(scale) => scale,
-        None => {
-            let mut scale = outflow::dataflow::relation::values::NUMERIC_MAX_SCALE;
-            while scale > 0 && mantissa % 10 == 0 {
-                mantissa /= 10;
-                scale -= 1;
-            }
-            scale
-        }
-    };
-    Some(Numeric::new(mantissa, scale))
+fn json_text(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("a JSON message that is not UTF-8 ({e})"))
 }
 
 /// Reads `topic` from its start to its end with `read_committed`, handing each message's

@@ -19,9 +19,9 @@
 
 use std::fmt;
 
-use outflow_dataflow::relation::values::format_uuid;
 use outflow_dataflow::relation::Numeric;
 use outflow_dataflow::{Datum, RelationDesc, Row, ScalarType};
+use outflow_encoders::text::{format_text, try_format_text};
 use serde::{Serialize, Serializer};
 
 use crate::error::SpecError;
@@ -620,7 +620,11 @@ impl fmt::Display for Node {
                 }
             }
             Node::Literal(Literal::Text(s)) => write!(f, "'{}'", s.replace('\'', "''")),
-            Node::Literal(Literal::Bytes(b)) => write!(f, "'{}'::bytea", bytea_text(b)),
+            Node::Literal(Literal::Bytes(b)) => write!(
+                f,
+                "'{}'::bytea",
+                format_text(Datum::Bytes(b), &ScalarType::Bytes)
+            ),
             Node::Literal(Literal::Int32(v)) => write!(f, "{v}"),
             Node::Literal(Literal::Int64(v)) => write!(f, "{v}"),
             Node::Literal(Literal::Numeric(n)) => write!(f, "{n}"),
@@ -642,7 +646,7 @@ fn cast<'a>(value: Value<'a>, from: &ScalarType, to: &ScalarType) -> Result<Valu
     if is_string(to) {
         let mut text = match datum {
             Datum::String(s) => s.to_string(),
-            other => format_text(other, from),
+            other => try_format_text(other, from).map_err(|e| EvalError(e.to_string()))?,
         };
         match to {
             ScalarType::VarChar {
@@ -786,162 +790,6 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>, EvalError> {
         }
     }
     Ok(out)
-}
-
-/// `\x` followed by lowercase hex, Postgres's bytea output.
-fn bytea_text(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(2 + 2 * bytes.len());
-    out.push_str("\\x");
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// The Postgres text form of a datum of type `typ` (what `::text` produces). NULL prints as
-/// the empty string here; callers decide what a NULL becomes.
-pub fn format_text(datum: Datum<'_>, typ: &ScalarType) -> String {
-    let mut out = String::new();
-    write_text(datum, typ, &mut out);
-    out
-}
-
-fn write_text(datum: Datum<'_>, typ: &ScalarType, out: &mut String) {
-    use std::fmt::Write;
-    match datum {
-        Datum::Null => {}
-        Datum::True => out.push('t'),
-        Datum::False => out.push('f'),
-        Datum::Int16(v) => write!(out, "{v}").expect("writing to a String"),
-        Datum::Int32(v) => write!(out, "{v}").expect("writing to a String"),
-        Datum::Int64(v) => write!(out, "{v}").expect("writing to a String"),
-        Datum::UInt16(v) => write!(out, "{v}").expect("writing to a String"),
-        Datum::UInt32(v) => write!(out, "{v}").expect("writing to a String"),
-        Datum::UInt64(v) => write!(out, "{v}").expect("writing to a String"),
-        Datum::Float32(v) => out.push_str(&format_float(v.into(), true)),
-        Datum::Float64(v) => out.push_str(&format_float(v, false)),
-        Datum::Numeric(n) => write!(out, "{n}").expect("writing to a String"),
-        Datum::String(s) | Datum::Jsonb(s) => out.push_str(s),
-        Datum::Bytes(b) => out.push_str(&bytea_text(b)),
-        Datum::Date(d) => write!(out, "{d}").expect("writing to a String"),
-        Datum::Time(t) => write!(out, "{t}").expect("writing to a String"),
-        Datum::Timestamp(t) => write!(out, "{t}").expect("writing to a String"),
-        Datum::TimestampTz(t) => write!(out, "{t}+00").expect("writing to a String"),
-        Datum::Interval(iv) => write!(out, "{iv}").expect("writing to a String"),
-        Datum::Uuid(u) => out.push_str(&format_uuid(&u)),
-        Datum::List(list) => match typ {
-            ScalarType::Record { fields } => {
-                out.push('(');
-                for (i, (datum, (_, field_type))) in list.iter().zip(fields).enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    if !datum.is_null() {
-                        let text = format_text(datum, &field_type.scalar_type);
-                        push_quoted(
-                            out,
-                            &text,
-                            |c| matches!(c, '(' | ')' | ',' | '"' | '\\') || c.is_whitespace(),
-                            true,
-                        );
-                    }
-                }
-                out.push(')');
-            }
-            _ => {
-                let element = match typ {
-                    ScalarType::List { element } => element.as_ref(),
-                    _ => &ScalarType::Text,
-                };
-                out.push('{');
-                for (i, datum) in list.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_element(datum, element, out);
-                }
-                out.push('}');
-            }
-        },
-        Datum::Map(map) => {
-            let value_type = match typ {
-                ScalarType::Map { value } => value.as_ref(),
-                _ => &ScalarType::Text,
-            };
-            out.push('{');
-            for (i, (key, datum)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_quoted(out, key, needs_element_quotes, true);
-                out.push_str("=>");
-                write_element(datum, value_type, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// An element of a list or map: `NULL`, a nested list as is, or quoted text when needed.
-fn write_element(datum: Datum<'_>, typ: &ScalarType, out: &mut String) {
-    match (datum, typ) {
-        (Datum::Null, _) => out.push_str("NULL"),
-        (Datum::List(_), ScalarType::List { .. }) => write_text(datum, typ, out),
-        _ => {
-            let text = format_text(datum, typ);
-            let quote_null = text.eq_ignore_ascii_case("null");
-            push_quoted(out, &text, needs_element_quotes, !quote_null);
-        }
-    }
-}
-
-fn needs_element_quotes(c: char) -> bool {
-    matches!(c, '{' | '}' | ',' | '"' | '\\' | '=' | '>') || c.is_whitespace()
-}
-
-/// Writes `text`, in double quotes with `"` and `\` escaped if it is empty, has a character
-/// for which `special` holds, or `plain_ok` is false.
-fn push_quoted(out: &mut String, text: &str, special: fn(char) -> bool, plain_ok: bool) {
-    if plain_ok && !text.is_empty() && !text.chars().any(special) {
-        out.push_str(text);
-        return;
-    }
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-}
-
-/// Postgres's shortest-exact float output: plain notation for decimal exponents from -4 up
-/// to the type's precision (15 digits for double, 6 for real), scientific otherwise.
-fn format_float(v: f64, single: bool) -> String {
-    if v.is_nan() {
-        return "NaN".to_string();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
-    }
-    let scientific = if single {
-        format!("{:e}", v as f32)
-    } else {
-        format!("{v:e}")
-    };
-    let (mantissa, exponent) = scientific
-        .split_once('e')
-        .expect("{:e} always has an exponent");
-    let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
-    if exponent < -4 || exponent >= if single { 6 } else { 15 } {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    } else if single {
-        format!("{}", v as f32)
-    } else {
-        format!("{v}")
-    }
 }
 
 #[cfg(test)]
