@@ -19,6 +19,8 @@
 //! `cargo run --release -p outflow-bench -- --json-out FILE` runs the standard suite; flags such
 //! as `--stage`, `--target`, `--columns` or `--workers` run one scenario instead.
 
+mod plot;
+
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -231,7 +233,7 @@ fn main() {
             Some(json) => json.with_extension("svg"),
             None => "bench-results.svg".into(),
         });
-    if let Some(svg) = plot(&rows) {
+    if let Some(svg) = plot::render(&rows) {
         std::fs::write(&svg_path, svg)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", svg_path.display()));
         println!("plot written to {}", svg_path.display());
@@ -1277,172 +1279,4 @@ fn print_breakdown(rows: &[Figures]) {
         }
     }
     println!("  (sink rows: the broker scenarios' smaller workload; the rest: broker-free)");
-}
-
-/// Two panels: rows/s against workers (one line per kind of scenario), and against row width.
-fn plot(rows: &[Figures]) -> Option<String> {
-    let ok: Vec<&Figures> = rows
-        .iter()
-        .filter(|f| f.error.is_none() && f.rows_per_sec > 0.0)
-        .collect();
-    let mut by_workers: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut by_width: Vec<(f64, f64)> = Vec::new();
-    for f in &ok {
-        let series = f
-            .name
-            .rsplit_once(" w")
-            .map_or(f.name.clone(), |(head, _)| head.to_string());
-        if f.columns == 8 {
-            by_workers
-                .entry(series)
-                .or_default()
-                .push((f.workers as f64, f.rows_per_sec));
-        }
-        if f.stage == Stage::EncodeCombine
-            && f.workers == 1
-            && f.format == Format::Json
-            && f.envelope == EnvelopeKind::Upsert
-        {
-            by_width.push((f.columns as f64, f.rows_per_sec));
-        }
-    }
-    by_workers.retain(|_, points| points.len() > 1);
-    if by_workers.is_empty() && by_width.len() < 2 {
-        return None;
-    }
-    by_width.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let colors = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-        "#bcbd22", "#17becf",
-    ];
-    let mut svg = String::new();
-    let (width, height) = (1100.0, 460.0);
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let panel = |svg: &mut String,
-                 x0: f64,
-                 title: &str,
-                 x_label: &str,
-                 series: &[(String, Vec<(f64, f64)>)],
-                 log_x: bool| {
-        let (w, h, top) = (420.0, 320.0, 50.0);
-        let xs: Vec<f64> = series
-            .iter()
-            .flat_map(|(_, p)| p.iter().map(|(x, _)| *x))
-            .collect();
-        let ys: Vec<f64> = series
-            .iter()
-            .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
-            .collect();
-        let fx = |x: f64| if log_x { x.log2() } else { x };
-        let (x_min, x_max) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| {
-            (a.min(fx(x)), b.max(fx(x)))
-        });
-        let y_max = ys.iter().fold(0.0f64, |a, &y| a.max(y)) * 1.1;
-        let span = (x_max - x_min).max(1e-9);
-        let px = |x: f64| x0 + 60.0 + (fx(x) - x_min) / span * w;
-        let py = |y: f64| top + h - y / y_max * h;
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="30" font-size="14" font-weight="bold">{title}</text>"#,
-            x0 + 60.0
-        );
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="black"/><line x1="{0}" y1="{2}" x2="{3}" y2="{2}" stroke="black"/>"#,
-            x0 + 60.0,
-            top,
-            top + h,
-            x0 + 60.0 + w
-        );
-        for tick in 0..=4 {
-            let y = y_max * tick as f64 / 4.0;
-            let _ = writeln!(
-                svg,
-                r##"<text x="{}" y="{}" text-anchor="end">{:.0}k</text><line x1="{}" y1="{2}" x2="{}" y2="{2}" stroke="#ddd"/>"##,
-                x0 + 55.0,
-                py(y) + 4.0,
-                y / 1e3,
-                x0 + 60.0,
-                x0 + 60.0 + w
-            );
-        }
-        let mut ticks: Vec<f64> = xs.clone();
-        ticks.sort_by(f64::total_cmp);
-        ticks.dedup();
-        for x in ticks {
-            let _ = writeln!(
-                svg,
-                r#"<text x="{}" y="{}" text-anchor="middle">{x}</text>"#,
-                px(x),
-                top + h + 16.0
-            );
-        }
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">{x_label}</text>"#,
-            x0 + 60.0 + w / 2.0,
-            top + h + 34.0
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" transform="rotate(-90 {0} {1})" text-anchor="middle">rows/s</text>"#,
-            x0 + 15.0,
-            top + h / 2.0
-        );
-        for (i, (name, points)) in series.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            let path: Vec<String> = points
-                .iter()
-                .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
-                .collect();
-            let _ = writeln!(
-                svg,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-                path.join(" ")
-            );
-            for (x, y) in points {
-                let _ = writeln!(
-                    svg,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                    px(*x),
-                    py(*y)
-                );
-            }
-            let _ = writeln!(
-                svg,
-                r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
-                x0 + 60.0 + w + 8.0 - if series.len() > 1 { 0.0 } else { w },
-                top + 14.0 * i as f64 + if series.len() > 1 { 0.0 } else { h + 50.0 }
-            );
-        }
-    };
-    let workers_series: Vec<(String, Vec<(f64, f64)>)> = by_workers.into_iter().collect();
-    if !workers_series.is_empty() {
-        // Legends sit right of the panel; the panel is narrower to leave them room.
-        panel(
-            &mut svg,
-            0.0,
-            "throughput against workers (8 columns)",
-            "workers",
-            &workers_series,
-            false,
-        );
-    }
-    if by_width.len() >= 2 {
-        let series = vec![("encode+combine json upsert, 1 worker".to_string(), by_width)];
-        panel(
-            &mut svg,
-            640.0,
-            "throughput against row width (broker-free)",
-            "columns (log scale)",
-            &series,
-            true,
-        );
-    }
-    svg.push_str("</svg>\n");
-    Some(svg)
 }
