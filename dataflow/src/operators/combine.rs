@@ -20,9 +20,7 @@ use crate::hash::worker_for_key;
 use crate::operators::arrange::ArrangeBySinkKey;
 use crate::operators::credit::PairCredit;
 use crate::operators::key::{SinkKey, Uniqueness};
-use crate::operators::resume::ResumePoint;
 use crate::operators::violation::{KeyViolation, ViolationCount};
-use crate::operators::OperatorError;
 use crate::pair::DiffPair;
 use crate::relation::Row;
 
@@ -41,7 +39,6 @@ const DEFAULT_FUEL: usize = 64 * 1024;
 /// How `combine_at_timestamp` skips what must not be emitted, and how it paces itself.
 pub struct CombineOptions<T> {
     as_of: Option<T>,
-    resume: Option<ResumePoint<T>>,
     credit: Option<PairCredit>,
     violation_count: Option<ViolationCount>,
     fuel: usize,
@@ -51,7 +48,6 @@ impl<T> Default for CombineOptions<T> {
     fn default() -> Self {
         CombineOptions {
             as_of: None,
-            resume: None,
             credit: None,
             violation_count: None,
             fuel: DEFAULT_FUEL,
@@ -65,13 +61,6 @@ impl<T: Ord> CombineOptions<T> {
     pub fn without_snapshot(mut self, as_of: T) -> Self {
         self.as_of = Some(as_of);
         self
-    }
-
-    /// Skips what a previous run committed (see [`ResumePoint::skip`]).
-    pub fn resume_from(mut self, resume: ResumePoint<T>) -> Result<Self, OperatorError> {
-        resume.validate()?;
-        self.resume = Some(resume);
-        Ok(self)
     }
 
     /// Emits only while `credit` lasts (see [`PairCredit`]).
@@ -93,12 +82,8 @@ impl<T: Ord> CombineOptions<T> {
         self
     }
 
-    fn skips(&self, key: &Row, time: &T) -> bool {
+    fn skips(&self, time: &T) -> bool {
         self.as_of.as_ref().is_some_and(|as_of| time <= as_of)
-            || self
-                .resume
-                .as_ref()
-                .is_some_and(|resume| resume.skip(key, time))
     }
 }
 
@@ -490,7 +475,7 @@ where
             for group in updates.chunk_by(|a, b| a.0 == b.0) {
                 let time = &group[0].0;
                 if *uniqueness == Uniqueness::Multiset {
-                    if !options.skips(key, time) {
+                    if !options.skips(time) {
                         emitted += emit_copies(key, time, group, &work.caps.0, pairs, pairs_out);
                     }
                     continue;
@@ -498,7 +483,7 @@ where
                 for &(_, val, diff) in group {
                     accumulate(&mut held, val, diff);
                 }
-                if options.skips(key, time) {
+                if options.skips(time) {
                     continue;
                 }
                 let retracted: isize = group.iter().filter(|u| u.2 < 0).map(|u| -u.2).sum();
