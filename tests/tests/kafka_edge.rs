@@ -802,6 +802,11 @@ fn the_driver_commits_transactions_and_a_restart_resumes_after_them() {
         (0, 0),
         "{stats:?}"
     );
+    // Every commit began once librdkafka had reported all deliveries (the progress record
+    // included), so rust-rdkafka's flush inside commit_transaction never entered its 100 ms
+    // poll slices.
+    assert!(stats.commits_after_deliveries >= 4, "{stats:?}");
+    assert_eq!(stats.commits_with_messages_in_flight, 0, "{stats:?}");
     worker.driver.shutdown();
 
     let committed = committed_data(&data);
@@ -909,6 +914,9 @@ fn at_least_once_writes_progress_after_data_without_transactions() {
     worker.advance(Some(1));
     worker.feed(1, "x", "x@1");
     worker.advance(Some(2));
+    let stats = worker.driver.stats();
+    assert!(stats.commits_after_deliveries >= 2, "{stats:?}");
+    assert_eq!(stats.commits_with_messages_in_flight, 0, "{stats:?}");
     worker.driver.shutdown();
 
     let log = rawlog::read_topic(&bootstrap(), &data).unwrap();

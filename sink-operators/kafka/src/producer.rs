@@ -264,6 +264,14 @@ pub struct ProducerStats {
     pub delivered_bytes: u64,
     /// Messages that failed (they are resent in a later transaction).
     pub failed_messages: u64,
+    /// Commits (and at-least-once batch ends) whose deliveries had all been reported before the
+    /// commit call began, and those that began with messages still in flight. rust-rdkafka's
+    /// own pre-commit flush polls in 100 ms slices that run to their end while anything is in
+    /// flight, so every commit is meant to be of the first kind.
+    pub commits_after_deliveries: u64,
+    pub commits_with_messages_in_flight: u64,
+    /// How long the last commit took, from the delivery wait to the broker's answer.
+    pub last_commit_micros: u64,
 }
 
 /// Classifies a librdkafka error into what the machine does about it, and describes it.
@@ -454,6 +462,9 @@ struct Counters {
     /// The highest transaction attempt with a failed message (0: none); at-least-once commits
     /// check it because no coordinator does.
     last_failed_transaction: AtomicU64,
+    commits_after_deliveries: AtomicU64,
+    commits_with_messages_in_flight: AtomicU64,
+    last_commit_micros: AtomicU64,
 }
 
 impl Counters {
@@ -755,6 +766,11 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             delivered_messages: c.delivered_messages.load(Ordering::Relaxed),
             delivered_bytes: c.delivered_bytes.load(Ordering::Relaxed),
             failed_messages: c.failed_messages.load(Ordering::Relaxed),
+            commits_after_deliveries: c.commits_after_deliveries.load(Ordering::Relaxed),
+            commits_with_messages_in_flight: c
+                .commits_with_messages_in_flight
+                .load(Ordering::Relaxed),
+            last_commit_micros: c.last_commit_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -936,10 +952,15 @@ impl<M: OutgoingRecord> IoThread<M> {
     /// commit for ever, stalled.
     fn commit(&mut self) -> Result<(), TxnError> {
         let started = std::time::Instant::now();
-        let result = self
-            .producer
-            .commit_transaction(self.settings.call_timeout)
-            .map_err(|e| self.failed("commit_transaction", &e));
+        let result = self.await_deliveries("commit").and_then(|()| {
+            self.count_commit();
+            self.producer
+                .commit_transaction(self.settings.call_timeout)
+                .map_err(|e| self.failed("commit_transaction", &e))
+        });
+        self.counters
+            .last_commit_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         match &result {
             Err(error) if error.kind == ErrorKind::TimedOut => {
                 let since = *self.commit_timing_out_since.get_or_insert(started);
@@ -1011,7 +1032,17 @@ impl<M: OutgoingRecord> IoThread<M> {
     /// At-least-once commit: data acknowledged first, then the progress record, then the group
     /// offset, so that a recorded frontier never covers an undelivered message.
     fn commit_batch(&mut self, transaction: u64) -> Result<(), TxnError> {
+        let started = std::time::Instant::now();
+        let result = self.end_batch(transaction);
+        self.counters
+            .last_commit_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
+    }
+
+    fn end_batch(&mut self, transaction: u64) -> Result<(), TxnError> {
         self.flush("commit")?;
+        self.count_commit();
         self.check_delivered(transaction)?;
         if let Some((transaction, bytes, key, value)) = self.held_progress.take() {
             let record: BaseRecord<'_, [u8], [u8], Box<Delivery>> = BaseRecord::with_opaque_to(
@@ -1067,9 +1098,39 @@ impl<M: OutgoingRecord> IoThread<M> {
     }
 
     fn flush(&self, during: &str) -> Result<(), TxnError> {
-        self.producer
-            .flush(self.settings.call_timeout)
-            .map_err(|e| failed_call(&self.settings, &format!("flush during {during}"), &e))
+        self.await_deliveries(during)
+    }
+
+    /// Waits until librdkafka has reported every message handed to it. librdkafka's own
+    /// `rd_kafka_flush` does this for a producer whose delivery reports arrive as events (as
+    /// the threaded producer's do): it waits for the message count to reach zero while the poll
+    /// thread serves the reports, and returns as soon as it does. rust-rdkafka's `flush` and the
+    /// one inside its `commit_transaction` instead poll in 100 ms slices that run to their end,
+    /// which made every commit cost 100 ms; after this wait they find nothing in flight.
+    fn await_deliveries(&self, during: &str) -> Result<(), TxnError> {
+        let timeout_ms = self.settings.call_timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: the pointer is the live producer handle this thread owns, and
+        // `rd_kafka_flush` is safe to call from any thread.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_flush(self.producer.client().native_ptr(), timeout_ms)
+        };
+        match RDKafkaErrorCode::from(code) {
+            RDKafkaErrorCode::NoError => Ok(()),
+            code => Err(failed_call(
+                &self.settings,
+                &format!("waiting for deliveries during {during}"),
+                &KafkaError::Flush(code),
+            )),
+        }
+    }
+
+    fn count_commit(&self) {
+        let counter = if self.producer.in_flight_count() == 0 {
+            &self.counters.commits_after_deliveries
+        } else {
+            &self.counters.commits_with_messages_in_flight
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn progress_offsets(&self, offset: u64) -> Result<TopicPartitionList, TxnError> {
