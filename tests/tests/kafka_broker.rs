@@ -508,7 +508,10 @@ fn created_topic_is_described_with_its_configs() {
     );
 }
 
-/// Whether `config` can fetch metadata; the error text and librdkafka's reports when not.
+/// Whether `config` can fetch metadata; when not, the error and what librdkafka reported
+/// through its error and log callbacks, where the reason for a refused connection appears.
+/// A refused client retries until its metadata request times out, so this stops at the
+/// first reported error instead.
 fn probe(config: &ClientConfig) -> Result<(), String> {
     let recorder = Recorder::default();
     let consumer: BaseConsumer<Recorder> = config
@@ -517,20 +520,23 @@ fn probe(config: &ClientConfig) -> Result<(), String> {
         .set_log_level(RDKafkaLogLevel::Warning)
         .create_with_context(recorder.clone())
         .map_err(|e| e.to_string())?;
-    match consumer.fetch_metadata(None, Duration::from_secs(10)) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            // Error events reach the context when the client is polled.
-            for _ in 0..5 {
-                if let Some(Err(polled)) = consumer.poll(Duration::from_millis(100)) {
-                    recorder
-                        .lines
-                        .lock()
-                        .unwrap()
-                        .push(format!("poll {polled}"));
-                }
-            }
-            Err(format!("{e}\n{}", recorder.text()))
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let error = match consumer.fetch_metadata(None, Duration::from_secs(1)) {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        // Error events reach the context when the client is polled.
+        if let Some(Err(polled)) = consumer.poll(Duration::from_millis(100)) {
+            recorder
+                .lines
+                .lock()
+                .unwrap()
+                .push(format!("poll {polled}"));
+        }
+        let reported = recorder.text();
+        if reported.contains("error ") || Instant::now() >= deadline {
+            return Err(format!("{error}\n{reported}"));
         }
     }
 }
@@ -743,55 +749,72 @@ fn hex(bytes: &[u8]) -> String {
 fn java_default_partitioner_agrees_with_kafka_murmur2() {
     let kafka = Kafka::shared();
     let keys = partitioning_keys();
-    for partitions in [12, 7] {
-        let topic = unique_name("murmur2");
-        create_topic(&kafka.bootstrap(), &topic, partitions, &[]);
-        let mut command = java_source_command("KeyPartitions.java").expect("java");
-        command
-            .args([kafka.bootstrap(), topic.clone()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("running KeyPartitions.java");
-        let mut stdin = child.stdin.take().unwrap();
-        for key in &keys {
-            writeln!(stdin, "{}", hex(key)).unwrap();
-        }
-        drop(stdin);
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "KeyPartitions.java failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(lines.len(), keys.len(), "one line per key:\n{stdout}");
-        let mut used = BTreeSet::new();
-        for (key, line) in keys.iter().zip(&lines) {
-            let fields: Vec<&str> = line.split(' ').collect();
-            assert_eq!(fields.len(), 3, "line {line:?}");
-            assert_eq!(fields[0], hex(key), "lines come in key order");
-            let java: i32 = fields[1].parse().unwrap();
-            assert_eq!(
-                java,
-                kafka_murmur2(key) % partitions,
-                "key {} on {partitions} partitions",
-                hex(key)
-            );
-            assert_eq!(
-                partition_for(key_partition_hash(Some(key)), partitions),
-                java,
-                "the sink's default partition for key {}",
-                hex(key)
-            );
-            used.insert(java);
-        }
+    let topics: Vec<(String, i32)> = [12, 7, 1]
+        .into_iter()
+        .map(|partitions| (unique_name(&format!("murmur2-{partitions}")), partitions))
+        .collect();
+    for (topic, partitions) in &topics {
+        create_topic(&kafka.bootstrap(), topic, *partitions, &[]);
+    }
+    let mut command = java_source_command("KeyPartitions.java").expect("java");
+    command
+        .arg(kafka.bootstrap())
+        .args(topics.iter().map(|(topic, _)| topic))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("running KeyPartitions.java");
+    let mut stdin = child.stdin.take().unwrap();
+    for key in &keys {
+        writeln!(stdin, "{}", hex(key)).unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "KeyPartitions.java failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        keys.len() * topics.len(),
+        "one line per record:\n{stdout}"
+    );
+    let expected = topics
+        .iter()
+        .flat_map(|(topic, partitions)| keys.iter().map(move |key| (topic, *partitions, key)));
+    let mut used = BTreeSet::new();
+    for ((topic, partitions, key), line) in expected.zip(&lines) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 4, "line {line:?}");
         assert_eq!(
-            used.len(),
-            partitions as usize,
-            "keys spread over every partition"
+            (fields[0], fields[1]),
+            (topic.as_str(), hex(key).as_str()),
+            "lines come topic by topic, in key order"
+        );
+        let java: i32 = fields[2].parse().unwrap();
+        assert_eq!(
+            java,
+            kafka_murmur2(key) % partitions,
+            "key {} on {partitions} partitions",
+            hex(key)
+        );
+        assert_eq!(
+            partition_for(key_partition_hash(Some(key)), partitions),
+            java,
+            "the sink's default partition for key {}",
+            hex(key)
+        );
+        used.insert((topic, java));
+    }
+    for (topic, partitions) in &topics {
+        let spread = used.iter().filter(|(t, _)| *t == topic).count();
+        assert_eq!(
+            spread, *partitions as usize,
+            "keys spread over every partition of {topic}"
         );
     }
 }

@@ -1,10 +1,10 @@
-// Sends one record per key with Kafka's Java producer and its default partitioner, and prints
-// where the broker stored each: "<key hex> <partition> <offset>", one line per key, in input
-// order. Keys are read from standard input, one hex string a line (an empty line is the empty
-// key). The value is the key.
+// Sends one record per key to each topic with Kafka's Java producer and its default
+// partitioner, and prints where the broker stored each: "<topic> <key hex> <partition>
+// <offset>", one line per record, topic by topic, keys in input order. Keys are read from
+// standard input, one hex string a line (an empty line is the empty key). The value is the key.
 //
 // Run from the tests' jars in source-file mode (tests/src/kafka.rs, java_source_command):
-//   java -cp '.tools/kafka/libs/*' tests/kafka/java/KeyPartitions.java BOOTSTRAP TOPIC < keys
+//   java -cp '.tools/kafka/libs/*' tests/kafka/java/KeyPartitions.java BOOTSTRAP TOPIC... < keys
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
@@ -22,8 +22,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public class KeyPartitions {
     public static void main(String[] args) throws Exception {
-        if (args.length != 2) {
-            System.err.println("usage: KeyPartitions BOOTSTRAP TOPIC < hex keys");
+        if (args.length < 2) {
+            System.err.println("usage: KeyPartitions BOOTSTRAP TOPIC... < hex keys");
             System.exit(2);
         }
         Properties config = new Properties();
@@ -40,16 +40,19 @@ public class KeyPartitions {
             }
         }
         HexFormat hex = HexFormat.of();
-        List<Future<RecordMetadata>> sent = new ArrayList<>();
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config)) {
-            for (String key : keys) {
-                byte[] bytes = hex.parseHex(key);
-                sent.add(producer.send(new ProducerRecord<>(args[1], bytes, bytes)));
-            }
-            producer.flush();
-            for (int i = 0; i < keys.size(); i++) {
-                RecordMetadata stored = sent.get(i).get();
-                System.out.println(keys.get(i) + " " + stored.partition() + " " + stored.offset());
+            for (int t = 1; t < args.length; t++) {
+                String topic = args[t];
+                List<Future<RecordMetadata>> sent = new ArrayList<>();
+                for (String key : keys) {
+                    byte[] bytes = hex.parseHex(key);
+                    sent.add(producer.send(new ProducerRecord<>(topic, bytes, bytes)));
+                }
+                producer.flush();
+                for (int i = 0; i < keys.size(); i++) {
+                    RecordMetadata stored = sent.get(i).get();
+                    System.out.println(topic + " " + keys.get(i) + " " + stored.partition() + " " + stored.offset());
+                }
             }
         }
     }
