@@ -9,8 +9,9 @@ export PATH := justfile_directory() + "/.tools/venv/bin:" + env_var("PATH")
 default:
     @just --list
 
-# Broker tests start Tansu themselves: TANSU_BIN, else .tools/ (installed on first use).
-# Every test of the workspace.
+# Every test of the workspace. Broker tests start their brokers themselves: Apache Kafka from
+# the jars in .tools/kafka/libs (KAFKA_LIBS overrides; .ci/setup installs them with Maven, else
+# the first test does), and Tansu from TANSU_BIN, else .tools/ (installed on first use).
 test:
     cargo test --workspace
 
@@ -38,6 +39,11 @@ broker:
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine memory://tansu/
+
+# Start Apache Kafka, the tests' reference broker, on free loopback ports for manual use: prints
+# its PLAINTEXT, SASL_SSL (SCRAM) and SSL (client certificate) listeners; Ctrl-C stops it.
+kafka:
+    cargo run -q -p outflow-tests --bin kafka
 
 # The long process-level fault run: `outflow run` killed with SIGKILL and restarted many times
 # (OUTFLOW_FAULT_ROUNDS, default 30; OUTFLOW_FAULT_SEED replays a seed the run printed).

@@ -370,7 +370,7 @@ fn spawn_tansu(
 ///
 /// `PR_SET_PDEATHSIG` fires when the thread that forked the child exits, not the process; test
 /// threads end with their test, which would kill the shared broker under the next test.
-fn spawn_from_lasting_thread(command: Command) -> io::Result<Child> {
+pub(crate) fn spawn_from_lasting_thread(command: Command) -> io::Result<Child> {
     type Job = (Command, mpsc::Sender<io::Result<Child>>);
     static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
@@ -427,7 +427,7 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn read_log(path: &Path) -> String {
+pub(crate) fn read_log(path: &Path) -> String {
     let mut text = Vec::new();
     if let Ok(mut file) = File::open(path) {
         let _ = file.seek(SeekFrom::Start(0));
@@ -436,7 +436,7 @@ fn read_log(path: &Path) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -1,6 +1,7 @@
-//! Outflow integration test support: a real Kafka-API broker, a schema registry and raw log readers.
+//! Outflow integration test support: Apache Kafka and Tansu brokers, a schema registry and raw log readers.
 
 pub mod broker;
+pub mod kafka;
 pub mod pipeline;
 pub mod rawlog;
 pub mod registry;
