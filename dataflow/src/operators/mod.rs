@@ -43,8 +43,3 @@ pub use combine::{CombineAtTimestamp, CombineOptions, Combined, KeyedPair};
 pub use credit::PairCredit;
 pub use key::{KeyBy, SinkKey, Uniqueness};
 pub use violation::{KeyViolation, ViolationCount};
-
-/// Errors in what a sink asked of the operators. No operator refuses anything now; the type
-/// stays while the sink's error type still converts from it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum OperatorError {}

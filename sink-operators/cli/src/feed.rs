@@ -14,7 +14,6 @@
 //! `{"advance": t}` says that no update before `t` follows. Every time the feed moves past is
 //! complete, so the sinks may commit it.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
@@ -55,7 +54,6 @@ pub enum FeedItem {
 #[derive(Debug)]
 pub enum FeedMessage {
     Item {
-        line: u64,
         item: FeedItem,
     },
     /// The line could not be read or applied; nothing after it is read.
@@ -90,14 +88,6 @@ impl FeedTables {
 
     pub fn len(&self) -> usize {
         self.tables.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
-    }
-
-    pub fn name(&self, table: usize) -> &str {
-        &self.tables[table].0
     }
 }
 
@@ -258,7 +248,7 @@ fn read_feed(
                 if let (Some(pace), true) = (pace, parser.frontier() > before) {
                     std::thread::sleep(pace);
                 }
-                if send.send(FeedMessage::Item { line, item }).is_err() {
+                if send.send(FeedMessage::Item { item }).is_err() {
                     return;
                 }
             }
@@ -268,29 +258,6 @@ fn read_feed(
             }
         }
     }
-}
-
-/// Rows of each table at the end of a feed, for comparing a topic with the feed it came from:
-/// table name → row → multiplicity.
-pub fn final_state(
-    tables: &FeedTables,
-    items: &[FeedItem],
-) -> HashMap<String, BTreeMap<Row, isize>> {
-    let mut state: HashMap<String, BTreeMap<Row, isize>> = HashMap::new();
-    for item in items {
-        if let FeedItem::Update {
-            table, row, diff, ..
-        } = item
-        {
-            let rows = state.entry(tables.name(*table).to_string()).or_default();
-            let count = rows.entry(row.clone()).or_insert(0);
-            *count += diff;
-            if *count == 0 {
-                rows.remove(row);
-            }
-        }
-    }
-    state
 }
 
 #[cfg(test)]

@@ -187,8 +187,6 @@ pub enum SinkError {
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
     #[error(transparent)]
-    Key(#[from] crate::dataflow::operators::OperatorError),
-    #[error(transparent)]
     Connection(#[from] crate::connection::ConnectionError),
     #[error(transparent)]
     Topic(#[from] crate::topic::TopicError),
