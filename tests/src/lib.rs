@@ -1,6 +1,7 @@
 //! Outflow integration test support: Apache Kafka and Tansu brokers, a schema registry and raw log readers.
 
 pub mod broker;
+pub mod committed;
 pub mod kafka;
 pub mod pipeline;
 pub mod rawlog;

@@ -333,3 +333,51 @@ pub fn assert_topic_holds(
     }
     panic!("{report}");
 }
+
+/// As [`assert_topic_holds`], for committed records read by another reader (such as
+/// [`crate::committed::read_committed`] on a broker whose `read_committed` is trustworthy). On
+/// a mismatch the panic names each differing key, its committed records, and those `others`
+/// (e.g. a `read_uncommitted` read of the topic) holds of it. Returns `committed`.
+pub fn assert_records_hold(
+    topic: &str,
+    committed: Vec<LogRecord>,
+    others: &[LogRecord],
+    expected: &BTreeMap<i64, Vec<Option<String>>>,
+    context: &str,
+) -> Vec<LogRecord> {
+    let actual = upserts_by_key(&committed);
+    if &actual == expected {
+        return committed;
+    }
+    let mut report = format!("topic {topic} does not hold the expected upserts ({context})\n");
+    let keys: std::collections::BTreeSet<i64> =
+        actual.keys().chain(expected.keys()).copied().collect();
+    let mut differing = std::collections::BTreeSet::new();
+    for id in keys {
+        if actual.get(&id) != expected.get(&id) {
+            differing.insert(id);
+            report.push_str(&format!(
+                "key {id}:\n  expected {:?}\n  actual   {:?}\n",
+                expected.get(&id),
+                actual.get(&id)
+            ));
+        }
+    }
+    for (name, records) in [("committed", committed.as_slice()), ("other", others)] {
+        report.push_str(&format!("{name} records of those keys:\n"));
+        for record in records {
+            if key_id(record).is_some_and(|id| differing.contains(&id)) {
+                report.push_str(&format!(
+                    "  p{} @{} value {:?}\n",
+                    record.partition,
+                    record.offset,
+                    record
+                        .value
+                        .as_ref()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                ));
+            }
+        }
+    }
+    panic!("{report}");
+}
