@@ -82,10 +82,7 @@ fn upsert_history_round_trips_exactly_once() {
         report.total.messages_committed as usize, messages,
         "{report:#?}"
     );
-    assert_eq!(
-        committed::partition_count(&bootstrap(), &topic).unwrap(),
-        3
-    );
+    assert_eq!(committed::partition_count(&bootstrap(), &topic).unwrap(), 3);
     for record in &records {
         let time = record
             .headers
