@@ -66,12 +66,29 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<LogRecord>, St
     read_topic(bootstrap, topic, Isolation::ReadCommitted, PATIENCE)
 }
 
+/// What a `read_committed` consumer sees of `topic` now: each partition read up to the first
+/// end of partition it reports, which is the last stable offset. Unlike [`read_committed`] it
+/// does not wait for transactions still open (those of a killed producer, say) to be decided.
+pub fn read_stable(bootstrap: &str, topic: &str) -> Result<Vec<LogRecord>, String> {
+    read(bootstrap, topic, Isolation::ReadCommitted, PATIENCE, true)
+}
+
 /// As [`read_committed`], with the isolation level and patience given.
 pub fn read_topic(
     bootstrap: &str,
     topic: &str,
     isolation: Isolation,
     patience: Duration,
+) -> Result<Vec<LogRecord>, String> {
+    read(bootstrap, topic, isolation, patience, false)
+}
+
+fn read(
+    bootstrap: &str,
+    topic: &str,
+    isolation: Isolation,
+    patience: Duration,
+    stop_at_end_of_partition: bool,
 ) -> Result<Vec<LogRecord>, String> {
     let consumer = consumer(bootstrap, isolation)?;
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
@@ -135,6 +152,11 @@ pub fn read_topic(
                 *at = (*at).max(offset + 1);
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if stop_at_end_of_partition {
+                    let at = reached.get_mut(&partition).unwrap();
+                    *at = (*at).max(ends[&partition]);
+                    continue;
+                }
                 let position = consumer.position().map_err(|e| e.to_string())?;
                 if let Some(Offset::Offset(offset)) = position
                     .find_partition(topic, partition)

@@ -4,7 +4,7 @@
 //! ```text
 //! sink_process --bootstrap HOST:PORT --sink NAME --prefix PREFIX [--workers N] [--seed S]
 //!              [--keys K] [--times T] [--changes C] [--pace-ms MS]
-//!              [--max-transaction-bytes B] [--max-in-flight-bytes B] [--timeout-s S]
+//!              [--max-transaction-bytes B] [--max-in-flight-bytes B] [--timeout-s S] [--broker-hides-aborted]
 //! ```
 //!
 //! The sink writes `random_history(seed, keys, times, changes)` of the table
@@ -38,6 +38,8 @@ struct Args {
     max_transaction_bytes: Option<usize>,
     max_in_flight_bytes: Option<usize>,
     timeout: Duration,
+    /// Off with `--broker-hides-aborted` (Apache Kafka); on by default, for Tansu.
+    broker_shows_aborted_records: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,9 +56,14 @@ fn parse_args() -> Result<Args, String> {
         max_transaction_bytes: None,
         max_in_flight_bytes: None,
         timeout: Duration::from_secs(60),
+        broker_shows_aborted_records: true,
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
+        if flag == "--broker-hides-aborted" {
+            args.broker_shows_aborted_records = false;
+            continue;
+        }
         let value = words
             .next()
             .ok_or_else(|| format!("{flag} needs a value"))?;
@@ -121,8 +128,8 @@ fn main() {
         Catalog::from_sql(&sql).unwrap_or_else(|e| panic!("{}", e.render("sink_process.sql")));
     let mut plan = SinkPlan::from_catalog(&catalog, &args.sink)
         .unwrap_or_else(|e| panic!("sink {}: {e}", args.sink));
-    // Tansu's read_committed fetches show aborted records; see DESIGN.md.
-    plan.broker_shows_aborted_records = true;
+    // Tansu's read_committed fetches show aborted records (see DESIGN.md); Kafka's do not.
+    plan.broker_shows_aborted_records = args.broker_shows_aborted_records;
     plan.cadence.commit_interval = Duration::from_millis(50);
     plan.cadence.idle_progress_interval = Duration::from_millis(200);
     if let Some(bytes) = args.max_transaction_bytes {
