@@ -129,7 +129,9 @@ pub(crate) fn fields_of(desc: &RelationDesc, indices: &[usize]) -> Vec<Field> {
     }))
 }
 
-pub(crate) fn fields_from<'a>(columns: impl Iterator<Item = (&'a str, &'a ColumnType)>) -> Vec<Field> {
+pub(crate) fn fields_from<'a>(
+    columns: impl Iterator<Item = (&'a str, &'a ColumnType)>,
+) -> Vec<Field> {
     let columns: Vec<_> = columns.collect();
     let names = unique_names(columns.iter().map(|(name, _)| *name));
     columns
