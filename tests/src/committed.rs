@@ -19,6 +19,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub use outflow::rawlog::LogRecord;
+use outflow::topic::{self, committed_reader_config};
 
 use crate::broker::unique_name;
 use crate::kafka::Isolation;
@@ -27,37 +28,26 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read waits for the partitions to reach their high watermarks.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+fn config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    config
+}
+
+/// The sink's own committed-reader settings (`outflow::topic::committed_reader_config`), at the
+/// isolation level asked for.
 fn consumer(bootstrap: &str, isolation: Isolation) -> Result<BaseConsumer, String> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique_name("committed-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
+    committed_reader_config(&config(bootstrap), &unique_name("committed-reader"))
         .set("isolation.level", isolation.name())
         .create()
         .map_err(|e| format!("creating a consumer: {e}"))
 }
 
-fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| format!("metadata of {topic}: {e}"))?;
-    let entry = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| format!("metadata lacks {topic}"))?;
-    if let Some(error) = entry.error() {
-        return Err(format!("metadata of {topic}: {error:?}"));
-    }
-    let mut partitions: Vec<i32> = entry.partitions().iter().map(|p| p.id()).collect();
-    partitions.sort_unstable();
-    Ok(partitions)
-}
-
 /// The number of partitions of `topic`.
 pub fn partition_count(bootstrap: &str, topic: &str) -> Result<usize, String> {
-    partitions(&consumer(bootstrap, Isolation::ReadCommitted)?, topic).map(|p| p.len())
+    topic::partition_count(&config(bootstrap), topic)
+        .map(|count| count as usize)
+        .map_err(|e| format!("partitions of {topic}: {e}"))
 }
 
 /// Every committed record of `topic` (`read_committed`), partition by partition in offset
@@ -92,7 +82,7 @@ fn read(
 ) -> Result<Vec<LogRecord>, String> {
     let consumer = consumer(bootstrap, isolation)?;
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for partition in partitions(&consumer, topic)? {
+    for partition in 0..partition_count(bootstrap, topic)? as i32 {
         let (_low, high) = consumer
             .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
             .map_err(|e| format!("watermarks of {topic}/{partition}: {e}"))?;
