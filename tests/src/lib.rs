@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod committed;
+pub mod driver;
 pub mod kafka;
 pub mod pipeline;
 pub mod rawlog;

@@ -624,6 +624,7 @@ fn cadence() -> Cadence {
         idle_progress_interval: Duration::from_millis(200),
         retry_backoff: Duration::from_millis(50),
         max_retry_backoff: Duration::from_secs(1),
+        ..Cadence::default()
     }
 }
 

@@ -192,7 +192,7 @@ fn the_sink_stalls_while_the_broker_is_down_and_recovers_exactly_once() {
     let history = random_history(41, 25, 16, 8);
     let mut plan = plan(&bootstrap, &topic, "");
     plan.call_timeout = Duration::from_millis(700);
-    plan.transaction_timeout = Duration::from_secs(30);
+    plan.cadence.transaction_timeout = Duration::from_secs(30);
     let prepared = plan.preflight().expect("the sink prepares");
     let monitor = prepared.monitor().clone();
     // The mock cluster stays on this thread (its handle is not `Send`); the sink runs beside it.

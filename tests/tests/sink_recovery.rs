@@ -758,6 +758,7 @@ fn the_producer_never_holds_more_than_the_in_flight_bound() {
         idle_progress_interval: Duration::from_millis(200),
         retry_backoff: Duration::from_millis(50),
         max_retry_backoff: Duration::from_secs(1),
+        ..Cadence::default()
     };
     let names = SinkNames::new(&sink, "tx-", "pg-");
     let settings = ProducerSettings::new(names.clone(), 0, &data_topic, &progress_topic, &cadence);
