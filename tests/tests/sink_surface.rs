@@ -802,3 +802,33 @@ fn the_partition_count_is_reread_every_refresh_interval() {
         "the count changed again"
     );
 }
+
+/// Sinks of one connection starting together all prepare its progress topic: one creates it,
+/// the others hear TopicAlreadyExists from CreateTopics while Kafka's metadata may not show
+/// the topic yet, and must wait for it rather than call it missing.
+#[test]
+fn sinks_preparing_one_new_progress_topic_at_once_all_succeed() {
+    for _ in 0..3 {
+        let topic = unique_name("progress-race");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let preparations: Vec<_> = (0..4)
+            .map(|_| {
+                let (topic, barrier) = (topic.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    outflow::topic::ensure_progress_topic(&KAFKA.client_config(), &topic, None)
+                        .map(|report| report.created)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        let results: Vec<_> = preparations
+            .into_iter()
+            .map(|p| p.join().unwrap())
+            .collect();
+        assert!(results.iter().all(Result::is_ok), "{topic}: {results:?}");
+        let created = results.iter().filter(|r| *r == &Ok(true)).count();
+        assert_eq!(created, 1, "{topic}: {results:?}");
+        assert_eq!(KAFKA.partition_count(&topic), 1);
+    }
+}
