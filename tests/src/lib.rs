@@ -7,4 +7,5 @@ pub mod kafka;
 pub mod pipeline;
 pub mod rawlog;
 pub mod registry;
+pub mod target;
 pub mod tls;
