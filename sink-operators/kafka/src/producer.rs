@@ -336,6 +336,31 @@ pub fn classify(error: &KafkaError) -> TxnError {
     TxnError::new(kind, message)
 }
 
+/// A message's key as an error shows it: its text when it is printable UTF-8 (JSON and TEXT
+/// keys), else its bytes in hex; long keys are cut.
+fn describe_key(key: Option<&[u8]>) -> String {
+    const SHOWN: usize = 120;
+    let Some(key) = key else {
+        return "no key".to_string();
+    };
+    match std::str::from_utf8(key) {
+        Ok(text) if !text.chars().any(char::is_control) => {
+            let cut: String = text.chars().take(SHOWN).collect();
+            let more = if cut.len() < text.len() { "…" } else { "" };
+            format!("key {cut}{more}")
+        }
+        _ => {
+            let hex: String = key
+                .iter()
+                .take(SHOWN / 2)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let more = if key.len() > SHOWN / 2 { "…" } else { "" };
+            format!("key 0x{hex}{more}")
+        }
+    }
+}
+
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
@@ -520,9 +545,11 @@ impl<M: Send + 'static> ProducerContext for DriverContext<M> {
             Err((error, message)) => {
                 let mut failure = classify(error);
                 failure.message = format!(
-                    "delivery to {}[{}] failed: {}",
+                    "delivery to {}[{}] of the message with {} ({} bytes) failed: {}",
                     message.topic(),
                     message.partition(),
+                    describe_key(message.key()),
+                    message.payload_len() + message.key().map_or(0, <[u8]>::len),
                     failure.message
                 );
                 Err(failure)
@@ -864,7 +891,12 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
                 );
             }
             let mut failure = classify(&error);
-            failure.message = format!("sending to {topic} failed: {}", failure.message);
+            failure.message = format!(
+                "sending the message with {} ({} bytes) to {topic} failed: {}",
+                describe_key(key),
+                key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len),
+                failure.message
+            );
             self.events.push(Event::Delivered {
                 transaction,
                 bytes,

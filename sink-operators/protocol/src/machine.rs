@@ -399,6 +399,12 @@ pub struct Machine<M> {
     failing_since: Option<Duration>,
     /// When the current attempt of the transaction being built began.
     attempt_began: Duration,
+    /// Set when the worker must stop with this error once its open transaction is aborted, so
+    /// that `read_committed` readers do not wait for the broker to time it out.
+    doomed: Option<String>,
+    /// Whether the broker has begun the current attempt's transaction (`begin_transaction`
+    /// answered) and it has not ended.
+    open_on_broker: bool,
 }
 
 impl<M: Clone> Machine<M> {
@@ -446,6 +452,8 @@ impl<M: Clone> Machine<M> {
             overdue: false,
             failing_since: None,
             attempt_began: Duration::ZERO,
+            doomed: None,
+            open_on_broker: false,
         };
         machine.actions.push_back(Action::Status(Status::Starting));
         machine.actions.push_back(Action::InitTransactions);
@@ -532,6 +540,7 @@ impl<M: Clone> Machine<M> {
             | Event::Committed(result)
             | Event::Aborted(result) => {
                 let ok = result.is_ok();
+                self.call_since = None;
                 self.answered(now, ok);
             }
             Event::Delivered { transaction, .. }
@@ -540,6 +549,23 @@ impl<M: Clone> Machine<M> {
                 self.answered(now, true);
             }
             _ => {}
+        }
+        if self.doomed.is_some() {
+            match event {
+                Event::Aborted(_) => {
+                    let message = self.doomed.take().expect("checked above");
+                    self.stop(message);
+                }
+                Event::Initialized(_)
+                | Event::Began(_)
+                | Event::OffsetsSent(_)
+                | Event::Committed(_) => {
+                    self.phase = Phase::Aborting;
+                    self.ask(Action::AbortTransaction);
+                }
+                _ => {}
+            }
+            return Ok(());
         }
         match event {
             Event::Initialized(result) => {
@@ -766,6 +792,7 @@ impl<M: Clone> Machine<M> {
     }
 
     fn begin(&mut self) {
+        self.open_on_broker = false;
         self.attempt_began = self.clock;
         self.attempt += 1;
         self.attempt_live = true;
@@ -777,6 +804,7 @@ impl<M: Clone> Machine<M> {
 
     fn began(&mut self) {
         self.phase = Phase::Open;
+        self.open_on_broker = true;
         self.recovered_from_stall();
         let txn = self
             .txn
@@ -939,9 +967,10 @@ impl<M: Clone> Machine<M> {
     }
 
     fn delivery_failed(&mut self, error: TxnError) {
+        const SEND: &str = "a send";
         match error.kind {
             ErrorKind::Fenced | ErrorKind::Fatal | ErrorKind::Unsupported => {
-                self.fail_for(&error, "a send");
+                self.fail_for(&error, SEND);
             }
             ErrorKind::Retriable | ErrorKind::Abortable | ErrorKind::TimedOut => {
                 if self.poisoned.is_none() {
@@ -1051,6 +1080,7 @@ impl<M: Clone> Machine<M> {
     }
 
     fn fail_for(&mut self, error: &TxnError, call: &str) {
+        const SEND: &str = "a send";
         let id = self.names.transactional_id(self.worker);
         let sink = &self.names.sink_id;
         let open_for = self
@@ -1089,11 +1119,25 @@ impl<M: Clone> Machine<M> {
                  exactly-once delivery: use a broker with transactions, or run the sink in \
                  at-least-once mode"
             ),
+            (ErrorKind::Fatal, None) if call == SEND => format!(
+                "sink {sink:?} cannot write a message ({error}); the open transaction is aborted \
+                 and the sink stops"
+            ),
             _ => format!(
                 "fatal producer error for transactional id {id:?} during {call} ({error}); \
                  restart sink {sink:?}"
             ),
         };
+        if error.kind != ErrorKind::Fenced && self.attempt_live && self.open_on_broker {
+            // The transaction holds back `read_committed` readers until it ends: abort it first
+            // (after the call in flight, if any, has answered).
+            self.doomed = Some(message);
+            if self.call_since.is_none() {
+                self.phase = Phase::Aborting;
+                self.ask(Action::AbortTransaction);
+            }
+            return;
+        }
         self.stop(message);
     }
 
@@ -1123,7 +1167,6 @@ impl<M: Clone> Machine<M> {
     /// The broker answered a call or a send at `now`.
     fn answered(&mut self, now: Duration, ok: bool) {
         self.last_answer = now;
-        self.call_since = None;
         if std::mem::take(&mut self.overdue) && ok {
             self.recovered_from_stall();
         }
@@ -1708,6 +1751,36 @@ mod tests {
             panic!("{:?}", machine.status())
         };
         assert!(error.contains("a newer instance"), "{error}");
+    }
+
+    #[test]
+    fn a_message_the_broker_refuses_aborts_the_transaction_before_the_worker_stops() {
+        let mut machine = running(2);
+        ok(&mut machine, 0, message(0, "a", 1, "a"));
+        ok(&mut machine, 0, Event::Began(Ok(())));
+        ok(&mut machine, 0, message(0, "b", 1, "b"));
+        let too_large = TxnError::new(ErrorKind::Fatal, "key \"b\": MessageSizeTooLarge");
+        let actions = ok(
+            &mut machine,
+            1,
+            Event::Delivered {
+                transaction: 1,
+                bytes: 1,
+                result: Err(too_large),
+            },
+        );
+        assert_eq!(actions, vec![Action::AbortTransaction]);
+        assert_eq!(
+            machine.status(),
+            &Status::Running,
+            "not failed before the abort"
+        );
+        let actions = ok(&mut machine, 2, Event::Aborted(Ok(())));
+        assert!(
+            matches!(&actions[..], [Action::Status(Status::Failed { error })]
+                if error.contains("cannot write a message") && error.contains("key \"b\"")),
+            "{actions:?}"
+        );
     }
 
     #[test]
