@@ -349,3 +349,29 @@ fn a_row_larger_than_a_message_may_be_fails_naming_its_key_and_leaves_no_transac
         began.elapsed()
     );
 }
+
+#[test]
+fn a_broker_that_comes_back_without_its_data_is_reported_as_having_lost_it() {
+    let mut kafka = broker();
+    let topic = unique_name("lost-data");
+    let history = random_history(17, 30, 60, 6);
+    let plan = upsert_plan(&kafka, &topic, Duration::from_secs(10));
+    let began = Instant::now();
+    let report = run_with_fault(plan, &history, Duration::from_millis(100), |monitor| {
+        wait_for_commit_past(monitor, 5);
+        kafka.restart_empty();
+    });
+    eprintln!(
+        "after {:.1?}: {:?} {:?}",
+        began.elapsed(),
+        status_names(&report),
+        report.status
+    );
+    let SinkStatus::Failed { error } = &report.status else {
+        panic!("{report:#?}");
+    };
+    assert!(
+        error.contains("the broker lost committed data") && !error.contains("a newer instance"),
+        "{error}"
+    );
+}

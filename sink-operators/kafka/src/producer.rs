@@ -274,6 +274,10 @@ pub struct ProducerStats {
     pub last_commit_micros: u64,
 }
 
+/// How often, and for how long, a failing worker checks its progress topic for lost data.
+const LOST_DATA_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const LOST_DATA_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Classifies a librdkafka error into what the machine does about it, and describes it.
 pub fn classify(error: &KafkaError) -> TxnError {
     let kind = match error {
@@ -490,6 +494,9 @@ struct Counters {
     commits_after_deliveries: AtomicU64,
     commits_with_messages_in_flight: AtomicU64,
     last_commit_micros: AtomicU64,
+    /// The transaction attempt and offset of the last progress record the broker acknowledged.
+    progress_transaction: AtomicU64,
+    progress_offset: AtomicI64,
 }
 
 impl Counters {
@@ -523,6 +530,7 @@ struct Delivery {
 
 struct DriverContext<M> {
     transactional_id: String,
+    progress_topic: String,
     events: Arc<EventQueue<M>>,
     counters: Arc<Counters>,
 }
@@ -541,7 +549,17 @@ impl<M: Send + 'static> ProducerContext for DriverContext<M> {
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
         let Delivery { transaction, bytes } = *delivery;
         let result = match result {
-            Ok(_) => Ok(()),
+            Ok(message) => {
+                if message.topic() == self.progress_topic {
+                    self.counters
+                        .progress_offset
+                        .store(message.offset(), Ordering::Relaxed);
+                    self.counters
+                        .progress_transaction
+                        .store(transaction, Ordering::Release);
+                }
+                Ok(())
+            }
             Err((error, message)) => {
                 let mut failure = classify(error);
                 failure.message = format!(
@@ -645,6 +663,7 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         let counters = Arc::new(Counters::default());
         let context = DriverContext {
             transactional_id: transactional_id.clone(),
+            progress_topic: settings.progress_topic.clone(),
             events: Arc::clone(&events),
             counters: Arc::clone(&counters),
         };
@@ -666,6 +685,8 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             held_progress: None,
             pending_offset: None,
             ending_timing_out_since: None,
+            committed_progress_offset: None,
+            lost_data_checked: None,
         };
         let io_thread = thread::Builder::new()
             .name(format!("outflow-producer-{}", settings.worker))
@@ -928,6 +949,10 @@ struct IoThread<M: OutgoingRecord> {
     groups: HashMap<String, GroupHandle>,
     held_progress: Option<(u64, usize, String, Vec<u8>)>,
     pending_offset: Option<(String, u64)>,
+    /// Where the last committed progress record of this worker is (exactly-once).
+    committed_progress_offset: Option<i64>,
+    /// When the progress topic was last checked for lost data.
+    lost_data_checked: Option<std::time::Instant>,
     /// When the current run of timed-out commits and aborts began.
     ending_timing_out_since: Option<std::time::Instant>,
 }
@@ -940,14 +965,89 @@ enum GroupHandle {
 impl<M: OutgoingRecord> IoThread<M> {
     fn run(mut self, calls: Receiver<Call>) {
         for call in calls {
+            let committing = match &call {
+                Call::Commit { transaction } => Some(*transaction),
+                _ => None,
+            };
             let event = match self.settings.mode {
                 DeliveryMode::ExactlyOnce => self.transactional(call),
                 DeliveryMode::AtLeastOnce => self.at_least_once(call),
             };
-            if let Some(event) = event {
+            if let Some(mut event) = event {
+                if self.settings.mode == DeliveryMode::ExactlyOnce {
+                    self.watch_committed_progress(committing, &mut event);
+                }
                 self.events.push(event);
             }
         }
+    }
+
+    /// Remembers where this worker's last committed progress record is, and when a call fails
+    /// other than by a timeout, checks that the progress topic still reaches it: a broker that
+    /// restarted without its log (or a deleted progress topic) answers with errors that look
+    /// like fencing or unknown producers, and the worker's error should say what happened.
+    fn watch_committed_progress(&mut self, committing: Option<u64>, event: &mut Event<M>) {
+        let result = match event {
+            Event::Committed(Ok(())) => {
+                let acknowledged = self.counters.progress_transaction.load(Ordering::Acquire);
+                if committing == Some(acknowledged) {
+                    self.committed_progress_offset =
+                        Some(self.counters.progress_offset.load(Ordering::Relaxed));
+                }
+                return;
+            }
+            Event::Initialized(result)
+            | Event::Began(result)
+            | Event::OffsetsSent(result)
+            | Event::Committed(result)
+            | Event::Aborted(result) => result,
+            _ => return,
+        };
+        let (Err(error), Some(offset)) = (result.as_ref(), self.committed_progress_offset) else {
+            return;
+        };
+        if error.kind == ErrorKind::TimedOut
+            || self
+                .lost_data_checked
+                .is_some_and(|at| at.elapsed() < LOST_DATA_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.lost_data_checked = Some(std::time::Instant::now());
+        let topic = &self.settings.progress_topic;
+        let found = match self.config.create::<BaseConsumer>() {
+            Ok(consumer) => consumer
+                .fetch_watermarks(topic, PROGRESS_PARTITION, LOST_DATA_CHECK_TIMEOUT)
+                .map(|(_, high)| high),
+            Err(_) => return,
+        };
+        let lost = match found {
+            Ok(high) if high <= offset => format!(
+                "partition {PROGRESS_PARTITION} of progress topic {topic} now ends at offset \
+                 {high}, before this worker's last committed progress record at offset {offset}"
+            ),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                    )
+                ) =>
+            {
+                format!("progress topic {topic} no longer exists")
+            }
+            _ => return,
+        };
+        *result = Err(TxnError::new(
+            ErrorKind::Fatal,
+            format!(
+                "the broker lost committed data: {lost} (a broker restarted without its log, \
+                 or the topic was deleted); {}",
+                error.message
+            ),
+        ));
     }
 
     fn transactional(&mut self, call: Call) -> Option<Event<M>> {
