@@ -812,6 +812,7 @@ impl<M: Clone> Machine<M> {
                 .clone()
                 .expect("a closing transaction has its point"),
             base: self.base.clone(),
+            definition: self.names.definition.clone(),
         };
         let value = record.to_json();
         let bytes = self.progress_key.len() + value.len();
@@ -1127,6 +1128,7 @@ mod tests {
                 position: None,
             },
             base: vec![],
+            definition: None,
         };
         scan.push(b"s/0", Some(&old.to_json())).unwrap();
         let recovery = Arc::new(scan.recover(&BTreeMap::from([(0, 4)]), 2));
