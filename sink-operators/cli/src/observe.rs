@@ -196,9 +196,11 @@ pub fn metrics_address(text: &str) -> Result<SocketAddr, String> {
         .to_socket_addrs()
         .map_err(|e| format!("--metrics {text}: not a host:port that resolves: {e}"))?
         .collect();
+    // IPv4 first: `localhost` often resolves to both, and not every host has IPv6.
     addresses
         .iter()
-        .find(|a| a.ip().is_loopback())
+        .filter(|a| a.ip().is_loopback())
+        .min_by_key(|a| a.is_ipv6())
         .copied()
         .ok_or_else(|| match addresses.first() {
             Some(address) => format!(
