@@ -31,7 +31,7 @@ use timely::dataflow::ProbeHandle;
 use crate::feed::{spawn_reader, FeedError, FeedItem, FeedMessage, FeedTables};
 use crate::observe::{Observers, RunState};
 use outflow::dataflow::Row;
-use outflow::sink::{PreparedSink, SinkKafka, SinkPlan};
+use outflow::sink::{PreparedSink, SinkControl, SinkKafka, SinkPlan};
 use outflow::statement::Catalog;
 use outflow::status::{SinkMonitor, SinkReport};
 
@@ -299,6 +299,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                     collections.push(collection);
                 }
                 let mut probes: Vec<ProbeHandle<u64>> = Vec::new();
+                let mut controls: Vec<SinkControl> = Vec::new();
                 for (sink, &table) in sinks.iter().zip(&plan.sink_tables) {
                     let handle = collections[table].clone().sink_kafka(sink).map_err(|e| {
                         RunError::Sink {
@@ -306,6 +307,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                             message: e.to_string(),
                         }
                     })?;
+                    controls.push(handle.control());
                     probes.push(handle.probe);
                 }
                 // Worker 0 tells every worker, in every process, the time a bad feed line stopped
@@ -314,9 +316,9 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                 stop.inner
                     .broadcast()
                     .inspect(move |(time, _, _)| seen.set(Some(*time)));
-                Ok::<_, RunError>((inputs, probes, stop_input))
+                Ok::<_, RunError>((inputs, probes, controls, stop_input))
             });
-        let (inputs, probes, stop_input) = match built {
+        let (inputs, probes, controls, stop_input) = match built {
             Ok(built) => built,
             Err(error) => {
                 for dataflow in worker.installed_dataflows() {
@@ -335,6 +337,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
 
         let mut feed_error: Option<FeedError> = None;
         let mut ended_inside: Option<(u64, u64)> = None;
+        let mut recording = false;
         loop {
             let mut waiting_on_feed = false;
             if let Some(f) = feeder.as_mut() {
@@ -368,7 +371,16 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                 None => probes.iter().all(|p| p.done()),
             };
             if finished {
-                break;
+                // Everything before the stop is committed; the progress records of workers
+                // that had no data for the last times may still name an earlier frontier.
+                // Recording the stop keeps a restart and `outflow read` from starting earlier.
+                if !recording {
+                    recording = true;
+                    controls.iter().for_each(SinkControl::record_input_frontier);
+                }
+                if controls.iter().all(SinkControl::input_recorded) {
+                    break;
+                }
             }
             worker.step_or_park(Some(Duration::from_millis(if waiting_on_feed {
                 1
