@@ -405,6 +405,9 @@ pub struct Machine<M> {
     /// Whether the broker has begun the current attempt's transaction (`begin_transaction`
     /// answered) and it has not ended.
     open_on_broker: bool,
+    /// The caller asked for the input frontier to be recorded without waiting for the idle
+    /// interval ([`Machine::record_input_frontier`]).
+    record_requested: bool,
 }
 
 impl<M: Clone> Machine<M> {
@@ -454,6 +457,7 @@ impl<M: Clone> Machine<M> {
             attempt_began: Duration::ZERO,
             doomed: None,
             open_on_broker: false,
+            record_requested: false,
         };
         machine.actions.push_back(Action::Status(Status::Starting));
         machine.actions.push_back(Action::InitTransactions);
@@ -474,6 +478,20 @@ impl<M: Clone> Machine<M> {
     /// every update before `t`, `Some(None)` all of them, `None` nothing reported yet.
     pub fn committed_frontier(&self) -> Option<Option<u64>> {
         self.reported.as_ref().map(Point::time)
+    }
+
+    /// Records the input frontier in a progress record as soon as nothing else is open, without
+    /// waiting for the idle interval: for a caller whose input stopped moving for now (a feed
+    /// that ended) and that wants the progress topic to say how far it got before it stops.
+    /// [`Machine::input_recorded`] tells when it is committed.
+    pub fn record_input_frontier(&mut self, now: Duration) {
+        self.record_requested = true;
+        self.pump(now);
+    }
+
+    /// Whether a committed progress record (or the recovery) covers the input frontier.
+    pub fn input_recorded(&self) -> bool {
+        self.recorded >= self.input
     }
 
     /// The transactional id this worker uses.
@@ -769,6 +787,7 @@ impl<M: Clone> Machine<M> {
             TxnKind::Data
         } else if self.input > self.recorded
             && (self.input == Point::Done
+                || self.record_requested
                 || now >= self.recorded_at + self.cadence.idle_progress_interval)
         {
             TxnKind::Progress
@@ -926,6 +945,7 @@ impl<M: Clone> Machine<M> {
                 .clone()
                 .expect("a closing transaction has its point"),
             base: self.base.clone(),
+            definition: self.names.definition.clone(),
         };
         let value = record.to_json();
         let bytes = self.progress_key.len() + value.len();
@@ -953,6 +973,9 @@ impl<M: Clone> Machine<M> {
         let point = txn.closing.expect("a committed transaction was closing");
         self.recorded = point.clone();
         self.recorded_at = now;
+        if self.recorded >= self.input {
+            self.record_requested = false;
+        }
         self.attempt_live = false;
         self.in_flight = 0;
         self.failures = 0;
@@ -1353,6 +1376,7 @@ mod tests {
                 position: None,
             },
             base: vec![],
+            definition: None,
         };
         scan.push(b"s/0", Some(&old.to_json())).unwrap();
         let recovery = Arc::new(scan.recover(&BTreeMap::from([(0, 4)]), 2));
@@ -1564,6 +1588,34 @@ mod tests {
         assert_eq!(record_of(&actions).point, Point::Done);
         assert_eq!(commit(&mut machine, 1003), vec![Action::Frontier(None)]);
         assert_eq!(machine.next_wakeup(), None);
+    }
+
+    #[test]
+    fn a_requested_record_of_the_input_frontier_does_not_wait_for_the_idle_interval() {
+        let mut machine = running(2);
+        assert_eq!(
+            ok(&mut machine, 10, Event::Frontier(Some(5))),
+            vec![Action::Frontier(Some(5))]
+        );
+        assert!(!machine.input_recorded());
+        machine.record_input_frontier(ms(20));
+        assert_eq!(drain(&mut machine), vec![Action::BeginTransaction]);
+        let actions = ok(&mut machine, 20, Event::Began(Ok(())));
+        assert_eq!(
+            record_of(&actions).point,
+            Point::At {
+                time: 5,
+                position: None
+            }
+        );
+        assert!(commit(&mut machine, 21).is_empty());
+        assert!(machine.input_recorded());
+        // Later idle frontiers wait for the interval again.
+        assert_eq!(
+            ok(&mut machine, 30, Event::Frontier(Some(6))),
+            vec![Action::Frontier(Some(6))]
+        );
+        assert_eq!(machine.next_wakeup(), Some(ms(1021)));
     }
 
     #[test]
