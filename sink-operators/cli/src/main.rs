@@ -48,6 +48,11 @@ enum Command {
     /// Run every sink of the statements file over a change feed of its tables (JSON lines
     /// `{"table", "time", "diff", "row"}` and `{"advance": t}`), until every sink has committed
     /// the whole feed. Restarted on the same feed, the sinks resume where they committed.
+    ///
+    /// The feed's snapshot is its updates at times up to --snapshot-time (default 0): they
+    /// describe the state the sinks start from. A sink with SNAPSHOT = false writes nothing at
+    /// those times and starts with the first later time, so with the default a feed whose
+    /// first rows are at time 1 is written whole even under SNAPSHOT = false.
     #[command(disable_help_flag = true)]
     Run(RunArgs),
     /// Print what a sink's topic holds at its committed frontier: one JSON row per line, in
@@ -118,6 +123,10 @@ struct RunArgs {
     /// 127.0.0.1:9464.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// The time of the feed's snapshot: updates at this time and before are the state the
+    /// sinks start from, and a sink with SNAPSHOT = false skips them.
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    snapshot_time: u64,
     /// Pause this many milliseconds each time the feed's time moves forward.
     #[arg(long, hide = true)]
     pace_ms: Option<u64>,
@@ -243,6 +252,9 @@ fn run_command(args: RunArgs) -> ExitCode {
         args.broker_shows_aborted,
         args.commit_interval_ms.map(Duration::from_millis),
     );
+    for sink in &mut plan.sinks {
+        sink.as_of = args.snapshot_time;
+    }
     let timely = match timely_config(&args, &plan) {
         Ok(config) => config,
         Err(e) => {
