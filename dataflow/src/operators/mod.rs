@@ -39,7 +39,9 @@ pub mod key;
 pub mod violation;
 
 pub use arrange::{ArrangeBySinkKey, SinkArrangement, SinkSpine};
-pub use combine::{CombineAtTimestamp, CombineOptions, Combined, KeyedPair};
+pub use combine::{
+    CombineAtTimestamp, CombineOptions, Combined, KeyedPair, Multiplicity, DEFAULT_MAX_COPIES,
+};
 pub use credit::PairCredit;
 pub use key::{KeyBy, SinkKey, Uniqueness};
-pub use violation::{KeyViolation, ViolationCount};
+pub use violation::{KeyViolation, Refusal, ViolationCount};
