@@ -239,6 +239,7 @@ impl Parser {
         let name = self.ident("a secret name")?;
         self.expect_keyword("AS")?;
         // Whatever follows AS may be the secret, quoted or not: errors never show it.
+        let shown = name.name.clone();
         let value_pos = self.peek().pos;
         let value = match &self.peek().kind {
             TokenKind::Str(s) => {
@@ -248,17 +249,17 @@ impl Parser {
             }
             _ => {
                 return Err(SpecError::new(format!(
-                    "CREATE SECRET {name}: the secret's value must be a string literal (the text written is not shown)"
+                    "CREATE SECRET {shown}: the secret's value must be a string literal (the text written is not shown)"
                 ))
-                .hint(format!("quote the value: CREATE SECRET {name} AS '…'"))
+                .hint(format!("quote the value: CREATE SECRET {shown} AS '…'"))
                 .at(value_pos))
             }
         };
         if !matches!(self.peek().kind, TokenKind::Semicolon | TokenKind::Eof) {
             return Err(SpecError::new(format!(
-                "CREATE SECRET {name}: expected \";\" after the secret's value (the text written is not shown)"
+                "CREATE SECRET {shown}: expected \";\" after the secret's value (the text written is not shown)"
             ))
-            .hint(format!("a secret's value is one string literal: CREATE SECRET {name} AS '…'"))
+            .hint(format!("a secret's value is one string literal: CREATE SECRET {shown} AS '…'"))
             .at(self.peek().pos));
         }
         Ok(CreateSecret {
