@@ -133,6 +133,8 @@ impl FeedParser {
         if text.trim().is_empty() {
             return Ok(None);
         }
+        // Without the line's end, so that a parse error's position is on the line it names.
+        let text = text.trim_end_matches(['\n', '\r']);
         let raw: RawLine<'_> =
             serde_json::from_str(text).map_err(|e| error(format!("not a feed line: {e}")))?;
         if let Some(advance) = raw.advance {

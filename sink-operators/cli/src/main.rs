@@ -131,7 +131,7 @@ struct RunArgs {
     #[arg(long, hide = true)]
     pace_ms: Option<u64>,
     /// Print help.
-    #[arg(long, action = ArgAction::Help)]
+    #[arg(long, action = ArgAction::HelpLong)]
     help: Option<bool>,
 }
 
