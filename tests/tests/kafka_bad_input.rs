@@ -6,7 +6,7 @@
 //!
 //! Every feed starts alike: rows of `t` and `u` at time 1, then `{"advance":2}` and
 //! `{"advance":3}`, so time 1 is committed before a case's own lines (at time 3) are read; a
-//! line at time 4 comes last and must never be written.
+//! line at time 4 and `{"advance":5}` come last, and a failing case never writes time 4.
 
 mod cli;
 
@@ -36,9 +36,11 @@ const PREFIX: &[&str] = &[
     r#"{"advance":2}"#,
     r#"{"advance":3}"#,
 ];
-/// The line every feed ends with: at time 4, after the case's lines; never written by a
-/// failing case.
+/// The lines every feed ends with: an update at time 4, after the case's lines, never
+/// written by a failing case (the succeeding ones have no sink of `t`), and an advance that
+/// completes the feed.
 const LAST: &str = r#"{"table":"t","time":4,"row":{"id":99,"name":"never"}}"#;
+const END: &str = r#"{"advance":5}"#;
 
 /// What time 1 leaves in each topic: (key, value) as FORMAT JSON writes them. `amt` is rounded
 /// to numeric(5,2)'s scale, `v` lost the blanks beyond varchar(3), `c` is padded (char(3)).
@@ -72,8 +74,6 @@ struct Case {
     sinks: &'static [Sink],
     /// The feed's own lines (lines 6 and on), raw bytes.
     lines: Vec<Vec<u8>>,
-    /// Ends the feed with [`LAST`].
-    last: bool,
     /// The feed waits at each move of its time, so that time 1 is committed before the case's
     /// lines come (a sink that fails has committed what it committed; a feed error commits
     /// every time before its line anyway).
@@ -98,7 +98,6 @@ fn cases() -> Vec<Case> {
         name,
         sinks: ALL,
         lines,
-        last: true,
         paced: false,
         exit: 1,
         error: Some(error),
@@ -191,7 +190,6 @@ fn cases() -> Vec<Case> {
                 line(r#"{"table":"t","time":3,"row":{"id":7,"name":"a"}}"#),
                 line(r#"{"table":"t","time":3,"row":{"id":7,"name":"b"}}"#),
             ],
-            last: true,
             paced: true,
             exit: 1,
             error: Some(
@@ -207,7 +205,6 @@ fn cases() -> Vec<Case> {
                 line(&format!(r#"{{"table":"t","time":3,"diff":{max},"row":{{"id":9}}}}"#)),
                 line(&format!(r#"{{"table":"t","time":3,"diff":{max},"row":{{"id":9}}}}"#)),
             ],
-            last: true,
             paced: true,
             exit: 1,
             error: Some(
@@ -224,7 +221,6 @@ fn cases() -> Vec<Case> {
                 line(&format!(r#"{{"table":"u","time":3,"diff":{max},"row":{{"k":5,"val":"x"}}}}"#)),
                 line(r#"{"table":"u","time":3,"diff":3,"row":{"k":5,"val":"x"}}"#),
             ],
-            last: true,
             paced: true,
             exit: 1,
             error: Some(
@@ -239,7 +235,6 @@ fn cases() -> Vec<Case> {
             lines: vec![line(
                 r#"{"table":"u","time":3,"diff":1000000000000,"row":{"k":6,"val":"many"}}"#,
             )],
-            last: true,
             paced: true,
             exit: 1,
             error: Some(
@@ -254,7 +249,6 @@ fn cases() -> Vec<Case> {
             lines: vec![line(
                 r#"{"table":"u","time":3,"diff":1000000000000,"row":{"k":6,"val":"many"}}"#,
             )],
-            last: false,
             paced: true,
             exit: 0,
             error: None,
@@ -274,7 +268,6 @@ fn cases() -> Vec<Case> {
                 line(r#"{"table":"u","time":3,"row":{"k":8,"val":"b"}}"#),
                 line(r#"{"table":"u","time":4,"row":{"k":8,"val":"c"}}"#),
             ],
-            last: false,
             paced: true,
             exit: 0,
             error: None,
@@ -466,8 +459,9 @@ fn check(case: &Case) -> Result<(), String> {
         feed_bytes.extend_from_slice(line);
         feed_bytes.push(b'\n');
     }
-    if case.last {
-        feed_bytes.extend_from_slice(LAST.as_bytes());
+    // The feed ends complete: a run that does not fail writes every time of it.
+    for line in [LAST, END] {
+        feed_bytes.extend_from_slice(line.as_bytes());
         feed_bytes.push(b'\n');
     }
     let feed = setup.dir.path().join("feed.jsonl");
@@ -605,6 +599,7 @@ fn snapshot_false_skips_the_feed_snapshot_time() {
     let setup = setup(&[Sink::UUpsert], " WITH (SNAPSHOT = false)");
     let mut lines: Vec<String> = PREFIX.iter().map(|l| l.to_string()).collect();
     lines.push(r#"{"table":"u","time":3,"row":{"k":2,"val":"two"}}"#.to_string());
+    lines.push(END.to_string());
     let feed = write_file(&setup.dir, "feed.jsonl", &(lines.join("\n") + "\n"));
     let output = outflow(&[
         "run",

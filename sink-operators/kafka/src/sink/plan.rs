@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use outflow_protocol::{Cadence, SinkNames};
+use outflow_protocol::{Cadence, Definition, SinkNames};
 
 use super::SinkError;
 use crate::connection::{registry_config, KafkaConnection};
-use crate::encoders::{EncoderConfig, FormatSpec, RegistryConfig};
-use crate::producer::{DeliveryMode, DEFAULT_CALL_TIMEOUT, DEFAULT_TRANSACTION_TIMEOUT};
+use crate::encoders::{EncoderConfig, Envelope, FormatSpec, RegistryConfig};
+use crate::producer::{DeliveryMode, DEFAULT_CALL_TIMEOUT};
 use crate::spec::{DeliveryGuarantee, SinkSpec};
 use crate::statement::Catalog;
 
@@ -19,18 +19,14 @@ pub struct SinkPlan {
     pub spec: SinkSpec,
     pub connection: KafkaConnection,
     pub registry: Option<RegistryConfig>,
-    /// Commit interval, transaction size bound, bytes in flight (see [`Cadence`]).
+    /// Commit interval, transaction size bound, bytes in flight, the producers'
+    /// `transaction.timeout.ms`, retries (see [`Cadence`]).
     pub cadence: Cadence,
     /// The time of the input's snapshot, skipped under `SNAPSHOT = false`. Default 0.
     pub as_of: u64,
     /// Set for brokers whose `read_committed` fetches return aborted records (Tansu): recovery
     /// then reads the progress topic's raw log and applies the control batches itself.
     pub broker_shows_aborted_records: bool,
-    /// `transaction.timeout.ms` of the workers' producers (see
-    /// [`ProducerSettings::transaction_timeout`](crate::producer::ProducerSettings::transaction_timeout)). A commit that keeps timing out for longer
-    /// than this fails the sink: by then the broker has aborted the transaction or fenced the
-    /// producer. Default 60 s.
-    pub transaction_timeout: Duration,
     /// How long one blocking producer call may take before it is retried (see
     /// [`ProducerSettings::call_timeout`](crate::producer::ProducerSettings::call_timeout)). Default 30 s.
     pub call_timeout: Duration,
@@ -46,7 +42,6 @@ impl SinkPlan {
             cadence: Cadence::default(),
             as_of: 0,
             broker_shows_aborted_records: false,
-            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
@@ -75,12 +70,44 @@ impl SinkPlan {
         Ok(plan)
     }
 
+    /// The sink's names in Kafka, derived from its name (so that ACLs on the prefixes keep
+    /// working), with the definition its progress records name.
     pub(crate) fn names(&self) -> SinkNames {
         SinkNames::new(
             self.spec.name.clone(),
             self.spec.transactional_id_prefix.clone(),
             self.spec.progress_group_id_prefix.clone(),
         )
+        .with_definition(self.definition())
+    }
+
+    /// What the sink writes, as its progress records name it: the topic, the key columns, the
+    /// key and value formats and the envelope. A restart that finds records naming another
+    /// definition starts the sink from the beginning (see `docs/protocol.md`); other changes
+    /// (columns, `PARTITION BY`, headers, compression, Avro names) resume where it committed.
+    pub fn definition(&self) -> Definition {
+        let spec = &self.spec;
+        let (key, key_format) = match &spec.key {
+            Some(key) => (
+                key.columns.join(", "),
+                spec.key_format
+                    .as_ref()
+                    .unwrap_or(&spec.value_format)
+                    .name(),
+            ),
+            None => ("(none)".to_string(), "(none)"),
+        };
+        let envelope = match spec.envelope {
+            Envelope::Upsert => "UPSERT",
+            Envelope::Debezium => "DEBEZIUM",
+        };
+        Definition::new([
+            ("topic", spec.topic.clone()),
+            ("key", key),
+            ("key format", key_format.to_string()),
+            ("value format", spec.value_format.name().to_string()),
+            ("envelope", envelope.to_string()),
+        ])
     }
 
     pub(crate) fn delivery_mode(&self) -> DeliveryMode {
