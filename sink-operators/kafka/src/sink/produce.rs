@@ -70,6 +70,9 @@ pub(super) fn produce<'scope>(
         let mut stash: BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>> = BTreeMap::new();
         let mut message = EncodedMessage::new();
         let mut violations_seen = 0u64;
+        // A key violation that fails the sink, at its time: everything before that time is
+        // committed first (so the run keeps what the input proved good), then the sink fails.
+        let mut fail_at: Option<(u64, String)> = None;
         let mut warned_keys: HashSet<Row> = HashSet::new();
         let mut owed_credit = 0usize;
         let mut last_frontier: Option<Option<u64>> = None;
@@ -120,7 +123,9 @@ pub(super) fn produce<'scope>(
                         violations_seen += 1;
                     }
                     if enforced || violation.refusal.is_some() {
-                        state.fail(violation_error(&shown, &violation));
+                        if fail_at.as_ref().is_none_or(|(at, _)| violation.time < *at) {
+                            fail_at = Some((violation.time, violation_error(&shown, &violation)));
+                        }
                     } else if warned_keys.len() < WARNED_KEYS && warned_keys.insert(violation.key.clone()) {
                         let warning = not_unique_warning(&shown, &violation);
                         tracing::warn!("sink {sink_name}: {warning}");
@@ -165,7 +170,9 @@ pub(super) fn produce<'scope>(
                         break;
                     };
                     let time = entry.key().0;
-                    if input.is_some_and(|input| time > input) {
+                    if input.is_some_and(|input| time > input)
+                        || fail_at.as_ref().is_some_and(|(at, _)| time >= *at)
+                    {
                         break;
                     }
                     let position = entry.key().1.clone();
@@ -241,6 +248,11 @@ pub(super) fn produce<'scope>(
                     (Some(stashed), None) => Some(stashed),
                     (None, input) => input,
                 };
+                // Nothing at or after a failing violation's time is written, nor claimed.
+                let frontier = match &fail_at {
+                    Some((at, _)) => Some(frontier.map_or(*at, |f| f.min(*at))),
+                    None => frontier,
+                };
                 if state.failed.is_none() && last_frontier != Some(frontier) {
                     last_frontier = Some(frontier);
                     let now = Instant::now();
@@ -284,8 +296,18 @@ pub(super) fn produce<'scope>(
                 }
                 None => {}
             }
+            if let Some((at, _)) = &fail_at {
+                let committed_before = matches!(state.committed, Some(Some(c)) if c >= *at);
+                if committed_before || state.machine.committed_frontier() == Some(None) {
+                    let (_, error) = fail_at.take().expect("checked above");
+                    state.fail(error);
+                    activator.activate();
+                    return;
+                }
+            }
             let feedable = stash.first_key_value().is_some_and(|((time, _), _)| {
-                frontiers[0]
+                fail_at.as_ref().is_none_or(|(at, _)| time < at)
+                    && frontiers[0]
                     .frontier()
                     .iter()
                     .chain(frontiers[1].frontier().iter())
