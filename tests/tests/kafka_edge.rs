@@ -238,6 +238,7 @@ fn record(seq: u64, workers: u32, worker: u32, point: Point) -> Vec<u8> {
         worker,
         point,
         base: Vec::new(),
+        definition: None,
     }
     .to_json()
 }
