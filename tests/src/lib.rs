@@ -2,8 +2,10 @@
 
 pub mod broker;
 pub mod committed;
+pub mod driver;
 pub mod kafka;
 pub mod pipeline;
 pub mod rawlog;
 pub mod registry;
+pub mod target;
 pub mod tls;

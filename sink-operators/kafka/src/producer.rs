@@ -42,8 +42,8 @@ pub enum DeliveryMode {
     AtLeastOnce,
 }
 
-/// `transaction.timeout.ms` of a sink's producers unless the plan says otherwise.
-pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// `transaction.timeout.ms` of a sink's producers unless its cadence says otherwise.
+pub use outflow_protocol::DEFAULT_TRANSACTION_TIMEOUT;
 /// How long one blocking producer call may take before it is retried, unless the plan says
 /// otherwise.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,7 +79,7 @@ pub struct ProducerSettings {
 }
 
 impl ProducerSettings {
-    /// Settings for worker `worker` with the default [`Compression`], a 60 s transaction
+    /// Settings for worker `worker` with the default [`Compression`], the cadence's transaction
     /// timeout, 30 s calls, 5 ms linger, and a queue bound derived from the machine's `cadence`.
     pub fn new(
         names: SinkNames,
@@ -95,7 +95,7 @@ impl ProducerSettings {
             progress_topic: progress_topic.into(),
             mode: DeliveryMode::ExactlyOnce,
             compression: Compression::default(),
-            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
+            transaction_timeout: cadence.transaction_timeout,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             linger: Duration::from_millis(5),
             max_queued_bytes: queue_bound(cadence),
@@ -274,6 +274,10 @@ pub struct ProducerStats {
     pub last_commit_micros: u64,
 }
 
+/// How often, and for how long, a failing worker checks its progress topic for lost data.
+const LOST_DATA_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const LOST_DATA_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Classifies a librdkafka error into what the machine does about it, and describes it.
 pub fn classify(error: &KafkaError) -> TxnError {
     let kind = match error {
@@ -334,6 +338,31 @@ pub fn classify(error: &KafkaError) -> TxnError {
         }
     }
     TxnError::new(kind, message)
+}
+
+/// A message's key as an error shows it: its text when it is printable UTF-8 (JSON and TEXT
+/// keys), else its bytes in hex; long keys are cut.
+fn describe_key(key: Option<&[u8]>) -> String {
+    const SHOWN: usize = 120;
+    let Some(key) = key else {
+        return "no key".to_string();
+    };
+    match std::str::from_utf8(key) {
+        Ok(text) if !text.chars().any(char::is_control) => {
+            let cut: String = text.chars().take(SHOWN).collect();
+            let more = if cut.len() < text.len() { "…" } else { "" };
+            format!("key {cut}{more}")
+        }
+        _ => {
+            let hex: String = key
+                .iter()
+                .take(SHOWN / 2)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let more = if key.len() > SHOWN / 2 { "…" } else { "" };
+            format!("key 0x{hex}{more}")
+        }
+    }
 }
 
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
@@ -465,6 +494,9 @@ struct Counters {
     commits_after_deliveries: AtomicU64,
     commits_with_messages_in_flight: AtomicU64,
     last_commit_micros: AtomicU64,
+    /// The transaction attempt and offset of the last progress record the broker acknowledged.
+    progress_transaction: AtomicU64,
+    progress_offset: AtomicI64,
 }
 
 impl Counters {
@@ -498,6 +530,7 @@ struct Delivery {
 
 struct DriverContext<M> {
     transactional_id: String,
+    progress_topic: String,
     events: Arc<EventQueue<M>>,
     counters: Arc<Counters>,
 }
@@ -516,13 +549,25 @@ impl<M: Send + 'static> ProducerContext for DriverContext<M> {
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
         let Delivery { transaction, bytes } = *delivery;
         let result = match result {
-            Ok(_) => Ok(()),
+            Ok(message) => {
+                if message.topic() == self.progress_topic {
+                    self.counters
+                        .progress_offset
+                        .store(message.offset(), Ordering::Relaxed);
+                    self.counters
+                        .progress_transaction
+                        .store(transaction, Ordering::Release);
+                }
+                Ok(())
+            }
             Err((error, message)) => {
                 let mut failure = classify(error);
                 failure.message = format!(
-                    "delivery to {}[{}] failed: {}",
+                    "delivery to {}[{}] of the message with {} ({} bytes) failed: {}",
                     message.topic(),
                     message.partition(),
+                    describe_key(message.key()),
+                    message.payload_len() + message.key().map_or(0, <[u8]>::len),
                     failure.message
                 );
                 Err(failure)
@@ -618,6 +663,7 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         let counters = Arc::new(Counters::default());
         let context = DriverContext {
             transactional_id: transactional_id.clone(),
+            progress_topic: settings.progress_topic.clone(),
             events: Arc::clone(&events),
             counters: Arc::clone(&counters),
         };
@@ -638,7 +684,9 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             groups: HashMap::new(),
             held_progress: None,
             pending_offset: None,
-            commit_timing_out_since: None,
+            ending_timing_out_since: None,
+            committed_progress_offset: None,
+            lost_data_checked: None,
         };
         let io_thread = thread::Builder::new()
             .name(format!("outflow-producer-{}", settings.worker))
@@ -864,7 +912,12 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
                 );
             }
             let mut failure = classify(&error);
-            failure.message = format!("sending to {topic} failed: {}", failure.message);
+            failure.message = format!(
+                "sending the message with {} ({} bytes) to {topic} failed: {}",
+                describe_key(key),
+                key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len),
+                failure.message
+            );
             self.events.push(Event::Delivered {
                 transaction,
                 bytes,
@@ -896,8 +949,12 @@ struct IoThread<M: OutgoingRecord> {
     groups: HashMap<String, GroupHandle>,
     held_progress: Option<(u64, usize, String, Vec<u8>)>,
     pending_offset: Option<(String, u64)>,
-    /// When the current run of timed-out commits began.
-    commit_timing_out_since: Option<std::time::Instant>,
+    /// Where the last committed progress record of this worker is (exactly-once).
+    committed_progress_offset: Option<i64>,
+    /// When the progress topic was last checked for lost data.
+    lost_data_checked: Option<std::time::Instant>,
+    /// When the current run of timed-out commits and aborts began.
+    ending_timing_out_since: Option<std::time::Instant>,
 }
 
 enum GroupHandle {
@@ -908,14 +965,89 @@ enum GroupHandle {
 impl<M: OutgoingRecord> IoThread<M> {
     fn run(mut self, calls: Receiver<Call>) {
         for call in calls {
+            let committing = match &call {
+                Call::Commit { transaction } => Some(*transaction),
+                _ => None,
+            };
             let event = match self.settings.mode {
                 DeliveryMode::ExactlyOnce => self.transactional(call),
                 DeliveryMode::AtLeastOnce => self.at_least_once(call),
             };
-            if let Some(event) = event {
+            if let Some(mut event) = event {
+                if self.settings.mode == DeliveryMode::ExactlyOnce {
+                    self.watch_committed_progress(committing, &mut event);
+                }
                 self.events.push(event);
             }
         }
+    }
+
+    /// Remembers where this worker's last committed progress record is, and when a call fails
+    /// other than by a timeout, checks that the progress topic still reaches it: a broker that
+    /// restarted without its log (or a deleted progress topic) answers with errors that look
+    /// like fencing or unknown producers, and the worker's error should say what happened.
+    fn watch_committed_progress(&mut self, committing: Option<u64>, event: &mut Event<M>) {
+        let result = match event {
+            Event::Committed(Ok(())) => {
+                let acknowledged = self.counters.progress_transaction.load(Ordering::Acquire);
+                if committing == Some(acknowledged) {
+                    self.committed_progress_offset =
+                        Some(self.counters.progress_offset.load(Ordering::Relaxed));
+                }
+                return;
+            }
+            Event::Initialized(result)
+            | Event::Began(result)
+            | Event::OffsetsSent(result)
+            | Event::Committed(result)
+            | Event::Aborted(result) => result,
+            _ => return,
+        };
+        let (Err(error), Some(offset)) = (result.as_ref(), self.committed_progress_offset) else {
+            return;
+        };
+        if error.kind == ErrorKind::TimedOut
+            || self
+                .lost_data_checked
+                .is_some_and(|at| at.elapsed() < LOST_DATA_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.lost_data_checked = Some(std::time::Instant::now());
+        let topic = &self.settings.progress_topic;
+        let found = match self.config.create::<BaseConsumer>() {
+            Ok(consumer) => consumer
+                .fetch_watermarks(topic, PROGRESS_PARTITION, LOST_DATA_CHECK_TIMEOUT)
+                .map(|(_, high)| high),
+            Err(_) => return,
+        };
+        let lost = match found {
+            Ok(high) if high <= offset => format!(
+                "partition {PROGRESS_PARTITION} of progress topic {topic} now ends at offset \
+                 {high}, before this worker's last committed progress record at offset {offset}"
+            ),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                    )
+                ) =>
+            {
+                format!("progress topic {topic} no longer exists")
+            }
+            _ => return,
+        };
+        *result = Err(TxnError::new(
+            ErrorKind::Fatal,
+            format!(
+                "the broker lost committed data: {lost} (a broker restarted without its log, \
+                 or the topic was deleted); {}",
+                error.message
+            ),
+        ));
     }
 
     fn transactional(&mut self, call: Call) -> Option<Event<M>> {
@@ -935,21 +1067,13 @@ impl<M: OutgoingRecord> IoThread<M> {
                 Event::OffsetsSent(self.send_offsets(&group, offset))
             }
             Call::Commit { .. } => Event::Committed(self.commit()),
-            Call::Abort => Event::Aborted(
-                self.producer
-                    .abort_transaction(timeout)
-                    .map_err(|e| self.failed("abort_transaction", &e)),
-            ),
+            Call::Abort => Event::Aborted(self.abort()),
             Call::HoldProgress { .. } => {
                 unreachable!("exactly-once progress records are sent by the worker")
             }
         })
     }
 
-    /// A commit that keeps timing out past the transaction timeout can no longer succeed: the
-    /// coordinator has aborted the transaction, or fenced this producer. Tansu answers a fenced
-    /// producer's EndTxn by closing the connection, so without this the sink would retry the
-    /// commit for ever, stalled.
     fn commit(&mut self) -> Result<(), TxnError> {
         let started = std::time::Instant::now();
         let result = self.await_deliveries("commit").and_then(|()| {
@@ -961,17 +1085,39 @@ impl<M: OutgoingRecord> IoThread<M> {
         self.counters
             .last_commit_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.past_the_transaction_timeout("commit_transaction", started, result)
+    }
+
+    fn abort(&mut self) -> Result<(), TxnError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .producer
+            .abort_transaction(self.settings.call_timeout)
+            .map_err(|e| self.failed("abort_transaction", &e));
+        self.past_the_transaction_timeout("abort_transaction", started, result)
+    }
+
+    /// An end of transaction (commit or abort) that keeps timing out past the transaction
+    /// timeout can no longer succeed: the coordinator has aborted the transaction and fenced
+    /// this producer's epoch. Tansu answers a fenced producer's EndTxn by closing the
+    /// connection, so without this the sink would retry for ever, stalled.
+    fn past_the_transaction_timeout(
+        &mut self,
+        call: &str,
+        started: std::time::Instant,
+        result: Result<(), TxnError>,
+    ) -> Result<(), TxnError> {
         match &result {
             Err(error) if error.kind == ErrorKind::TimedOut => {
-                let since = *self.commit_timing_out_since.get_or_insert(started);
+                let since = *self.ending_timing_out_since.get_or_insert(started);
                 if since.elapsed() >= self.settings.transaction_timeout {
                     return Err(TxnError::new(
                         ErrorKind::Fenced,
                         format!(
-                            "commit_transaction of transactional id {} has timed out for {} ms, longer \
-                             than the transaction timeout of {} ms: the broker has aborted the \
+                            "{call} of transactional id {} has timed out for {} ms, longer than \
+                             the transaction timeout of {} ms: the broker has aborted the \
                              transaction or fenced this producer (a broker may answer a fenced \
-                             commit by closing the connection) ({error})",
+                             end of transaction by closing the connection) ({error})",
                             self.settings.transactional_id(),
                             since.elapsed().as_millis(),
                             self.settings.transaction_timeout.as_millis(),
@@ -979,7 +1125,7 @@ impl<M: OutgoingRecord> IoThread<M> {
                     ));
                 }
             }
-            _ => self.commit_timing_out_since = None,
+            _ => self.ending_timing_out_since = None,
         }
         result
     }
