@@ -387,9 +387,6 @@ pub struct Machine<M> {
     abort_reason: String,
     failures: u32,
     paused: bool,
-    /// The caller asked for the input frontier to be recorded without waiting for the idle
-    /// interval ([`Machine::record_input_frontier`]).
-    record_requested: bool,
     /// The clock of the event being handled.
     clock: Duration,
     /// When the transactional call in flight was asked for.
@@ -408,6 +405,9 @@ pub struct Machine<M> {
     /// Whether the broker has begun the current attempt's transaction (`begin_transaction`
     /// answered) and it has not ended.
     open_on_broker: bool,
+    /// The caller asked for the input frontier to be recorded without waiting for the idle
+    /// interval ([`Machine::record_input_frontier`]).
+    record_requested: bool,
 }
 
 impl<M: Clone> Machine<M> {
@@ -449,7 +449,6 @@ impl<M: Clone> Machine<M> {
             abort_reason: String::new(),
             failures: 0,
             paused: false,
-            record_requested: false,
             clock: Duration::ZERO,
             call_since: None,
             last_answer: Duration::ZERO,
@@ -458,6 +457,7 @@ impl<M: Clone> Machine<M> {
             attempt_began: Duration::ZERO,
             doomed: None,
             open_on_broker: false,
+            record_requested: false,
         };
         machine.actions.push_back(Action::Status(Status::Starting));
         machine.actions.push_back(Action::InitTransactions);
@@ -486,7 +486,8 @@ impl<M: Clone> Machine<M> {
     /// [`Machine::input_recorded`] tells when it is committed.
     pub fn record_input_frontier(&mut self, now: Duration) {
         self.record_requested = true;
-        // Handled as a timer firing: the machine starts the record if nothing else is open.
+        // Handled as a timer firing (the machine's clock moves to `now`): it starts the record if
+        // nothing else is open.
         if let Err(error) = self.handle(now, Event::Tick) {
             unreachable!("a tick is valid in every phase: {error}");
         }
