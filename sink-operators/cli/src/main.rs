@@ -169,8 +169,8 @@ fn init_logging(verbose: u8) {
     let default = match verbose {
         // librdkafka reports reaching a partition's end as an error; the readers ask for it.
         0 => "warn,rdkafka::client=off",
-        1 => "info,outflow=info",
-        _ => "debug,rdkafka=info",
+        1 => "info,rdkafka::client=off",
+        _ => "debug,rdkafka=info,rdkafka::client=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
