@@ -199,6 +199,33 @@ fn cases() -> Vec<Case> {
             warnings: Vec::new(),
         },
         Case {
+            // Fed without pauses: the failing sink still commits time 1 before it stops, and
+            // the run's other sinks go on to the end of the feed.
+            name: "duplicate key (enforced) beside sinks that go on",
+            sinks: ALL,
+            lines: vec![
+                line(r#"{"table":"t","time":3,"row":{"id":7,"name":"a"}}"#),
+                line(r#"{"table":"t","time":3,"row":{"id":7,"name":"b"}}"#),
+                line(r#"{"table":"u","time":3,"row":{"k":3,"val":"three"}}"#),
+            ],
+            paced: false,
+            exit: 1,
+            error: Some(
+                r#"error: sink {t}: key {"id":7} is not unique at time 3: it holds 2 rows afterwards [1 × {"id":7,"name":"a","amt":null,"big":null,"v":null,"c":null,"f":null}, 1 × {"id":7,"name":"b","amt":null,"big":null,"v":null,"c":null,"f":null}]; the KEY is not unique in the data, so its change at time 3 is not written (use KEY (...) NOT ENFORCED to write such keys anyway)"#,
+            ),
+            beyond_time_one: vec![
+                (Sink::UUpsert, vec![(r#"{"k":3}"#, r#"{"k":3,"val":"three"}"#)]),
+                (
+                    Sink::UDebezium,
+                    vec![(
+                        r#"{"k":3}"#,
+                        r#"{"before":null,"after":{"k":3,"val":"three"}}"#,
+                    )],
+                ),
+            ],
+            warnings: Vec::new(),
+        },
+        Case {
             name: "multiplicity beyond i64 (enforced)",
             sinks: &[Sink::TUpsert],
             lines: vec![

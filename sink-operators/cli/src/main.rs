@@ -131,6 +131,10 @@ struct RunArgs {
     /// sinks start from, and a sink with SNAPSHOT = false skips them.
     #[arg(long, value_name = "T", default_value_t = 0)]
     snapshot_time: u64,
+    /// Stop every sink of the run as soon as one fails. By default the others go on to the end
+    /// of the feed, and the run exits with the failed sink's error once they are done.
+    #[arg(long)]
+    fail_fast: bool,
     /// Pause this many milliseconds each time the feed's time moves forward.
     #[arg(long, hide = true)]
     pace_ms: Option<u64>,
@@ -291,6 +295,7 @@ fn run_command(args: RunArgs) -> ExitCode {
         status_file: args.status.clone(),
         metrics,
         progress_line: true,
+        fail_fast: args.fail_fast,
     };
     match run(plan, options) {
         Ok(summary) => {
@@ -311,6 +316,13 @@ fn run_command(args: RunArgs) -> ExitCode {
                 print!("{summary}");
             }
             eprintln!("{}: error: {error}", feed_name(&args.feed));
+            ExitCode::FAILURE
+        }
+        Err(error @ RunError::SinkFailed { .. }) => {
+            if let RunError::SinkFailed { summary, .. } = &error {
+                print!("{summary}");
+            }
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -154,6 +154,8 @@ pub struct RunOptions {
     pub metrics: Option<std::net::SocketAddr>,
     /// A progress line on stderr, when it is a terminal.
     pub progress_line: bool,
+    /// Stop every sink when one fails; otherwise the others go on to the end of the feed.
+    pub fail_fast: bool,
 }
 
 /// What a finished run did.
@@ -205,6 +207,13 @@ pub enum RunError {
     Cluster(String),
     #[error("sink {sink}: {message}")]
     Sink { sink: String, message: String },
+    /// A sink failed while the run went on; the other sinks finished (unless `--fail-fast`).
+    #[error("sink {sink}: {message}")]
+    SinkFailed {
+        sink: String,
+        message: String,
+        summary: RunSummary,
+    },
     /// A bad feed line; every time before the last good one was committed.
     #[error("{error} (every time before {committed_before} is committed; nothing of that time or later was fed)")]
     Feed {
@@ -283,6 +292,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
     let rows_fed = Arc::clone(&state.rows_fed);
     let worker_plan = plan.clone();
     let worker_sinks = prepared.clone();
+    let fail_fast = options.fail_fast;
     let guards = timely::execute(options.timely, move |worker| {
         let index = worker.index();
         let plan = worker_plan.clone();
@@ -354,17 +364,12 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                 }
             }
             if let Some(failed) = sinks.iter().find(|s| s.monitor().status().is_failed()) {
-                let message = match failed.monitor().status() {
-                    outflow::status::SinkStatus::Failed { error } => error,
-                    other => other.name().to_string(),
-                };
-                for dataflow in worker.installed_dataflows() {
-                    worker.drop_dataflow(dataflow);
+                if fail_fast {
+                    for dataflow in worker.installed_dataflows() {
+                        worker.drop_dataflow(dataflow);
+                    }
+                    return Err(sink_failed(failed));
                 }
-                return Err(RunError::Sink {
-                    sink: failed.plan().spec.name.clone(),
-                    message,
-                });
             }
             let finished = match stop_seen.get() {
                 Some(stop) => probes.iter().all(|p| !p.less_than(&stop)),
@@ -378,7 +383,11 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                     recording = true;
                     controls.iter().for_each(SinkControl::record_input_frontier);
                 }
-                if controls.iter().all(SinkControl::input_recorded) {
+                // A failed sink records nothing more; the others finish.
+                let recorded = controls.iter().zip(&sinks).all(|(control, sink)| {
+                    control.input_recorded() || sink.monitor().status().is_failed()
+                });
+                if recorded {
                     break;
                 }
             }
@@ -390,6 +399,9 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
         }
         for dataflow in worker.installed_dataflows() {
             worker.drop_dataflow(dataflow);
+        }
+        if let Some(failed) = sinks.iter().find(|s| s.monitor().status().is_failed()) {
+            return Err(sink_failed(failed));
         }
         match (feed_error, ended_inside, stop_seen.get()) {
             (Some(error), _, Some(stop)) => Err(RunError::Feed {
@@ -443,7 +455,25 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
             incomplete,
             summary,
         }),
+        Err(RunError::SinkFailed { sink, message, .. }) => Err(RunError::SinkFailed {
+            sink,
+            message,
+            summary,
+        }),
         Err(error) => Err(error),
+    }
+}
+
+/// The error of a sink that failed while the run went on.
+fn sink_failed(sink: &outflow::PreparedSink) -> RunError {
+    let message = match sink.monitor().status() {
+        outflow::status::SinkStatus::Failed { error } => error,
+        other => other.name().to_string(),
+    };
+    RunError::SinkFailed {
+        sink: sink.plan().spec.name.clone(),
+        message,
+        summary: RunSummary { sinks: Vec::new() },
     }
 }
 

@@ -1048,8 +1048,8 @@ impl<M: Clone> Machine<M> {
         if now.saturating_sub(failing_since) >= self.cadence.give_up_after {
             let sink = &self.names.sink_id;
             let message = format!(
-                "sink {sink:?} worker {} gave up after {} failed attempts over {} s (the limit \
-                 is {} s): {error}",
+                "worker {} gave up after {} failed attempts over {} s (the limit is {} s; \
+                 restart sink {sink:?} once the broker is reachable): {error}",
                 self.worker,
                 self.failures + 1,
                 now.saturating_sub(failing_since).as_secs(),
@@ -1147,8 +1147,8 @@ impl<M: Clone> Machine<M> {
                  at-least-once mode"
             ),
             (ErrorKind::Fatal, None) if call == SEND => format!(
-                "sink {sink:?} cannot write a message ({error}); the open transaction is aborted \
-                 and the sink stops"
+                "cannot write a message ({error}); the open transaction is aborted and the sink \
+                 stops"
             ),
             _ => format!(
                 "fatal producer error for transactional id {id:?} during {call} ({error}); \
