@@ -238,6 +238,24 @@ impl KafkaConnection {
         }
     }
 
+    /// "SASL SCRAM-SHA-256 authentication as user \"alice\"": what was tried, for an
+    /// authentication error. A username that came from a secret is redacted.
+    fn sasl_attempt(&self) -> String {
+        let mechanism = self
+            .config
+            .get("sasl.mechanisms")
+            .or_else(|| self.config.get("sasl.mechanism"));
+        let mut attempt = match mechanism {
+            Some(mechanism) => format!("SASL {mechanism} authentication"),
+            // librdkafka's default mechanism.
+            None => "SASL GSSAPI authentication".to_string(),
+        };
+        if let Some(username) = self.config.get("sasl.username") {
+            attempt.push_str(&format!(" as user \"{}\"", self.redact(username)));
+        }
+        attempt
+    }
+
     fn failure(&self, failure: Failure) -> ConnectionError {
         let (address, reason) = split_broker_prefix(&failure.reason);
         let address = address.unwrap_or_else(|| self.brokers().to_string());
@@ -248,6 +266,7 @@ impl KafkaConnection {
             ConnectionError::Authentication {
                 connection,
                 address,
+                attempt: self.sasl_attempt(),
                 reason,
                 hint: "; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
                        brokers accept that mechanism on this port",
@@ -256,10 +275,13 @@ impl KafkaConnection {
             || lower.contains("ssl")
             || lower.contains("tls")
         {
+            let has_certificate = ["ssl.certificate.pem", "ssl.certificate.location"]
+                .iter()
+                .any(|key| self.config.get(key).is_some_and(|v| !v.is_empty()));
             ConnectionError::Tls {
                 connection,
                 address,
-                hint: tls_hint(&lower),
+                hint: tls_hint(&lower, has_certificate),
                 reason,
             }
         } else {
@@ -311,10 +333,15 @@ pub enum ConnectionError {
         hint: &'static str,
     },
     /// SASL authentication failed.
-    #[error("cannot connect to Kafka connection \"{connection}\" at {address}: {reason}{hint}")]
+    #[error(
+        "cannot connect to Kafka connection \"{connection}\" at {address}: {attempt} failed: \
+         {reason}{hint}"
+    )]
     Authentication {
         connection: String,
         address: String,
+        /// The mechanism and the user: "SASL SCRAM-SHA-256 authentication as user \"alice\"".
+        attempt: String,
         reason: String,
         hint: &'static str,
     },
@@ -490,10 +517,19 @@ fn split_broker_prefix(reason: &str) -> (Option<String>, &str) {
     }
 }
 
-fn tls_hint(reason: &str) -> &'static str {
+/// `has_certificate`: whether the connection presents a client certificate.
+fn tls_hint(reason: &str, has_certificate: bool) -> &'static str {
+    let refused_client = reason.contains("certificate required")
+        || reason.contains("handshake failure")
+        || reason.contains("bad certificate");
     if reason.contains("certificate verify failed") || reason.contains("could not be verified") {
         "; check SSL CERTIFICATE AUTHORITY: it must be the authority that signed the brokers' \
          certificates, and they must name the address connected to"
+    } else if refused_client && !has_certificate {
+        // TLS 1.3 servers refuse a missing certificate with a "bad certificate" alert after
+        // the handshake, TLS 1.2 servers with "certificate required" or a handshake failure.
+        "; the brokers require a client certificate and the connection presents none: set SSL \
+         CERTIFICATE and SSL KEY"
     } else if reason.contains("certificate required") || reason.contains("handshake failure") {
         "; the brokers require a client certificate they trust: set SSL CERTIFICATE and SSL KEY"
     } else if reason.contains("unknown ca") || reason.contains("bad certificate") {

@@ -13,6 +13,7 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::acl;
 use crate::producer::DeliveryMode;
 use crate::topic::{self, redacted, TopicError};
 use outflow_protocol::{ProgressScan, ProtocolError, Recovery, SinkNames};
@@ -404,13 +405,23 @@ pub fn committed_seqs(
                 })?;
         let mut partitions = TopicPartitionList::new();
         partitions.add_partition(topic, PROGRESS_PARTITION);
+        let described = |error: KafkaError| match error.rdkafka_error_code() {
+            Some(code) if acl::is_authorization_failure(code) => {
+                format!(
+                    "{} ({})",
+                    reader_denial(code, topic, &group),
+                    redacted(&error)
+                )
+            }
+            _ => redacted(&error),
+        };
         let committed = consumer
             .committed_offsets(partitions, REQUEST_TIMEOUT)
-            .map_err(|error| failed(redacted(&error)))?;
+            .map_err(|error| failed(described(error)))?;
         let Some(entry) = committed.find_partition(topic, PROGRESS_PARTITION) else {
             return Err(failed("the answer did not name partition 0".to_string()));
         };
-        entry.error().map_err(|error| failed(redacted(&error)))?;
+        entry.error().map_err(|error| failed(described(error)))?;
         match entry.offset() {
             Offset::Offset(offset) => {
                 let seq = u64::try_from(offset)
@@ -443,7 +454,15 @@ pub fn fence(config: &ClientConfig, transactional_id: &str) -> Result<()> {
         .init_transactions(REQUEST_TIMEOUT)
         .map_err(|error| ProgressReadError::Fence {
             transactional_id: transactional_id.to_string(),
-            reason: redacted(&error),
+            reason: match error.rdkafka_error_code() {
+                Some(code) if acl::is_authorization_failure(code) => format!(
+                    "{}; grant Write on the sink's TRANSACTIONAL ID PREFIX (pattern type \
+                     PREFIXED) ({})",
+                    acl::not_authorized("Write", acl::Resource::TransactionalId(transactional_id)),
+                    redacted(&error)
+                ),
+                _ => redacted(&error),
+            },
         })
 }
 
@@ -554,10 +573,18 @@ fn read_to_end(
                     | RDKafkaErrorCode::ClusterAuthorizationFailed,
                 )),
             ) => {
+                let reason = match error.rdkafka_error_code() {
+                    Some(code) if acl::is_authorization_failure(code) => format!(
+                        "{} ({})",
+                        reader_denial(code, topic, group),
+                        redacted(&error)
+                    ),
+                    _ => redacted(&error),
+                };
                 return Err(ProgressReadError::Read {
                     topic: topic.to_string(),
                     position,
-                    reason: redacted(&error),
+                    reason,
                 });
             }
             Err(error) => {
@@ -566,6 +593,25 @@ fn read_to_end(
                 last_error = Some(redacted(&error));
             }
         }
+    }
+}
+
+/// What the progress reader lacked when the broker refused it with `code`: it fetches the
+/// topic (Read) as a consumer of `group`, which it only looks up (Describe).
+fn reader_denial(code: RDKafkaErrorCode, topic: &str, group: &str) -> String {
+    match code {
+        RDKafkaErrorCode::GroupAuthorizationFailed => format!(
+            "{}; grant Read on the sink's PROGRESS GROUP ID PREFIX (pattern type PREFIXED), \
+             which includes Describe",
+            acl::not_authorized("Describe", acl::Resource::Group(group))
+        ),
+        RDKafkaErrorCode::ClusterAuthorizationFailed => {
+            acl::not_authorized("ClusterAction", acl::Resource::Cluster)
+        }
+        _ => format!(
+            "{}; grant Read and Write on topic '{topic}'",
+            acl::not_authorized("Read", acl::Resource::Topic(topic))
+        ),
     }
 }
 
