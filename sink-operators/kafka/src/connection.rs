@@ -697,6 +697,37 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_client_certificate_is_told_from_a_missing_one() {
+        let alert = "receive failed: ssl routines::sslv3 alert bad certificate";
+        assert!(tls_hint(alert, false).contains("presents none: set SSL CERTIFICATE and SSL KEY"));
+        assert!(tls_hint(alert, true).contains("do not trust the client certificate"));
+        assert!(tls_hint("certificate verify failed", false).contains("SSL CERTIFICATE AUTHORITY"));
+    }
+
+    #[test]
+    fn sasl_failures_name_the_mechanism_and_the_user() {
+        let catalog = Catalog::from_sql(STATEMENTS).unwrap();
+        let connection =
+            KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
+        assert_eq!(
+            connection.sasl_attempt(),
+            "SASL SCRAM-SHA-256 authentication as user \"alice\""
+        );
+        let error = connection.failure(Failure {
+            code: RDKafkaErrorCode::Authentication,
+            reason: "sasl_ssl://a:9092/bootstrap: SASL authentication error: hunter2 refused"
+                .to_string(),
+        });
+        assert_eq!(
+            error.to_string(),
+            "cannot connect to Kafka connection \"k\" at a:9092: SASL SCRAM-SHA-256 \
+             authentication as user \"alice\" failed: SASL authentication error: <redacted> \
+             refused; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
+             brokers accept that mechanism on this port"
+        );
+    }
+
+    #[test]
     fn an_unreachable_broker_is_named_quickly() {
         // A port nobody listens on: the connection is refused at once.
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -1427,6 +1427,54 @@ mod tests {
     }
 
     #[test]
+    fn authorization_refusals_are_fatal_and_name_the_permission() {
+        let settings = settings(DeliveryMode::ExactlyOnce);
+        let failed =
+            |code, call| failed_call(&settings, call, &KafkaError::MessageProduction(code));
+        let txn = failed(
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+            "init_transactions",
+        );
+        assert_eq!(txn.kind, ErrorKind::Fatal);
+        assert!(
+            txn.message.starts_with(
+                "init_transactions of tx-s1-2 failed: not authorized to Write to TransactionalId \
+                 'tx-s1-2'; grant Write on TransactionalId prefix 'tx-' (pattern type PREFIXED) ("
+            ),
+            "{}",
+            txn.message
+        );
+        let group = failed(RDKafkaErrorCode::GroupAuthorizationFailed, SEND_OFFSETS);
+        assert!(
+            group.message.contains(
+                "not authorized to Read group 'pg-s1-2'; grant Read on Group prefix 'pg-'"
+            ),
+            "{}",
+            group.message
+        );
+        let offsets_topic = failed(RDKafkaErrorCode::TopicAuthorizationFailed, SEND_OFFSETS);
+        assert!(
+            offsets_topic
+                .message
+                .contains("not authorized to Read topic 'progress'"),
+            "{}",
+            offsets_topic.message
+        );
+        assert_eq!(
+            logged_denial(
+                "TxnCoordinator/1: Failed to add partition \"progress\" [0] to transaction: \
+                 Broker: Topic authorization failed"
+            )
+            .as_deref(),
+            Some("not authorized to Write to topic 'progress'; grant Write on topic 'progress'")
+        );
+        assert_eq!(
+            logged_denial("Failed to add partition \"p\" [0]: timed out"),
+            None
+        );
+    }
+
+    #[test]
     fn merged_deliveries_wake_the_worker_once() {
         let wakes = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&wakes);
