@@ -23,7 +23,7 @@ use outflow::connection::ConnectionError;
 use outflow::statement::Catalog;
 use outflow::{SinkError, SinkPlan};
 use outflow_tests::acl::Grant;
-use outflow_tests::broker::unique_name;
+use outflow_tests::broker::{create_topic, unique_name};
 use outflow_tests::committed;
 use outflow_tests::kafka::{
     AclOperation, AclResource, Kafka, Listener, ScramMechanism, ADMIN, ALICE,
@@ -69,6 +69,11 @@ fn feed_text() -> String {
 /// `connection` is the option list of `CREATE CONNECTION secure`, without its progress topic;
 /// `secrets` are `CREATE SECRET` statements it names.
 fn case(label: &str, secrets: &str, connection: &str) -> Case {
+    case_with(label, secrets, connection, "")
+}
+
+/// `sink_options` are appended to the sink's `WITH`-less option list, e.g. `, TOPIC CONFIG …`.
+fn case_with(label: &str, secrets: &str, connection: &str, sink_options: &str) -> Case {
     let dir = tempfile::tempdir().unwrap();
     let sink = unique_name(&format!("sec-{label}"));
     let topic = format!("{sink}-data");
@@ -79,7 +84,7 @@ fn case(label: &str, secrets: &str, connection: &str) -> Case {
          CREATE CONNECTION secure TO KAFKA ({connection}, PROGRESS TOPIC '{progress_topic}');
          CREATE TABLE orders (order_id bigint PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL);
          CREATE SINK \"{sink}\" FROM orders INTO KAFKA CONNECTION secure (TOPIC '{topic}',
-             TOPIC PARTITION COUNT 2, TRANSACTIONAL ID PREFIX '{prefix}', PROGRESS GROUP ID PREFIX '{prefix}')
+             TOPIC PARTITION COUNT 2, TRANSACTIONAL ID PREFIX '{prefix}', PROGRESS GROUP ID PREFIX '{prefix}'{sink_options})
            KEY (order_id) FORMAT JSON ENVELOPE UPSERT;"
     );
     let statements = write_file(&dir, "statements.sql", &sql);
@@ -103,6 +108,17 @@ fn scram_case(
     password: &str,
     authority: &str,
 ) -> Case {
+    scram_case_with(label, mechanism, username, password, authority, "")
+}
+
+fn scram_case_with(
+    label: &str,
+    mechanism: ScramMechanism,
+    username: &str,
+    password: &str,
+    authority: &str,
+    sink_options: &str,
+) -> Case {
     let kafka = Kafka::shared();
     let secrets = format!(
         "CREATE SECRET password AS '{password}';\nCREATE SECRET authority AS '{authority}';"
@@ -114,7 +130,7 @@ fn scram_case(
         kafka.bootstrap_for(Listener::SaslSsl),
         mechanism.name()
     );
-    case(label, &secrets, &connection)
+    case_with(label, &secrets, &connection, sink_options)
 }
 
 fn harness_authority() -> String {
@@ -579,5 +595,77 @@ fn without_read_on_the_worker_progress_group() {
             "not authorized to Read group '{prefix}{sink}-0'",
             "grant Read on Group prefix '{prefix}' (pattern type PREFIXED)",
         ],
+    );
+}
+
+/// An existing data topic and `TOPIC CONFIG`: the preflight describes the topic's configs to
+/// report differences, which takes DescribeConfigs on it, beyond the table. Without it the sink
+/// still runs, and its status says the configs went unchecked and why.
+#[test]
+fn topic_config_of_an_existing_topic_needs_describe_configs_on_it() {
+    let case = scram_case_with(
+        "describe-configs",
+        ScramMechanism::Sha512,
+        ALICE.name,
+        ALICE.password,
+        &harness_authority(),
+        ", TOPIC CONFIG MAP['retention.ms' => '7200000']",
+    );
+    create_topic(&Kafka::shared().bootstrap(), &case.topic, 2, &[]);
+    let grants: Vec<Grant> = required_acls(&case)
+        .into_iter()
+        .map(|(_, grant)| grant)
+        .collect();
+    Kafka::shared()
+        .grant(&ALICE.principal(), &grants)
+        .expect("granting alice's ACLs");
+    let notes = |run: &Run| {
+        run.status
+            .as_ref()
+            .map(|s| s["sinks"][0]["notes"].to_string())
+            .unwrap_or_default()
+    };
+    let unchecked = run(&case, RUN_WITHIN);
+    assert_succeeded("without DescribeConfigs", &case, &unchecked);
+    let expected = format!(
+        "was not checked against the requested configs: the broker described none of them, as \
+         Kafka does for a principal not authorized to DescribeConfigs topic '{topic}'; grant \
+         DescribeConfigs on topic '{topic}'",
+        topic = case.topic
+    );
+    println!("without DescribeConfigs: {}", notes(&unchecked));
+    assert!(
+        notes(&unchecked).contains(&expected),
+        "{}",
+        notes(&unchecked)
+    );
+
+    Kafka::shared()
+        .grant(
+            &ALICE.principal(),
+            &[(
+                AclResource::Topic(case.topic.clone()),
+                vec![AclOperation::DescribeConfigs],
+            )],
+        )
+        .expect("granting DescribeConfigs");
+    let checked = run(&case, RUN_WITHIN);
+    assert!(checked.exit.is_some_and(|e| e.success()), "{checked:?}");
+    println!("with DescribeConfigs: {}", notes(&checked));
+    // The existing topic keeps the broker's retention, and the status says so.
+    assert!(
+        notes(&checked).contains("retention.ms") && notes(&checked).contains("604800000"),
+        "{}",
+        notes(&checked)
+    );
+    // The rerun finds the progress topic too, and checks it is compacted: DescribeConfigs on
+    // the progress topic, which alice lacks.
+    assert!(
+        notes(&checked).contains(&format!(
+            "as Kafka does for a principal not authorized to DescribeConfigs topic '{}'",
+            case.progress_topic
+        )),
+        "{}",
+        notes(&checked)
     );
 }

@@ -88,6 +88,13 @@ pub enum TopicDifference {
     /// The broker cannot describe topic configs (it has no reachable controller, as
     /// librdkafka's mock cluster has none), so the requested configs were not checked.
     ConfigsNotDescribed,
+    /// The broker answered DescribeConfigs with no configs at all. Kafka refuses a principal
+    /// without DescribeConfigs on the topic so, and rust-rdkafka drops the per-resource error
+    /// code, leaving an empty answer: every config would otherwise look unset.
+    ConfigsNotAuthorized {
+        /// The topic.
+        topic: String,
+    },
 }
 
 impl fmt::Display for TopicDifference {
@@ -122,6 +129,13 @@ impl fmt::Display for TopicDifference {
             TopicDifference::ConfigsNotDescribed => write!(
                 f,
                 "was not checked against the requested configs: the broker has no controller to describe them"
+            ),
+            TopicDifference::ConfigsNotAuthorized { topic } => write!(
+                f,
+                "was not checked against the requested configs: the broker described none of \
+                 them, as Kafka does for a principal {}; {}",
+                acl::not_authorized("DescribeConfigs", acl::Resource::Topic(topic)),
+                acl::grant("DescribeConfigs", acl::Resource::Topic(topic), None)
             ),
         }
     }
@@ -389,7 +403,12 @@ fn ensure_topic(
             differences.push(TopicDifference::ConfigsNotDescribed);
         } else if !configs.is_empty() {
             let actual = describe_topic_configs(&admin, topic)?;
-            for (name, requested) in configs {
+            if actual.is_empty() {
+                differences.push(TopicDifference::ConfigsNotAuthorized {
+                    topic: topic.to_string(),
+                });
+            }
+            for (name, requested) in configs.iter().filter(|_| !actual.is_empty()) {
                 let value = actual.get(name);
                 if value != Some(requested) {
                     differences.push(TopicDifference::Config {
