@@ -633,6 +633,56 @@ impl Kafka {
             .collect())
     }
 
+    /// Where Kafka's Java producer, with its default partitioner, puts each of `keys` on
+    /// `topic`: it sends one record per key (`tests/kafka/java/KeyPartitions.java`, over
+    /// `PLAINTEXT`) and returns the partition the broker stored each in, in the order of `keys`.
+    pub fn java_key_partitions(&self, topic: &str, keys: &[Vec<u8>]) -> io::Result<Vec<i32>> {
+        let mut command = java_source_command("KeyPartitions.java")?;
+        command
+            .arg(self.bootstrap())
+            .arg(topic)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("running KeyPartitions.java: {e}")))?;
+        let input: String = keys
+            .iter()
+            .map(|key| {
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                hex + "\n"
+            })
+            .collect();
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // Written from a thread: the program prints as it goes, and a full pipe either way
+        // would stall both.
+        let writer = thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let output = child.wait_with_output()?;
+        writer.join().expect("the writer thread")?;
+        if !output.status.success() {
+            return Err(tool_failure("KeyPartitions.java", &output));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let partitions: Vec<i32> = stdout
+            .lines()
+            .map(|line| {
+                line.split(' ')
+                    .nth(2)
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| io::Error::other(format!("KeyPartitions.java printed {line:?}")))
+            })
+            .collect::<io::Result<_>>()?;
+        if partitions.len() != keys.len() {
+            return Err(io::Error::other(format!(
+                "KeyPartitions.java placed {} records for {} keys:\n{stdout}",
+                partitions.len(),
+                keys.len()
+            )));
+        }
+        Ok(partitions)
+    }
+
     /// Allows `principal` (`User:alice`) the `operations` on `resource`, with Kafka's
     /// `AclCommand` over `PLAINTEXT`, and waits until the broker's authorizer lists them.
     pub fn add_acls(

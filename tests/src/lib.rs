@@ -3,8 +3,10 @@
 pub mod acl;
 pub mod broker;
 pub mod committed;
+pub mod driver;
 pub mod kafka;
 pub mod pipeline;
 pub mod rawlog;
 pub mod registry;
+pub mod target;
 pub mod tls;

@@ -1,9 +1,13 @@
 //! Process-level faults: `outflow run` over a feed of two tables and four sinks (JSON UPSERT,
 //! JSON DEBEZIUM, Avro UPSERT through the test registry, TEXT UPSERT) is killed with SIGKILL
 //! at random moments and restarted with other worker counts, finally as a 2-process cluster
-//! that runs to the end. Then every topic, audited with the raw-log reader (read_committed
-//! applied from the control batches), holds each change exactly once, and `outflow read`
+//! that runs to the end. Then every topic holds each change exactly once, and `outflow read`
 //! prints exactly the feed's final state.
+//!
+//! The same body runs on Apache Kafka, where `run` and `read` trust the broker's
+//! `read_committed` and the topics are read by a librdkafka consumer at `read_committed`, and on
+//! Tansu, where they are given `--broker-shows-aborted` (recovery and `read` apply the control
+//! batches of the raw log themselves) and the topics are audited with the raw-log reader.
 //!
 //! `OUTFLOW_FAULT_SEED` replays a seed (each run prints its own); `OUTFLOW_FAULT_ROUNDS` sets
 //! how many killed runs come before the last one (default 2; `just faults` runs more).
@@ -15,9 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cli::{order_json, outflow, outflow_binary, text, update_line, write_file};
-use outflow_tests::broker::{shared_broker, unique_name};
-use outflow_tests::rawlog;
+use outflow_tests::broker::unique_name;
 use outflow_tests::registry::SchemaRegistry;
+use outflow_tests::target::Target;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -104,7 +108,7 @@ struct Sinks {
     text_upsert: String,
 }
 
-fn statements(registry: &SchemaRegistry, prefix: &str) -> (String, Sinks) {
+fn statements(target: Target, registry: &SchemaRegistry, prefix: &str) -> (String, Sinks) {
     let sinks = Sinks {
         json_upsert: unique_name("faults-json"),
         json_debezium: unique_name("faults-debezium"),
@@ -124,7 +128,7 @@ fn statements(registry: &SchemaRegistry, prefix: &str) -> (String, Sinks) {
          CREATE SINK \"{c}\" FROM orders INTO KAFKA CONNECTION k ({oc}) KEY (order_id)
            FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr ENVELOPE UPSERT;
          CREATE SINK \"{d}\" FROM tags INTO KAFKA CONNECTION k ({od}) KEY (tag) FORMAT TEXT ENVELOPE UPSERT;",
-        bootstrap = shared_broker().bootstrap(),
+        bootstrap = target.bootstrap(),
         url = registry.url(),
         a = sinks.json_upsert,
         b = sinks.json_debezium,
@@ -138,19 +142,20 @@ fn statements(registry: &SchemaRegistry, prefix: &str) -> (String, Sinks) {
     (sql, sinks)
 }
 
-fn spawn_run(statements: &str, feed: &str, extra: &[String]) -> Child {
+/// `--broker-shows-aborted` where the target needs it.
+fn broker_flags(target: Target) -> &'static [&'static str] {
+    if target.shows_aborted() {
+        &["--broker-shows-aborted"]
+    } else {
+        &[]
+    }
+}
+
+fn spawn_run(target: Target, statements: &str, feed: &str, extra: &[String]) -> Child {
     Command::new(outflow_binary())
-        .args([
-            "run",
-            statements,
-            "--feed",
-            feed,
-            "--broker-shows-aborted",
-            "--commit-interval-ms",
-            "50",
-            "--pace-ms",
-            PACE_MS,
-        ])
+        .args(["run", statements, "--feed", feed])
+        .args(broker_flags(target))
+        .args(["--commit-interval-ms", "50", "--pace-ms", PACE_MS])
         .args(extra)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
@@ -197,6 +202,7 @@ fn free_port() -> u16 {
 
 /// Runs of `processes` processes of `workers` workers each; the children.
 fn start(
+    target: Target,
     statements: &str,
     feed: &str,
     dir: &tempfile::TempDir,
@@ -205,7 +211,7 @@ fn start(
 ) -> Vec<Child> {
     let workers = vec!["--workers".to_string(), workers.to_string()];
     if processes == 1 {
-        return vec![spawn_run(statements, feed, &workers)];
+        return vec![spawn_run(target, statements, feed, &workers)];
     }
     let hosts: Vec<String> = (0..processes)
         .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -222,19 +228,20 @@ fn start(
                 "-h".to_string(),
                 hostfile.clone(),
             ]);
-            spawn_run(statements, feed, &args)
+            spawn_run(target, statements, feed, &args)
         })
         .collect()
 }
 
 /// Per key, the committed values of a topic in offset order, keyed as `key_of` says.
 fn committed_by_key(
+    target: Target,
     topic: &str,
     key_of: impl Fn(&[u8]) -> String,
     value_of: impl Fn(Option<&[u8]>) -> Option<String>,
 ) -> BTreeMap<String, Vec<Option<String>>> {
     let mut out: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
-    for record in rawlog::read_committed(&shared_broker().bootstrap(), topic).unwrap() {
+    for record in target.read_committed(topic) {
         let key = key_of(record.key.as_deref().expect("keyed messages"));
         out.entry(key)
             .or_default()
@@ -243,8 +250,10 @@ fn committed_by_key(
     out
 }
 
-fn read_rows(statements: &str, sink: &str) -> Vec<String> {
-    let output = outflow(&["read", statements, "--sink", sink, "--broker-shows-aborted"]);
+fn read_rows(target: Target, statements: &str, sink: &str) -> Vec<String> {
+    let mut args = vec!["read", statements, "--sink", sink];
+    args.extend(broker_flags(target));
+    let output = outflow(&args);
     assert!(
         output.status.success(),
         "read {sink}: {}",
@@ -260,8 +269,21 @@ fn read_rows(statements: &str, sink: &str) -> Vec<String> {
     lines
 }
 
-#[test]
-fn killed_and_restarted_runs_write_every_change_exactly_once() {
+mod kafka {
+    #[test]
+    fn killed_and_restarted_runs_write_every_change_exactly_once() {
+        super::killed_and_restarted_runs(super::Target::Kafka);
+    }
+}
+
+mod tansu {
+    #[test]
+    fn killed_and_restarted_runs_write_every_change_exactly_once() {
+        super::killed_and_restarted_runs(super::Target::Tansu);
+    }
+}
+
+fn killed_and_restarted_runs(target: Target) {
     let seed = std::env::var("OUTFLOW_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -270,12 +292,15 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
-    eprintln!("cli_faults: OUTFLOW_FAULT_SEED={seed} OUTFLOW_FAULT_ROUNDS={rounds}");
+    eprintln!(
+        "cli_faults on {}: OUTFLOW_FAULT_SEED={seed} OUTFLOW_FAULT_ROUNDS={rounds}",
+        target.name()
+    );
     let mut rng = StdRng::seed_from_u64(seed);
 
     let registry = SchemaRegistry::start();
     let dir = tempfile::tempdir().unwrap();
-    let (sql, sinks) = statements(&registry, &unique_name("faults-tx"));
+    let (sql, sinks) = statements(target, &registry, &unique_name("faults-tx"));
     let statements = write_file(&dir, "statements.sql", &sql);
     let feed = feed(seed, 120);
     let feed_path = write_file(&dir, "feed.jsonl", &(feed.lines.join("\n") + "\n"));
@@ -287,7 +312,7 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
         let kill_after = Duration::from_millis(rng.gen_range(500..3500));
         let processes = if round % 3 == 1 { 2 } else { 1 };
         eprintln!("cli_faults: round {round}: {processes} process(es) × {workers} workers, SIGKILL after {kill_after:?}");
-        let mut children = start(&statements, &feed_path, &dir, processes, workers);
+        let mut children = start(target, &statements, &feed_path, &dir, processes, workers);
         std::thread::sleep(kill_after);
         for child in &mut children {
             let _ = child.kill();
@@ -295,7 +320,10 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
         }
     }
     eprintln!("cli_faults: last run: 2 processes × 1 worker, to the end");
-    wait_all(start(&statements, &feed_path, &dir, 2, 1), "the last run");
+    wait_all(
+        start(target, &statements, &feed_path, &dir, 2, 1),
+        "the last run",
+    );
 
     // Exactly once: each key's committed messages are its changes, in order, once each.
     let expected = |table: &str| -> BTreeMap<String, Vec<Option<String>>> {
@@ -310,7 +338,7 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
     };
     let utf8 = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8(b.to_vec()).unwrap());
     assert_eq!(
-        committed_by_key(&sinks.json_upsert, json_key, utf8),
+        committed_by_key(target, &sinks.json_upsert, json_key, utf8),
         expected("orders"),
         "seed {seed}: JSON UPSERT"
     );
@@ -338,7 +366,7 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
         })
         .collect();
     assert_eq!(
-        committed_by_key(&sinks.json_debezium, json_key, after),
+        committed_by_key(target, &sinks.json_debezium, json_key, after),
         reencoded,
         "seed {seed}: JSON DEBEZIUM"
     );
@@ -351,6 +379,7 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
         .collect();
     assert_eq!(
         committed_by_key(
+            target,
             &sinks.text_upsert,
             |b| String::from_utf8(b.to_vec()).unwrap(),
             utf8
@@ -361,6 +390,7 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
     // Avro keys carry the schema id; the count per key is what is checked here, the values
     // through `outflow read` below.
     let avro_counts: BTreeMap<usize, usize> = committed_by_key(
+        target,
         &sinks.avro_upsert,
         |b| format!("{b:?}"),
         |b| b.map(|b| format!("{b:?}")),
@@ -391,13 +421,13 @@ fn killed_and_restarted_runs_write_every_change_exactly_once() {
         .collect();
     for sink in [&sinks.json_upsert, &sinks.json_debezium, &sinks.avro_upsert] {
         assert_eq!(
-            read_rows(&statements, sink),
+            read_rows(target, &statements, sink),
             orders,
             "seed {seed}: read {sink}"
         );
     }
     assert_eq!(
-        read_rows(&statements, &sinks.text_upsert),
+        read_rows(target, &statements, &sinks.text_upsert),
         tags,
         "seed {seed}: read {}",
         sinks.text_upsert

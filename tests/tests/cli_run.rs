@@ -1,29 +1,35 @@
-//! The `outflow` program against Tansu: `run` a statements file over a change feed, then
-//! `read` prints exactly the feed's final state; a bad feed line stops the run with its line
-//! number and leaves the topics committed up to the last good time and no further.
+//! The `outflow` program against a real broker: `run` a statements file over a change feed,
+//! then `read` prints exactly the feed's final state; a bad feed line stops the run with its
+//! line number and leaves the topics committed up to the last good time and no further; a
+//! DEBEZIUM key need not be unique; materialized views are refused.
 //!
-//! Tansu shows aborted records to `read_committed` readers, so the runs pass
-//! `--broker-shows-aborted`, and what the topics hold is audited with the raw-log reader.
+//! On Apache Kafka (module `kafka`, every test) neither `run` nor `read` is given
+//! `--broker-shows-aborted`, and what the topics hold is audited with a librdkafka consumer at
+//! `read_committed` ([`outflow_tests::committed`]). On Tansu (module `tansu`), whose
+//! `read_committed` shows aborted records, the round trip runs with `--broker-shows-aborted`,
+//! the path where `run` recovers and `read` reads from the raw log with the control batches
+//! applied, and the topics are audited with the raw-log reader.
 
 mod cli;
 
 use std::collections::BTreeMap;
 
 use cli::{order_json, outflow, text, update_line, write_file};
-use outflow_tests::broker::{shared_broker, unique_name};
-use outflow_tests::rawlog;
+use outflow_tests::broker::unique_name;
+use outflow_tests::target::Target;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Two sinks of one `orders` table: JSON UPSERT and JSON DEBEZIUM.
 struct Setup {
+    target: Target,
     dir: tempfile::TempDir,
     statements: String,
     upsert: String,
     debezium: String,
 }
 
-fn setup() -> Setup {
+fn setup(target: Target) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let upsert = unique_name("cli-upsert");
     let debezium = unique_name("cli-debezium");
@@ -37,10 +43,11 @@ fn setup() -> Setup {
          CREATE SINK \"{debezium}\" FROM orders INTO KAFKA CONNECTION k (TOPIC '{debezium}', TOPIC PARTITION COUNT 2,
              TRANSACTIONAL ID PREFIX '{prefix}', PROGRESS GROUP ID PREFIX '{prefix}')
            KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM;",
-        bootstrap = shared_broker().bootstrap()
+        bootstrap = target.bootstrap()
     );
     let statements = write_file(&dir, "statements.sql", &sql);
     Setup {
+        target,
         dir,
         statements,
         upsert,
@@ -88,23 +95,28 @@ fn run_args<'a>(setup: &'a Setup, feed: &'a str, extra: &[&'a str]) -> Vec<&'a s
         setup.statements.as_str(),
         "--feed",
         feed,
-        "--broker-shows-aborted",
         "--commit-interval-ms",
         "50",
     ];
+    args.extend(broker_flags(setup.target));
     args.extend_from_slice(extra);
     args
 }
 
+/// `--broker-shows-aborted` where the target needs it.
+fn broker_flags(target: Target) -> &'static [&'static str] {
+    if target.shows_aborted() {
+        &["--broker-shows-aborted"]
+    } else {
+        &[]
+    }
+}
+
 /// `outflow read`'s lines: the rows, and the frontier line last.
 fn read(setup: &Setup, sink: &str) -> (Vec<String>, serde_json::Value) {
-    let output = outflow(&[
-        "read",
-        &setup.statements,
-        "--sink",
-        sink,
-        "--broker-shows-aborted",
-    ]);
+    let mut args = vec!["read", setup.statements.as_str(), "--sink", sink];
+    args.extend(broker_flags(setup.target));
+    let output = outflow(&args);
     assert!(
         output.status.success(),
         "read {sink} failed: {}",
@@ -116,9 +128,9 @@ fn read(setup: &Setup, sink: &str) -> (Vec<String>, serde_json::Value) {
 }
 
 /// The `outflow-time` of every committed message of `topic`.
-fn committed_times(topic: &str) -> Vec<u64> {
-    rawlog::read_committed(&shared_broker().bootstrap(), topic)
-        .unwrap()
+fn committed_times(target: Target, topic: &str) -> Vec<u64> {
+    target
+        .read_committed(topic)
         .iter()
         .map(|record| {
             let (_, value) = record
@@ -134,9 +146,34 @@ fn committed_times(topic: &str) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn run_then_read_prints_the_final_state() {
-    let setup = setup();
+mod kafka {
+    use super::Target::Kafka;
+
+    #[test]
+    fn run_then_read_prints_the_final_state() {
+        super::run_then_read(Kafka);
+    }
+
+    #[test]
+    fn every_bad_feed_line_names_its_line_and_nothing_after_the_last_good_time_is_written() {
+        super::bad_feed_lines(Kafka);
+    }
+
+    #[test]
+    fn a_debezium_key_that_is_not_unique_runs_end_to_end() {
+        super::debezium_key_not_unique(Kafka);
+    }
+}
+
+mod tansu {
+    #[test]
+    fn run_then_read_prints_the_final_state() {
+        super::run_then_read(super::Target::Tansu);
+    }
+}
+
+fn run_then_read(target: Target) {
+    let setup = setup(target);
     let (lines, expected) = order_feed(11, 12);
     let feed = write_file(&setup.dir, "feed.jsonl", &(lines.join("\n") + "\n"));
     let status = setup.dir.path().join("status.json").display().to_string();
@@ -191,19 +228,18 @@ fn run_then_read_prints_the_final_state() {
     }
 
     // Run again on the same feed: everything is committed, so nothing more is written.
-    let before = committed_times(&setup.upsert).len();
+    let before = committed_times(setup.target, &setup.upsert).len();
     let again = outflow(&run_args(&setup, &feed, &[]));
     assert!(
         again.status.success(),
         "second run failed: {}",
         text(&again.stderr)
     );
-    assert_eq!(committed_times(&setup.upsert).len(), before);
+    assert_eq!(committed_times(setup.target, &setup.upsert).len(), before);
     assert_eq!(read(&setup, &setup.upsert).0, expected);
 }
 
-#[test]
-fn every_bad_feed_line_names_its_line_and_nothing_after_the_last_good_time_is_written() {
+fn bad_feed_lines(target: Target) {
     let (good, _) = order_feed(5, 2);
     // Rows of times 1 and 2 are complete; time 3 has begun when the bad line comes.
     let started_time_3 = update_line("orders", 3, 1, &order_json(100, "late", 100));
@@ -245,7 +281,7 @@ fn every_bad_feed_line_names_its_line_and_nothing_after_the_last_good_time_is_wr
     let expected: Vec<String> = state.into_values().collect();
 
     for (bad, problem) in bad_lines {
-        let setup = setup();
+        let setup = setup(target);
         let mut lines = good.clone();
         lines.push(started_time_3.clone());
         lines.push(bad.to_string());
@@ -273,13 +309,89 @@ fn every_bad_feed_line_names_its_line_and_nothing_after_the_last_good_time_is_wr
             "{bad}: {frontier}"
         );
         for sink in [&setup.upsert, &setup.debezium] {
-            let times = committed_times(sink);
+            let times = committed_times(setup.target, sink);
             assert!(
                 !times.is_empty() && times.iter().all(|&t| t < 3),
                 "{bad}: sink {sink} committed times {times:?}"
             );
         }
     }
+}
+
+/// Under DEBEZIUM, `KEY (…)` names the message key and what pairs updates; unlike UPSERT it need
+/// not be a known unique key (as in Materialize). A key that gains a second row is written, not
+/// refused: each row's changes go out in order, under the key.
+fn debezium_key_not_unique(target: Target) {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_name("cli-debezium-loose-key");
+    let sql = format!(
+        "CREATE CONNECTION k TO KAFKA (BROKER '{bootstrap}', SECURITY PROTOCOL PLAINTEXT);
+         CREATE TABLE u (k bigint NOT NULL, val text);
+         CREATE SINK \"{topic}\" FROM u INTO KAFKA CONNECTION k (TOPIC '{topic}',
+             TRANSACTIONAL ID PREFIX '{topic}-', PROGRESS GROUP ID PREFIX '{topic}-')
+           KEY (k) FORMAT JSON ENVELOPE DEBEZIUM;",
+        bootstrap = target.bootstrap()
+    );
+    let statements = write_file(&dir, "statements.sql", &sql);
+    let check = outflow(&["check", &statements]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+
+    let lines = [
+        update_line("u", 1, 1, r#"{"k":1,"val":"a"}"#),
+        update_line("u", 1, 1, r#"{"k":2,"val":"b"}"#),
+        // Key 1 gains a second row.
+        update_line("u", 2, 1, r#"{"k":1,"val":"c"}"#),
+        // One of its rows changes, then goes.
+        update_line("u", 3, -1, r#"{"k":1,"val":"a"}"#),
+        update_line("u", 3, 1, r#"{"k":1,"val":"d"}"#),
+        update_line("u", 4, -1, r#"{"k":1,"val":"d"}"#),
+        r#"{"advance": 5}"#.to_string(),
+    ];
+    let feed = write_file(&dir, "feed.jsonl", &(lines.join("\n") + "\n"));
+    let output = outflow(
+        &[
+            "run",
+            &statements,
+            "--feed",
+            &feed,
+            "--commit-interval-ms",
+            "50",
+        ]
+        .into_iter()
+        .chain(broker_flags(target).iter().copied())
+        .collect::<Vec<_>>(),
+    );
+    assert!(
+        output.status.success(),
+        "run failed: {}\n{}",
+        text(&output.stderr),
+        text(&output.stdout)
+    );
+
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in target.read_committed(&topic) {
+        let key = String::from_utf8(record.key.expect("a message key")).unwrap();
+        let value = String::from_utf8(record.value.expect("a Debezium value")).unwrap();
+        by_key.entry(key).or_default().push(value);
+    }
+    let expected: BTreeMap<String, Vec<String>> = [
+        (
+            r#"{"k":1}"#.to_string(),
+            vec![
+                r#"{"before":null,"after":{"k":1,"val":"a"}}"#.to_string(),
+                r#"{"before":null,"after":{"k":1,"val":"c"}}"#.to_string(),
+                r#"{"before":{"k":1,"val":"a"},"after":{"k":1,"val":"d"}}"#.to_string(),
+                r#"{"before":{"k":1,"val":"d"},"after":null}"#.to_string(),
+            ],
+        ),
+        (
+            r#"{"k":2}"#.to_string(),
+            vec![r#"{"before":null,"after":{"k":2,"val":"b"}}"#.to_string()],
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(by_key, expected);
 }
 
 #[test]

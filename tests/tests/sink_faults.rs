@@ -1,5 +1,6 @@
 //! The sink under faults: librdkafka's mock cluster refusing transactions and taking its
-//! broker down, and, on Tansu, a fenced producer whose commit only ever times out.
+//! broker down, and a fenced producer whose last act is a commit: on Tansu it only ever times
+//! out, on Apache Kafka it is refused at once.
 //!
 //! The mock cluster neither fences nor hides aborted records, and writes no control batches: a
 //! reader sees every record a producer delivered, aborted ones included. The audits here
@@ -15,9 +16,10 @@ use std::time::{Duration, Instant};
 use outflow::producer::{DeliveryMode, ProducerDriver, ProducerSettings, SinkRecord};
 use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkReport, SinkStatus};
-use outflow_protocol::{Action, Cadence, ErrorKind, Event, SinkNames};
-use outflow_tests::broker::{create_topic, shared_broker, unique_name};
+use outflow_protocol::{Action, Cadence, ErrorKind, Event, SinkNames, TxnError};
+use outflow_tests::broker::unique_name;
 use outflow_tests::pipeline::{expected_json, random_history, run_prepared, run_sink, RunOptions};
+use outflow_tests::target::Target;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -192,7 +194,7 @@ fn the_sink_stalls_while_the_broker_is_down_and_recovers_exactly_once() {
     let history = random_history(41, 25, 16, 8);
     let mut plan = plan(&bootstrap, &topic, "");
     plan.call_timeout = Duration::from_millis(700);
-    plan.transaction_timeout = Duration::from_secs(30);
+    plan.cadence.transaction_timeout = Duration::from_secs(30);
     let prepared = plan.preflight().expect("the sink prepares");
     let monitor = prepared.monitor().clone();
     // The mock cluster stays on this thread (its handle is not `Send`); the sink runs beside it.
@@ -253,18 +255,63 @@ fn the_sink_stalls_while_the_broker_is_down_and_recovers_exactly_once() {
     assert_committed_once(&report, &seen, &expected);
 }
 
-/// Tansu answers a fenced producer's EndTxn by closing the connection, so a zombie whose last
-/// act is a commit sees only timeouts. Past the transaction timeout the commit is reported as
-/// fenced, and the machine fails the worker instead of retrying for ever.
-#[test]
-fn a_fenced_producer_that_only_commits_fails_after_the_transaction_timeout() {
-    let broker = shared_broker();
+/// A zombie: worker 0 of a sink delivers a record in a transaction, a second instance of the
+/// same worker fences it, and the zombie's last act is to commit. Returns the zombie's error,
+/// how many of its commits timed out before it, how long that took, and the two drivers.
+struct Zombie {
+    topic: String,
+    error: TxnError,
+    timeouts: usize,
+    elapsed: Duration,
+    zombie: ProducerDriver<SinkRecord>,
+    successor: ProducerDriver<SinkRecord>,
+}
+
+fn wait_for_event(driver: &ProducerDriver<SinkRecord>) -> Event<SinkRecord> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(event) = driver.poll_event() {
+            return event;
+        }
+        assert!(Instant::now() < deadline, "no answer from the producer");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `init_transactions` until it succeeds, as the machine would: the short call timeout
+/// of these producers can pass while the broker creates its transaction state topic.
+fn initialize(driver: &ProducerDriver<SinkRecord>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        driver.execute(Action::InitTransactions);
+        match wait_for_event(driver) {
+            Event::Initialized(Ok(())) => return,
+            Event::Initialized(Err(error))
+                if matches!(error.kind, ErrorKind::TimedOut | ErrorKind::Retriable)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("init_transactions: {other:?}"),
+        }
+    }
+}
+
+fn record(value: &[u8]) -> SinkRecord {
+    SinkRecord {
+        partition: Some(0),
+        key: Some(b"k".to_vec()),
+        value: Some(value.to_vec()),
+        ..SinkRecord::default()
+    }
+}
+
+fn zombie_commits(target: Target) -> Zombie {
     let topic = unique_name("zombie");
     let progress = unique_name("zombie-progress");
-    create_topic(&broker.bootstrap(), &topic, 1, &[]);
-    create_topic(&broker.bootstrap(), &progress, 1, &[]);
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", broker.bootstrap());
+    target.create_topic(&topic, 1, &[]);
+    target.create_topic(&progress, 1, &[]);
+    let config = target.client_config();
     let names = SinkNames::new(
         unique_name("zombie-sink"),
         unique_name("tx"),
@@ -276,49 +323,30 @@ fn a_fenced_producer_that_only_commits_fails_after_the_transaction_timeout() {
     settings.transaction_timeout = Duration::from_millis(2500);
     settings.call_timeout = Duration::from_millis(600);
 
-    // Two instances of one sink's worker 0: the second fences the first.
-    let first: ProducerDriver<SinkRecord> =
+    let zombie: ProducerDriver<SinkRecord> =
         ProducerDriver::start(&config, settings.clone(), Box::new(|| {})).unwrap();
-    let wait = |driver: &ProducerDriver<SinkRecord>| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(event) = driver.poll_event() {
-                return event;
-            }
-            assert!(Instant::now() < deadline, "no answer from the producer");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
-    first.execute(Action::InitTransactions);
-    assert!(matches!(wait(&first), Event::Initialized(Ok(()))));
-    first.execute(Action::BeginTransaction);
-    assert!(matches!(wait(&first), Event::Began(Ok(()))));
-    let record = SinkRecord {
-        partition: Some(0),
-        key: Some(b"k".to_vec()),
-        value: Some(b"v".to_vec()),
-        ..SinkRecord::default()
-    };
-    first.execute(Action::Produce {
+    initialize(&zombie);
+    zombie.execute(Action::BeginTransaction);
+    assert!(matches!(wait_for_event(&zombie), Event::Began(Ok(()))));
+    zombie.execute(Action::Produce {
         transaction: 1,
         bytes: 2,
-        message: record,
+        message: record(b"zombie"),
     });
     assert!(matches!(
-        wait(&first),
+        wait_for_event(&zombie),
         Event::Delivered { result: Ok(()), .. }
     ));
 
-    let second: ProducerDriver<SinkRecord> =
+    let successor: ProducerDriver<SinkRecord> =
         ProducerDriver::start(&config, settings, Box::new(|| {})).unwrap();
-    second.execute(Action::InitTransactions);
-    assert!(matches!(wait(&second), Event::Initialized(Ok(()))));
+    initialize(&successor);
 
     let started = Instant::now();
     let mut timeouts = 0;
     let error = loop {
-        first.execute(Action::CommitTransaction);
-        match wait(&first) {
+        zombie.execute(Action::CommitTransaction);
+        match wait_for_event(&zombie) {
             Event::Committed(Err(error)) if error.kind == ErrorKind::TimedOut => timeouts += 1,
             Event::Committed(Err(error)) => break error,
             other => panic!("the zombie's commit did not fail: {other:?}"),
@@ -328,6 +356,29 @@ fn a_fenced_producer_that_only_commits_fails_after_the_transaction_timeout() {
             "still timing out after {timeouts} tries"
         );
     };
+    Zombie {
+        topic,
+        error,
+        timeouts,
+        elapsed: started.elapsed(),
+        zombie,
+        successor,
+    }
+}
+
+/// Tansu answers a fenced producer's EndTxn by closing the connection, so a zombie whose last
+/// act is a commit sees only timeouts. Past the transaction timeout the commit is reported as
+/// fenced, and the machine fails the worker instead of retrying for ever.
+#[test]
+fn a_fenced_producer_that_only_commits_fails_after_the_transaction_timeout() {
+    let Zombie {
+        error,
+        timeouts,
+        elapsed,
+        zombie,
+        successor,
+        ..
+    } = zombie_commits(Target::Tansu);
     assert_eq!(error.kind, ErrorKind::Fenced, "{error}");
     assert!(
         error
@@ -336,7 +387,54 @@ fn a_fenced_producer_that_only_commits_fails_after_the_transaction_timeout() {
         "{error}"
     );
     assert!(timeouts >= 2, "{timeouts} timeouts before {error}");
-    assert!(started.elapsed() >= Duration::from_millis(2500));
-    first.shutdown();
-    second.shutdown();
+    assert!(elapsed >= Duration::from_millis(2500));
+    zombie.shutdown();
+    successor.shutdown();
+}
+
+/// Apache Kafka refuses a fenced producer's EndTxn at once: the zombie's commit fails as fenced
+/// on its first try, well within the transaction timeout, and its delivered record never
+/// reaches a `read_committed` reader, while the successor's does.
+#[test]
+fn on_kafka_a_fenced_producer_that_only_commits_is_refused_at_once_and_its_record_never_shows() {
+    let Zombie {
+        topic,
+        error,
+        timeouts,
+        elapsed,
+        zombie,
+        successor,
+    } = zombie_commits(Target::Kafka);
+    assert_eq!(error.kind, ErrorKind::Fenced, "{error}");
+    assert_eq!(timeouts, 0, "the commit timed out before {error}");
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "refused after {elapsed:?}"
+    );
+    eprintln!("the zombie's commit, refused after {elapsed:?}: {error}");
+
+    successor.execute(Action::BeginTransaction);
+    assert!(matches!(wait_for_event(&successor), Event::Began(Ok(()))));
+    successor.execute(Action::Produce {
+        transaction: 1,
+        bytes: 2,
+        message: record(b"successor"),
+    });
+    assert!(matches!(
+        wait_for_event(&successor),
+        Event::Delivered { result: Ok(()), .. }
+    ));
+    successor.execute(Action::CommitTransaction);
+    assert!(matches!(
+        wait_for_event(&successor),
+        Event::Committed(Ok(()))
+    ));
+    let values: Vec<Option<Vec<u8>>> = Target::Kafka
+        .read_committed(&topic)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(values, [Some(b"successor".to_vec())]);
+    zombie.shutdown();
+    successor.shutdown();
 }

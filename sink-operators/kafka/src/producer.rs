@@ -43,8 +43,8 @@ pub enum DeliveryMode {
     AtLeastOnce,
 }
 
-/// `transaction.timeout.ms` of a sink's producers unless the plan says otherwise.
-pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// `transaction.timeout.ms` of a sink's producers unless its cadence says otherwise.
+pub use outflow_protocol::DEFAULT_TRANSACTION_TIMEOUT;
 /// How long one blocking producer call may take before it is retried, unless the plan says
 /// otherwise.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,7 +80,7 @@ pub struct ProducerSettings {
 }
 
 impl ProducerSettings {
-    /// Settings for worker `worker` with the default [`Compression`], a 60 s transaction
+    /// Settings for worker `worker` with the default [`Compression`], the cadence's transaction
     /// timeout, 30 s calls, 5 ms linger, and a queue bound derived from the machine's `cadence`.
     pub fn new(
         names: SinkNames,
@@ -96,7 +96,7 @@ impl ProducerSettings {
             progress_topic: progress_topic.into(),
             mode: DeliveryMode::ExactlyOnce,
             compression: Compression::default(),
-            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
+            transaction_timeout: cadence.transaction_timeout,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             linger: Duration::from_millis(5),
             max_queued_bytes: queue_bound(cadence),
@@ -761,7 +761,7 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             groups: HashMap::new(),
             held_progress: None,
             pending_offset: None,
-            commit_timing_out_since: None,
+            ending_timing_out_since: None,
         };
         let io_thread = thread::Builder::new()
             .name(format!("outflow-producer-{}", settings.worker))
@@ -1023,8 +1023,8 @@ struct IoThread<M: OutgoingRecord> {
     groups: HashMap<String, GroupHandle>,
     held_progress: Option<(u64, usize, String, Vec<u8>)>,
     pending_offset: Option<(String, u64)>,
-    /// When the current run of timed-out commits began.
-    commit_timing_out_since: Option<std::time::Instant>,
+    /// When the current run of timed-out commits and aborts began.
+    ending_timing_out_since: Option<std::time::Instant>,
 }
 
 enum GroupHandle {
@@ -1062,21 +1062,13 @@ impl<M: OutgoingRecord> IoThread<M> {
                 Event::OffsetsSent(self.send_offsets(&group, offset))
             }
             Call::Commit { .. } => Event::Committed(self.commit()),
-            Call::Abort => Event::Aborted(
-                self.producer
-                    .abort_transaction(timeout)
-                    .map_err(|e| self.failed("abort_transaction", &e)),
-            ),
+            Call::Abort => Event::Aborted(self.abort()),
             Call::HoldProgress { .. } => {
                 unreachable!("exactly-once progress records are sent by the worker")
             }
         })
     }
 
-    /// A commit that keeps timing out past the transaction timeout can no longer succeed: the
-    /// coordinator has aborted the transaction, or fenced this producer. Tansu answers a fenced
-    /// producer's EndTxn by closing the connection, so without this the sink would retry the
-    /// commit for ever, stalled.
     fn commit(&mut self) -> Result<(), TxnError> {
         let started = std::time::Instant::now();
         let result = self.await_deliveries("commit").and_then(|()| {
@@ -1088,17 +1080,48 @@ impl<M: OutgoingRecord> IoThread<M> {
         self.counters
             .last_commit_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if result.is_ok() {
+            // A refusal logged before this commit was not about this transaction.
+            *self
+                .producer
+                .context()
+                .logged_denial
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        self.past_the_transaction_timeout("commit_transaction", started, result)
+    }
+
+    fn abort(&mut self) -> Result<(), TxnError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .producer
+            .abort_transaction(self.settings.call_timeout)
+            .map_err(|e| self.failed("abort_transaction", &e));
+        self.past_the_transaction_timeout("abort_transaction", started, result)
+    }
+
+    /// An end of transaction (commit or abort) that keeps timing out past the transaction
+    /// timeout can no longer succeed: the coordinator has aborted the transaction and fenced
+    /// this producer's epoch. Tansu answers a fenced producer's EndTxn by closing the
+    /// connection, so without this the sink would retry for ever, stalled.
+    fn past_the_transaction_timeout(
+        &mut self,
+        call: &str,
+        started: std::time::Instant,
+        result: Result<(), TxnError>,
+    ) -> Result<(), TxnError> {
         match &result {
             Err(error) if error.kind == ErrorKind::TimedOut => {
-                let since = *self.commit_timing_out_since.get_or_insert(started);
+                let since = *self.ending_timing_out_since.get_or_insert(started);
                 if since.elapsed() >= self.settings.transaction_timeout {
                     return Err(TxnError::new(
                         ErrorKind::Fenced,
                         format!(
-                            "commit_transaction of transactional id {} has timed out for {} ms, longer \
-                             than the transaction timeout of {} ms: the broker has aborted the \
+                            "{call} of transactional id {} has timed out for {} ms, longer than \
+                             the transaction timeout of {} ms: the broker has aborted the \
                              transaction or fenced this producer (a broker may answer a fenced \
-                             commit by closing the connection) ({error})",
+                             end of transaction by closing the connection) ({error})",
                             self.settings.transactional_id(),
                             since.elapsed().as_millis(),
                             self.settings.transaction_timeout.as_millis(),
@@ -1106,16 +1129,7 @@ impl<M: OutgoingRecord> IoThread<M> {
                     ));
                 }
             }
-            Ok(()) => {
-                self.commit_timing_out_since = None;
-                *self
-                    .producer
-                    .context()
-                    .logged_denial
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
-            }
-            _ => self.commit_timing_out_since = None,
+            _ => self.ending_timing_out_since = None,
         }
         result
     }

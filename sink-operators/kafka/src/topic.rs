@@ -376,10 +376,11 @@ fn ensure_topic(
         existing.is_none() && create_topic(&admin, topic, partitions, replication_factor, configs)?;
     let (actual_partitions, actual_replication) = match existing {
         Some(shape) => shape,
-        // Kafka propagates a new topic's metadata to the brokers asynchronously.
-        None if created => wait_for_topic(&admin, topic)?,
-        // Created by someone else between the metadata request and ours.
-        None => topic_shape(&admin, topic)?,
+        // Kafka propagates a new topic's metadata to the brokers asynchronously, also when
+        // someone else created it between the metadata request and ours (another sink of the
+        // same connection preparing its progress topic at the same moment): CreateTopics then
+        // answers TopicAlreadyExists while Metadata may still say it is missing.
+        None => wait_for_topic(&admin, topic)?,
     };
     let mut differences = Vec::new();
     if !created {

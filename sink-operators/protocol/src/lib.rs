@@ -81,7 +81,9 @@ pub mod model;
 mod progress;
 mod recovery;
 
-pub use machine::{Action, Cadence, ErrorKind, Event, Machine, Status, TxnError};
+pub use machine::{
+    Action, Cadence, ErrorKind, Event, Machine, Status, TxnError, DEFAULT_TRANSACTION_TIMEOUT,
+};
 pub use progress::{Claim, Point, ProgressRecord, PROGRESS_RECORD_VERSION};
 pub use recovery::{should_skip, Disagreement, PreviousWorker, ProgressScan, Recovery, Resume};
 

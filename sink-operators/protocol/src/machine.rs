@@ -37,7 +37,23 @@ pub struct Cadence {
     pub retry_backoff: Duration,
     /// The longest wait between retries. Default 10 s.
     pub max_retry_backoff: Duration,
+    /// The broker's `transaction.timeout.ms` for this worker's producer: a transaction open
+    /// longer is aborted by the coordinator, which bumps the producer's epoch, so that the
+    /// producer's next call fails as fenced. The machine names that cause in its error when
+    /// the transaction was open (or the broker silent) for longer. Default 60 s.
+    pub transaction_timeout: Duration,
+    /// A call or a send the broker has not answered for this long makes the worker report
+    /// stalled while it goes on waiting, and running again once the broker answers. Default 5 s.
+    pub answer_overdue: Duration,
+    /// A worker whose calls have kept failing for this long stops with an error instead of
+    /// retrying for ever. Default 10 minutes.
+    pub give_up_after: Duration,
 }
+
+/// The default of [`Cadence::transaction_timeout`]: a minute, a tenth of what Kafka allows by
+/// default (`transaction.max.timeout.ms` is 15 minutes), long enough for a commit interval and a
+/// full transaction's bytes on a slow link.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for Cadence {
     fn default() -> Self {
@@ -48,6 +64,9 @@ impl Default for Cadence {
             idle_progress_interval: Duration::from_secs(10),
             retry_backoff: Duration::from_millis(100),
             max_retry_backoff: Duration::from_secs(10),
+            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
+            answer_overdue: Duration::from_secs(5),
+            give_up_after: Duration::from_secs(600),
         }
     }
 }
@@ -368,6 +387,18 @@ pub struct Machine<M> {
     abort_reason: String,
     failures: u32,
     paused: bool,
+    /// The clock of the event being handled.
+    clock: Duration,
+    /// When the transactional call in flight was asked for.
+    call_since: Option<Duration>,
+    /// When the broker last answered anything (a call, a delivery).
+    last_answer: Duration,
+    /// Whether the current stalled status is the broker's silence, not a failed call.
+    overdue: bool,
+    /// When the current run of failed calls began.
+    failing_since: Option<Duration>,
+    /// When the current attempt of the transaction being built began.
+    attempt_began: Duration,
 }
 
 impl<M: Clone> Machine<M> {
@@ -409,6 +440,12 @@ impl<M: Clone> Machine<M> {
             abort_reason: String::new(),
             failures: 0,
             paused: false,
+            clock: Duration::ZERO,
+            call_since: None,
+            last_answer: Duration::ZERO,
+            overdue: false,
+            failing_since: None,
+            attempt_began: Duration::ZERO,
         };
         machine.actions.push_back(Action::Status(Status::Starting));
         machine.actions.push_back(Action::InitTransactions);
@@ -439,6 +476,30 @@ impl<M: Clone> Machine<M> {
     /// When to deliver the next [`Event::Tick`], on the clock `handle` is given; `None` when
     /// no timer is running.
     pub fn next_wakeup(&self) -> Option<Duration> {
+        let overdue = self
+            .waiting_since()
+            .filter(|_| !self.overdue)
+            .map(|since| since + self.cadence.answer_overdue);
+        let timer = self.timer();
+        match (timer, overdue) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Since when the worker has waited for the broker without an answer, if it waits.
+    fn waiting_since(&self) -> Option<Duration> {
+        if matches!(self.phase, Phase::Failed | Phase::Backoff { .. }) {
+            return None;
+        }
+        match self.call_since {
+            Some(asked) => Some(asked.max(self.last_answer)),
+            None if self.attempt_live && self.in_flight > 0 => Some(self.last_answer),
+            None => None,
+        }
+    }
+
+    fn timer(&self) -> Option<Duration> {
         match self.phase {
             Phase::Backoff { until, .. } => Some(until),
             Phase::Open => {
@@ -463,12 +524,30 @@ impl<M: Clone> Machine<M> {
             return Ok(());
         }
         let name = event.name();
+        self.clock = now;
+        match &event {
+            Event::Initialized(result)
+            | Event::Began(result)
+            | Event::OffsetsSent(result)
+            | Event::Committed(result)
+            | Event::Aborted(result) => {
+                let ok = result.is_ok();
+                self.answered(now, ok);
+            }
+            Event::Delivered { transaction, .. }
+                if self.attempt_live && *transaction == self.attempt =>
+            {
+                self.answered(now, true);
+            }
+            _ => {}
+        }
         match event {
             Event::Initialized(result) => {
                 self.expect(Phase::Initializing, name)?;
                 match result {
                     Ok(()) => {
                         self.failures = 0;
+                        self.failing_since = None;
                         self.phase = Phase::AwaitingRecovery;
                         self.set_status(Status::Starting);
                     }
@@ -518,7 +597,7 @@ impl<M: Clone> Machine<M> {
                     Ok(()) if self.poisoned.is_some() => self.start_abort(),
                     Ok(()) => {
                         self.phase = Phase::Committing;
-                        self.actions.push_back(Action::CommitTransaction);
+                        self.ask(Action::CommitTransaction);
                     }
                     Err(error) => self.call_failed(now, Call::SendOffsets, error),
                 }
@@ -539,6 +618,7 @@ impl<M: Clone> Machine<M> {
             }
             Event::Tick => {}
         }
+        self.check_overdue(now);
         self.pump(now);
         self.update_pressure();
         Ok(())
@@ -686,12 +766,13 @@ impl<M: Clone> Machine<M> {
     }
 
     fn begin(&mut self) {
+        self.attempt_began = self.clock;
         self.attempt += 1;
         self.attempt_live = true;
         self.in_flight = 0;
         self.poisoned = None;
         self.phase = Phase::Beginning;
-        self.actions.push_back(Action::BeginTransaction);
+        self.ask(Action::BeginTransaction);
     }
 
     fn began(&mut self) {
@@ -701,6 +782,9 @@ impl<M: Clone> Machine<M> {
             .txn
             .as_ref()
             .expect("a transaction begins only when one is being built");
+        if self.in_flight == 0 && !txn.messages.is_empty() {
+            self.last_answer = self.clock;
+        }
         for (bytes, message) in &txn.messages {
             self.in_flight += bytes;
             self.actions.push_back(Action::Produce {
@@ -740,6 +824,8 @@ impl<M: Clone> Machine<M> {
                         txn.last = Some((staged.time, staged.position));
                         txn.bytes += staged.bytes;
                         txn.messages.push((staged.bytes, staged.message.clone()));
+                        self.quiet_until_now();
+
                         self.in_flight += staged.bytes;
                         self.actions.push_back(Action::Produce {
                             transaction: self.attempt,
@@ -815,6 +901,8 @@ impl<M: Clone> Machine<M> {
         };
         let value = record.to_json();
         let bytes = self.progress_key.len() + value.len();
+        self.quiet_until_now();
+
         self.in_flight += bytes;
         self.actions.push_back(Action::ProduceProgress {
             transaction: self.attempt,
@@ -822,7 +910,7 @@ impl<M: Clone> Machine<M> {
             key: self.progress_key.clone(),
             value,
         });
-        self.actions.push_back(Action::SendOffsets {
+        self.ask(Action::SendOffsets {
             group: self.group.clone(),
             offset: seq,
         });
@@ -840,6 +928,7 @@ impl<M: Clone> Machine<M> {
         self.attempt_live = false;
         self.in_flight = 0;
         self.failures = 0;
+        self.failing_since = None;
         self.phase = Phase::Idle;
         self.recovered_from_stall();
         if txn.kind == TxnKind::Announce {
@@ -870,7 +959,7 @@ impl<M: Clone> Machine<M> {
             self.abort_reason = format!("a send failed: {error}");
         }
         self.phase = Phase::Aborting;
-        self.actions.push_back(Action::AbortTransaction);
+        self.ask(Action::AbortTransaction);
     }
 
     fn aborted(&mut self, now: Duration) {
@@ -899,6 +988,20 @@ impl<M: Clone> Machine<M> {
     }
 
     fn stall(&mut self, now: Duration, then: Call, error: String) {
+        let failing_since = *self.failing_since.get_or_insert(now);
+        if now.saturating_sub(failing_since) >= self.cadence.give_up_after {
+            let sink = &self.names.sink_id;
+            let message = format!(
+                "sink {sink:?} worker {} gave up after {} failed attempts over {} s (the limit \
+                 is {} s): {error}",
+                self.worker,
+                self.failures + 1,
+                now.saturating_sub(failing_since).as_secs(),
+                self.cadence.give_up_after.as_secs(),
+            );
+            self.stop(message);
+            return;
+        }
         let doublings = self.failures.min(20);
         self.failures += 1;
         let backoff = self
@@ -918,7 +1021,7 @@ impl<M: Clone> Machine<M> {
         match call {
             Call::Init => {
                 self.phase = Phase::Initializing;
-                self.actions.push_back(Action::InitTransactions);
+                self.ask(Action::InitTransactions);
             }
             Call::Begin => self.begin(),
             Call::SendOffsets if self.poisoned.is_some() => self.start_abort(),
@@ -929,7 +1032,7 @@ impl<M: Clone> Machine<M> {
                     .and_then(|txn| txn.seq)
                     .expect("offsets follow a record");
                 self.phase = Phase::SendingOffsets;
-                self.actions.push_back(Action::SendOffsets {
+                self.ask(Action::SendOffsets {
                     group: self.group.clone(),
                     offset: seq,
                 });
@@ -938,11 +1041,11 @@ impl<M: Clone> Machine<M> {
             // is repeated even when a send failed meanwhile.
             Call::Commit => {
                 self.phase = Phase::Committing;
-                self.actions.push_back(Action::CommitTransaction);
+                self.ask(Action::CommitTransaction);
             }
             Call::Abort => {
                 self.phase = Phase::Aborting;
-                self.actions.push_back(Action::AbortTransaction);
+                self.ask(Action::AbortTransaction);
             }
         }
     }
@@ -950,12 +1053,38 @@ impl<M: Clone> Machine<M> {
     fn fail_for(&mut self, error: &TxnError, call: &str) {
         let id = self.names.transactional_id(self.worker);
         let sink = &self.names.sink_id;
-        let message = match error.kind {
-            ErrorKind::Fenced => format!(
+        let open_for = self
+            .attempt_live
+            .then(|| self.clock.saturating_sub(self.attempt_began));
+        let silent_for = self.clock.saturating_sub(self.last_answer);
+        let timeout = self.cadence.transaction_timeout;
+        let timed_out = match open_for.filter(|open| *open >= timeout) {
+            Some(open) => Some(("its transaction stayed open", open)),
+            None => (silent_for >= timeout).then_some(("the broker did not answer", silent_for)),
+        };
+        let message = match (error.kind, timed_out) {
+            (ErrorKind::Fenced | ErrorKind::Fatal, Some((what, how_long))) => {
+                let failed = if error.kind == ErrorKind::Fenced {
+                    "was fenced"
+                } else {
+                    "failed for good"
+                };
+                format!(
+                    "transactional id {id:?} {failed} during {call} after {what} for {} ms, \
+                     longer than the transaction timeout of {} ms: the broker aborted the open \
+                     transaction and bumped the producer's epoch (or a newer instance of sink \
+                     {sink:?} took the id over meanwhile). Nothing of that transaction is \
+                     visible; restart sink {sink:?} to resume exactly once from its last commit \
+                     ({error})",
+                    how_long.as_millis(),
+                    timeout.as_millis(),
+                )
+            }
+            (ErrorKind::Fenced, None) => format!(
                 "transactional id {id:?} was fenced during {call}: a newer instance of sink {sink:?} \
                  took it over, so this one stops ({error})"
             ),
-            ErrorKind::Unsupported => format!(
+            (ErrorKind::Unsupported, _) => format!(
                 "the broker does not support transactions ({error}); sink {sink:?} needs them for \
                  exactly-once delivery: use a broker with transactions, or run the sink in \
                  at-least-once mode"
@@ -965,11 +1094,64 @@ impl<M: Clone> Machine<M> {
                  restart sink {sink:?}"
             ),
         };
+        self.stop(message);
+    }
+
+    /// Stops for good with `message`.
+    fn stop(&mut self, message: String) {
         self.phase = Phase::Failed;
         self.txn = None;
         self.pending.clear();
         self.pending_bytes = 0;
+        self.call_since = None;
         self.set_status(Status::Failed { error: message });
+    }
+
+    /// Asks the driver for a transactional call.
+    fn ask(&mut self, call: Action<M>) {
+        self.call_since = Some(self.clock);
+        self.actions.push_back(call);
+    }
+
+    /// Sends are about to be in flight: if none were, the broker's silence starts now.
+    fn quiet_until_now(&mut self) {
+        if self.in_flight == 0 {
+            self.last_answer = self.clock;
+        }
+    }
+
+    /// The broker answered a call or a send at `now`.
+    fn answered(&mut self, now: Duration, ok: bool) {
+        self.last_answer = now;
+        self.call_since = None;
+        if std::mem::take(&mut self.overdue) && ok {
+            self.recovered_from_stall();
+        }
+    }
+
+    /// Reports stalled once the broker has been silent for longer than `answer_overdue`.
+    fn check_overdue(&mut self, now: Duration) {
+        if self.overdue || !matches!(self.status, Status::Running) {
+            return;
+        }
+        let Some(since) = self.waiting_since() else {
+            return;
+        };
+        let silent = now.saturating_sub(since);
+        if silent >= self.cadence.answer_overdue {
+            self.overdue = true;
+            let waiting_for = match self.phase {
+                Phase::Open => "acknowledgements of sent messages".to_string(),
+                phase => format!("an answer while {}", phase.name()),
+            };
+            self.set_status(Status::Stalled {
+                error: format!(
+                    "the broker has not answered for {} ms (waiting for {waiting_for})",
+                    silent.as_millis()
+                ),
+                retry_at: now,
+            });
+        }
     }
 
     fn recovered_from_stall(&mut self) {
@@ -1036,6 +1218,7 @@ mod tests {
             idle_progress_interval: ms(1000),
             retry_backoff: ms(10),
             max_retry_backoff: ms(40),
+            ..Cadence::default()
         }
     }
 
@@ -1425,6 +1608,106 @@ mod tests {
         assert!(actions
             .iter()
             .any(|a| matches!(a, Action::Produce { transaction: 2, .. })));
+    }
+
+    #[test]
+    fn a_silent_broker_makes_the_worker_stalled_until_it_answers() {
+        let mut machine = running(2);
+        assert_eq!(
+            ok(&mut machine, 0, message(0, "a", 1, "a")),
+            vec![Action::BeginTransaction]
+        );
+        assert_eq!(machine.next_wakeup(), Some(ms(5000)));
+        assert!(ok(&mut machine, 4999, Event::Tick).is_empty());
+        let actions = ok(&mut machine, 5000, Event::Tick);
+        assert!(
+            matches!(&actions[..], [Action::Status(Status::Stalled { error, .. })]
+                if error.contains("has not answered for 5000 ms") && error.contains("beginning a transaction")),
+            "{actions:?}"
+        );
+        assert_eq!(machine.next_wakeup(), None, "reported once");
+        let actions = ok(&mut machine, 7000, Event::Began(Ok(())));
+        assert!(
+            actions.contains(&Action::Status(Status::Running)),
+            "{actions:?}"
+        );
+        // The message now waits for its acknowledgement, which is due 5 s after it was sent.
+        assert_eq!(machine.next_wakeup(), Some(ms(12000)));
+    }
+
+    #[test]
+    fn calls_that_keep_failing_stop_the_worker_after_the_give_up_bound() {
+        let cadence = Cadence {
+            give_up_after: ms(1000),
+            ..cadence()
+        };
+        let mut machine: TestMachine = Machine::new(names(), cadence, 1, 2);
+        drain(&mut machine);
+        let error = || TxnError::new(ErrorKind::TimedOut, "broker down");
+        let mut now = 0;
+        loop {
+            let actions = ok(&mut machine, now, Event::Initialized(Err(error())));
+            if let Some(Action::Status(Status::Failed { error })) = actions.last() {
+                assert!(
+                    error.contains("gave up after") && error.contains("broker down"),
+                    "{error}"
+                );
+                assert!(now >= 1000, "gave up at {now} ms");
+                break;
+            }
+            assert!(now < 2000, "still retrying at {now} ms");
+            now = machine
+                .next_wakeup()
+                .expect("a retry is scheduled")
+                .as_millis() as u64;
+            assert_eq!(
+                ok(&mut machine, now, Event::Tick),
+                vec![Action::InitTransactions]
+            );
+        }
+        assert_eq!(machine.next_wakeup(), None);
+    }
+
+    #[test]
+    fn a_fence_after_the_transaction_timeout_names_the_timeout_not_a_newer_instance() {
+        let mut machine = running(2);
+        ok(&mut machine, 0, message(0, "a", 1, "a"));
+        ok(&mut machine, 0, Event::Began(Ok(())));
+        ok(
+            &mut machine,
+            1,
+            Event::Delivered {
+                transaction: 1,
+                bytes: 1,
+                result: Ok(()),
+            },
+        );
+        ok(&mut machine, 61_000, Event::Frontier(Some(1)));
+        let fenced = TxnError::new(ErrorKind::Fenced, "ProducerFenced");
+        ok(
+            &mut machine,
+            61_001,
+            Event::OffsetsSent(Err(fenced.clone())),
+        );
+        let Status::Failed { error } = machine.status().clone() else {
+            panic!("{:?}", machine.status())
+        };
+        assert!(
+            error.contains("after its transaction stayed open for 61001 ms, longer than the transaction timeout of 60000 ms")
+                && error.contains("restart sink"),
+            "{error}"
+        );
+
+        // Within the timeout, a fence means a newer instance.
+        let mut machine = running(2);
+        ok(&mut machine, 0, message(0, "a", 1, "a"));
+        ok(&mut machine, 0, Event::Began(Ok(())));
+        ok(&mut machine, 100, Event::Frontier(Some(1)));
+        ok(&mut machine, 101, Event::OffsetsSent(Err(fenced)));
+        let Status::Failed { error } = machine.status().clone() else {
+            panic!("{:?}", machine.status())
+        };
+        assert!(error.contains("a newer instance"), "{error}");
     }
 
     #[test]

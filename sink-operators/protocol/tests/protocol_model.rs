@@ -174,6 +174,7 @@ impl Scenario {
                 idle_progress_interval: Duration::from_millis(100),
                 retry_backoff: Duration::from_millis(5),
                 max_retry_backoff: Duration::from_millis(40),
+                ..Cadence::default()
             },
         }
     }

@@ -4,7 +4,8 @@
 //! ```text
 //! sink_process --bootstrap HOST:PORT --sink NAME --prefix PREFIX [--workers N] [--seed S]
 //!              [--keys K] [--times T] [--changes C] [--pace-ms MS]
-//!              [--max-transaction-bytes B] [--max-in-flight-bytes B] [--timeout-s S] [--broker-hides-aborted]
+//!              [--max-transaction-bytes B] [--max-in-flight-bytes B] [--timeout-s S]
+//!              [--progress-topic TOPIC] [--broker-hides-aborted]
 //! ```
 //!
 //! The sink writes `random_history(seed, keys, times, changes)` of the table
@@ -38,6 +39,8 @@ struct Args {
     max_transaction_bytes: Option<usize>,
     max_in_flight_bytes: Option<usize>,
     timeout: Duration,
+    /// The connection's progress topic, when not the default one.
+    progress_topic: Option<String>,
     /// Off with `--broker-hides-aborted` (Apache Kafka); on by default, for Tansu.
     broker_shows_aborted_records: bool,
 }
@@ -56,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         max_transaction_bytes: None,
         max_in_flight_bytes: None,
         timeout: Duration::from_secs(60),
+        progress_topic: None,
         broker_shows_aborted_records: true,
     };
     let mut words = std::env::args().skip(1);
@@ -85,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
             "--max-transaction-bytes" => args.max_transaction_bytes = Some(number(&flag, &value)?),
             "--max-in-flight-bytes" => args.max_in_flight_bytes = Some(number(&flag, &value)?),
             "--timeout-s" => args.timeout = Duration::from_secs(number(&flag, &value)?),
+            "--progress-topic" => args.progress_topic = Some(value),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -132,6 +137,9 @@ fn main() {
     plan.broker_shows_aborted_records = args.broker_shows_aborted_records;
     plan.cadence.commit_interval = Duration::from_millis(50);
     plan.cadence.idle_progress_interval = Duration::from_millis(200);
+    if let Some(topic) = &args.progress_topic {
+        plan.connection.progress_topic = topic.clone();
+    }
     if let Some(bytes) = args.max_transaction_bytes {
         plan.cadence.max_transaction_bytes = bytes;
     }

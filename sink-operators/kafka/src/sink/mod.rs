@@ -138,7 +138,6 @@ fn render<'scope>(
     );
     settings.mode = plan.delivery_mode();
     settings.compression = plan.spec.compression;
-    settings.transaction_timeout = plan.transaction_timeout;
     settings.call_timeout = plan.call_timeout;
 
     // The driver wakes whichever of this worker's sink operators waits on it.
@@ -196,4 +195,15 @@ pub enum SinkError {
     Registry(#[from] crate::encoders::RegistryError),
     #[error(transparent)]
     Producer(#[from] crate::producer::ProducerError),
+    /// The broker would abort every transaction before the sink commits it.
+    #[error(
+        "sink \"{sink}\": the commit interval ({commit_interval_ms} ms) must be below half the \
+         transaction timeout ({transaction_timeout_ms} ms), or the broker aborts transactions \
+         before they commit: shorten the commit interval or lengthen the transaction timeout"
+    )]
+    CommitIntervalTooLong {
+        sink: String,
+        commit_interval_ms: u128,
+        transaction_timeout_ms: u128,
+    },
 }

@@ -7,7 +7,7 @@ use outflow_protocol::{Cadence, SinkNames};
 use super::SinkError;
 use crate::connection::{registry_config, KafkaConnection};
 use crate::encoders::{EncoderConfig, FormatSpec, RegistryConfig};
-use crate::producer::{DeliveryMode, DEFAULT_CALL_TIMEOUT, DEFAULT_TRANSACTION_TIMEOUT};
+use crate::producer::{DeliveryMode, DEFAULT_CALL_TIMEOUT};
 use crate::spec::{DeliveryGuarantee, SinkSpec};
 use crate::statement::Catalog;
 
@@ -19,18 +19,14 @@ pub struct SinkPlan {
     pub spec: SinkSpec,
     pub connection: KafkaConnection,
     pub registry: Option<RegistryConfig>,
-    /// Commit interval, transaction size bound, bytes in flight (see [`Cadence`]).
+    /// Commit interval, transaction size bound, bytes in flight, the producers'
+    /// `transaction.timeout.ms`, retries (see [`Cadence`]).
     pub cadence: Cadence,
     /// The time of the input's snapshot, skipped under `SNAPSHOT = false`. Default 0.
     pub as_of: u64,
     /// Set for brokers whose `read_committed` fetches return aborted records (Tansu): recovery
     /// then reads the progress topic's raw log and applies the control batches itself.
     pub broker_shows_aborted_records: bool,
-    /// `transaction.timeout.ms` of the workers' producers (see
-    /// [`ProducerSettings::transaction_timeout`](crate::producer::ProducerSettings::transaction_timeout)). A commit that keeps timing out for longer
-    /// than this fails the sink: by then the broker has aborted the transaction or fenced the
-    /// producer. Default 60 s.
-    pub transaction_timeout: Duration,
     /// How long one blocking producer call may take before it is retried (see
     /// [`ProducerSettings::call_timeout`](crate::producer::ProducerSettings::call_timeout)). Default 30 s.
     pub call_timeout: Duration,
@@ -46,7 +42,6 @@ impl SinkPlan {
             cadence: Cadence::default(),
             as_of: 0,
             broker_shows_aborted_records: false,
-            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }

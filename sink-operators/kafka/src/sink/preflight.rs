@@ -51,6 +51,14 @@ impl SinkPlan {
         let spec = &self.spec;
         let client = self.connection.client_config();
         let monitor = SinkMonitor::new(spec.name.clone());
+        let cadence = &self.cadence;
+        if cadence.commit_interval.saturating_mul(2) > cadence.transaction_timeout {
+            return Err(SinkError::CommitIntervalTooLong {
+                sink: spec.name.clone(),
+                commit_interval_ms: cadence.commit_interval.as_millis(),
+                transaction_timeout_ms: cadence.transaction_timeout.as_millis(),
+            });
+        }
 
         self.connection.check()?;
         let mut topic = TopicSettings::new(spec.topic.clone());
@@ -106,5 +114,37 @@ impl SinkPlan {
             partitions: Arc::new(partitions),
             monitor,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::statement::Catalog;
+    use crate::{SinkError, SinkPlan};
+
+    #[test]
+    fn a_commit_interval_the_transaction_timeout_would_cut_short_is_refused_before_any_io() {
+        // Nothing listens on port 9; the cadence is checked before the connection.
+        let catalog = Catalog::from_sql(
+            "CREATE CONNECTION k TO KAFKA (BROKER '127.0.0.1:9', SECURITY PROTOCOL PLAINTEXT);
+             CREATE TABLE t (id bigint PRIMARY KEY);
+             CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 't') KEY (id) FORMAT JSON ENVELOPE UPSERT;",
+        )
+        .unwrap();
+        let mut plan = SinkPlan::from_catalog(&catalog, "s").unwrap();
+        plan.cadence.commit_interval = Duration::from_secs(40);
+        let error = plan.preflight().unwrap_err();
+        assert!(
+            matches!(error, SinkError::CommitIntervalTooLong { .. }),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "sink \"s\": the commit interval (40000 ms) must be below half the transaction timeout \
+             (60000 ms), or the broker aborts transactions before they commit: shorten the commit \
+             interval or lengthen the transaction timeout"
+        );
     }
 }
