@@ -570,9 +570,14 @@ fn without_read_on_the_progress_groups() {
     refused_without(
         "no-group-read",
         "Group Read",
+        // Which request meets the refusal first is a race: the progress reader's lookup of
+        // its group `{prefix}{sink}-reader` (Describe), or, when the reader reaches the end of
+        // the empty topic before that lookup's answer, the worker's transactional offset
+        // commit for `{prefix}{sink}-0` (Read). Either names a group under the prefix.
         &[
-            "not authorized to Describe group '{prefix}{sink}-reader'",
-            "grant Read on the sink's PROGRESS GROUP ID PREFIX (pattern type PREFIXED)",
+            "not authorized to ",
+            " group '{prefix}{sink}-",
+            "grant Read on Group prefix '{prefix}' (pattern type PREFIXED)",
         ],
     );
 }

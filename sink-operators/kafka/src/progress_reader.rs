@@ -239,6 +239,7 @@ fn read_progress_fencing(
         config,
         topic,
         &reader_group,
+        &names.progress_group_id_prefix,
         options.read_timeout,
         |offset, key, value| {
             scan.push(key.unwrap_or_default(), value)
@@ -409,7 +410,7 @@ pub fn committed_seqs(
             Some(code) if acl::is_authorization_failure(code) => {
                 format!(
                     "{} ({})",
-                    reader_denial(code, topic, &group),
+                    reader_denial(code, topic, &group, &names.progress_group_id_prefix),
                     redacted(&error)
                 )
             }
@@ -468,10 +469,12 @@ pub fn fence(config: &ClientConfig, transactional_id: &str) -> Result<()> {
 
 /// Reads partition 0 of `topic` from its start to the end described at [`read_progress`],
 /// handing each record to `record` in offset order.
+/// `group` is the reader's, under the sink's `group_prefix`.
 fn read_to_end(
     config: &ClientConfig,
     topic: &str,
     group: &str,
+    group_prefix: &str,
     timeout: Duration,
     mut record: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>) -> Result<()>,
 ) -> Result<()> {
@@ -576,7 +579,7 @@ fn read_to_end(
                 let reason = match error.rdkafka_error_code() {
                     Some(code) if acl::is_authorization_failure(code) => format!(
                         "{} ({})",
-                        reader_denial(code, topic, group),
+                        reader_denial(code, topic, group, group_prefix),
                         redacted(&error)
                     ),
                     _ => redacted(&error),
@@ -598,12 +601,12 @@ fn read_to_end(
 
 /// What the progress reader lacked when the broker refused it with `code`: it fetches the
 /// topic (Read) as a consumer of `group`, which it only looks up (Describe).
-fn reader_denial(code: RDKafkaErrorCode, topic: &str, group: &str) -> String {
+fn reader_denial(code: RDKafkaErrorCode, topic: &str, group: &str, group_prefix: &str) -> String {
     match code {
         RDKafkaErrorCode::GroupAuthorizationFailed => format!(
-            "{}; grant Read on the sink's PROGRESS GROUP ID PREFIX (pattern type PREFIXED), \
-             which includes Describe",
-            acl::not_authorized("Describe", acl::Resource::Group(group))
+            "{}; {}, which includes Describe",
+            acl::not_authorized("Describe", acl::Resource::Group(group)),
+            acl::grant("Read", acl::Resource::Group(group), Some(group_prefix))
         ),
         RDKafkaErrorCode::ClusterAuthorizationFailed => {
             acl::not_authorized("ClusterAction", acl::Resource::Cluster)
