@@ -172,8 +172,8 @@ impl Run {
     }
 }
 
-/// Runs `outflow run` on the case, until it exits or, if it keeps running, until its status
-/// file says the sink stalled or failed, or `limit` passes; then kills it.
+/// Runs `outflow run` on the case, until it exits or, if it keeps running, until 3 s after its
+/// status file said the sink stalled or failed, or `limit` passes; then kills it.
 fn run(case: &Case, limit: Duration) -> Run {
     let status_path = case.dir.path().join("status.json");
     let binary = outflow_binary();
@@ -205,6 +205,7 @@ fn run(case: &Case, limit: Duration) -> Run {
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
     };
+    let mut stuck_since: Option<Instant> = None;
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
             break Some(exit);
@@ -216,7 +217,13 @@ fn run(case: &Case, limit: Duration) -> Run {
                     .any(|s| s["status"] == "stalled" || s["status"] == "failed")
             })
         });
-        if stuck || started.elapsed() >= limit {
+        // A failed sink ends the run a moment after its status says so; a stalled one keeps
+        // it going.
+        if stuck && stuck_since.is_none() {
+            stuck_since = Some(Instant::now());
+        }
+        let given_up = stuck_since.is_some_and(|since| since.elapsed() >= Duration::from_secs(3));
+        if given_up || started.elapsed() >= limit {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -327,6 +334,15 @@ fn scram_runs_a_sink_and_a_wrong_password_fails_fast_without_printing_it() {
             "{shown}"
         );
         assert!(!shown.contains(WRONG), "the password leaked: {shown}");
+        // The status file says the same, though the run ended before its sink was built.
+        let (status, error) = refused.sink_status().expect("a status file");
+        assert_eq!(status, "failed", "{shown}");
+        assert!(
+            error.contains(&format!(
+                "SASL {mechanism} authentication as user \"admin\" failed"
+            )),
+            "{error}"
+        );
     }
 }
 

@@ -29,7 +29,7 @@ use crate::observe::{Observers, RunState};
 use outflow::dataflow::Row;
 use outflow::sink::{PreparedSink, SinkKafka, SinkPlan};
 use outflow::statement::Catalog;
-use outflow::status::SinkReport;
+use outflow::status::{SinkMonitor, SinkReport, SinkStatus};
 
 /// Updates worker 0 may have fed beyond the slowest sink's committed frontier; it reads no
 /// more of the feed until the sinks catch up, so memory stays bounded on a long feed.
@@ -205,16 +205,40 @@ pub enum RunError {
 /// or a sink fails.
 pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
     // Connections, topics and schemas, before any dataflow: a mistake fails here, naming it.
-    let prepared: Vec<PreparedSink> = plan
-        .sinks
-        .iter()
-        .map(|sink| {
-            sink.preflight().map_err(|e| RunError::Sink {
-                sink: sink.spec.name.clone(),
-                message: e.to_string(),
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let mut prepared: Vec<PreparedSink> = Vec::with_capacity(plan.sinks.len());
+    for sink in &plan.sinks {
+        match sink.preflight() {
+            Ok(ready) => prepared.push(ready),
+            Err(error) => {
+                let message = error.to_string();
+                // The status file says why the run ended, as it does for a sink that fails later.
+                if let Some(path) = &options.status_file {
+                    let failed = SinkMonitor::new(sink.spec.name.clone());
+                    failed.set_status(
+                        0,
+                        SinkStatus::Failed {
+                            error: message.clone(),
+                        },
+                    );
+                    let state = RunState {
+                        monitors: prepared
+                            .iter()
+                            .map(|s| s.monitor().clone())
+                            .chain([failed])
+                            .collect(),
+                        rows_fed: Default::default(),
+                    };
+                    if let Err(io) = crate::observe::write_status(path, &state) {
+                        tracing::warn!("cannot write the status file {}: {io}", path.display());
+                    }
+                }
+                return Err(RunError::Sink {
+                    sink: sink.spec.name.clone(),
+                    message,
+                });
+            }
+        }
+    }
     let state = RunState {
         monitors: prepared.iter().map(|s| s.monitor().clone()).collect(),
         rows_fed: Default::default(),
