@@ -16,14 +16,15 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use outflow::producer::{DeliveryMode, ProducerDriver, ProducerSettings, SinkRecord};
+use outflow::producer::DeliveryMode;
 use outflow::progress_reader::{self, committed_seqs, read_progress, RecoverOptions};
 use outflow::topic::{
     ensure_data_topic, ensure_progress_topic, partition_count, TopicDifference, TopicError,
     TopicSettings,
 };
-use outflow_protocol::{Action, Cadence, Event, Machine, Point, ProgressRecord, SinkNames, Status};
+use outflow_protocol::{Cadence, Event, Point, ProgressRecord, SinkNames, Status};
 use outflow_tests::broker::unique_name;
+use outflow_tests::driver::DriverWorker;
 use outflow_tests::rawlog::{self, Outcome};
 use outflow_tests::target::Target;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -319,6 +320,7 @@ fn record(seq: u64, workers: u32, worker: u32, point: Point) -> Vec<u8> {
         worker,
         point,
         base: Vec::new(),
+        definition: None,
     }
     .to_json()
 }
@@ -740,137 +742,25 @@ fn cadence() -> Cadence {
     }
 }
 
-/// One worker of a sink: its machine and driver, stepped on the test thread.
-struct Worker {
+/// One worker of a sink on `target`, with the suite's cadence, stepped on the test thread.
+fn start_worker(
     target: Target,
-    machine: Machine<SinkRecord>,
-    driver: ProducerDriver<SinkRecord>,
-    started: Instant,
-    statuses: Vec<Status>,
-    announced: bool,
-}
-
-impl Worker {
-    fn start(
-        target: Target,
-        names: &SinkNames,
-        data: &str,
-        progress: &str,
-        mode: DeliveryMode,
-    ) -> Worker {
-        let mut settings = ProducerSettings::new(names.clone(), 0, data, progress, &cadence());
-        settings.mode = mode;
-        settings.call_timeout = Duration::from_secs(10);
-        let test_thread = thread::current();
-        let driver = ProducerDriver::start(
-            &target.client_config(),
-            settings,
-            Box::new(move || test_thread.unpark()),
-        )
-        .expect("start the driver");
-        Worker {
-            target,
-            machine: Machine::new(names.clone(), cadence(), 0, 1),
-            driver,
-            started: Instant::now(),
-            statuses: Vec::new(),
-            announced: false,
-        }
-    }
-
-    fn now(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    fn pump(&mut self) {
-        let now = self.now();
-        if self.machine.next_wakeup().is_some_and(|at| at <= now) {
-            self.machine.handle(now, Event::Tick).unwrap();
-        }
-        for action in self
-            .driver
-            .step(&mut self.machine, now)
-            .expect("the machine's contract")
-        {
-            match action {
-                Action::Status(status) => self.statuses.push(status),
-                Action::Announced => self.announced = true,
-                _ => {}
-            }
-        }
-    }
-
-    fn run_until(&mut self, what: &str, done: impl Fn(&Worker) -> bool) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            self.pump();
-            if done(self) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not happen within {TIMEOUT:?}; statuses {:?}",
-                self.statuses
-            );
-            thread::park_timeout(Duration::from_millis(5));
-        }
-    }
-
-    fn initialize_and_recover(
-        &mut self,
-        progress: &str,
-        mode: DeliveryMode,
-    ) -> Arc<outflow_protocol::Recovery> {
-        self.run_until("init_transactions", |w| w.driver.is_initialized());
-        let options = RecoverOptions { mode, ..options() };
-        let recovery = Arc::new(
-            progress_reader::recover(
-                &self.target.client_config(),
-                &self.machine_names(),
-                progress,
-                1,
-                options,
-            )
-            .expect("recover"),
-        );
-        self.machine
-            .handle(self.now(), Event::Recovered(Arc::clone(&recovery)))
-            .unwrap();
-        self.run_until("the announcement", |w| w.announced);
-        recovery
-    }
-
-    fn machine_names(&self) -> SinkNames {
-        self.driver.settings().names.clone()
-    }
-
-    fn feed(&mut self, time: u64, key: &str, value: &str) {
-        let message = SinkRecord {
-            partition: None,
-            key: Some(key.as_bytes().to_vec()),
-            value: Some(value.as_bytes().to_vec()),
-            headers: vec![("t".to_string(), Some(time.to_string().into_bytes()))],
-            timestamp: None,
-        };
-        let bytes = key.len() + value.len();
-        let event = Event::Message {
-            time,
-            position: key.as_bytes().to_vec(),
-            bytes,
-            message,
-        };
-        self.machine.handle(self.now(), event).unwrap();
-    }
-
-    fn advance(&mut self, frontier: Option<u64>) {
-        self.machine
-            .handle(self.now(), Event::Frontier(frontier))
-            .unwrap();
-        let expected = Some(frontier);
-        self.run_until(&format!("a committed frontier of {frontier:?}"), move |w| {
-            w.machine.committed_frontier() == expected
-        });
-    }
+    names: &SinkNames,
+    data: &str,
+    progress: &str,
+    mode: DeliveryMode,
+) -> DriverWorker {
+    let mut worker = DriverWorker::start(
+        &target.client_config(),
+        names,
+        data,
+        progress,
+        cadence(),
+        mode,
+        |_| {},
+    );
+    worker.patience = TIMEOUT;
+    worker
 }
 
 fn data_and_progress(target: Target, prefix: &str) -> (String, String) {
@@ -898,8 +788,8 @@ fn committed_data(target: Target, data: &str) -> Vec<(String, String)> {
 fn the_driver_commits_transactions_and_a_restart_resumes_after_them(target: Target) {
     let names = names("edge-driver");
     let (data, progress) = data_and_progress(target, "edge-driver");
-    let mut worker = Worker::start(target, &names, &data, &progress, DeliveryMode::ExactlyOnce);
-    let recovery = worker.initialize_and_recover(&progress, DeliveryMode::ExactlyOnce);
+    let mut worker = start_worker(target, &names, &data, &progress, DeliveryMode::ExactlyOnce);
+    let recovery = worker.initialize_and_recover(DeliveryMode::ExactlyOnce);
     assert_eq!(recovery.resume_time(), Some(0));
 
     let mut expected = BTreeSet::new();
@@ -968,8 +858,8 @@ fn the_driver_commits_transactions_and_a_restart_resumes_after_them(target: Targ
     }
 
     // A restart finds the sink done.
-    let mut again = Worker::start(target, &names, &data, &progress, DeliveryMode::ExactlyOnce);
-    let recovery = again.initialize_and_recover(&progress, DeliveryMode::ExactlyOnce);
+    let mut again = start_worker(target, &names, &data, &progress, DeliveryMode::ExactlyOnce);
+    let recovery = again.initialize_and_recover(DeliveryMode::ExactlyOnce);
     assert_eq!(recovery.resume_time(), None, "{recovery:?}");
     assert_eq!(recovery.previous[0].point, Point::Done);
     assert!(
@@ -984,12 +874,12 @@ fn the_driver_commits_transactions_and_a_restart_resumes_after_them(target: Targ
 fn a_second_instance_fences_the_first(target: Target) {
     let names = names("edge-fence");
     let (data, progress) = data_and_progress(target, "edge-fence");
-    let mut first = Worker::start(target, &names, &data, &progress, DeliveryMode::ExactlyOnce);
-    first.initialize_and_recover(&progress, DeliveryMode::ExactlyOnce);
+    let mut first = start_worker(target, &names, &data, &progress, DeliveryMode::ExactlyOnce);
+    first.initialize_and_recover(DeliveryMode::ExactlyOnce);
     first.feed(0, "k", "first@0");
     first.advance(Some(1));
 
-    let mut second = Worker::start(target, &names, &data, &progress, DeliveryMode::ExactlyOnce);
+    let mut second = start_worker(target, &names, &data, &progress, DeliveryMode::ExactlyOnce);
     second.run_until("the second instance's init_transactions", |w| {
         w.driver.is_initialized()
     });
@@ -1034,8 +924,8 @@ fn a_second_instance_fences_the_first(target: Target) {
 fn at_least_once_writes_progress_after_data_without_transactions(target: Target) {
     let names = names("edge-alo");
     let (data, progress) = data_and_progress(target, "edge-alo");
-    let mut worker = Worker::start(target, &names, &data, &progress, DeliveryMode::AtLeastOnce);
-    worker.initialize_and_recover(&progress, DeliveryMode::AtLeastOnce);
+    let mut worker = start_worker(target, &names, &data, &progress, DeliveryMode::AtLeastOnce);
+    worker.initialize_and_recover(DeliveryMode::AtLeastOnce);
     worker.feed(0, "x", "x@0");
     worker.feed(0, "y", "y@0");
     worker.advance(Some(1));

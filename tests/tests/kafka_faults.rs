@@ -288,3 +288,90 @@ fn an_outage_longer_than_the_transaction_timeout_ends_in_bounded_time_and_a_reru
         "after the rerun",
     );
 }
+
+fn history_row(id: i64, value: &str) -> outflow::dataflow::Row {
+    outflow::dataflow::Row::pack_slice(&[
+        outflow::dataflow::Datum::Int64(id),
+        outflow::dataflow::Datum::String(value),
+        outflow::dataflow::Datum::Numeric(outflow::dataflow::relation::Numeric::new(100, 2)),
+    ])
+}
+
+#[test]
+fn a_row_larger_than_a_message_may_be_fails_naming_its_key_and_leaves_no_transaction_open() {
+    let kafka = Kafka::shared();
+    let topic = unique_name("oversize");
+    let mut plan = upsert_plan(kafka, &topic, Duration::from_secs(60));
+    plan.cadence.commit_interval = Duration::from_millis(50);
+    let huge = "x".repeat(2 << 20);
+    let history = vec![
+        Update {
+            time: 1,
+            row: history_row(1, "small"),
+            diff: 1,
+        },
+        Update {
+            time: 2,
+            row: history_row(2, "small too"),
+            diff: 1,
+        },
+        Update {
+            time: 2,
+            row: history_row(7, &huge),
+            diff: 1,
+        },
+    ];
+    // Paced so that time 1 commits (the sink starts within the pause) before time 2 comes.
+    let report = run_with_fault(plan, &history, Duration::from_secs(3), |_| {});
+    let SinkStatus::Failed { error } = &report.status else {
+        panic!("the oversize row did not fail the sink: {report:#?}");
+    };
+    assert!(
+        error.contains("cannot write a message")
+            && error.contains(r#"key {"id":7}"#)
+            && error.contains("MessageSizeTooLarge")
+            && error.contains("the open transaction is aborted"),
+        "{error}"
+    );
+    assert!(!error.contains(&huge[..64]), "the value is not printed");
+    // Time 1 was committed before; time 2's transaction was aborted, so a read_committed
+    // reader reaches the end at once instead of waiting out the transaction timeout.
+    let began = Instant::now();
+    let records = committed::read_stable(&kafka.bootstrap(), &topic).unwrap();
+    let keys: Vec<Option<i64>> = records
+        .iter()
+        .map(outflow_tests::pipeline::key_id)
+        .collect();
+    assert_eq!(keys, [Some(1)], "{records:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "the read waited {:?}",
+        began.elapsed()
+    );
+}
+
+#[test]
+fn a_broker_that_comes_back_without_its_data_is_reported_as_having_lost_it() {
+    let mut kafka = broker();
+    let topic = unique_name("lost-data");
+    let history = random_history(17, 30, 60, 6);
+    let plan = upsert_plan(&kafka, &topic, Duration::from_secs(10));
+    let began = Instant::now();
+    let report = run_with_fault(plan, &history, Duration::from_millis(100), |monitor| {
+        wait_for_commit_past(monitor, 5);
+        kafka.restart_empty();
+    });
+    eprintln!(
+        "after {:.1?}: {:?} {:?}",
+        began.elapsed(),
+        status_names(&report),
+        report.status
+    );
+    let SinkStatus::Failed { error } = &report.status else {
+        panic!("{report:#?}");
+    };
+    assert!(
+        error.contains("the broker lost committed data") && !error.contains("a newer instance"),
+        "{error}"
+    );
+}

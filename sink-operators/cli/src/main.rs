@@ -3,8 +3,7 @@
 //! `outflow run FILE` runs its sinks over a change feed of its tables; `outflow read FILE
 //! --sink NAME` prints what a sink's topic holds at its committed frontier.
 
-use std::io::Write;
-use std::net::SocketAddr;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,7 +46,11 @@ enum Command {
     },
     /// Run every sink of the statements file over a change feed of its tables (JSON lines
     /// `{"table", "time", "diff", "row"}` and `{"advance": t}`), until every sink has committed
-    /// the whole feed. Restarted on the same feed, the sinks resume where they committed.
+    /// every time the feed completed: the times before its last one. A time is complete once a
+    /// later line (an update at a later time, or `{"advance": t}` past it) follows it, so end a
+    /// finished feed with an advance; a feed that ends with updates at its last time leaves
+    /// them unwritten and fails, saying so. The end of a feed never marks a sink done:
+    /// restarted on the same or a longer feed, the sinks resume where they committed.
     #[command(disable_help_flag = true)]
     Run(RunArgs),
     /// Print what a sink's topic holds at its committed frontier: one JSON row per line, in
@@ -115,9 +118,10 @@ struct RunArgs {
     #[arg(long)]
     status: Option<PathBuf>,
     /// Serve the statistics in Prometheus's text format on this loopback address, e.g.
-    /// 127.0.0.1:9464.
-    #[arg(long)]
-    metrics: Option<SocketAddr>,
+    /// 127.0.0.1:9464 or localhost:9464 (port 0 picks a free port). Each connection is answered
+    /// on its own within 5 seconds; a slower client is cut off.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
     /// Pause this many milliseconds each time the feed's time moves forward.
     #[arg(long, hide = true)]
     pace_ms: Option<u64>,
@@ -164,6 +168,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -255,12 +260,24 @@ fn run_command(args: RunArgs) -> ExitCode {
     } else {
         FeedSource::File(PathBuf::from(&args.feed))
     };
+    let metrics = match args
+        .metrics
+        .as_deref()
+        .map(observe::metrics_address)
+        .transpose()
+    {
+        Ok(metrics) => metrics,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = RunOptions {
         timely,
         feed,
         pace: args.pace_ms.map(Duration::from_millis),
         status_file: args.status.clone(),
-        metrics: args.metrics,
+        metrics,
         progress_line: true,
     };
     match run(plan, options) {
@@ -275,6 +292,13 @@ fn run_command(args: RunArgs) -> ExitCode {
         }) => {
             print!("{summary}");
             eprintln!("{}: error: {error} (every time before {committed_before} is committed; nothing of that time or later was fed)", feed_name(&args.feed));
+            ExitCode::FAILURE
+        }
+        Err(error @ RunError::EndedInside { .. }) => {
+            if let RunError::EndedInside { summary, .. } = &error {
+                print!("{summary}");
+            }
+            eprintln!("{}: error: {error}", feed_name(&args.feed));
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -25,5 +25,5 @@ pub mod topic;
 pub use outflow_sql::{
     Catalog, ClusterSpec, ConnectionSpec, RegistrySpec, SecretSpec, SinkSpec, SpecError, TableSpec,
 };
-pub use sink::{PreparedSink, SinkError, SinkHandle, SinkKafka, SinkPlan};
+pub use sink::{PreparedSink, SinkControl, SinkError, SinkHandle, SinkKafka, SinkPlan};
 pub use status::{SinkMonitor, SinkReport, SinkStatus};

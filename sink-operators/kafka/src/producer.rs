@@ -275,6 +275,10 @@ pub struct ProducerStats {
     pub last_commit_micros: u64,
 }
 
+/// How often, and for how long, a failing worker checks its progress topic for lost data.
+const LOST_DATA_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const LOST_DATA_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Classifies a librdkafka error into what the machine does about it, and describes it.
 pub fn classify(error: &KafkaError) -> TxnError {
     let kind = match error {
@@ -337,6 +341,31 @@ pub fn classify(error: &KafkaError) -> TxnError {
         }
     }
     TxnError::new(kind, message)
+}
+
+/// A message's key as an error shows it: its text when it is printable UTF-8 (JSON and TEXT
+/// keys), else its bytes in hex; long keys are cut.
+fn describe_key(key: Option<&[u8]>) -> String {
+    const SHOWN: usize = 120;
+    let Some(key) = key else {
+        return "no key".to_string();
+    };
+    match std::str::from_utf8(key) {
+        Ok(text) if !text.chars().any(char::is_control) => {
+            let cut: String = text.chars().take(SHOWN).collect();
+            let more = if cut.len() < text.len() { "…" } else { "" };
+            format!("key {cut}{more}")
+        }
+        _ => {
+            let hex: String = key
+                .iter()
+                .take(SHOWN / 2)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let more = if key.len() > SHOWN / 2 { "…" } else { "" };
+            format!("key 0x{hex}{more}")
+        }
+    }
 }
 
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
@@ -548,6 +577,9 @@ struct Counters {
     commits_after_deliveries: AtomicU64,
     commits_with_messages_in_flight: AtomicU64,
     last_commit_micros: AtomicU64,
+    /// The transaction attempt and offset of the last progress record the broker acknowledged.
+    progress_transaction: AtomicU64,
+    progress_offset: AtomicI64,
 }
 
 impl Counters {
@@ -582,6 +614,7 @@ struct Delivery {
 struct DriverContext<M> {
     transactional_id: String,
     settings: ProducerSettings,
+    progress_topic: String,
     events: Arc<EventQueue<M>>,
     counters: Arc<Counters>,
     /// An authorization refusal librdkafka only logged (see [`logged_denial`]), named in the
@@ -633,7 +666,17 @@ impl<M: Send + 'static> ProducerContext for DriverContext<M> {
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
         let Delivery { transaction, bytes } = *delivery;
         let result = match result {
-            Ok(_) => Ok(()),
+            Ok(message) => {
+                if message.topic() == self.progress_topic {
+                    self.counters
+                        .progress_offset
+                        .store(message.offset(), Ordering::Relaxed);
+                    self.counters
+                        .progress_transaction
+                        .store(transaction, Ordering::Release);
+                }
+                Ok(())
+            }
             Err((error, message)) => {
                 let mut failure = classify(error);
                 let denied = error
@@ -641,9 +684,11 @@ impl<M: Send + 'static> ProducerContext for DriverContext<M> {
                     .and_then(|code| denial(code, &self.settings, "", Some(message.topic())));
                 name_denial(&mut failure, denied.or_else(|| self.logged_denial()));
                 failure.message = format!(
-                    "delivery to {}[{}] failed: {}",
+                    "delivery to {}[{}] of the message with {} ({} bytes) failed: {}",
                     message.topic(),
                     message.partition(),
+                    describe_key(message.key()),
+                    message.payload_len() + message.key().map_or(0, <[u8]>::len),
                     failure.message
                 );
                 Err(failure)
@@ -740,6 +785,7 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         let context = DriverContext {
             transactional_id: transactional_id.clone(),
             settings: settings.clone(),
+            progress_topic: settings.progress_topic.clone(),
             events: Arc::clone(&events),
             counters: Arc::clone(&counters),
             logged_denial: Mutex::new(None),
@@ -762,6 +808,8 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             held_progress: None,
             pending_offset: None,
             ending_timing_out_since: None,
+            committed_progress_offset: None,
+            lost_data_checked: None,
         };
         let io_thread = thread::Builder::new()
             .name(format!("outflow-producer-{}", settings.worker))
@@ -991,7 +1039,12 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
                 .rdkafka_error_code()
                 .and_then(|code| denial(code, &self.settings, "", Some(topic)));
             name_denial(&mut failure, denied);
-            failure.message = format!("sending to {topic} failed: {}", failure.message);
+            failure.message = format!(
+                "sending the message with {} ({} bytes) to {topic} failed: {}",
+                describe_key(key),
+                key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len),
+                failure.message
+            );
             self.events.push(Event::Delivered {
                 transaction,
                 bytes,
@@ -1023,6 +1076,10 @@ struct IoThread<M: OutgoingRecord> {
     groups: HashMap<String, GroupHandle>,
     held_progress: Option<(u64, usize, String, Vec<u8>)>,
     pending_offset: Option<(String, u64)>,
+    /// Where the last committed progress record of this worker is (exactly-once).
+    committed_progress_offset: Option<i64>,
+    /// When the progress topic was last checked for lost data.
+    lost_data_checked: Option<std::time::Instant>,
     /// When the current run of timed-out commits and aborts began.
     ending_timing_out_since: Option<std::time::Instant>,
 }
@@ -1035,14 +1092,89 @@ enum GroupHandle {
 impl<M: OutgoingRecord> IoThread<M> {
     fn run(mut self, calls: Receiver<Call>) {
         for call in calls {
+            let committing = match &call {
+                Call::Commit { transaction } => Some(*transaction),
+                _ => None,
+            };
             let event = match self.settings.mode {
                 DeliveryMode::ExactlyOnce => self.transactional(call),
                 DeliveryMode::AtLeastOnce => self.at_least_once(call),
             };
-            if let Some(event) = event {
+            if let Some(mut event) = event {
+                if self.settings.mode == DeliveryMode::ExactlyOnce {
+                    self.watch_committed_progress(committing, &mut event);
+                }
                 self.events.push(event);
             }
         }
+    }
+
+    /// Remembers where this worker's last committed progress record is, and when a call fails
+    /// other than by a timeout, checks that the progress topic still reaches it: a broker that
+    /// restarted without its log (or a deleted progress topic) answers with errors that look
+    /// like fencing or unknown producers, and the worker's error should say what happened.
+    fn watch_committed_progress(&mut self, committing: Option<u64>, event: &mut Event<M>) {
+        let result = match event {
+            Event::Committed(Ok(())) => {
+                let acknowledged = self.counters.progress_transaction.load(Ordering::Acquire);
+                if committing == Some(acknowledged) {
+                    self.committed_progress_offset =
+                        Some(self.counters.progress_offset.load(Ordering::Relaxed));
+                }
+                return;
+            }
+            Event::Initialized(result)
+            | Event::Began(result)
+            | Event::OffsetsSent(result)
+            | Event::Committed(result)
+            | Event::Aborted(result) => result,
+            _ => return,
+        };
+        let (Err(error), Some(offset)) = (result.as_ref(), self.committed_progress_offset) else {
+            return;
+        };
+        if error.kind == ErrorKind::TimedOut
+            || self
+                .lost_data_checked
+                .is_some_and(|at| at.elapsed() < LOST_DATA_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.lost_data_checked = Some(std::time::Instant::now());
+        let topic = &self.settings.progress_topic;
+        let found = match self.config.create::<BaseConsumer>() {
+            Ok(consumer) => consumer
+                .fetch_watermarks(topic, PROGRESS_PARTITION, LOST_DATA_CHECK_TIMEOUT)
+                .map(|(_, high)| high),
+            Err(_) => return,
+        };
+        let lost = match found {
+            Ok(high) if high <= offset => format!(
+                "partition {PROGRESS_PARTITION} of progress topic {topic} now ends at offset \
+                 {high}, before this worker's last committed progress record at offset {offset}"
+            ),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                    )
+                ) =>
+            {
+                format!("progress topic {topic} no longer exists")
+            }
+            _ => return,
+        };
+        *result = Err(TxnError::new(
+            ErrorKind::Fatal,
+            format!(
+                "the broker lost committed data: {lost} (a broker restarted without its log, \
+                 or the topic was deleted); {}",
+                error.message
+            ),
+        ));
     }
 
     fn transactional(&mut self, call: Call) -> Option<Event<M>> {

@@ -375,6 +375,9 @@ pub fn read_progress(
     )
 }
 
+/// How many times [`committed_seqs`] asks for a group's offset that keeps timing out.
+const OFFSET_FETCH_ATTEMPTS: u32 = 4;
+
 /// The committed offset of each listed worker's progress group on partition 0 of the progress
 /// topic: the `seq` of that worker's last committed progress record. Workers whose group has no
 /// committed offset are left out.
@@ -416,9 +419,38 @@ pub fn committed_seqs(
             }
             _ => redacted(&error),
         };
-        let committed = consumer
-            .committed_offsets(partitions, REQUEST_TIMEOUT)
-            .map_err(|error| failed(described(error)))?;
+        // An offset committed in a transaction that is still open (a producer that died
+        // mid-transaction, until the broker times it out) is unstable: the broker withholds it
+        // and librdkafka asks again until the call times out. Ask a few times before giving up.
+        let mut attempts = 0;
+        let committed = loop {
+            attempts += 1;
+            match consumer.committed_offsets(partitions.clone(), REQUEST_TIMEOUT) {
+                Err(error)
+                    if attempts < OFFSET_FETCH_ATTEMPTS
+                        && error.rdkafka_error_code()
+                            == Some(RDKafkaErrorCode::OperationTimedOut) =>
+                {
+                    tracing::info!(%group, %error, attempts, "the committed offset is not stable yet; asking again");
+                }
+                Err(error)
+                    if error
+                        .rdkafka_error_code()
+                        .is_some_and(acl::is_authorization_failure) =>
+                {
+                    return Err(failed(described(error)))
+                }
+                Err(error) => {
+                    return Err(failed(format!(
+                        "{} (after {attempts} attempts of {} s; a transaction left open with this \
+                         group's offset holds it back until it ends or times out)",
+                        redacted(&error),
+                        REQUEST_TIMEOUT.as_secs()
+                    )))
+                }
+                Ok(committed) => break committed,
+            }
+        };
         let Some(entry) = committed.find_partition(topic, PROGRESS_PARTITION) else {
             return Err(failed("the answer did not name partition 0".to_string()));
         };
