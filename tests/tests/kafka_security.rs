@@ -63,6 +63,8 @@ fn feed_text() -> String {
         .collect();
     lines.push(r#"{"advance": 2}"#.to_string());
     lines.extend(rows[3..].iter().map(|row| update_line("orders", 2, 1, row)));
+    // Time 2 is complete, so the run writes it and exits.
+    lines.push(r#"{"advance": 3}"#.to_string());
     lines.join("\n") + "\n"
 }
 
