@@ -51,6 +51,11 @@ enum Command {
     /// finished feed with an advance; a feed that ends with updates at its last time leaves
     /// them unwritten and fails, saying so. The end of a feed never marks a sink done:
     /// restarted on the same or a longer feed, the sinks resume where they committed.
+    ///
+    /// The feed's snapshot is its updates at times up to --snapshot-time (default 0): they
+    /// describe the state the sinks start from. A sink with SNAPSHOT = false writes nothing at
+    /// those times and starts with the first later time, so with the default a feed whose
+    /// first rows are at time 1 is written whole even under SNAPSHOT = false.
     #[command(disable_help_flag = true)]
     Run(RunArgs),
     /// Print what a sink's topic holds at its committed frontier: one JSON row per line, in
@@ -122,11 +127,15 @@ struct RunArgs {
     /// on its own within 5 seconds; a slower client is cut off.
     #[arg(long, value_name = "HOST:PORT")]
     metrics: Option<String>,
+    /// The time of the feed's snapshot: updates at this time and before are the state the
+    /// sinks start from, and a sink with SNAPSHOT = false skips them.
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    snapshot_time: u64,
     /// Pause this many milliseconds each time the feed's time moves forward.
     #[arg(long, hide = true)]
     pace_ms: Option<u64>,
     /// Print help.
-    #[arg(long, action = ArgAction::Help)]
+    #[arg(long, action = ArgAction::HelpLong)]
     help: Option<bool>,
 }
 
@@ -160,8 +169,8 @@ fn init_logging(verbose: u8) {
     let default = match verbose {
         // librdkafka reports reaching a partition's end as an error; the readers ask for it.
         0 => "warn,rdkafka::client=off",
-        1 => "info,outflow=info",
-        _ => "debug,rdkafka=info",
+        1 => "info,rdkafka::client=off",
+        _ => "debug,rdkafka=info,rdkafka::client=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -248,6 +257,9 @@ fn run_command(args: RunArgs) -> ExitCode {
         args.broker_shows_aborted,
         args.commit_interval_ms.map(Duration::from_millis),
     );
+    for sink in &mut plan.sinks {
+        sink.as_of = args.snapshot_time;
+    }
     let timely = match timely_config(&args, &plan) {
         Ok(config) => config,
         Err(e) => {

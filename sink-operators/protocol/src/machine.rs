@@ -486,7 +486,11 @@ impl<M: Clone> Machine<M> {
     /// [`Machine::input_recorded`] tells when it is committed.
     pub fn record_input_frontier(&mut self, now: Duration) {
         self.record_requested = true;
-        self.pump(now);
+        // Handled as a timer firing (the machine's clock moves to `now`): it starts the record if
+        // nothing else is open.
+        if let Err(error) = self.handle(now, Event::Tick) {
+            unreachable!("a tick is valid in every phase: {error}");
+        }
     }
 
     /// Whether a committed progress record (or the recovery) covers the input frontier.

@@ -144,7 +144,12 @@ where
 }
 
 fn combine_options(plan: &SinkPlan, credit: &PairCredit) -> CombineOptions<u64> {
-    let options = CombineOptions::default().with_credit(credit.clone());
+    let mut options = CombineOptions::default().with_credit(credit.clone());
+    // A key's last message is its value under UPSERT: copies of one row add nothing, so a
+    // NOT ENFORCED key with a huge multiplicity writes one message, not one per copy.
+    if plan.spec.envelope == crate::encoders::Envelope::Upsert {
+        options = options.collapse_repeats();
+    }
     if plan.spec.snapshot {
         options
     } else {
