@@ -12,6 +12,7 @@ pub use outflow_dataflow as dataflow;
 pub use outflow_encoders as encoders;
 pub use outflow_sql::{partition, spec, statement};
 
+pub mod acl;
 pub mod connection;
 pub mod embedded;
 pub mod producer;

@@ -20,6 +20,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::acl;
 use crate::spec::Compression;
 use crate::topic::redacted;
 use outflow_protocol::{
@@ -285,12 +286,13 @@ pub fn classify(error: &KafkaError) -> TxnError {
             let code = rd.code();
             if is_fenced(code) {
                 ErrorKind::Fenced
-            } else if is_unsupported(code)
-                || code == RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-            {
-                // A broker or a principal without transactions: the at-least-once mode still
-                // works there, and the machine's message says so.
+            } else if is_unsupported(code) {
+                // A broker without transactions: the at-least-once mode still works there, and
+                // the machine's message says so.
                 ErrorKind::Unsupported
+            } else if acl::is_authorization_failure(code) {
+                // A missing ACL: retrying meets the same refusal, and the message names it.
+                ErrorKind::Fatal
             } else if rd.is_fatal() {
                 ErrorKind::Fatal
             } else if rd.txn_requires_abort() {
@@ -314,6 +316,7 @@ pub fn classify(error: &KafkaError) -> TxnError {
             | RDKafkaErrorCode::MessageSizeTooLarge
             | RDKafkaErrorCode::Fatal
             | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
             | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
             | RDKafkaErrorCode::ClusterAuthorizationFailed => ErrorKind::Fatal,
             RDKafkaErrorCode::UnknownTopicOrPartition
@@ -402,17 +405,97 @@ fn is_fatal_for_group(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-fn hint(code: RDKafkaErrorCode) -> Option<&'static str> {
+/// The operation and resource an authorization refusal of `call` (or of a delivery to
+/// `topic`) was about, with the ACL that grants it; `None` for other errors.
+fn denial(
+    code: RDKafkaErrorCode,
+    settings: &ProducerSettings,
+    call: &str,
+    topic: Option<&str>,
+) -> Option<String> {
+    use acl::{grant, not_authorized, Resource};
+    let names = &settings.names;
     Some(match code {
         RDKafkaErrorCode::TransactionalIdAuthorizationFailed => {
-            "grant Write on the TransactionalId prefix of the sink"
+            let id = settings.transactional_id();
+            let resource = Resource::TransactionalId(&id);
+            format!(
+                "{}; {}",
+                not_authorized("Write", resource),
+                grant("Write", resource, Some(&names.transactional_id_prefix))
+            )
         }
         RDKafkaErrorCode::GroupAuthorizationFailed => {
-            "grant Read on the consumer group prefix of the sink"
+            let group = names.progress_group_id(settings.worker);
+            let resource = Resource::Group(&group);
+            format!(
+                "{}; {}",
+                not_authorized("Read", resource),
+                grant("Read", resource, Some(&names.progress_group_id_prefix))
+            )
         }
-        RDKafkaErrorCode::TopicAuthorizationFailed => {
-            "grant Write on the data topic and Read and Write on the progress topic"
+        // A transactional offset commit needs Read on the topic of the offsets.
+        RDKafkaErrorCode::TopicAuthorizationFailed if call == SEND_OFFSETS => {
+            let resource = Resource::Topic(&settings.progress_topic);
+            format!(
+                "{}; {}",
+                not_authorized("Read", resource),
+                grant("Read", resource, None)
+            )
         }
+        RDKafkaErrorCode::TopicAuthorizationFailed => match topic {
+            Some(topic) => {
+                let resource = Resource::Topic(topic);
+                format!(
+                    "{}; {}",
+                    not_authorized("Write", resource),
+                    grant("Write", resource, None)
+                )
+            }
+            None => format!(
+                "not authorized to Write to topic '{}' or to topic '{}'; grant Write on both",
+                settings.data_topic, settings.progress_topic
+            ),
+        },
+        RDKafkaErrorCode::ClusterAuthorizationFailed => format!(
+            "{}; grant IdempotentWrite on the cluster, or Write on topic '{}'",
+            not_authorized("IdempotentWrite", Resource::Cluster),
+            settings.data_topic
+        ),
+        _ => return None,
+    })
+}
+
+/// Puts the refusal `denial` names before `failure`'s message, and makes it fatal: the same
+/// request meets the same refusal until someone grants the ACL.
+fn name_denial(failure: &mut TxnError, denial: Option<String>) {
+    if let Some(denial) = denial {
+        failure.kind = ErrorKind::Fatal;
+        failure.message = format!("{denial} ({})", failure.message);
+    }
+}
+
+/// What librdkafka's log said the broker refused, when a transactional request (adding a
+/// partition to the transaction) was refused without a call or delivery reporting the code:
+/// the topic named in `Failed to add partition "T" [0] to transaction: Broker: Topic
+/// authorization failed`.
+fn logged_denial(message: &str) -> Option<String> {
+    if !message.contains("Topic authorization failed") {
+        return None;
+    }
+    let (_, rest) = message.split_once("partition \"")?;
+    let (topic, _) = rest.split_once("\" [")?;
+    Some(format!(
+        "{}; {}",
+        acl::not_authorized("Write", acl::Resource::Topic(topic)),
+        acl::grant("Write", acl::Resource::Topic(topic), None)
+    ))
+}
+
+const SEND_OFFSETS: &str = "send_offsets_to_transaction";
+
+fn hint(code: RDKafkaErrorCode) -> Option<&'static str> {
+    Some(match code {
         RDKafkaErrorCode::InvalidTransactionTimeout => {
             "the transaction timeout exceeds the broker's transaction.max.timeout.ms"
         }
@@ -530,12 +613,46 @@ struct Delivery {
 
 struct DriverContext<M> {
     transactional_id: String,
+    settings: ProducerSettings,
     progress_topic: String,
     events: Arc<EventQueue<M>>,
     counters: Arc<Counters>,
+    /// An authorization refusal librdkafka only logged (see [`logged_denial`]), named in the
+    /// errors that follow it.
+    logged_denial: Mutex<Option<String>>,
+}
+
+impl<M> DriverContext<M> {
+    fn logged_denial(&self) -> Option<String> {
+        self.logged_denial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl<M: Send + 'static> ClientContext for DriverContext<M> {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as Level;
+        if let Some(denial) = logged_denial(message) {
+            *self.logged_denial.lock().unwrap_or_else(|p| p.into_inner()) = Some(denial);
+        }
+        match level {
+            Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            Level::Warning => {
+                tracing::warn!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            Level::Notice | Level::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         // Errors that matter reach the machine through a call or a delivery report; these are
         // librdkafka's running commentary (a broker went away, a retry), worth a log line.
@@ -562,6 +679,10 @@ impl<M: Send + 'static> ProducerContext for DriverContext<M> {
             }
             Err((error, message)) => {
                 let mut failure = classify(error);
+                let denied = error
+                    .rdkafka_error_code()
+                    .and_then(|code| denial(code, &self.settings, "", Some(message.topic())));
+                name_denial(&mut failure, denied.or_else(|| self.logged_denial()));
                 failure.message = format!(
                     "delivery to {}[{}] of the message with {} ({} bytes) failed: {}",
                     message.topic(),
@@ -663,9 +784,11 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         let counters = Arc::new(Counters::default());
         let context = DriverContext {
             transactional_id: transactional_id.clone(),
+            settings: settings.clone(),
             progress_topic: settings.progress_topic.clone(),
             events: Arc::clone(&events),
             counters: Arc::clone(&counters),
+            logged_denial: Mutex::new(None),
         };
         let producer: KafkaProducer<M> = producer_config(config, &settings)
             .create_with_context(context)
@@ -912,6 +1035,10 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
                 );
             }
             let mut failure = classify(&error);
+            let denied = error
+                .rdkafka_error_code()
+                .and_then(|code| denial(code, &self.settings, "", Some(topic)));
+            name_denial(&mut failure, denied);
             failure.message = format!(
                 "sending the message with {} ({} bytes) to {topic} failed: {}",
                 describe_key(key),
@@ -1085,6 +1212,15 @@ impl<M: OutgoingRecord> IoThread<M> {
         self.counters
             .last_commit_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if result.is_ok() {
+            // A refusal logged before this commit was not about this transaction.
+            *self
+                .producer
+                .context()
+                .logged_denial
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
         self.past_the_transaction_timeout("commit_transaction", started, result)
     }
 
@@ -1139,7 +1275,7 @@ impl<M: OutgoingRecord> IoThread<M> {
         };
         self.producer
             .send_offsets_to_transaction(&offsets, metadata, self.settings.call_timeout)
-            .map_err(|e| failed_call(&self.settings, "send_offsets_to_transaction", &e))
+            .map_err(|e| self.failed(SEND_OFFSETS, &e))
     }
 
     fn at_least_once(&mut self, call: Call) -> Option<Event<M>> {
@@ -1336,12 +1472,24 @@ impl<M: OutgoingRecord> IoThread<M> {
     }
 
     fn failed(&self, call: &str, error: &KafkaError) -> TxnError {
-        failed_call(&self.settings, call, error)
+        let mut failure = failed_call(&self.settings, call, error);
+        if !failure.message.contains("not authorized") {
+            // The refusal that put the transaction in this state, if librdkafka only logged it.
+            if let Some(logged) = self.producer.context().logged_denial() {
+                failure.kind = ErrorKind::Fatal;
+                failure.message = format!("{logged} ({})", failure.message);
+            }
+        }
+        failure
     }
 }
 
 fn failed_call(settings: &ProducerSettings, call: &str, error: &KafkaError) -> TxnError {
     let mut failure = classify(error);
+    let denied = error
+        .rdkafka_error_code()
+        .and_then(|code| denial(code, settings, call, None));
+    name_denial(&mut failure, denied);
     failure.message = format!(
         "{call} of {} failed: {}",
         settings.transactional_id(),
@@ -1421,6 +1569,54 @@ mod tests {
         assert_eq!(
             classify(&KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)).kind,
             ErrorKind::TimedOut
+        );
+    }
+
+    #[test]
+    fn authorization_refusals_are_fatal_and_name_the_permission() {
+        let settings = settings(DeliveryMode::ExactlyOnce);
+        let failed =
+            |code, call| failed_call(&settings, call, &KafkaError::MessageProduction(code));
+        let txn = failed(
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+            "init_transactions",
+        );
+        assert_eq!(txn.kind, ErrorKind::Fatal);
+        assert!(
+            txn.message.starts_with(
+                "init_transactions of tx-s1-2 failed: not authorized to Write to TransactionalId \
+                 'tx-s1-2'; grant Write on TransactionalId prefix 'tx-' (pattern type PREFIXED) ("
+            ),
+            "{}",
+            txn.message
+        );
+        let group = failed(RDKafkaErrorCode::GroupAuthorizationFailed, SEND_OFFSETS);
+        assert!(
+            group.message.contains(
+                "not authorized to Read group 'pg-s1-2'; grant Read on Group prefix 'pg-'"
+            ),
+            "{}",
+            group.message
+        );
+        let offsets_topic = failed(RDKafkaErrorCode::TopicAuthorizationFailed, SEND_OFFSETS);
+        assert!(
+            offsets_topic
+                .message
+                .contains("not authorized to Read topic 'progress'"),
+            "{}",
+            offsets_topic.message
+        );
+        assert_eq!(
+            logged_denial(
+                "TxnCoordinator/1: Failed to add partition \"progress\" [0] to transaction: \
+                 Broker: Topic authorization failed"
+            )
+            .as_deref(),
+            Some("not authorized to Write to topic 'progress'; grant Write on topic 'progress'")
+        );
+        assert_eq!(
+            logged_denial("Failed to add partition \"p\" [0]: timed out"),
+            None
         );
     }
 
