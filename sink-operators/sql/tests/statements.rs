@@ -997,7 +997,7 @@ fn partition_by_errors() {
     };
     assert_error(
         &upsert("region"),
-        "PARTITION BY expression must have an integer type, not text",
+        "PARTITION BY must yield uint8, but the expression has type text",
         "region)",
     );
     assert_error(
