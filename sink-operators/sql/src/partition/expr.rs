@@ -127,6 +127,33 @@ impl PartitionExpr {
             .map_err(|_| EvalError("uint8 out of range".to_string()))
     }
 
+    /// The columns the expression reads and their values in `row`, e.g. `id = 42, region =
+    /// 'eu'`: how an error names the row it failed on.
+    pub fn describe_row(&self, row: &Row) -> String {
+        let datums = row.unpack();
+        let mut columns = Vec::new();
+        self.root.collect_named_columns(&mut columns);
+        columns.sort_by_key(|(index, _, _)| *index);
+        columns.dedup_by_key(|(index, _, _)| *index);
+        columns
+            .into_iter()
+            .map(|(index, name, typ)| {
+                let column = Node::Column {
+                    index,
+                    name: name.to_string(),
+                    typ: typ.clone(),
+                };
+                let value = match datums.get(index) {
+                    None | Some(Datum::Null) => "NULL".to_string(),
+                    Some(Datum::String(s)) => format!("'{}'", s.replace('\'', "''")),
+                    Some(d) => try_format_text(*d, typ).unwrap_or_else(|_| format!("{d:?}")),
+                };
+                format!("{column} = {value}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// [`PartitionExpr::partition`] with errors as `None`: what picks partition 0.
     pub fn partition_hash(&self, row: &Row) -> Option<u64> {
         self.partition(row).ok().flatten()
@@ -150,6 +177,7 @@ enum Node {
     Column {
         index: usize,
         name: String,
+        typ: ScalarType,
     },
     Literal(Literal),
     Cast {
@@ -414,6 +442,7 @@ impl Planner<'_> {
             Node::Column {
                 index,
                 name: ident.name.clone(),
+                typ: column_type.scalar_type.clone(),
             },
             column_type.scalar_type.clone(),
         ))
@@ -1098,6 +1127,34 @@ impl Node {
         }
     }
 
+    fn collect_named_columns<'a>(&'a self, out: &mut Vec<(usize, &'a str, &'a ScalarType)>) {
+        match self {
+            Node::Column { index, name, typ } => out.push((*index, name, typ)),
+            Node::Literal(_) => {}
+            Node::Cast { input, .. }
+            | Node::Not(input)
+            | Node::Neg { input, .. }
+            | Node::IsNull { input, .. } => input.collect_named_columns(out),
+            Node::Binary { left, right, .. } => {
+                left.collect_named_columns(out);
+                right.collect_named_columns(out);
+            }
+            Node::Case {
+                branches,
+                otherwise,
+            } => {
+                for (c, r) in branches {
+                    c.collect_named_columns(out);
+                    r.collect_named_columns(out);
+                }
+                if let Some(o) = otherwise {
+                    o.collect_named_columns(out);
+                }
+            }
+            Node::Call { args, .. } => args.iter().for_each(|a| a.collect_named_columns(out)),
+        }
+    }
+
     fn collect_columns(&self, out: &mut Vec<usize>) {
         match self {
             Node::Column { index, .. } => out.push(*index),
@@ -1128,7 +1185,7 @@ impl Node {
 
     fn eval<'a>(&'a self, datums: &[Datum<'a>]) -> Result<Value<'a>, EvalError> {
         Ok(match self {
-            Node::Column { index, name } => Value::Datum(
+            Node::Column { index, name, .. } => Value::Datum(
                 *datums
                     .get(*index)
                     .ok_or_else(|| EvalError(format!("the row has no column \"{name}\"")))?,
@@ -1898,7 +1955,8 @@ impl fmt::Display for Node {
             }
             Node::Literal(literal) => write!(f, "{literal}"),
             Node::Cast { input, to, .. } => {
-                input.fmt_at(f, input.precedence() < 11)?;
+                // Casts chain to the left: `x::uint8::numeric` is `(x::uint8)::numeric`.
+                input.fmt_at(f, input.precedence() < 10)?;
                 write!(f, "::{to}")
             }
             Node::Binary {
@@ -2585,6 +2643,23 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_row_by_the_columns_read() {
+        let expr = PartitionExpr::parse(
+            "CASE WHEN region = 'eu' THEN 0 ELSE id * \"Mixed Case\" * amount END",
+            &desc(),
+        )
+        .unwrap();
+        assert_eq!(
+            expr.describe_row(&row(42, Some("it's"))),
+            "id = 42, region = 'it''s', amount = -12.50, \"Mixed Case\" = -5"
+        );
+        assert_eq!(
+            expr.describe_row(&row(42, None)),
+            "id = 42, region = NULL, amount = -12.50, \"Mixed Case\" = -5"
+        );
+    }
+
+    #[test]
     fn normalized_text_parses_back_to_itself() {
         let print = |expr: &str| PartitionExpr::parse(expr, &desc()).unwrap().to_string();
         let cases = [
@@ -2619,6 +2694,8 @@ mod tests {
             ("CAST(amount AS int8) % 7", "amount::bigint % 7"),
             ("'5'::int2 + 1", "6"),
             ("nullif(id, 0)", "nullif(id, 0)"),
+            ("((id % 3)::uint8)::numeric", "(id % 3)::uint8::numeric"),
+            ("'-5'::int2::text::int8", "-5"),
             (
                 "CASE WHEN NOT (id > 1 OR id < 0) THEN 1 ELSE 2 END",
                 "CASE WHEN NOT (id > 1 OR id < 0) THEN 1 ELSE 2 END",
