@@ -361,7 +361,7 @@ impl Planner<'_> {
             return self.untyped(expr, to);
         }
         let (node, from) = self.plan(expr)?;
-        Ok(implicit_cast(node, &from, to, expr.pos)?)
+        implicit_cast(node, &from, to, expr.pos)
     }
 
     fn untyped(&self, expr: &Expr, to: &ScalarType) -> Result<Node, SpecError> {
