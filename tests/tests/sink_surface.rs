@@ -233,6 +233,86 @@ fn partition_by_seahash_places_every_message() {
     partition_by("seahash", seahash);
 }
 
+/// `PARTITION BY` with arithmetic, a cast and CASE: every message is on the partition the
+/// expression names, evaluated as Postgres would; a row whose expression fails (a negative
+/// value cast to uint8) goes to partition 0, is counted and named in the status.
+#[test]
+fn partition_by_case_and_arithmetic_places_every_message() {
+    let topic = unique_name("by-case");
+    let expr = "CASE WHEN name = 'eu' THEN 0 ELSE (id % 3 + 1)::uint8 END";
+    let sql = sink_sql(
+        &topic,
+        &format!(", TOPIC PARTITION COUNT 4, PARTITION BY = {expr}"),
+        "KEY (id) FORMAT JSON ENVELOPE UPSERT",
+    );
+    let name = |id: i64| match id {
+        -5 => "neg".to_string(),
+        id if id % 2 == 0 => "eu".to_string(),
+        id => format!("us-{id}"),
+    };
+    let mut history: Vec<Update> = (-5..12)
+        .filter(|id| *id >= 0 || *id == -5)
+        .map(|id| Update {
+            time: 1,
+            row: row(id, &name(id), &[]),
+            diff: 1,
+        })
+        .collect();
+    // A delete's tombstone is placed by the row before it.
+    history.push(Update {
+        time: 2,
+        row: row(3, &name(3), &[]),
+        diff: -1,
+    });
+    let report = run_sink(
+        plan(&sql, &topic),
+        history,
+        RunOptions {
+            workers: 2,
+            ..RunOptions::default()
+        },
+    );
+    assert_completed(&report);
+    let expected = |id: i64, name: &str| -> i32 {
+        if name == "eu" {
+            return 0;
+        }
+        match id % 3 + 1 {
+            v if v < 0 => 0,
+            v => (v % 4) as i32,
+        }
+    };
+    let records = KAFKA.read_committed(&topic);
+    assert_eq!(records.len(), 12 + 1 + 1, "{records:?}");
+    let mut used = BTreeSet::new();
+    for record in &records {
+        let id = key_id(record);
+        let name = match &record.value {
+            Some(value) => json(value)["name"].as_str().unwrap().to_string(),
+            None => name(id),
+        };
+        assert_eq!(
+            record.partition,
+            expected(id, &name),
+            "{expr} for id {id}, name {name:?}: {record:?}"
+        );
+        used.insert(record.partition);
+    }
+    assert_eq!(used, BTreeSet::from([0, 1, 2, 3]));
+    assert_eq!(report.total.partition_errors, 1, "{report:#?}");
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("PARTITION BY"))
+        .unwrap_or_else(|| panic!("no note: {:#?}", report.notes));
+    assert_eq!(
+        note,
+        "PARTITION BY CASE WHEN name = 'eu' THEN 0::numeric ELSE (id % 3 + 1)::uint8::numeric END \
+         failed on the row with id = -5, name = 'neg' at time 1: uint8 out of range; the message \
+         went to partition 0 (partition_errors counts every such message)"
+    );
+}
+
 /// The default partitioner with TEXT keys (the key's text) and JSON keys (`{"id":…}`): every
 /// message is on the partition Kafka's Java producer picks for the same key bytes.
 #[test]

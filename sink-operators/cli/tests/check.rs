@@ -145,3 +145,49 @@ fn an_unquoted_secret_is_not_echoed() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A `PARTITION BY` expression's type errors point at the expression, or at the operator,
+/// in the file; a good one prints normalized, with the casts its types imply.
+#[test]
+fn outflow_check_types_partition_by_expressions() {
+    let dir = tempfile::tempdir().unwrap();
+    let prelude = "CREATE CONNECTION k TO KAFKA (BROKER 'b:9092', SECURITY PROTOCOL PLAINTEXT);\n\
+                   CREATE TABLE t (id bigint PRIMARY KEY, region text);\n";
+    let sink = |expr: &str| {
+        format!(
+            "{prelude}CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 't',\n    PARTITION BY = {expr})\n  KEY (id) FORMAT JSON ENVELOPE UPSERT;\n"
+        )
+    };
+    let check = |name: &str, expr: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, sink(expr)).unwrap();
+        let (code, stdout, stderr) = run_check(&file);
+        (
+            code,
+            stdout,
+            stderr.replace(&file.display().to_string(), "FILE"),
+        )
+    };
+    let (code, _, stderr) = check("text.sql", "lower(region)");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.lines().next().unwrap(),
+        "FILE:4:20: error: PARTITION BY must yield uint8, but the expression has type text"
+    );
+    let (code, _, stderr) = check("operator.sql", "region + 1");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.lines().next().unwrap(),
+        "FILE:4:27: error: operator does not exist: text + integer"
+    );
+    let (code, stdout, stderr) = check(
+        "good.sql",
+        "CASE WHEN region = 'eu' THEN 0 ELSE seahash(region) END",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let sink: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        sink["partition_by"],
+        "CASE WHEN region = 'eu' THEN 0::numeric ELSE seahash(region)::numeric END"
+    );
+}

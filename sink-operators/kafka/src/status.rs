@@ -76,6 +76,9 @@ pub struct WorkerStatistics {
     /// place of a commit when there are no transactions; always 0 exactly-once).
     pub flushes: u64,
     pub key_violations: u64,
+    /// Messages whose `PARTITION BY` expression failed (overflow, division by zero, a
+    /// negative value, …): each went to partition 0, as Materialize places them.
+    pub partition_errors: u64,
     /// Every update of this worker's keys before this time is in Kafka; `None` before the
     /// first commit; `u64::MAX` when everything is.
     pub committed_frontier: Option<u64>,
@@ -94,6 +97,7 @@ impl WorkerStatistics {
         self.transactions_aborted += other.transactions_aborted;
         self.flushes += other.flushes;
         self.key_violations += other.key_violations;
+        self.partition_errors += other.partition_errors;
         self.frontier_to_commit_ms = self.frontier_to_commit_ms.max(other.frontier_to_commit_ms);
     }
 }
@@ -309,7 +313,7 @@ impl SinkReport {
     /// The statistics in Prometheus's text exposition format, one series per worker.
     pub fn prometheus(reports: &[SinkReport]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, fn(&WorkerStatistics) -> u64); 8] = [
+        let counters: [(&str, &str, fn(&WorkerStatistics) -> u64); 9] = [
             (
                 "outflow_messages_staged_total",
                 "Messages handed to the producer.",
@@ -349,6 +353,11 @@ impl SinkReport {
                 "outflow_key_violations_total",
                 "Keys found holding several rows at one time.",
                 |s| s.key_violations,
+            ),
+            (
+                "outflow_partition_errors_total",
+                "Messages sent to partition 0 because their PARTITION BY expression failed.",
+                |s| s.partition_errors,
             ),
         ];
         for (name, help, get) in counters {

@@ -87,8 +87,9 @@ pub enum ErrorKind {
     Fenced,
     /// The producer is unusable (`RDKafkaError::is_fatal`).
     Fatal,
-    /// The broker does not support transactions (for example `UnsupportedVersion` or
-    /// `TransactionalIdAuthorizationFailed` from `init_transactions`).
+    /// The broker does not support transactions (for example `UnsupportedVersion` from
+    /// `init_transactions`). A principal without Write on its transactional id is refused, not
+    /// unsupported: that is `Fatal`, with an error naming the ACL.
     Unsupported,
 }
 

@@ -997,7 +997,7 @@ fn partition_by_errors() {
     };
     assert_error(
         &upsert("region"),
-        "PARTITION BY expression must have an integer type, not text",
+        "PARTITION BY must yield uint8, but the expression has type text",
         "region)",
     );
     assert_error(
@@ -1028,6 +1028,78 @@ fn partition_by_errors() {
     sink(&upsert("customer_id"));
     sink(&upsert("total"));
     sink(&upsert("seahash(region::bytea || '\\x00')"));
+
+    // Expressions beyond calls: typed at check time, with Postgres's errors at their token.
+    assert_error(
+        &upsert("region + 1"),
+        "operator does not exist: text + integer",
+        "+ 1",
+    );
+    assert_error(
+        &upsert("lower(region)"),
+        "PARTITION BY must yield uint8, but the expression has type text",
+        "lower",
+    );
+    assert_error(
+        &upsert("CASE WHEN region = 'eu' THEN 0 ELSE region END"),
+        "CASE types integer and text cannot be matched",
+        "region END",
+    );
+    assert_error(
+        &upsert("CASE WHEN customer_id THEN 0 END"),
+        "argument of CASE/WHEN must be type boolean, not type bigint",
+        "customer_id THEN",
+    );
+    assert_error(
+        &upsert("coalesce(region, 0)"),
+        "COALESCE types text and integer cannot be matched",
+        "0)",
+    );
+    // A constant part is evaluated at check time; a row's part only on the row.
+    assert_error(
+        &upsert("order_id + 2147483647 * 2"),
+        "integer out of range",
+        "2147483647",
+    );
+    assert_error(&upsert("order_id % (1 / 0)"), "division by zero", "1 / 0");
+    sink(&upsert("order_id % (1 - 1)"));
+    assert_error(
+        &upsert("order_id < 1 < 2"),
+        "syntax error at or near \"<\"",
+        "< 2",
+    );
+    assert_error(
+        &debezium("CASE WHEN status = 'x' THEN 0 ELSE order_id END"),
+        "PARTITION BY expression cannot refer to non-key column \"status\"",
+        "status =",
+    );
+    for (written, normalized) in [
+        ("(order_id % 3)::uint8", "(order_id % 3)::uint8"),
+        (
+            "CASE WHEN region = 'eu' THEN 0 ELSE seahash(region) END",
+            "CASE WHEN region = 'eu' THEN 0::numeric ELSE seahash(region)::numeric END",
+        ),
+        (
+            "coalesce(kafka_murmur2(lower(trim(region))), 0)",
+            "coalesce(kafka_murmur2(lower(btrim(region))), 0)",
+        ),
+        (
+            "crc32(substring(status FROM 1 FOR 2) || customer_id::text) % 16",
+            "crc32(substring(status, 1, 2) || customer_id::text)::bigint % 16",
+        ),
+        (
+            "CAST(total * 100 AS bigint)",
+            "(total * 100::numeric)::bigint",
+        ),
+    ] {
+        let spec = sink(&upsert(written));
+        assert_eq!(
+            spec.partition_by.unwrap().to_string(),
+            normalized,
+            "{written}"
+        );
+    }
+    sink(&debezium("CASE WHEN order_id > 0 THEN order_id ELSE 0 END"));
 }
 
 #[test]

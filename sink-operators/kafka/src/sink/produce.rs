@@ -61,6 +61,7 @@ pub(super) fn produce<'scope>(
     builder.build(move |mut capabilities| {
         let mut capability: Option<Capability<u64>> = capabilities.pop();
         let mut recovery: Option<Arc<Recovery>> = None;
+        let mut partition_error_noted = false;
         // Pairs by (time, key position). Combining emits a batch key by key, so when one batch
         // spans several times (the input ran ahead of the sink) their pairs interleave; the
         // machine takes them in (time, position) order. A pair at a time the input frontier has
@@ -165,6 +166,7 @@ pub(super) fn produce<'scope>(
                     .copied();
                 // Counted here and reported once per activation: the monitor is shared.
                 let (mut staged_messages, mut staged_bytes) = (0u64, 0u64);
+                let mut partition_errors = 0u64;
                 while !state.paused {
                     let Some(mut entry) = stash.first_entry() else {
                         break;
@@ -196,11 +198,28 @@ pub(super) fn produce<'scope>(
                         break;
                     }
                     let hash = match &partition_by {
-                        Some(expr) => pair
-                            .after
-                            .as_ref()
-                            .or(pair.before.as_ref())
-                            .and_then(|row| expr.partition_hash(row)),
+                        Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
+                            None => None,
+                            Some(row) => match expr.partition(row) {
+                                Ok(hash) => hash,
+                                Err(error) => {
+                                    // Materialize sends such a message to partition 0; so do
+                                    // we, counting each and naming the first row per worker.
+                                    partition_errors += 1;
+                                    if !partition_error_noted {
+                                        partition_error_noted = true;
+                                        let note = format!(
+                                            "PARTITION BY {expr} failed on the row with {} at time {time}: {error}; \
+                                             the message went to partition 0 (partition_errors counts every such message)",
+                                            expr.describe_row(row)
+                                        );
+                                        tracing::warn!(sink = %sink_name, worker = state.worker, "{note}");
+                                        state.monitor.note(note);
+                                    }
+                                    None
+                                }
+                            },
+                        },
                         None if message.key().is_some() => {
                             key_partition_hash(message.key_payload())
                         }
@@ -240,6 +259,7 @@ pub(super) fn produce<'scope>(
                     state.monitor.update(state.worker, |s| {
                         s.messages_staged += staged_messages;
                         s.bytes_staged += staged_bytes;
+                        s.partition_errors += partition_errors;
                     });
                 }
                 // The frontier the machine may rely on: nothing stashed is before it.

@@ -26,6 +26,16 @@ pub(crate) enum TokenKind {
     Concat,
     Dot,
     Minus,
+    Plus,
+    Star,
+    Slash,
+    Percent,
+    Less,
+    LessEquals,
+    Greater,
+    GreaterEquals,
+    /// `<>` or `!=`.
+    NotEquals,
     /// Any other character. Nothing in our grammar uses it, but the text of statements we
     /// refuse (a view's `SELECT *`) must still tokenize so that the refusal can explain itself.
     Other(char),
@@ -87,6 +97,15 @@ impl TokenKind {
             TokenKind::Concat => "||",
             TokenKind::Dot => ".",
             TokenKind::Minus => "-",
+            TokenKind::Plus => "+",
+            TokenKind::Star => "*",
+            TokenKind::Slash => "/",
+            TokenKind::Percent => "%",
+            TokenKind::Less => "<",
+            TokenKind::LessEquals => "<=",
+            TokenKind::Greater => ">",
+            TokenKind::GreaterEquals => ">=",
+            TokenKind::NotEquals => "<>",
             TokenKind::Word { .. }
             | TokenKind::Str(_)
             | TokenKind::Number(_)
@@ -218,6 +237,24 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, SpecError> {
                     (';', _) => TokenKind::Semicolon,
                     ('.', _) => TokenKind::Dot,
                     ('-', _) => TokenKind::Minus,
+                    ('+', _) => TokenKind::Plus,
+                    ('*', _) => TokenKind::Star,
+                    ('/', _) => TokenKind::Slash,
+                    ('%', _) => TokenKind::Percent,
+                    ('<', Some('>')) | ('!', Some('=')) => {
+                        cur.bump();
+                        TokenKind::NotEquals
+                    }
+                    ('<', Some('=')) => {
+                        cur.bump();
+                        TokenKind::LessEquals
+                    }
+                    ('<', _) => TokenKind::Less,
+                    ('>', Some('=')) => {
+                        cur.bump();
+                        TokenKind::GreaterEquals
+                    }
+                    ('>', _) => TokenKind::Greater,
                     ('=', Some('>')) => {
                         cur.bump();
                         TokenKind::Arrow
@@ -362,7 +399,23 @@ mod tests {
                 Some(Position { line: 1, column: 3 })
             )
         );
-        assert_eq!(kinds("count(*)")[2], TokenKind::Other('*'));
+        assert_eq!(kinds("count(*)")[2], TokenKind::Star);
+        assert_eq!(kinds("a ? b")[1], TokenKind::Other('?'));
+        assert_eq!(
+            kinds("+ * / % < <= > >= <> !=")[..10],
+            [
+                TokenKind::Plus,
+                TokenKind::Star,
+                TokenKind::Slash,
+                TokenKind::Percent,
+                TokenKind::Less,
+                TokenKind::LessEquals,
+                TokenKind::Greater,
+                TokenKind::GreaterEquals,
+                TokenKind::NotEquals,
+                TokenKind::NotEquals,
+            ]
+        );
         assert!(tokenize("\"\"").is_err());
         assert!(tokenize("/* never closed").is_err());
     }

@@ -47,6 +47,15 @@ const COLUMN_CONSTRAINT_WORDS: &[&str] = &[
     "CHECK",
 ];
 
+/// Reserved words that cannot start an expression: they end one (`CASE … END`) or join two.
+const EXPRESSION_END_WORDS: &[&str] = &[
+    "WHEN", "THEN", "ELSE", "END", "AND", "OR", "NOT", "IS", "FROM", "FOR", "AS",
+];
+
+fn is_quoted(token: &Token) -> bool {
+    matches!(token.kind, TokenKind::Word { quoted: true, .. })
+}
+
 /// Words that may continue a type name after `::` or `AS`.
 const TYPE_CONTINUATION_WORDS: &[&str] = &[
     "PRECISION",
@@ -856,17 +865,117 @@ impl Parser {
         Ok(value)
     }
 
+    /// A scalar expression, with Postgres's precedence: `OR`, `AND`, `NOT`, `IS [NOT]
+    /// NULL`, comparisons (non-associative), `||`, `+ -`, `* / %`, unary `-`, `::`.
     pub(crate) fn expr(&mut self) -> Result<Expr, SpecError> {
-        let mut left = self.postfix_expr()?;
-        while self.peek().kind == TokenKind::Concat {
-            self.advance();
-            let right = self.postfix_expr()?;
+        self.binary_expr(1)
+    }
+
+    fn binary_op(&self) -> Option<BinaryOp> {
+        let token = self.peek();
+        Some(match &token.kind {
+            TokenKind::Equals => BinaryOp::Eq,
+            TokenKind::NotEquals => BinaryOp::NotEq,
+            TokenKind::Less => BinaryOp::Lt,
+            TokenKind::LessEquals => BinaryOp::LtEq,
+            TokenKind::Greater => BinaryOp::Gt,
+            TokenKind::GreaterEquals => BinaryOp::GtEq,
+            TokenKind::Concat => BinaryOp::Concat,
+            TokenKind::Plus => BinaryOp::Add,
+            TokenKind::Minus => BinaryOp::Sub,
+            TokenKind::Star => BinaryOp::Mul,
+            TokenKind::Slash => BinaryOp::Div,
+            TokenKind::Percent => BinaryOp::Mod,
+            _ if token.is_keyword("OR") => BinaryOp::Or,
+            _ if token.is_keyword("AND") => BinaryOp::And,
+            _ => return None,
+        })
+    }
+
+    /// Operators that bind at least as tightly as `min`, by precedence climbing; `NOT` (3)
+    /// and `IS` (4) sit between `AND` and the comparisons.
+    fn binary_expr(&mut self, min: u8) -> Result<Expr, SpecError> {
+        let mut left = if min <= 3 && self.peek_keyword("NOT") {
+            let pos = self.advance().pos;
+            let operand = self.binary_expr(3)?;
+            Expr {
+                pos,
+                kind: ExprKind::Unary {
+                    op: UnaryOp::Not,
+                    expr: Box::new(operand),
+                },
+            }
+        } else {
+            self.unary_expr()?
+        };
+        loop {
+            if min <= 4 && self.peek_keyword("IS") {
+                self.advance();
+                let negated = self.eat_keyword("NOT");
+                self.expect_keyword("NULL")?;
+                left = Expr {
+                    pos: left.pos,
+                    kind: ExprKind::IsNull {
+                        expr: Box::new(left),
+                        negated,
+                    },
+                };
+                continue;
+            }
+            let Some(op) = self.binary_op() else {
+                return Ok(left);
+            };
+            let precedence = op.precedence();
+            if precedence < min {
+                return Ok(left);
+            }
+            let op_pos = self.advance().pos;
+            let right = self.binary_expr(precedence + 1)?;
+            if precedence == 5 {
+                if let Some(next) = self.binary_op().filter(|o| o.precedence() == 5) {
+                    return Err(SpecError::new(format!(
+                        "syntax error at or near \"{}\"",
+                        next.symbol()
+                    ))
+                    .hint("comparisons do not chain: write a < b AND b < c")
+                    .at(self.peek().pos));
+                }
+            }
             left = Expr {
                 pos: left.pos,
-                kind: ExprKind::Concat(Box::new(left), Box::new(right)),
+                kind: ExprKind::Binary {
+                    op,
+                    op_pos,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                },
             };
         }
-        Ok(left)
+    }
+
+    /// Unary minus binds looser than `::` (`-1::uint8` is `-(1::uint8)`), but a minus written
+    /// right before a number makes a negative literal, as Postgres's grammar does.
+    fn unary_expr(&mut self) -> Result<Expr, SpecError> {
+        if self.peek().kind == TokenKind::Plus {
+            self.advance();
+            return self.unary_expr();
+        }
+        if self.peek().kind != TokenKind::Minus {
+            return self.postfix_expr();
+        }
+        let pos = self.advance().pos;
+        let operand = self.unary_expr()?;
+        let kind = match operand.kind {
+            ExprKind::Number(n) if !n.starts_with('-') => ExprKind::Number(format!("-{n}")),
+            kind => ExprKind::Unary {
+                op: UnaryOp::Neg,
+                expr: Box::new(Expr {
+                    pos: operand.pos,
+                    kind,
+                }),
+            },
+        };
+        Ok(Expr { pos, kind })
     }
 
     fn postfix_expr(&mut self) -> Result<Expr, SpecError> {
@@ -888,6 +997,7 @@ impl Parser {
     fn primary_expr(&mut self) -> Result<Expr, SpecError> {
         let token = self.peek().clone();
         let pos = token.pos;
+        let followed_by_paren = self.peek_nth(1).kind == TokenKind::LParen;
         let kind = match &token.kind {
             TokenKind::LParen => {
                 self.advance();
@@ -897,16 +1007,14 @@ impl Parser {
             }
             TokenKind::Str(s) => ExprKind::Str(s.clone()),
             TokenKind::Number(n) => ExprKind::Number(n.clone()),
-            TokenKind::Minus => {
+            _ if token.is_keyword("NULL") => ExprKind::Null,
+            _ if token.is_keyword("TRUE") => ExprKind::Bool(true),
+            _ if token.is_keyword("FALSE") => ExprKind::Bool(false),
+            _ if token.is_keyword("CASE") => {
                 self.advance();
-                match &self.peek().kind {
-                    TokenKind::Number(n) => ExprKind::Number(format!("-{n}")),
-                    _ => return Err(self.unexpected("a number after \"-\"")),
-                }
+                return self.case_expr(pos);
             }
-            TokenKind::Word { .. }
-                if token.is_keyword("CAST") && self.peek_nth(1).kind == TokenKind::LParen =>
-            {
+            _ if token.is_keyword("CAST") && followed_by_paren => {
                 self.next += 2;
                 let inner = self.expr()?;
                 self.expect_keyword("AS")?;
@@ -921,6 +1029,9 @@ impl Parser {
                     },
                 });
             }
+            _ if EXPRESSION_END_WORDS.iter().any(|w| token.is_keyword(w)) => {
+                return Err(self.unexpected("an expression"))
+            }
             TokenKind::Word { .. } => {
                 let name = self.ident("a column or function name")?;
                 if !self.eat(&TokenKind::LParen) {
@@ -929,14 +1040,11 @@ impl Parser {
                         kind: ExprKind::Column(name),
                     });
                 }
-                let mut args = Vec::new();
-                if !self.eat(&TokenKind::RParen) {
-                    args.push(self.expr()?);
-                    while self.eat(&TokenKind::Comma) {
-                        args.push(self.expr()?);
-                    }
-                    self.expect(TokenKind::RParen, "\",\" or \")\"")?;
-                }
+                let args = match name.name.as_str() {
+                    "substring" if !is_quoted(&token) => self.substring_args()?,
+                    "trim" if !is_quoted(&token) => return self.trim_args(name),
+                    _ => self.call_args()?,
+                };
                 return Ok(Expr {
                     pos,
                     kind: ExprKind::Call { name, args },
@@ -946,6 +1054,124 @@ impl Parser {
         };
         self.advance();
         Ok(Expr { pos, kind })
+    }
+
+    /// The arguments after `(`, through `)`.
+    fn call_args(&mut self) -> Result<Vec<Expr>, SpecError> {
+        let mut args = Vec::new();
+        if !self.eat(&TokenKind::RParen) {
+            args.push(self.expr()?);
+            while self.eat(&TokenKind::Comma) {
+                args.push(self.expr()?);
+            }
+            self.expect(TokenKind::RParen, "\",\" or \")\"")?;
+        }
+        Ok(args)
+    }
+
+    /// `substring(x, from [, for])` or `substring(x FROM from [FOR for])` / `(x FOR for)`.
+    fn substring_args(&mut self) -> Result<Vec<Expr>, SpecError> {
+        let string = self.expr()?;
+        if !self.peek_keyword("FROM") && !self.peek_keyword("FOR") {
+            let mut args = vec![string];
+            while self.eat(&TokenKind::Comma) {
+                args.push(self.expr()?);
+            }
+            self.expect(TokenKind::RParen, "\",\" or \")\"")?;
+            return Ok(args);
+        }
+        let start = if self.eat_keyword("FROM") {
+            self.expr()?
+        } else {
+            Expr {
+                pos: self.peek().pos,
+                kind: ExprKind::Number("1".to_string()),
+            }
+        };
+        let mut args = vec![string, start];
+        if self.eat_keyword("FOR") {
+            args.push(self.expr()?);
+        }
+        self.expect(TokenKind::RParen, "\")\"")?;
+        Ok(args)
+    }
+
+    /// `trim([BOTH | LEADING | TRAILING] [characters] [FROM] string)` or `trim(string [,
+    /// characters])`, as a call of `btrim`, `ltrim` or `rtrim`.
+    fn trim_args(&mut self, name: Ident) -> Result<Expr, SpecError> {
+        let function = if self.eat_keyword("LEADING") {
+            "ltrim"
+        } else if self.eat_keyword("TRAILING") {
+            "rtrim"
+        } else {
+            self.eat_keyword("BOTH");
+            "btrim"
+        };
+        let args = if self.eat_keyword("FROM") {
+            self.call_args()?
+        } else {
+            let first = self.expr()?;
+            if self.eat_keyword("FROM") {
+                let string = self.expr()?;
+                self.expect(TokenKind::RParen, "\")\"")?;
+                vec![string, first]
+            } else {
+                let mut args = vec![first];
+                while self.eat(&TokenKind::Comma) {
+                    args.push(self.expr()?);
+                }
+                self.expect(TokenKind::RParen, "\",\" or \")\"")?;
+                args
+            }
+        };
+        Ok(Expr {
+            pos: name.pos,
+            kind: ExprKind::Call {
+                name: Ident {
+                    name: function.to_string(),
+                    pos: name.pos,
+                },
+                args,
+            },
+        })
+    }
+
+    /// After `CASE`: `[operand] WHEN … THEN … [ELSE …] END`.
+    fn case_expr(&mut self, pos: Position) -> Result<Expr, SpecError> {
+        let operand = if self.peek_keyword("WHEN") {
+            None
+        } else {
+            Some(Box::new(self.expr()?))
+        };
+        let mut branches = Vec::new();
+        while self.eat_keyword("WHEN") {
+            let condition = self.expr()?;
+            self.expect_keyword("THEN")?;
+            branches.push((condition, self.expr()?));
+        }
+        if branches.is_empty() {
+            return Err(self.unexpected("WHEN"));
+        }
+        let otherwise = if self.eat_keyword("ELSE") {
+            Some(Box::new(self.expr()?))
+        } else {
+            None
+        };
+        if !self.eat_keyword("END") {
+            return Err(self.unexpected(if otherwise.is_some() {
+                "END"
+            } else {
+                "WHEN, ELSE or END"
+            }));
+        }
+        Ok(Expr {
+            pos,
+            kind: ExprKind::Case {
+                operand,
+                branches,
+                otherwise,
+            },
+        })
     }
 
     /// A type name after `::` or `AS`: a word, optional `(args)`, and the words that make up
@@ -1057,7 +1283,13 @@ mod tests {
             panic!("not a call")
         };
         assert_eq!(name.name, "kafka_murmur2");
-        let ExprKind::Concat(left, right) = &args[0].kind else {
+        let ExprKind::Binary {
+            op: BinaryOp::Concat,
+            left,
+            right,
+            ..
+        } = &args[0].kind
+        else {
             panic!("not a concatenation")
         };
         assert!(matches!(&left.kind, ExprKind::Cast { type_name, .. } if type_name == "text"));
@@ -1067,6 +1299,140 @@ mod tests {
             matches!(e.kind, ExprKind::Cast { type_name, .. } if type_name == "double precision")
         );
         assert!(parse_expr("a b").is_err());
+    }
+
+    /// The shape of an expression with every operator parenthesized.
+    fn shape(e: &Expr) -> String {
+        match &e.kind {
+            ExprKind::Column(c) => c.name.clone(),
+            ExprKind::Str(s) => format!("'{s}'"),
+            ExprKind::Number(n) => n.clone(),
+            ExprKind::Null => "NULL".into(),
+            ExprKind::Bool(b) => b.to_string(),
+            ExprKind::Cast {
+                expr, type_name, ..
+            } => format!("{}::{type_name}", shape(expr)),
+            ExprKind::Binary {
+                op, left, right, ..
+            } => format!("({} {} {})", shape(left), op.symbol(), shape(right)),
+            ExprKind::Unary {
+                op: UnaryOp::Not,
+                expr,
+            } => format!("(NOT {})", shape(expr)),
+            ExprKind::Unary { expr, .. } => format!("(-{})", shape(expr)),
+            ExprKind::IsNull { expr, negated } => {
+                format!(
+                    "({} IS {}NULL)",
+                    shape(expr),
+                    if *negated { "NOT " } else { "" }
+                )
+            }
+            ExprKind::Case {
+                operand,
+                branches,
+                otherwise,
+            } => {
+                let mut out = "CASE".to_string();
+                if let Some(o) = operand {
+                    out += &format!(" {}", shape(o));
+                }
+                for (w, t) in branches {
+                    out += &format!(" WHEN {} THEN {}", shape(w), shape(t));
+                }
+                if let Some(o) = otherwise {
+                    out += &format!(" ELSE {}", shape(o));
+                }
+                out + " END"
+            }
+            ExprKind::Call { name, args } => format!(
+                "{}({})",
+                name.name,
+                args.iter().map(shape).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    #[test]
+    fn expressions_follow_postgres_precedence() {
+        let cases = [
+            ("a + b * c", "(a + (b * c))"),
+            ("a * b + c % d", "((a * b) + (c % d))"),
+            ("a - b - c", "((a - b) - c)"),
+            ("a || b + 1", "(a || (b + 1))"),
+            ("a = b || c", "(a = (b || c))"),
+            ("-a::int8", "(-a::int8)"),
+            ("-1::uint8", "(-1::uint8)"),
+            ("- 1", "-1"),
+            ("(-1)::uint8", "-1::uint8"),
+            (
+                "a = 1 AND b <> 2 OR NOT c",
+                "(((a = 1) AND (b <> 2)) OR (NOT c))",
+            ),
+            ("NOT a = b", "(NOT (a = b))"),
+            ("a = b IS NULL", "((a = b) IS NULL)"),
+            ("a IS NOT NULL AND b != c", "((a IS NOT NULL) AND (b <> c))"),
+            (
+                "a >= 1 AND a <= 2 AND a < 3 AND a > 0",
+                "((((a >= 1) AND (a <= 2)) AND (a < 3)) AND (a > 0))",
+            ),
+            (
+                "CASE WHEN a = 'eu' THEN 0 ELSE seahash(a) END",
+                "CASE WHEN (a = 'eu') THEN 0 ELSE seahash(a) END",
+            ),
+            ("case a when 1 then 'x' end", "CASE a WHEN 1 THEN 'x' END"),
+            ("substring(a FROM 2 FOR 3)", "substring(a, 2, 3)"),
+            ("substring(a FOR 3)", "substring(a, 1, 3)"),
+            ("substring(a, 2)", "substring(a, 2)"),
+            ("trim(a)", "btrim(a)"),
+            ("trim(LEADING 'x' FROM a)", "ltrim(a, 'x')"),
+            ("trim(TRAILING FROM a)", "rtrim(a)"),
+            ("trim(both from a)", "btrim(a)"),
+            ("CAST(a AS int8) % 3", "(a::int8 % 3)"),
+            ("coalesce(a, NULL, TRUE)", "coalesce(a, NULL, true)"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(shape(&parse_expr(text).unwrap()), expected, "{text}");
+        }
+        let err = |text: &str| {
+            let e = parse_expr(text).unwrap_err();
+            (e.message, e.position.map(|p| p.column))
+        };
+        assert_eq!(
+            err("a < b < c"),
+            ("syntax error at or near \"<\"".to_string(), Some(7))
+        );
+        assert_eq!(
+            err("CASE a END"),
+            (
+                "expected WHEN, found identifier \"end\"".to_string(),
+                Some(8)
+            )
+        );
+        assert_eq!(
+            err("CASE WHEN a THEN 1"),
+            (
+                "expected WHEN, ELSE or END, found end of input".to_string(),
+                Some(19)
+            )
+        );
+        assert_eq!(
+            err("a + "),
+            (
+                "expected an expression, found end of input".to_string(),
+                Some(5)
+            )
+        );
+        assert_eq!(
+            err("CASE WHEN a THEN END"),
+            (
+                "expected an expression, found identifier \"end\"".to_string(),
+                Some(18)
+            )
+        );
+        assert_eq!(
+            err("a IS 1"),
+            ("expected NULL, found number 1".to_string(), Some(6))
+        );
     }
 
     #[test]
