@@ -193,7 +193,7 @@ fn cases() -> Vec<Case> {
             paced: true,
             exit: 1,
             error: Some(
-                r#"error: sink {t}: key {"id":7} is not unique at time 3: it holds 2 rows afterwards [1 × {"id":7,"name":"a","amt":null,"big":null,"v":null,"c":null,"f":null}, 1 × {"id":7,"name":"b","amt":null,"big":null,"v":null,"c":null,"f":null}]; the KEY is not unique in the data, so its change at time 3 is not written (use KEY (...) NOT ENFORCED to write such keys anyway)"#,
+                r#"error: sink {t}: key {"id":7} is not unique at time 3: it holds 2 rows afterwards [1 × {"id":7,"name":"a","amt":null,"big":null,"v":null,"c":null,"f":null}, 1 × {"id":7,"name":"b","amt":null,"big":null,"v":null,"c":null,"f":null}]; the KEY is not unique in the data, so its change at time 3 is not written (use KEY (...) NOT ENFORCED to write such keys anyway) (feed lines 6–7 hold table t's updates at time 3)"#,
             ),
             beyond_time_one: Vec::new(),
             warnings: Vec::new(),
@@ -211,7 +211,7 @@ fn cases() -> Vec<Case> {
             paced: false,
             exit: 1,
             error: Some(
-                r#"error: sink {t}: key {"id":7} is not unique at time 3: it holds 2 rows afterwards [1 × {"id":7,"name":"a","amt":null,"big":null,"v":null,"c":null,"f":null}, 1 × {"id":7,"name":"b","amt":null,"big":null,"v":null,"c":null,"f":null}]; the KEY is not unique in the data, so its change at time 3 is not written (use KEY (...) NOT ENFORCED to write such keys anyway)"#,
+                r#"error: sink {t}: key {"id":7} is not unique at time 3: it holds 2 rows afterwards [1 × {"id":7,"name":"a","amt":null,"big":null,"v":null,"c":null,"f":null}, 1 × {"id":7,"name":"b","amt":null,"big":null,"v":null,"c":null,"f":null}]; the KEY is not unique in the data, so its change at time 3 is not written (use KEY (...) NOT ENFORCED to write such keys anyway) (feed lines 6–7 hold table t's updates at time 3)"#,
             ),
             beyond_time_one: vec![
                 (Sink::UUpsert, vec![(r#"{"k":3}"#, r#"{"k":3,"val":"three"}"#)]),
@@ -235,7 +235,7 @@ fn cases() -> Vec<Case> {
             paced: true,
             exit: 1,
             error: Some(
-                r#"error: sink {t}: row {"id":9,"name":null,"amt":null,"big":null,"v":null,"c":null,"f":null} has 18446744073709551614 copies at time 3, beyond the 64-bit range of a multiplicity; nothing of time 3 or later is written"#,
+                r#"error: sink {t}: row {"id":9,"name":null,"amt":null,"big":null,"v":null,"c":null,"f":null} has 18446744073709551614 copies at time 3, beyond the 64-bit range of a multiplicity; nothing of time 3 or later is written (feed lines 6–7 hold table t's updates at time 3)"#,
             ),
             beyond_time_one: Vec::new(),
             warnings: Vec::new(),
@@ -251,7 +251,7 @@ fn cases() -> Vec<Case> {
             paced: true,
             exit: 1,
             error: Some(
-                r#"error: sink {u_up}: row {"k":5,"val":"x"} has 18446744073709551617 copies at time 3, beyond the 64-bit range of a multiplicity; nothing of time 3 or later is written"#,
+                r#"error: sink {u_up}: row {"k":5,"val":"x"} has 18446744073709551617 copies at time 3, beyond the 64-bit range of a multiplicity; nothing of time 3 or later is written (feed lines 6–8 hold table u's updates at time 3)"#,
             ),
             beyond_time_one: Vec::new(),
             warnings: Vec::new(),
@@ -265,7 +265,7 @@ fn cases() -> Vec<Case> {
             paced: true,
             exit: 1,
             error: Some(
-                r#"error: sink {u_dbz}: key {"k":6} needs 1000000000000 messages at time 3 (one per copy of a row), more than the limit of 10000 one key may write at one time; nothing of time 3 or later is written"#,
+                r#"error: sink {u_dbz}: key {"k":6} needs 1000000000000 messages at time 3 (one per copy of a row), more than the limit of 10000 one key may write at one time; nothing of time 3 or later is written (feed line 6 holds table u's update at time 3)"#,
             ),
             beyond_time_one: Vec::new(),
             warnings: Vec::new(),

@@ -61,6 +61,8 @@ pub enum FeedItem {
 pub enum FeedMessage {
     Item {
         item: FeedItem,
+        /// The feed line it came from (1-based).
+        line: u64,
     },
     /// The line could not be read or applied; nothing after it is read.
     Error(FeedError),
@@ -94,6 +96,11 @@ impl FeedTables {
 
     pub fn len(&self) -> usize {
         self.tables.len()
+    }
+
+    /// The name of table number `index`.
+    pub fn name(&self, index: usize) -> &str {
+        &self.tables[index].0
     }
 }
 
@@ -256,7 +263,7 @@ fn read_feed(
                 if let (Some(pace), true) = (pace, parser.frontier() > before) {
                     std::thread::sleep(pace);
                 }
-                if send.send(FeedMessage::Item { item }).is_err() {
+                if send.send(FeedMessage::Item { item, line }).is_err() {
                     return;
                 }
             }

@@ -13,7 +13,7 @@
 //! already hold.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -346,6 +346,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
             .map(|receiver| Feeder::new(receiver, inputs, stop_input, Arc::clone(&rows_fed)));
 
         let mut feed_error: Option<FeedError> = None;
+        let mut failure_lines: Option<String> = None;
         let mut ended_inside: Option<(u64, u64)> = None;
         let mut recording = false;
         loop {
@@ -363,12 +364,37 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                     Pumped::Stopped(error) => feed_error = Some(error),
                 }
             }
-            if let Some(failed) = sinks.iter().find(|s| s.monitor().status().is_failed()) {
+            if let Some(f) = feeder.as_mut() {
+                let committed = sinks
+                    .iter()
+                    .map(|s| s.monitor().committed_frontier().unwrap_or(0))
+                    .min()
+                    .unwrap_or(0);
+                f.forget_lines_before(committed);
+            }
+            if let Some((index, failed)) = sinks
+                .iter()
+                .enumerate()
+                .find(|(_, s)| s.monitor().status().is_failed())
+            {
+                if failure_lines.is_none() {
+                    // A sink fails at the first time it cannot write, after committing every
+                    // time before it: its committed frontier is that time.
+                    failure_lines = Some(
+                        match (feeder.as_ref(), failed.monitor().committed_frontier()) {
+                            (Some(f), Some(time)) => {
+                                let table = plan.sink_tables[index];
+                                f.lines_of(table, plan.tables.name(table), time)
+                            }
+                            _ => String::new(),
+                        },
+                    );
+                }
                 if fail_fast {
                     for dataflow in worker.installed_dataflows() {
                         worker.drop_dataflow(dataflow);
                     }
-                    return Err(sink_failed(failed));
+                    return Err(sink_failed(failed, failure_lines.as_deref()));
                 }
             }
             let finished = match stop_seen.get() {
@@ -401,7 +427,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
             worker.drop_dataflow(dataflow);
         }
         if let Some(failed) = sinks.iter().find(|s| s.monitor().status().is_failed()) {
-            return Err(sink_failed(failed));
+            return Err(sink_failed(failed, failure_lines.as_deref()));
         }
         match (feed_error, ended_inside, stop_seen.get()) {
             (Some(error), _, Some(stop)) => Err(RunError::Feed {
@@ -465,11 +491,12 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
 }
 
 /// The error of a sink that failed while the run went on.
-fn sink_failed(sink: &outflow::PreparedSink) -> RunError {
-    let message = match sink.monitor().status() {
+fn sink_failed(sink: &outflow::PreparedSink, lines: Option<&str>) -> RunError {
+    let mut message = match sink.monitor().status() {
         outflow::status::SinkStatus::Failed { error } => error,
         other => other.name().to_string(),
     };
+    message.push_str(lines.unwrap_or_default());
     RunError::SinkFailed {
         sink: sink.plan().spec.name.clone(),
         message,
@@ -509,6 +536,9 @@ struct Feeder {
     rows_fed: Arc<std::sync::atomic::AtomicU64>,
     /// The feed ended or a bad line was read: the inputs stay where they are.
     stopped: bool,
+    /// The first and last feed line of each table's updates per time not yet committed, to
+    /// point a sink's error at the lines it is about.
+    lines: BTreeMap<(usize, u64), (u64, u64)>,
 }
 
 /// Updates fed per time and not committed yet.
@@ -568,6 +598,26 @@ impl Feeder {
             uncommitted: Uncommitted::default(),
             rows_fed,
             stopped: false,
+            lines: BTreeMap::new(),
+        }
+    }
+
+    /// Forgets the lines of times every sink has committed (a failed sink keeps the time it
+    /// failed at: nothing of it is committed).
+    fn forget_lines_before(&mut self, committed: u64) {
+        self.lines.retain(|(_, time), _| *time >= committed);
+    }
+
+    /// The feed lines that hold `table`'s updates at `time`, as an error's suffix.
+    fn lines_of(&self, table: usize, table_name: &str, time: u64) -> String {
+        match self.lines.get(&(table, time)) {
+            Some((first, last)) if first == last => {
+                format!(" (feed line {first} holds table {table_name}'s update at time {time})")
+            }
+            Some((first, last)) => format!(
+                " (feed lines {first}–{last} hold table {table_name}'s updates at time {time})"
+            ),
+            None => String::new(),
         }
     }
 
@@ -609,8 +659,12 @@ impl Feeder {
                             row,
                             diff,
                         },
-                    ..
+                    line,
                 } => {
+                    self.lines
+                        .entry((table, time))
+                        .and_modify(|(_, last)| *last = line)
+                        .or_insert((line, line));
                     self.advance_to(time);
                     self.inputs[table].update(row, diff);
                     self.uncommitted.add(time);
