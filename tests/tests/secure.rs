@@ -345,7 +345,8 @@ fn wrong_authority_fails_fast_naming_the_connection() {
         "{message}"
     );
     assert!(
-        message.contains("SSL handshake failed") && message.contains("certificate verify failed"),
+        message.contains("certificate verify failed")
+            && message.contains("check SSL CERTIFICATE AUTHORITY"),
         "{message}"
     );
     assert!(

@@ -59,7 +59,9 @@ pub fn grant(operation: &str, resource: Resource<'_>, prefix: Option<&str>) -> S
             format!("grant {operation} on Group prefix '{prefix}' (pattern type PREFIXED)")
         }
         (Resource::TransactionalId(_), Some(prefix)) => format!(
-            "grant {operation} on TransactionalId prefix '{prefix}' (pattern type PREFIXED)"
+            "grant {operation} on TransactionalId prefix '{prefix}' (pattern type PREFIXED), or \
+             run the sink WITH (DELIVERY GUARANTEE = 'at-least-once'), which needs no \
+             transactions"
         ),
         (resource, _) => format!("grant {operation} on {resource}"),
     }
@@ -89,7 +91,8 @@ mod tests {
                 Resource::TransactionalId("outflow-s-0"),
                 Some("outflow-")
             ),
-            "grant Write on TransactionalId prefix 'outflow-' (pattern type PREFIXED)"
+            "grant Write on TransactionalId prefix 'outflow-' (pattern type PREFIXED), or run the \
+             sink WITH (DELIVERY GUARANTEE = 'at-least-once'), which needs no transactions"
         );
         assert_eq!(
             grant("Create", Resource::Topic("orders"), None),

@@ -1585,7 +1585,9 @@ mod tests {
         assert!(
             txn.message.starts_with(
                 "init_transactions of tx-s1-2 failed: not authorized to Write to TransactionalId \
-                 'tx-s1-2'; grant Write on TransactionalId prefix 'tx-' (pattern type PREFIXED) ("
+                 'tx-s1-2'; grant Write on TransactionalId prefix 'tx-' (pattern type PREFIXED), \
+                 or run the sink WITH (DELIVERY GUARANTEE = 'at-least-once'), which needs no \
+                 transactions ("
             ),
             "{}",
             txn.message
