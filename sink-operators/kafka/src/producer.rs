@@ -465,6 +465,25 @@ struct Counters {
     commits_after_deliveries: AtomicU64,
     commits_with_messages_in_flight: AtomicU64,
     last_commit_micros: AtomicU64,
+    /// Commit durations not yet taken by [`ProducerDriver::take_commit_micros`], the newest
+    /// [`KEPT_COMMIT_TIMES`] at most.
+    commit_times: Mutex<VecDeque<u64>>,
+}
+
+/// How many untaken commit durations a driver keeps.
+const KEPT_COMMIT_TIMES: usize = 1024;
+
+impl Counters {
+    fn commit_took(&self, micros: u64) {
+        let mut times = self
+            .commit_times
+            .lock()
+            .expect("the commit times' lock is never poisoned");
+        if times.len() == KEPT_COMMIT_TIMES {
+            times.pop_front();
+        }
+        times.push_back(micros);
+    }
 }
 
 impl Counters {
@@ -774,6 +793,18 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         }
     }
 
+    /// How long each commit (and at-least-once batch end) since the last call took, from the
+    /// delivery wait to the broker's answer, in microseconds, oldest first; the newest 1024 at
+    /// most.
+    pub fn take_commit_micros(&self) -> Vec<u64> {
+        self.counters
+            .commit_times
+            .lock()
+            .expect("the commit times' lock is never poisoned")
+            .drain(..)
+            .collect()
+    }
+
     /// The settings the driver runs with.
     pub fn settings(&self) -> &ProducerSettings {
         &self.settings
@@ -953,6 +984,8 @@ impl<M: OutgoingRecord> IoThread<M> {
         self.counters
             .last_commit_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.counters
+            .commit_took(started.elapsed().as_micros() as u64);
         self.past_the_transaction_timeout("commit_transaction", started, result)
     }
 
@@ -1051,6 +1084,8 @@ impl<M: OutgoingRecord> IoThread<M> {
         self.counters
             .last_commit_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.counters
+            .commit_took(started.elapsed().as_micros() as u64);
         result
     }
 
