@@ -981,11 +981,11 @@ impl<M: OutgoingRecord> IoThread<M> {
                 .commit_transaction(self.settings.call_timeout)
                 .map_err(|e| self.failed("commit_transaction", &e))
         });
+        let micros = started.elapsed().as_micros() as u64;
         self.counters
             .last_commit_micros
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.counters
-            .commit_took(started.elapsed().as_micros() as u64);
+            .store(micros, Ordering::Relaxed);
+        self.counters.commit_took(micros);
         self.past_the_transaction_timeout("commit_transaction", started, result)
     }
 
@@ -1081,11 +1081,11 @@ impl<M: OutgoingRecord> IoThread<M> {
     fn commit_batch(&mut self, transaction: u64) -> Result<(), TxnError> {
         let started = std::time::Instant::now();
         let result = self.end_batch(transaction);
+        let micros = started.elapsed().as_micros() as u64;
         self.counters
             .last_commit_micros
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.counters
-            .commit_took(started.elapsed().as_micros() as u64);
+            .store(micros, Ordering::Relaxed);
+        self.counters.commit_took(micros);
         result
     }
 
