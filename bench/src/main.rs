@@ -215,7 +215,8 @@ struct Outcome {
     /// How long each of the sink's commits took during the snapshot and the stream (the
     /// announce transaction before them left out), in µs.
     commit_micros: Vec<u64>,
-    /// The same for the raw producers' commits (exactly-once) or delivery waits (at-least-once).
+    /// The raw producers' `commit_transaction` calls, after their deliveries (exactly-once),
+    /// in µs.
     raw_commit_micros: Vec<u64>,
     error: Option<String>,
 }
@@ -1115,15 +1116,22 @@ fn raw_messages(
     Ok(messages)
 }
 
-/// Messages per second of one raw producer per share, started together, and how long their
-/// commits took (µs).
+/// Passes of the raw producers over their messages; the fastest counts.
+const RAW_PASSES: usize = 3;
+
+/// One raw producer's pass: from the common start to its last acknowledgement or commit, and
+/// its `commit_transaction` calls' µs.
+type RawPass = (Duration, Vec<u64>);
+
+/// Messages per second of one raw producer per share, started together, in the fastest of
+/// [`RAW_PASSES`] passes, and that pass's commit durations (µs).
 fn raw_producers(
     client: &ClientConfig,
     plan: &SinkPlan,
     shares: &[Vec<RawMessage>],
 ) -> Result<(f64, Vec<u64>), String> {
     let ready = Barrier::new(shares.len());
-    let results: Vec<Result<(Duration, Vec<u64>), String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Vec<RawPass>, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = shares
             .iter()
             .enumerate()
@@ -1141,28 +1149,34 @@ fn raw_producers(
             })
             .collect()
     });
-    let mut slowest = Duration::ZERO;
-    let mut commits = Vec::new();
-    for result in results {
-        let (elapsed, times) = result?;
-        slowest = slowest.max(elapsed);
-        commits.extend(times);
-    }
+    let results = results.into_iter().collect::<Result<Vec<_>, String>>()?;
     let messages: usize = shares.iter().map(Vec::len).sum();
-    Ok((messages as f64 / slowest.as_secs_f64(), commits))
+    let mut best = (0.0, Vec::new());
+    for pass in 0..RAW_PASSES {
+        let slowest = results
+            .iter()
+            .map(|passes| passes[pass].0)
+            .max()
+            .unwrap_or_default();
+        let rate = messages as f64 / slowest.as_secs_f64();
+        if rate > best.0 {
+            let commits = results.iter().flat_map(|p| p[pass].1.clone()).collect();
+            best = (rate, commits);
+        }
+    }
+    Ok(best)
 }
 
 /// One worker's raw producer: `producer_config` over the connection's options and the sink's
 /// settings for this worker; for exactly-once, transactions closed as the sink's cadence closes
-/// them. Returns the time from the common start to the last acknowledgement or commit, and each
-/// commit's (or, at-least-once, delivery wait's) duration.
+/// them. Makes [`RAW_PASSES`] passes over `messages`, each started with the other producers.
 fn raw_producer(
     client: &ClientConfig,
     settings: &ProducerSettings,
     plan: &SinkPlan,
     messages: &[RawMessage],
     ready: &Barrier,
-) -> Result<(Duration, Vec<u64>), String> {
+) -> Result<Vec<RawPass>, String> {
     let transactional = settings.mode == DeliveryMode::ExactlyOnce;
     let topic = settings.data_topic.as_str();
     let fail = |what: &str, e: KafkaError| format!("raw producer {what}: {e}");
@@ -1189,9 +1203,35 @@ fn raw_producer(
         Ok(producer)
     };
     let producer = setup();
-    // Every producer waits for the others, also one that failed, so that none waits forever.
-    ready.wait();
-    let producer = producer?;
+    let mut failure = producer.as_ref().err().cloned();
+    let mut passes = Vec::new();
+    for _ in 0..RAW_PASSES {
+        // Every producer waits for the others, also one that failed, so that none waits
+        // forever.
+        ready.wait();
+        if let (None, Ok(producer)) = (&failure, &producer) {
+            match raw_pass(producer, transactional, settings, plan, messages) {
+                Ok(pass) => passes.push(pass),
+                Err(error) => failure = Some(error),
+            }
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(passes),
+    }
+}
+
+/// One pass of a raw producer over its messages.
+fn raw_pass(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    transactional: bool,
+    settings: &ProducerSettings,
+    plan: &SinkPlan,
+    messages: &[RawMessage],
+) -> Result<RawPass, String> {
+    let topic = settings.data_topic.as_str();
+    let fail = |what: &str, e: KafkaError| format!("raw producer {what}: {e}");
     let cadence = &plan.cadence;
     let start = Instant::now();
     let mut commits = Vec::new();
@@ -1212,7 +1252,7 @@ fn raw_producer(
             && (open_bytes >= cadence.max_transaction_bytes
                 || (between_times && opened.elapsed() >= cadence.commit_interval))
         {
-            commits.push(end_batch(&producer, transactional, settings)?);
+            commits.extend(end_batch(producer, transactional, settings)?);
             if transactional {
                 producer
                     .begin_transaction()
@@ -1249,18 +1289,18 @@ fn raw_producer(
         }
         open_bytes += message.bytes;
     }
-    commits.push(end_batch(&producer, transactional, settings)?);
+    commits.extend(end_batch(producer, transactional, settings)?);
     Ok((start.elapsed(), commits))
 }
 
 /// Waits for every delivery with librdkafka's own flush, as the sink's driver does
-/// (rust-rdkafka's flush polls in fixed slices), then commits (exactly-once); the call's µs.
+/// (rust-rdkafka's flush polls in fixed slices), then commits (exactly-once); the commit call's
+/// µs, what a commit costs on the broker once its data is there.
 fn end_batch(
     producer: &ThreadedProducer<DefaultProducerContext>,
     transactional: bool,
     settings: &ProducerSettings,
-) -> Result<u64, String> {
-    let started = Instant::now();
+) -> Result<Option<u64>, String> {
     let timeout_ms = settings.call_timeout.as_millis().min(i32::MAX as u128) as i32;
     // SAFETY: the pointer is the live handle of `producer`, and `rd_kafka_flush` may be called
     // from any thread.
@@ -1270,12 +1310,14 @@ fn end_batch(
         RDKafkaErrorCode::NoError => {}
         code => return Err(format!("raw producer flush: {code}")),
     }
-    if transactional {
-        producer
-            .commit_transaction(settings.call_timeout)
-            .map_err(|e| format!("raw producer commit_transaction: {e}"))?;
+    if !transactional {
+        return Ok(None);
     }
-    Ok(started.elapsed().as_micros() as u64)
+    let started = Instant::now();
+    producer
+        .commit_transaction(settings.call_timeout)
+        .map_err(|e| format!("raw producer commit_transaction: {e}"))?;
+    Ok(Some(started.elapsed().as_micros() as u64))
 }
 
 /// A row as plain values, for serde.
@@ -1401,9 +1443,10 @@ struct Figures {
     /// broker's answer (at-least-once: the batch end), as its producer driver times them.
     commit_p50_ms: Option<f64>,
     commit_p99_ms: Option<f64>,
-    /// The same for the raw producers' commits (exactly-once) or delivery waits.
-    raw_commit_p50_ms: f64,
-    raw_commit_p99_ms: f64,
+    /// The raw producers' `commit_transaction` calls after their deliveries were reported
+    /// (exactly-once only): what a commit costs on the broker.
+    raw_commit_p50_ms: Option<f64>,
+    raw_commit_p99_ms: Option<f64>,
     /// `rows_per_sec` over the raw producers' messages/s: the same messages (bytes, headers,
     /// partitions), the sink's producer settings, one producer per worker, the same broker (for
     /// broker-free scenarios an embedded one), transactions with the sink's cadence for
@@ -1471,8 +1514,10 @@ impl Figures {
             commit_interval_ms: sink.then_some(scenario.commit_interval_ms),
             commit_p50_ms: sink.then(|| percentile_micros(&outcome.commit_micros, 50.0)),
             commit_p99_ms: sink.then(|| percentile_micros(&outcome.commit_micros, 99.0)),
-            raw_commit_p50_ms: percentile_micros(&outcome.raw_commit_micros, 50.0),
-            raw_commit_p99_ms: percentile_micros(&outcome.raw_commit_micros, 99.0),
+            raw_commit_p50_ms: (!outcome.raw_commit_micros.is_empty())
+                .then(|| percentile_micros(&outcome.raw_commit_micros, 50.0)),
+            raw_commit_p99_ms: (!outcome.raw_commit_micros.is_empty())
+                .then(|| percentile_micros(&outcome.raw_commit_micros, 99.0)),
             ratio_vs_raw_producer: ratio(outcome.raw_producer_rows_per_sec),
             ratio_vs_serde_json: ratio(outcome.serde_json_rows_per_sec),
             raw_producer_rows_per_sec: outcome.raw_producer_rows_per_sec,
@@ -1599,16 +1644,22 @@ fn print_fair_baselines(rows: &[Figures]) {
     );
     for f in sinks {
         println!(
-            "{:<40} {:>10.0} {:>10.0} {:>7.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<40} {:>10.0} {:>10.0} {:>7.2} {:>9.1} {:>9.1} {:>9} {:>9}",
             f.name,
             f.rows_per_sec,
             f.raw_producer_rows_per_sec,
             f.ratio_vs_raw_producer,
             f.commit_p50_ms.unwrap_or(0.0),
             f.commit_p99_ms.unwrap_or(0.0),
-            f.raw_commit_p50_ms,
+            f.raw_commit_p50_ms
+                .map_or("-".to_string(), |t| format!("{t:.1}")),
             f.raw_commit_p99_ms
+                .map_or("-".to_string(), |t| format!("{t:.1}"))
         );
     }
-    println!("  (commit: from the delivery wait to the broker's answer, ms; at-least-once: the batch end)");
+    println!(
+        "  (ms; cmt: the sink's commits, from its delivery wait to the broker's answer, at-least-once \
+         its batch ends; raw: the raw producers' commit_transaction after their deliveries; raw r/s: \
+         the fastest of {RAW_PASSES} passes)"
+    );
 }
