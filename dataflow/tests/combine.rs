@@ -334,3 +334,115 @@ fn sparse_changes_find_their_history() {
         assert_eq!(found, [(1, 120), (2, 180)]);
     }
 }
+
+/// Multiplicities are counted exactly: two updates of `i64::MAX` copies of one row at one time
+/// (or across times) are refused naming the row, enforced or not, where 64-bit sums wrapped.
+#[test]
+fn multiplicities_beyond_64_bits_are_refused_naming_the_row() {
+    use outflow_dataflow::operators::Refusal;
+    let max = isize::MAX;
+    for (times, enforced) in [([1, 1], false), ([1, 1], true), ([1, 2], false)] {
+        let updates = [
+            Update {
+                row: row(7, 1),
+                time: times[0],
+                diff: max,
+            },
+            Update {
+                row: row(7, 1),
+                time: times[1],
+                diff: max,
+            },
+            Update {
+                row: row(7, 1),
+                time: times[1],
+                diff: 3,
+            },
+        ];
+        let key = SinkKey::Declared {
+            columns: vec![0],
+            enforced,
+        };
+        let emitted = run(1, &updates, &[(3, true)], &key, || {
+            CombineOptions::default().collapse_repeats()
+        });
+        let refused: Vec<_> = emitted
+            .violations
+            .iter()
+            .filter_map(|(_, v)| v.refusal.clone().map(|r| (v.time, r)))
+            .collect();
+        let expected = (max as i128) * 2 + 3;
+        assert_eq!(
+            refused,
+            vec![(
+                times[1],
+                Refusal::Overflow {
+                    row: row(7, 1),
+                    count: expected
+                }
+            )],
+            "{times:?} enforced {enforced}: {:?}",
+            emitted.violations
+        );
+        assert!(
+            emitted.pairs.iter().all(|(_, p)| p.1 < times[1]),
+            "nothing is emitted at the refused time: {:?}",
+            emitted.pairs
+        );
+    }
+}
+
+/// A NOT ENFORCED key (or a keyless sink) with a huge multiplicity: under an upsert envelope
+/// the copies collapse into one pair; otherwise more copies than the limit are refused, and
+/// nothing is emitted for them (no pair per copy is ever built).
+#[test]
+fn huge_multiplicities_collapse_or_are_refused() {
+    use outflow_dataflow::operators::Refusal;
+    use outflow_dataflow::DiffPair;
+    let updates = [Update {
+        row: row(1, 5),
+        time: 1,
+        diff: 1_000_000_000_000,
+    }];
+    let not_enforced = SinkKey::Declared {
+        columns: vec![0],
+        enforced: false,
+    };
+    let id = outflow_dataflow::Row::pack_slice(&[outflow_dataflow::Datum::Int64(1)]);
+    let upsert = run(2, &updates, &[(2, true)], &not_enforced, || {
+        CombineOptions::default().collapse_repeats()
+    });
+    assert_eq!(
+        upsert.pairs_in_order(),
+        vec![(id.clone(), 1, DiffPair::insert(row(1, 5)))]
+    );
+    for key in [not_enforced, SinkKey::WholeRow] {
+        let emitted = run(2, &updates, &[(2, true)], &key, || {
+            CombineOptions::default().with_max_copies(1000)
+        });
+        assert!(emitted.pairs.is_empty(), "{key:?}");
+        let refusals: Vec<_> = emitted
+            .violations
+            .iter()
+            .filter_map(|(_, v)| v.refusal.clone())
+            .collect();
+        assert_eq!(
+            refusals,
+            vec![Refusal::TooManyCopies {
+                messages: 1_000_000_000_000,
+                limit: 1000
+            }],
+            "{key:?}"
+        );
+    }
+    // Within the limit, every copy is a pair, as before.
+    let few = [Update {
+        row: row(1, 5),
+        time: 1,
+        diff: 3,
+    }];
+    let emitted = run(1, &few, &[(2, true)], &SinkKey::WholeRow, || {
+        CombineOptions::default().with_max_copies(3)
+    });
+    assert_eq!(emitted.pairs.len(), 3);
+}

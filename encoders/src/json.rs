@@ -2,7 +2,7 @@
 //! byte buffer. The per-type mapping is documented in `encoders/JSON.md`.
 
 use base64::Engine as _;
-use outflow_dataflow::relation::Datum;
+use outflow_dataflow::relation::{Datum, RelationDesc, Row};
 use serde_json::ser::{CompactFormatter, Formatter};
 
 use crate::columns::{for_each_field, for_each_nested, Ctx, Field, Kind, Slot};
@@ -42,6 +42,17 @@ fn write_str_body(buf: &mut Vec<u8>, bytes: &[u8]) {
         }
     }
     buf.extend_from_slice(&bytes[run_start..]);
+}
+
+/// `row`, whose datums are the columns `columns` of `desc` in that order, as FORMAT JSON
+/// writes it (`{"id":7}`): how messages show a key or row as the user wrote it.
+pub fn row_json(desc: &RelationDesc, columns: &[usize], row: &Row) -> String {
+    let fields = crate::columns::fields_of(desc, columns);
+    let mut buf = Vec::new();
+    match write_row(&mut buf, Part::Key, &fields, row.iter()) {
+        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+        Err(_) => format!("{row:?}"),
+    }
 }
 
 /// Writes the object `{"col": value, ...}` for a row's datums.

@@ -20,6 +20,7 @@ pub use encoder::{
     RESERVED_HEADER_PREFIX, TIME_HEADER,
 };
 pub use error::{DecodeError, EncodeError, Part};
+pub use json::row_json;
 #[cfg(feature = "registry")]
 pub use registry::{
     CompatibilityCheck, RegistryConfig, RegistryError, SchemaRegistryClient, SubjectVersion,

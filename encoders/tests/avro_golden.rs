@@ -535,19 +535,20 @@ fn fullnames_namespaces_null_defaults_and_docs() {
     ));
     assert_eq!(
         parse(upsert.key_schema().unwrap()),
-        json!({"type": "record", "name": "com.acme.OrderKey", "doc": "order keys", "fields": [
+        json!({"type": "record", "name": "OrderKey", "namespace": "com.acme", "doc": "order keys", "fields": [
             {"name": "id", "type": "long", "doc": "the order"},
         ]}),
     );
     assert_eq!(
         parse(upsert.value_schema().unwrap()),
-        json!({"type": "record", "name": "com.acme.Order", "doc": "orders", "fields": [
+        json!({"type": "record", "name": "Order", "namespace": "com.acme", "doc": "orders", "fields": [
             {"name": "id", "type": "long", "doc": "the order"},
             {"name": "qty", "type": ["null", "int"], "default": null, "doc": "how many"},
         ]}),
     );
-    // Under DEBEZIUM the relation's docs go to the row record; the envelope's fields default
-    // to null too. `row` takes the envelope's namespace.
+    // A dotted full name is registered as Materialize registers it: the last component is the
+    // name, the rest the namespace. Under DEBEZIUM the relation's docs go to the row record;
+    // the envelope's fields default to null too. `row` takes the envelope's namespace.
     let debezium = encoder(config(
         orders(),
         Some(vec![0]),
@@ -561,7 +562,7 @@ fn fullnames_namespaces_null_defaults_and_docs() {
     ]});
     assert_eq!(
         parse(debezium.value_schema().unwrap()),
-        json!({"type": "record", "name": "com.acme.Order", "fields": [
+        json!({"type": "record", "name": "Order", "namespace": "com.acme", "fields": [
             {"name": "before", "type": ["null", row], "default": null},
             {"name": "after", "type": ["null", "row"], "default": null},
         ]}),

@@ -482,13 +482,13 @@ fn numerics_wider_than_a_double_come_back_exactly() {
 #[test]
 fn errors_name_the_column_and_its_declared_type() {
     let desc = wide_types();
-    let error = row_from_json(&desc, r#"{"id":1,"n":"12.345"}"#).unwrap_err();
+    let error = row_from_json(&desc, r#"{"id":1,"n":"1e37"}"#).unwrap_err();
     assert_eq!(
         error,
         DecodeError::Column {
             column: "n".to_string(),
             typ: "numeric(38,2)".to_string(),
-            problem: "12.345 does not fit a numeric with scale 2".to_string(),
+            problem: "numeric field overflow: a field with precision 38, scale 2 must round to an absolute value less than 10^36".to_string(),
         }
     );
     let error = row_from_json(&desc, r#"{"id":1,"l":[1,"x"]}"#).unwrap_err();
@@ -576,14 +576,30 @@ fn any_non_null(typ: &ScalarType) -> BoxedStrategy<Row> {
                 one(Datum::Numeric(Numeric::new(mantissa, scale)))
             })
             .boxed(),
-        ScalarType::Numeric { scale, .. } => {
+        ScalarType::Numeric { precision, scale } => {
             let scale = scale.unwrap_or(0);
-            (-MAX_MANTISSA..=MAX_MANTISSA)
+            // Within the declared precision: the decoders refuse more digits.
+            let max = precision
+                .and_then(|p| 10i128.checked_pow(p as u32))
+                .map_or(MAX_MANTISSA, |limit| (limit - 1).min(MAX_MANTISSA));
+            (-max..=max)
                 .prop_map(move |mantissa| one(Datum::Numeric(Numeric::new(mantissa, scale))))
                 .boxed()
         }
-        ScalarType::Text | ScalarType::VarChar { .. } => {
-            any::<String>().prop_map(|s| one(Datum::String(&s))).boxed()
+        // Postgres text holds no NUL, and a varchar(n) at most n characters.
+        ScalarType::Text | ScalarType::VarChar { max_length: None } => any::<String>()
+            .prop_map(|s| one(Datum::String(&s.replace('\0', ""))))
+            .boxed(),
+        ScalarType::VarChar {
+            max_length: Some(n),
+        } => {
+            let n = *n as usize;
+            any::<String>()
+                .prop_map(move |s| {
+                    let s: String = s.chars().filter(|c| *c != '\0').take(n).collect();
+                    one(Datum::String(&s))
+                })
+                .boxed()
         }
         ScalarType::Char { .. } => "[a-z {},\"\\\\]{0,5}"
             .prop_map(|s| one(Datum::String(s.trim_end_matches(' '))))
@@ -723,4 +739,107 @@ fn a_jsonb_null_reads_back_as_sql_null_from_json_only() {
     single_column_round_trips(&desc, &row);
     let back = row_from_json(&desc, r#"{"id":1,"j":null}"#).unwrap();
     assert_eq!(back, Row::pack([Datum::Int64(1), Datum::Null]));
+}
+
+/// The declared types hold as Postgres holds them: numerics rounded to their scale (half away
+/// from zero) and refused beyond their precision, varchar(n) and char(n) refused beyond n
+/// characters unless the excess is blanks, floats refused beyond their range, no NUL in text,
+/// no column named twice.
+#[test]
+fn values_are_held_to_their_declared_types() {
+    let typ = |t: &str| ScalarType::parse(t).unwrap();
+    let desc = RelationDesc::empty()
+        .with_column("id", ScalarType::Int64, false)
+        .with_column("amt", typ("numeric(5,2)"), true)
+        .with_column("v", typ("varchar(3)"), true)
+        .with_column("c", typ("char(3)"), true)
+        .with_column("f", typ("real"), true)
+        .with_column("d", typ("double precision"), true)
+        .with_column("t", typ("text"), true)
+        .with_column("whole", typ("numeric(3)"), true);
+    let value = |json: &str, column: usize| {
+        row_from_json(&desc, json)
+            .map(|row| match row.iter().nth(column).unwrap() {
+                Datum::Numeric(n) => n.to_string(),
+                Datum::String(s) => s.to_string(),
+                Datum::Float32(f) => f.to_string(),
+                Datum::Float64(f) => format!("{f:e}"),
+                other => format!("{other:?}"),
+            })
+            .map_err(|e| e.to_string())
+    };
+    // Rounding half away from zero, as Postgres's numeric(5,2) does.
+    assert_eq!(value(r#"{"id":1,"amt":1.005}"#, 1).unwrap(), "1.01");
+    assert_eq!(value(r#"{"id":1,"amt":-1.005}"#, 1).unwrap(), "-1.01");
+    assert_eq!(value(r#"{"id":1,"amt":1.004}"#, 1).unwrap(), "1.00");
+    assert_eq!(value(r#"{"id":1,"amt":"999.994"}"#, 1).unwrap(), "999.99");
+    assert_eq!(value(r#"{"id":1,"amt":2}"#, 1).unwrap(), "2.00");
+    assert_eq!(value(r#"{"id":1,"whole":"-2.5"}"#, 7).unwrap(), "-3");
+    let overflow = r#"column "amt" (numeric(5,2)): numeric field overflow: a field with precision 5, scale 2 must round to an absolute value less than 10^3"#;
+    assert_eq!(
+        value(r#"{"id":1,"amt":123456.78}"#, 1).unwrap_err(),
+        overflow
+    );
+    // 999.995 rounds up to 1000.00, which has four digits before the point.
+    assert_eq!(value(r#"{"id":1,"amt":999.995}"#, 1).unwrap_err(), overflow);
+    assert_eq!(
+        value(r#"{"id":1,"whole":1000}"#, 7).unwrap_err(),
+        r#"column "whole" (numeric(3,0)): numeric field overflow: a field with precision 3, scale 0 must round to an absolute value less than 10^3"#
+    );
+    assert_eq!(value(r#"{"id":1,"amt":"NaN"}"#, 1).unwrap(), "NaN");
+
+    assert_eq!(value(r#"{"id":1,"v":"abc"}"#, 2).unwrap(), "abc");
+    assert_eq!(value(r#"{"id":1,"v":"abc   "}"#, 2).unwrap(), "abc");
+    assert_eq!(
+        value(r#"{"id":1,"v":"abcdef"}"#, 2).unwrap_err(),
+        r#"column "v" (character varying(3)): value too long for type character varying(3)"#
+    );
+    assert_eq!(value(r#"{"id":1,"v":"ééé"}"#, 2).unwrap(), "ééé");
+    assert_eq!(value(r#"{"id":1,"c":"ab"}"#, 3).unwrap(), "ab");
+    assert_eq!(value(r#"{"id":1,"c":"abc  "}"#, 3).unwrap(), "abc");
+    assert_eq!(
+        value(r#"{"id":1,"c":"abcd"}"#, 3).unwrap_err(),
+        r#"column "c" (character(3)): value too long for type character(3)"#
+    );
+
+    assert_eq!(
+        value(r#"{"id":1,"f":1e300}"#, 4).unwrap_err(),
+        r#"column "f" (real): "1e300" is out of range for type real"#
+    );
+    assert_eq!(
+        value(r#"{"id":1,"f":"-1e39"}"#, 4).unwrap_err(),
+        r#"column "f" (real): "-1e39" is out of range for type real"#
+    );
+    assert_eq!(
+        value(r#"{"id":1,"f":1e-50}"#, 4).unwrap_err(),
+        r#"column "f" (real): "1e-50" is out of range for type real"#
+    );
+    assert_eq!(
+        value(r#"{"id":1,"d":1e400}"#, 5).unwrap_err(),
+        r#"column "d" (double precision): "1e400" is out of range for type double precision"#
+    );
+    assert_eq!(value(r#"{"id":1,"d":1e300}"#, 5).unwrap(), "1e300");
+    assert_eq!(value(r#"{"id":1,"f":"Infinity"}"#, 4).unwrap(), "inf");
+    assert_eq!(value(r#"{"id":1,"f":0.0}"#, 4).unwrap(), "0");
+
+    assert_eq!(
+        value(r#"{"id":1,"t":"a\u0000b"}"#, 6).unwrap_err(),
+        r#"column "t" (text): invalid byte sequence for encoding "UTF8": 0x00"#
+    );
+    assert_eq!(
+        value(r#"{"id":1,"v":"\u0000"}"#, 2).unwrap_err(),
+        r#"column "v" (character varying(3)): invalid byte sequence for encoding "UTF8": 0x00"#
+    );
+    assert_eq!(
+        value(r#"{"id":1,"t":"x","t":"y"}"#, 6).unwrap_err(),
+        r#"column "t" appears twice"#
+    );
+    // TEXT reads are held to the same types.
+    let vc = RelationDesc::empty().with_column("v", typ("varchar(3)"), false);
+    assert_eq!(
+        outflow_encoders::decode::row_from_text(&vc, b"abcd")
+            .unwrap_err()
+            .to_string(),
+        r#"column "v" (character varying(3)): value too long for type character varying(3)"#
+    );
 }

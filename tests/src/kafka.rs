@@ -520,6 +520,20 @@ impl Kafka {
         self.launch()
     }
 
+    /// Kills the broker and starts it again on the same ports with an empty, newly formatted
+    /// log directory: a broker that lost its data (a new disk, a cluster rebuilt under the same
+    /// address).
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        let install = Installation::get().expect("the jars were found at the first start");
+        let data = self.log_dir();
+        fs::remove_dir_all(&data).unwrap_or_else(|e| panic!("removing {}: {e}", data.display()));
+        format_storage(install, &self.path).expect("formatting the broker's storage");
+        if let Err(error) = self.launch() {
+            panic!("could not restart Apache Kafka on empty storage: {error}");
+        }
+    }
+
     /// A librdkafka client configuration for this broker: `bootstrap.servers` of the
     /// listener `auth` picks, and its security settings.
     pub fn client_config(&self, auth: &ClientAuth) -> ClientConfig {

@@ -1,5 +1,6 @@
 //! Outflow integration test support: Apache Kafka and Tansu brokers, a schema registry and raw log readers.
 
+pub mod acl;
 pub mod broker;
 pub mod committed;
 pub mod driver;

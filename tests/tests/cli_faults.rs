@@ -36,7 +36,10 @@ struct Feed {
     tags: BTreeSet<String>,
 }
 
-/// About `times` × 30 updates of `orders` and `tags`.
+/// The times of the feed of each test.
+const FEED_TIMES: u64 = 120;
+
+/// About `times` × 30 updates of `orders` and `tags`, then an advance past the last time.
 fn feed(seed: u64, times: u64) -> Feed {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut orders: BTreeMap<i64, String> = BTreeMap::new();
@@ -93,6 +96,8 @@ fn feed(seed: u64, times: u64) -> Feed {
             }
         }
     }
+    // A time is complete once the feed moves past it: the last one too.
+    lines.push(format!(r#"{{"advance": {}}}"#, times + 1));
     Feed {
         lines,
         changes,
@@ -263,8 +268,8 @@ fn read_rows(target: Target, statements: &str, sink: &str) -> Vec<String> {
     let frontier: serde_json::Value = serde_json::from_str(&lines.pop().unwrap()).unwrap();
     assert_eq!(
         frontier["frontier"],
-        serde_json::json!([]),
-        "sink {sink} is not done: {frontier}"
+        serde_json::json!([FEED_TIMES + 1]),
+        "sink {sink} has not committed the whole feed: {frontier}"
     );
     lines
 }
@@ -302,7 +307,7 @@ fn killed_and_restarted_runs(target: Target) {
     let dir = tempfile::tempdir().unwrap();
     let (sql, sinks) = statements(target, &registry, &unique_name("faults-tx"));
     let statements = write_file(&dir, "statements.sql", &sql);
-    let feed = feed(seed, 120);
+    let feed = feed(seed, FEED_TIMES);
     let feed_path = write_file(&dir, "feed.jsonl", &(feed.lines.join("\n") + "\n"));
     eprintln!("cli_faults: {} feed lines", feed.lines.len());
 

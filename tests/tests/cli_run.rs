@@ -194,7 +194,8 @@ fn run_then_read(target: Target) {
             .lines()
             .find(|l| l.starts_with(&format!("sink {sink}:")))
             .unwrap_or_else(|| panic!("no summary of {sink}: {stdout}"));
-        assert!(summary.ends_with("committed frontier done"), "{summary}");
+        // The feed ends with an advance to 13; the end of a feed never marks a sink done.
+        assert!(summary.ends_with("committed frontier 13"), "{summary}");
     }
 
     let document: serde_json::Value =
@@ -224,7 +225,7 @@ fn run_then_read(target: Target) {
     for sink in [&setup.upsert, &setup.debezium] {
         let (rows, frontier) = read(&setup, sink);
         assert_eq!(rows, expected, "sink {sink}");
-        assert_eq!(frontier["frontier"], serde_json::json!([]), "{frontier}");
+        assert_eq!(frontier["frontier"], serde_json::json!([13]), "{frontier}");
     }
 
     // Run again on the same feed: everything is committed, so nothing more is written.

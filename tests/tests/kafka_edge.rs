@@ -320,6 +320,7 @@ fn record(seq: u64, workers: u32, worker: u32, point: Point) -> Vec<u8> {
         worker,
         point,
         base: Vec::new(),
+        definition: None,
     }
     .to_json()
 }

@@ -1,7 +1,8 @@
 //! What only a real broker shows about a sink's transactions: a transaction the broker aborts
 //! because it stayed open past `transaction.timeout.ms`, the broker killed and restarted on its
 //! log directory, and an outage longer than the transaction timeout. Each test starts a broker
-//! of its own (it kills or times out things a shared broker's other tests rely on).
+//! of its own where it kills or times out things a shared broker's other tests rely on; a
+//! message the broker refuses and a key violation show how a sink stops, on the shared broker.
 
 use std::time::{Duration, Instant};
 
@@ -248,7 +249,11 @@ fn an_outage_longer_than_the_transaction_timeout_ends_in_bounded_time_and_a_reru
         Duration::from_millis(100),
         |monitor| {
             wait_for_commit_past(monitor, 5);
-            kafka.kill();
+            // A controlled shutdown: after a SIGKILL, Kafka 4.3 may time out the open
+            // transactions on restart before the partitions have leaders again, skip their
+            // abort markers ("these partitions are likely deleted already"), and leave the
+            // partitions with a hanging transaction that holds read_committed readers back.
+            kafka.stop();
             std::thread::sleep(timeout + Duration::from_secs(4));
             kafka.restart();
         },
@@ -286,5 +291,131 @@ fn an_outage_longer_than_the_transaction_timeout_ends_in_bounded_time_and_a_reru
         &topic,
         &expected_json(&history),
         "after the rerun",
+    );
+}
+
+fn history_row(id: i64, value: &str) -> outflow::dataflow::Row {
+    outflow::dataflow::Row::pack_slice(&[
+        outflow::dataflow::Datum::Int64(id),
+        outflow::dataflow::Datum::String(value),
+        outflow::dataflow::Datum::Numeric(outflow::dataflow::relation::Numeric::new(100, 2)),
+    ])
+}
+
+#[test]
+fn a_row_larger_than_a_message_may_be_fails_naming_its_key_and_leaves_no_transaction_open() {
+    let kafka = Kafka::shared();
+    let topic = unique_name("oversize");
+    let mut plan = upsert_plan(kafka, &topic, Duration::from_secs(60));
+    plan.cadence.commit_interval = Duration::from_millis(50);
+    let huge = "x".repeat(2 << 20);
+    let history = vec![
+        Update {
+            time: 1,
+            row: history_row(1, "small"),
+            diff: 1,
+        },
+        Update {
+            time: 2,
+            row: history_row(2, "small too"),
+            diff: 1,
+        },
+        Update {
+            time: 2,
+            row: history_row(7, &huge),
+            diff: 1,
+        },
+    ];
+    // Paced so that time 1 commits (the sink starts within the pause) before time 2 comes.
+    let report = run_with_fault(plan, &history, Duration::from_secs(3), |_| {});
+    let SinkStatus::Failed { error } = &report.status else {
+        panic!("the oversize row did not fail the sink: {report:#?}");
+    };
+    assert!(
+        error.contains("cannot write a message")
+            && error.contains(r#"key {"id":7}"#)
+            && error.contains("MessageSizeTooLarge")
+            && error.contains("the open transaction is aborted"),
+        "{error}"
+    );
+    assert!(!error.contains(&huge[..64]), "the value is not printed");
+    // Time 1 was committed before; time 2's transaction was aborted, so a read_committed
+    // reader reaches the end at once instead of waiting out the transaction timeout.
+    let began = Instant::now();
+    let records = committed::read_stable(&kafka.bootstrap(), &topic).unwrap();
+    let keys: Vec<Option<i64>> = records
+        .iter()
+        .map(outflow_tests::pipeline::key_id)
+        .collect();
+    assert_eq!(keys, [Some(1)], "{records:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "the read waited {:?}",
+        began.elapsed()
+    );
+}
+
+#[test]
+fn a_broker_that_comes_back_without_its_data_is_reported_as_having_lost_it() {
+    let mut kafka = broker();
+    let topic = unique_name("lost-data");
+    let history = random_history(17, 30, 60, 6);
+    let plan = upsert_plan(&kafka, &topic, Duration::from_secs(10));
+    let began = Instant::now();
+    let report = run_with_fault(plan, &history, Duration::from_millis(100), |monitor| {
+        wait_for_commit_past(monitor, 5);
+        kafka.restart_empty();
+    });
+    eprintln!(
+        "after {:.1?}: {:?} {:?}",
+        began.elapsed(),
+        status_names(&report),
+        report.status
+    );
+    let SinkStatus::Failed { error } = &report.status else {
+        panic!("{report:#?}");
+    };
+    assert!(
+        error.contains("the broker lost committed data") && !error.contains("a newer instance"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_key_violation_fails_the_sink_after_committing_every_earlier_time() {
+    let kafka = Kafka::shared();
+    let topic = unique_name("violation");
+    let plan = upsert_plan(kafka, &topic, Duration::from_secs(60));
+    let update = |time, id, value: &str| Update {
+        time,
+        row: history_row(id, value),
+        diff: 1,
+    };
+    // Fed at once, without pauses: time 3's duplicate key arrives with times 1 and 2.
+    let history = vec![
+        update(1, 1, "one"),
+        update(2, 2, "two"),
+        update(3, 3, "three"),
+        update(3, 3, "again"),
+        update(4, 4, "four"),
+    ];
+    let report = outflow_tests::pipeline::run_sink(plan, history, RunOptions::default());
+    let SinkStatus::Failed { error } = &report.status else {
+        panic!("the duplicate key did not fail the sink: {report:#?}");
+    };
+    assert!(
+        error.contains(r#"key {"id":3} is not unique at time 3"#),
+        "{error}"
+    );
+    let records = committed::read_stable(&kafka.bootstrap(), &topic).unwrap();
+    let mut keys: Vec<Option<i64>> = records
+        .iter()
+        .map(outflow_tests::pipeline::key_id)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [Some(1), Some(2)],
+        "times 1 and 2 are committed, 3 and 4 are not"
     );
 }

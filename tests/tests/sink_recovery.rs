@@ -408,6 +408,7 @@ fn report_from_json(value: &serde_json::Value) -> SinkReport {
     let number = |name: &str| total[name].as_u64().unwrap_or_default();
     let mut report = SinkReport {
         name: value["name"].as_str().unwrap_or_default().to_string(),
+        delivery: "exactly-once",
         status,
         history: Vec::new(),
         notes: value["notes"]

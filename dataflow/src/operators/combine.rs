@@ -7,10 +7,11 @@ use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::cursor::{cursor_list, CursorList};
 use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, TraceReader};
-use differential_dataflow::VecCollection;
+use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::channels::pushers::Output;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::order::TotalOrder;
@@ -20,7 +21,7 @@ use crate::hash::worker_for_key;
 use crate::operators::arrange::ArrangeBySinkKey;
 use crate::operators::credit::PairCredit;
 use crate::operators::key::{SinkKey, Uniqueness};
-use crate::operators::violation::{KeyViolation, ViolationCount};
+use crate::operators::violation::{KeyViolation, Refusal, ViolationCount};
 use crate::pair::DiffPair;
 use crate::relation::Row;
 
@@ -35,6 +36,34 @@ const BUFFERED_LIMIT: usize = 16 * MESSAGE_LEN;
 /// Updates read plus records emitted per activation before combining yields to the rest of
 /// the worker (and so to the consumer of the pairs).
 const DEFAULT_FUEL: usize = 64 * 1024;
+/// The most messages one key may need at one time (copies of a row under a keyless or
+/// `NOT ENFORCED` key) before its change there is refused: one key's messages at one time go
+/// out together, in one transaction, so their number must stay bounded.
+pub const DEFAULT_MAX_COPIES: u64 = 10_000;
+
+/// A difference type the combiner reads as an exact count. It counts in `i128`, so that no sum
+/// of 64-bit multiplicities wraps inside it; a count beyond the 64-bit range is refused.
+pub trait Multiplicity: Copy {
+    fn count(self) -> i128;
+}
+
+impl Multiplicity for isize {
+    fn count(self) -> i128 {
+        self as i128
+    }
+}
+
+impl Multiplicity for i64 {
+    fn count(self) -> i128 {
+        self as i128
+    }
+}
+
+impl Multiplicity for i128 {
+    fn count(self) -> i128 {
+        self
+    }
+}
 
 /// How `combine_at_timestamp` skips what must not be emitted, and how it paces itself.
 pub struct CombineOptions<T> {
@@ -42,6 +71,8 @@ pub struct CombineOptions<T> {
     credit: Option<PairCredit>,
     violation_count: Option<ViolationCount>,
     fuel: usize,
+    collapse_repeats: bool,
+    max_copies: u64,
 }
 
 impl<T> Default for CombineOptions<T> {
@@ -51,6 +82,8 @@ impl<T> Default for CombineOptions<T> {
             credit: None,
             violation_count: None,
             fuel: DEFAULT_FUEL,
+            collapse_repeats: false,
+            max_copies: DEFAULT_MAX_COPIES,
         }
     }
 }
@@ -79,6 +112,20 @@ impl<T: Ord> CombineOptions<T> {
     /// of the worker.
     pub fn with_fuel(mut self, fuel: usize) -> Self {
         self.fuel = fuel.max(1);
+        self
+    }
+
+    /// Emits one pair where a key's change at one time would repeat the same pair (copies of
+    /// a row under a `NOT ENFORCED` key): under an upsert envelope the copies say nothing more.
+    pub fn collapse_repeats(mut self) -> Self {
+        self.collapse_repeats = true;
+        self
+    }
+
+    /// The most pairs one key may need at one time before its change there is refused (see
+    /// [`Refusal::TooManyCopies`]); default [`DEFAULT_MAX_COPIES`].
+    pub fn with_max_copies(mut self, max_copies: u64) -> Self {
+        self.max_copies = max_copies;
         self
     }
 
@@ -170,8 +217,13 @@ where
         key: &SinkKey,
         options: CombineOptions<T>,
     ) -> Combined<'scope, T> {
-        // Arranged right here by the sink key's hash: no key can be misplaced.
-        combine_arranged(self.arrange_by_sink_key(), key, options, false)
+        // Arranged right here by the sink key's hash: no key can be misplaced. Counted in
+        // `i128` from here on, so that no consolidation of 64-bit multiplicities wraps.
+        let wide: VecCollection<'scope, T, (Row, Row), i128> = self
+            .inner
+            .map(|(data, time, diff)| (data, time, diff as i128))
+            .as_collection();
+        combine_arranged(wide.arrange_by_sink_key(), key, options, false)
     }
 }
 
@@ -179,7 +231,8 @@ impl<'scope, T, Tr> CombineAtTimestamp<'scope, T> for Arranged<'scope, Tr>
 where
     T: Timestamp + TotalOrder + Lattice,
     Tr: TraceReader<Time = T, Batch: Navigable> + 'static,
-    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T>,
+    <BatchCursor<Tr> as Cursor>::Diff: Multiplicity,
 {
     fn combine_at_timestamp_with(
         self,
@@ -200,7 +253,8 @@ fn combine_arranged<'scope, T, Tr>(
 where
     T: Timestamp + TotalOrder + Lattice,
     Tr: TraceReader<Time = T, Batch: Navigable> + 'static,
-    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T>,
+    <BatchCursor<Tr> as Cursor>::Diff: Multiplicity,
 {
     let uniqueness = key.uniqueness();
     let scope = arranged.stream.scope();
@@ -315,7 +369,8 @@ impl<T, Tr> Combiner<T, Tr>
 where
     T: Timestamp + TotalOrder + Lattice,
     Tr: TraceReader<Time = T, Batch: Navigable>,
-    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T, Diff = isize>,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = T>,
+    <BatchCursor<Tr> as Cursor>::Diff: Multiplicity,
 {
     /// Combines queued batches until none is left (`None`) or combining pauses.
     fn work(
@@ -420,8 +475,8 @@ where
         };
         let batch = &*batch;
 
-        let mut updates: Vec<(T, &Row, isize)> = Vec::new();
-        let mut held: Vec<(&Row, isize)> = Vec::new();
+        let mut updates: Vec<(T, &Row, i128)> = Vec::new();
+        let mut held: Vec<(&Row, i128)> = Vec::new();
         while let Some(key) = cursor.get_key(batch) {
             if *fuel == 0 {
                 return Err(Pause::OutOfFuel);
@@ -444,7 +499,7 @@ where
                     updates.push((
                         <BatchCursor<Tr> as Cursor>::owned_time(time),
                         val,
-                        <BatchCursor<Tr> as Cursor>::owned_diff(diff),
+                        <BatchCursor<Tr> as Cursor>::owned_diff(diff).count(),
                     ))
                 });
                 cursor.step_val(batch);
@@ -461,7 +516,8 @@ where
                     while let Some(val) = history_cursor.get_val(history_batches) {
                         let mut copies = 0;
                         history_cursor.map_times(history_batches, |_, diff| {
-                            copies += <CursorList<BatchCursor<Tr>> as Cursor>::owned_diff(diff)
+                            copies +=
+                                <CursorList<BatchCursor<Tr>> as Cursor>::owned_diff(diff).count()
                         });
                         if copies != 0 {
                             held.push((val, copies));
@@ -475,9 +531,18 @@ where
             for group in updates.chunk_by(|a, b| a.0 == b.0) {
                 let time = &group[0].0;
                 if *uniqueness == Uniqueness::Multiset {
-                    if !options.skips(time) {
-                        emitted += emit_copies(key, time, group, &work.caps.0, pairs, pairs_out);
+                    if options.skips(time) {
+                        continue;
                     }
+                    let net: i128 = group.iter().map(|u| u.2).sum();
+                    let refusal = overflow(group, &[])
+                        .or_else(|| too_many(net.unsigned_abs(), options.max_copies));
+                    if let Some(refusal) = refusal {
+                        let violation = report(key, time, group, &held, false, Some(refusal));
+                        violations.push(&work.caps.1, time, violation, violations_out);
+                        continue;
+                    }
+                    emitted += emit_copies(key, time, net, &work.caps.0, pairs, pairs_out);
                     continue;
                 }
                 for &(_, val, diff) in group {
@@ -486,32 +551,43 @@ where
                 if options.skips(time) {
                     continue;
                 }
-                let retracted: isize = group.iter().filter(|u| u.2 < 0).map(|u| -u.2).sum();
-                let inserted: isize = group.iter().filter(|u| u.2 > 0).map(|u| u.2).sum();
-                let held_rows: isize = held.iter().map(|h| h.1).sum();
+                let retracted: i128 = group.iter().filter(|u| u.2 < 0).map(|u| -u.2).sum();
+                let inserted: i128 = group.iter().filter(|u| u.2 > 0).map(|u| u.2).sum();
+                let held_rows: i128 = held.iter().map(|h| h.1).sum();
                 let violated =
                     retracted > 1 || inserted > 1 || held_rows > 1 || held.iter().any(|h| h.1 < 0);
-                if violated {
-                    let enforced = *uniqueness == Uniqueness::Enforced;
-                    count.add(1);
+                let enforced = *uniqueness == Uniqueness::Enforced;
+                let copies = if options.collapse_repeats || enforced {
+                    0
+                } else {
+                    retracted.max(inserted).unsigned_abs()
+                };
+                let refusal =
+                    overflow(group, &held).or_else(|| too_many(copies, options.max_copies));
+                if violated || refusal.is_some() {
+                    if violated {
+                        count.add(1);
+                    }
+                    let refused = refusal.is_some();
                     let violation = KeyViolation {
-                        key: key.clone(),
-                        time: time.clone(),
-                        retracted: copies_of(group, |d| d < 0),
-                        inserted: copies_of(group, |d| d > 0),
-                        held: held
-                            .iter()
-                            .map(|&(row, copies)| (row.clone(), copies))
-                            .collect(),
-                        enforced,
+                        refusal,
+                        ..report(key, time, group, &held, enforced, None)
                     };
                     violations.push(&work.caps.1, time, violation, violations_out);
                     *fuel = fuel.saturating_sub(1);
-                    if enforced {
+                    if enforced || refused {
                         continue;
                     }
                 }
-                emitted += emit_pairs(key, time, group, &work.caps.0, pairs, pairs_out);
+                emitted += emit_pairs(
+                    key,
+                    time,
+                    group,
+                    options.collapse_repeats,
+                    &work.caps.0,
+                    pairs,
+                    pairs_out,
+                );
             }
             if let Some(credit) = &options.credit {
                 credit.spend(emitted);
@@ -541,7 +617,7 @@ where
 }
 
 /// Adds `diff` copies of `val` to a key's accumulated rows, kept in row order without zeros.
-fn accumulate<'a>(held: &mut Vec<(&'a Row, isize)>, val: &'a Row, diff: isize) {
+fn accumulate<'a>(held: &mut Vec<(&'a Row, i128)>, val: &'a Row, diff: i128) {
     match held.binary_search_by(|probe| probe.0.cmp(val)) {
         Ok(at) => {
             held[at].1 += diff;
@@ -553,43 +629,120 @@ fn accumulate<'a>(held: &mut Vec<(&'a Row, isize)>, val: &'a Row, diff: isize) {
     }
 }
 
-fn copies_of<T>(group: &[(T, &Row, isize)], side: impl Fn(isize) -> bool) -> Vec<(Row, usize)> {
+/// The first row whose change at this time, or whose accumulated count, leaves the 64-bit
+/// range of a multiplicity.
+fn overflow<T>(group: &[(T, &Row, i128)], held: &[(&Row, i128)]) -> Option<Refusal> {
+    let wide = |count: i128| i64::try_from(count).is_err();
+    held.iter()
+        .copied()
+        .chain(group.iter().map(|u| (u.1, u.2)))
+        .find(|&(_, count)| wide(count))
+        .map(|(row, count)| Refusal::Overflow {
+            row: row.clone(),
+            count,
+        })
+}
+
+fn too_many(messages: u128, limit: u64) -> Option<Refusal> {
+    (messages > limit as u128).then_some(Refusal::TooManyCopies { messages, limit })
+}
+
+/// The report of a key's change at one time; counts beyond the report's integer types (only
+/// in refused changes, whose refusal gives the exact count) are clamped.
+fn report<T: Clone>(
+    key: &Row,
+    time: &T,
+    group: &[(T, &Row, i128)],
+    held: &[(&Row, i128)],
+    enforced: bool,
+    refusal: Option<Refusal>,
+) -> KeyViolation<T> {
+    KeyViolation {
+        key: key.clone(),
+        time: time.clone(),
+        retracted: copies_of(group, |d| d < 0),
+        inserted: copies_of(group, |d| d > 0),
+        held: held
+            .iter()
+            .map(|&(row, copies)| {
+                let clamped = copies.clamp(isize::MIN as i128, isize::MAX as i128) as isize;
+                (row.clone(), clamped)
+            })
+            .collect(),
+        enforced,
+        refusal,
+    }
+}
+
+fn copies_of<T>(group: &[(T, &Row, i128)], side: impl Fn(i128) -> bool) -> Vec<(Row, usize)> {
     group
         .iter()
         .filter(|u| side(u.2))
-        .map(|u| (u.1.clone(), u.2.unsigned_abs()))
+        .map(|u| {
+            let copies = usize::try_from(u.2.unsigned_abs()).unwrap_or(usize::MAX);
+            (u.1.clone(), copies)
+        })
         .collect()
 }
 
 /// Emits a key's pairs at one time: retracted rows paired position by position with inserted
-/// rows, both in row order with copies repeated, the longer side's extras alone.
+/// rows, both in row order with copies repeated, the longer side's extras alone. With
+/// `collapse`, each run of identical pairs comes out once. Walks runs, never single copies,
+/// so the cost is in what is emitted.
 fn emit_pairs<T: Timestamp>(
     key: &Row,
     time: &T,
-    group: &[(T, &Row, isize)],
+    group: &[(T, &Row, i128)],
+    collapse: bool,
     cap: &Capability<T>,
     outbox: &mut Outbox<T, KeyedPair<T>>,
     out: &mut Output<T, Vec<KeyedPair<T>>>,
 ) -> usize {
-    let side = |keep: fn(isize) -> bool| {
+    let side = |keep: fn(i128) -> bool| -> Vec<(&Row, u128)> {
         group
             .iter()
-            .filter(move |u| keep(u.2))
-            .flat_map(|u| std::iter::repeat_n(u.1, u.2.unsigned_abs()))
+            .filter(|u| keep(u.2))
+            .map(|u| (u.1, u.2.unsigned_abs()))
+            .collect()
     };
-    let mut befores = side(|d| d < 0);
-    let mut afters = side(|d| d > 0);
+    let (befores, afters) = (side(|d| d < 0), side(|d| d > 0));
+    let (mut b, mut a) = (0, 0);
+    let (mut b_left, mut a_left) = (
+        befores.first().map_or(0, |r| r.1),
+        afters.first().map_or(0, |r| r.1),
+    );
     let mut emitted = 0;
     loop {
-        let pair = match (befores.next(), afters.next()) {
+        let (before, after) = (befores.get(b).map(|r| r.0), afters.get(a).map(|r| r.0));
+        let run = match (before, after) {
             (None, None) => return emitted,
-            (before, after) => DiffPair {
-                before: before.cloned(),
-                after: after.cloned(),
-            },
+            (Some(_), Some(_)) => b_left.min(a_left),
+            (Some(_), None) => b_left,
+            (None, Some(_)) => a_left,
         };
-        outbox.push(cap, time, (key.clone(), time.clone(), pair), out);
-        emitted += 1;
+        let pair = DiffPair {
+            before: before.cloned(),
+            after: after.cloned(),
+        };
+        let copies = if collapse { 1 } else { run };
+        for _ in 0..copies {
+            outbox.push(cap, time, (key.clone(), time.clone(), pair.clone()), out);
+            emitted += 1;
+        }
+        if before.is_some() {
+            b_left -= run;
+            if b_left == 0 {
+                b += 1;
+                b_left = befores.get(b).map_or(0, |r| r.1);
+            }
+        }
+        if after.is_some() {
+            a_left -= run;
+            if a_left == 0 {
+                a += 1;
+                a_left = afters.get(a).map_or(0, |r| r.1);
+            }
+        }
     }
 }
 
@@ -597,13 +750,13 @@ fn emit_pairs<T: Timestamp>(
 fn emit_copies<T: Timestamp>(
     row: &Row,
     time: &T,
-    group: &[(T, &Row, isize)],
+    net: i128,
     cap: &Capability<T>,
     outbox: &mut Outbox<T, KeyedPair<T>>,
     out: &mut Output<T, Vec<KeyedPair<T>>>,
 ) -> usize {
-    let net: isize = group.iter().map(|u| u.2).sum();
-    for _ in 0..net.unsigned_abs() {
+    let copies = net.unsigned_abs() as usize;
+    for _ in 0..copies {
         let pair = if net < 0 {
             DiffPair::delete(row.clone())
         } else {
@@ -611,7 +764,7 @@ fn emit_copies<T: Timestamp>(
         };
         outbox.push(cap, time, (row.clone(), time.clone(), pair), out);
     }
-    net.unsigned_abs()
+    copies
 }
 
 /// Per-time output buffers of the batch being combined. A batch may span several times, and

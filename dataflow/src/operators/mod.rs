@@ -28,6 +28,11 @@
 //! and should fail with the violation's message. `violation_count` counts them as they are
 //! found.
 //!
+//! A violation with a [`Refusal`] is a change no message can express, enforced or not (also
+//! under a keyless sink): a multiplicity beyond the 64-bit range, or more copies than
+//! [`CombineOptions::with_max_copies`] allows one key at one time. Its pairs were withheld;
+//! a sink must fail with it. Multiplicities are counted in `i128` throughout, so none wraps.
+//!
 //! Pairs skipped by [`CombineOptions::without_snapshot`] are skipped together with their
 //! violations. (A restarted sink skips what it committed by the protocol's claims, in the
 //! sink, not here.)
@@ -39,7 +44,9 @@ pub mod key;
 pub mod violation;
 
 pub use arrange::{ArrangeBySinkKey, SinkArrangement, SinkSpine};
-pub use combine::{CombineAtTimestamp, CombineOptions, Combined, KeyedPair};
+pub use combine::{
+    CombineAtTimestamp, CombineOptions, Combined, KeyedPair, Multiplicity, DEFAULT_MAX_COPIES,
+};
 pub use credit::PairCredit;
 pub use key::{KeyBy, SinkKey, Uniqueness};
-pub use violation::{KeyViolation, ViolationCount};
+pub use violation::{KeyViolation, Refusal, ViolationCount};

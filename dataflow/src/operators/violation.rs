@@ -28,6 +28,22 @@ pub struct KeyViolation<T> {
     /// key's pairs at `time` were withheld from the pair stream, and a sink must not commit
     /// `time`: the topic would miss this change. Under `NOT ENFORCED` the pairs were emitted.
     pub enforced: bool,
+    /// Set when the key's change at `time` cannot be written at all, enforced or not (also
+    /// under a keyless sink, where the key is the row): its pairs were withheld, and a sink
+    /// must fail rather than commit `time`.
+    #[serde(default)]
+    pub refusal: Option<Refusal>,
+}
+
+/// Why a key's change at one time was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// `row`'s number of copies (in one update, or accumulated) left the 64-bit range of a
+    /// multiplicity.
+    Overflow { row: Row, count: i128 },
+    /// The change takes `messages` messages (copies of rows under a keyless or `NOT ENFORCED`
+    /// key), more than the `limit` one key may write at one time.
+    TooManyCopies { messages: u128, limit: u64 },
 }
 
 impl<T> KeyViolation<T> {
@@ -40,6 +56,23 @@ impl<T> KeyViolation<T> {
 
 impl<T: fmt::Debug> fmt::Display for KeyViolation<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.refusal {
+            Some(Refusal::Overflow { row, count }) => {
+                return write!(
+                    f,
+                    "row {row:?} has {count} copies at time {:?}, beyond the 64-bit range of a multiplicity",
+                    self.time
+                )
+            }
+            Some(Refusal::TooManyCopies { messages, limit }) => {
+                return write!(
+                    f,
+                    "key {:?} needs {messages} messages at time {:?}, more than the {limit} one key may write at one time",
+                    self.key, self.time
+                )
+            }
+            None => {}
+        }
         let copies = |rows: &[(Row, usize)]| rows.iter().map(|(_, n)| n).sum::<usize>();
         write!(
             f,

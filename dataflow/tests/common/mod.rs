@@ -363,6 +363,7 @@ pub fn model(
                 inserted: side(false),
                 held: held.iter().map(|(v, c)| (v.clone(), *c)).collect(),
                 enforced,
+                refusal: None,
             });
             if enforced {
                 continue;

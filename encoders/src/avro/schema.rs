@@ -51,7 +51,26 @@ pub(crate) fn debezium_schema(fullname: &str, fields: &[Field], options: &Schema
         before["default"] = Value::Null;
         after["default"] = Value::Null;
     }
-    json!({ "type": "record", "name": fullname, "fields": [before, after] })
+    let mut record = Map::new();
+    record.insert("type".into(), json!("record"));
+    insert_name(&mut record, fullname);
+    record.insert("fields".into(), json!([before, after]));
+    Value::Object(record)
+}
+
+/// Writes a record's `name`, and its `namespace` when the name is a dotted full name:
+/// `a.b.c.name` is registered as `"name": "name", "namespace": "a.b.c"`, as Materialize
+/// registers it. (Both spell the same Avro full name; the registry stores the text.)
+fn insert_name(record: &mut Map<String, Value>, fullname: &str) {
+    match fullname.rsplit_once('.') {
+        Some((namespace, name)) => {
+            record.insert("name".into(), json!(name));
+            record.insert("namespace".into(), json!(namespace));
+        }
+        None => {
+            record.insert("name".into(), json!(fullname));
+        }
+    }
 }
 
 fn relation_record(
@@ -62,7 +81,7 @@ fn relation_record(
 ) -> Value {
     let mut record = Map::new();
     record.insert("type".into(), json!("record"));
-    record.insert("name".into(), json!(name));
+    insert_name(&mut record, name);
     if let Some(doc) = &options.type_doc {
         record.insert("doc".into(), json!(doc));
     }

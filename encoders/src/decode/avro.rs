@@ -9,7 +9,7 @@ use outflow_dataflow::relation::{Date, Datum, Interval, Numeric, RelationDesc, R
 use outflow_dataflow::relation::{Time, Timestamp};
 use outflow_dataflow::DiffPair;
 
-use super::{fields, unpadded, Problem};
+use super::{fields, text_value, Problem};
 use crate::avro::schema::UNCONSTRAINED_SCALE;
 use crate::avro::CONFLUENT_HEADER_LEN;
 use crate::columns::{Field, Kind, Slot};
@@ -164,8 +164,9 @@ fn push_value(packer: &mut RowPacker, slot: &Slot, value: &AvroValue) -> Result<
         (Kind::Numeric { scale }, AvroValue::Bytes(bytes)) => {
             Datum::Numeric(decimal(bytes, *scale)?)
         }
-        (Kind::Text, AvroValue::String(s)) => Datum::String(s),
-        (Kind::Char { .. }, AvroValue::String(s)) => Datum::String(unpadded(s)),
+        (Kind::Text | Kind::Char { .. }, AvroValue::String(s)) => {
+            Datum::String(text_value(s, &slot.typ)?)
+        }
         (Kind::Jsonb, AvroValue::String(s)) => Datum::Jsonb(s),
         (Kind::Bytes, AvroValue::Bytes(b)) => Datum::Bytes(b),
         (Kind::Date, AvroValue::Date(d) | AvroValue::Int(d)) => Datum::Date(Date(*d)),

@@ -12,10 +12,11 @@ use base64::Engine as _;
 use outflow_dataflow::relation::values::parse_uuid;
 use outflow_dataflow::relation::{Datum, RelationDesc, Row, RowPacker, Time};
 use outflow_dataflow::DiffPair;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::Problem;
-use super::{date, fields, float, in_column, integer, interval, numeric, timestamp, unpadded};
+use super::{date, fields, float, in_column, integer, interval, numeric, text_value, timestamp};
 use crate::columns::{Field, Kind, Slot};
 use crate::error::DecodeError;
 
@@ -30,7 +31,7 @@ pub fn row_from_json(desc: &RelationDesc, json: &str) -> Result<Row, DecodeError
 /// The `{"before": row or null, "after": row or null}` of ENVELOPE DEBEZIUM.
 pub fn debezium_from_json(desc: &RelationDesc, json: &str) -> Result<DiffPair<Row>, DecodeError> {
     let raw = document(json)?;
-    let Ok(Json::Object(parts)) = Json::parse(raw) else {
+    let Ok(Json::Object(parts)) = Json::parse(raw, "part") else {
         return Err(DecodeError::Message(format!(
             "expected a {{\"before\": …, \"after\": …}} object, found {}",
             excerpt(raw.get())
@@ -62,7 +63,9 @@ fn document(json: &str) -> Result<&RawValue, DecodeError> {
 }
 
 fn row_from_raw(fields: &[Field], raw: &RawValue) -> Result<Row, DecodeError> {
-    let values: Vec<Option<&RawValue>> = match Json::parse(raw).map_err(DecodeError::Message)? {
+    let values: Vec<Option<&RawValue>> = match Json::parse(raw, "column")
+        .map_err(DecodeError::Message)?
+    {
         Json::Object(mut object) => {
             if let Some(name) = object
                 .keys()
@@ -111,8 +114,9 @@ enum Json<'a> {
 
 impl<'a> Json<'a> {
     /// `raw` is valid JSON already (it was cut from a parsed document), so only its outer
-    /// layer is parsed here.
-    fn parse(raw: &'a RawValue) -> Result<Json<'a>, Problem> {
+    /// layer is parsed here. An object that names a member twice is refused (rather than one
+    /// of its values silently winning); `member` says what its members are, for the message.
+    fn parse(raw: &'a RawValue, member: &str) -> Result<Json<'a>, Problem> {
         let text = raw.get().trim();
         let invalid = |e: serde_json::Error| format!("not JSON: {e}");
         Ok(match text.as_bytes().first() {
@@ -121,7 +125,17 @@ impl<'a> Json<'a> {
             Some(b'f') => Json::Bool(false),
             Some(b'"') => Json::String(serde_json::from_str(text).map_err(invalid)?),
             Some(b'[') => Json::Array(serde_json::from_str(text).map_err(invalid)?),
-            Some(b'{') => Json::Object(serde_json::from_str(text).map_err(invalid)?),
+            Some(b'{') => {
+                let Members(members) = serde_json::from_str(text).map_err(invalid)?;
+                let mut object = BTreeMap::new();
+                for (name, value) in members {
+                    if object.contains_key(&name) {
+                        return Err(format!("{member} \"{name}\" appears twice"));
+                    }
+                    object.insert(name, value);
+                }
+                Json::Object(object)
+            }
             _ => Json::Number(text),
         })
     }
@@ -147,6 +161,38 @@ impl<'a> Json<'a> {
     }
 }
 
+/// What the members of an object value of type `slot` are called in messages.
+fn member_word(slot: &Slot) -> &'static str {
+    match slot.kind {
+        Kind::Record(_) => "field",
+        Kind::Map(_) => "key",
+        _ => "member",
+    }
+}
+
+/// An object's members in the order written, repeated names included.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Visit<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'a>, M::Error> {
+                let mut members = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    members.push((name, map.next_value::<&'a RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
 fn excerpt(text: &str) -> String {
     let text = text.trim();
     match text.char_indices().nth(40) {
@@ -158,7 +204,7 @@ fn excerpt(text: &str) -> String {
 /// Pushes the value `raw` (absent: NULL) of type `slot`.
 fn push_value(packer: &mut RowPacker, slot: &Slot, raw: Option<&RawValue>) -> Result<(), Problem> {
     let value = match raw {
-        Some(raw) => Json::parse(raw)?,
+        Some(raw) => Json::parse(raw, member_word(slot))?,
         None => Json::Null,
     };
     if let Json::Null = value {
@@ -194,11 +240,12 @@ fn push_value(packer: &mut RowPacker, slot: &Slot, raw: Option<&RawValue>) -> Re
         Kind::UInt16 => Datum::UInt16(integer(number("a uint2")?, "a uint2")?),
         Kind::UInt32 => Datum::UInt32(integer(number("a uint4")?, "a uint4")?),
         Kind::UInt64 => Datum::UInt64(integer(number("a uint8")?, "a uint8")?),
-        Kind::Float32 => Datum::Float32(float(number("a number")?)?),
-        Kind::Float64 => Datum::Float64(float(number("a number")?)?),
-        Kind::Numeric { scale } => Datum::Numeric(numeric(number("a numeric")?, *scale)?),
-        Kind::Text => Datum::String(string("a string")?),
-        Kind::Char { .. } => Datum::String(unpadded(string("a string")?)),
+        Kind::Float32 => Datum::Float32(float(number("a number")?, &slot.typ)?),
+        Kind::Float64 => Datum::Float64(float(number("a number")?, &slot.typ)?),
+        Kind::Numeric { .. } => Datum::Numeric(numeric(number("a numeric")?, &slot.typ)?),
+        Kind::Text | Kind::Char { .. } => {
+            Datum::String(text_value(string("a string")?, &slot.typ)?)
+        }
         Kind::Bytes => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(string("a base64 string")?)

@@ -36,7 +36,7 @@ pub use text::{row_from_bytes, row_from_text};
 
 use outflow_dataflow::relation::values::MICROS_PER_DAY;
 use outflow_dataflow::relation::{
-    Date, Interval, Numeric, RelationDesc, Row, RowPacker, Timestamp,
+    Date, Interval, Numeric, RelationDesc, Row, RowPacker, ScalarType, Timestamp,
 };
 
 use crate::columns::{fields_of, Field};
@@ -72,21 +72,78 @@ fn decode_row<V>(
     Ok(packer.finish())
 }
 
-/// A numeric read from its digits (`-12.340`, `1e3`, `NaN`), at the column's scale when it
-/// has one.
-fn numeric(text: &str, scale: Option<u8>) -> Result<Numeric, Problem> {
+/// A numeric read from its digits (`-12.340`, `1e3`, `NaN`). A constrained column's value is
+/// rounded to the column's scale as Postgres rounds (half away from zero), then refused, as
+/// Postgres refuses it, when more digits are left before the point than `precision − scale`.
+fn numeric(text: &str, typ: &ScalarType) -> Result<Numeric, Problem> {
     let parsed = Numeric::parse(text).ok_or_else(|| format!("expected a numeric, found {text}"))?;
-    match scale {
-        Some(scale) if !parsed.is_nan() => {
-            let mantissa = parsed
-                .rescale(scale)
-                .ok_or_else(|| format!("{text} does not fit a numeric with scale {scale}"))?;
-            Ok(Numeric::new(mantissa, scale))
-        }
-        _ => Ok(parsed),
+    let ScalarType::Numeric { precision, scale } = *typ else {
+        return Ok(parsed);
+    };
+    if parsed.is_nan() || (precision.is_none() && scale.is_none()) {
+        return Ok(parsed);
     }
+    let scale = scale.unwrap_or(0);
+    let overflow = || match precision {
+        Some(p) => format!(
+            "numeric field overflow: a field with precision {p}, scale {scale} must round to an \
+             absolute value less than 10^{}",
+            p - scale
+        ),
+        None => format!("numeric field overflow: {text} does not fit a numeric with scale {scale}"),
+    };
+    let mantissa = rounded(&parsed, scale).ok_or_else(overflow)?;
+    if let Some(p) = precision {
+        let limit = 10i128.checked_pow(p as u32);
+        if limit.is_some_and(|limit| mantissa.unsigned_abs() >= limit.unsigned_abs()) {
+            return Err(overflow());
+        }
+    }
+    Ok(Numeric::new(mantissa, scale))
 }
 
+/// `value`'s mantissa at `scale` digits after the point, rounded half away from zero; `None`
+/// when it does not fit an `i128`.
+fn rounded(value: &Numeric, scale: u8) -> Option<i128> {
+    let (mantissa, from) = (value.mantissa(), value.scale());
+    if scale >= from {
+        return mantissa.checked_mul(10i128.checked_pow((scale - from) as u32)?);
+    }
+    let Some(divisor) = 10i128.checked_pow((from - scale) as u32) else {
+        // More than 38 digits dropped: every representable mantissa rounds to zero.
+        return Some(0);
+    };
+    let (quotient, remainder) = (mantissa / divisor, mantissa % divisor);
+    let away = remainder.unsigned_abs() >= divisor.unsigned_abs().div_ceil(2);
+    Some(match (away, mantissa < 0) {
+        (false, _) => quotient,
+        (true, false) => quotient + 1,
+        (true, true) => quotient - 1,
+    })
+}
+
+/// A text value as a column of type `typ` holds it: Postgres refuses the NUL character in text,
+/// and a value longer than `varchar(n)` or `char(n)` unless what is beyond `n` is blanks (which
+/// it cuts off); `char(n)` values lose their trailing blanks, the padding the encoders add.
+fn text_value<'a>(value: &'a str, typ: &ScalarType) -> Result<&'a str, Problem> {
+    if value.contains('\0') {
+        return Err("invalid byte sequence for encoding \"UTF8\": 0x00".to_string());
+    }
+    let limit = match typ {
+        ScalarType::VarChar { max_length } => *max_length,
+        ScalarType::Char { length } => *length,
+        _ => None,
+    };
+    let value = match limit.and_then(|n| value.char_indices().nth(n as usize)) {
+        Some((cut, _)) if value[cut..].bytes().all(|b| b == b' ') => &value[..cut],
+        Some(_) => return Err(format!("value too long for type {typ}")),
+        None => value,
+    };
+    Ok(match typ {
+        ScalarType::Char { .. } => unpadded(value),
+        _ => value,
+    })
+}
 /// An integer of type `T` from decimal text.
 fn integer<T: TryFrom<i128>>(text: &str, what: &str) -> Result<T, Problem> {
     let parsed: i128 = text
@@ -97,21 +154,34 @@ fn integer<T: TryFrom<i128>>(text: &str, what: &str) -> Result<T, Problem> {
 }
 
 /// A float from its digits, or `NaN`, `Infinity`, `-Infinity` as both JSON (as strings) and
-/// Postgres's text write them.
-fn float<T: std::str::FromStr + From<f32>>(text: &str) -> Result<T, Problem> {
+/// Postgres's text write them. Digits beyond the type's range (`1e300` for a `real`), above or
+/// below, are refused as Postgres refuses them.
+fn float<T>(text: &str, typ: &ScalarType) -> Result<T, Problem>
+where
+    T: std::str::FromStr + From<f32> + Copy + PartialEq,
+{
     let special = match text.trim() {
         "NaN" => Some(f32::NAN),
         "Infinity" | "inf" => Some(f32::INFINITY),
         "-Infinity" | "-inf" => Some(f32::NEG_INFINITY),
         _ => None,
     };
-    match special {
-        Some(v) => Ok(T::from(v)),
-        None => text
-            .trim()
-            .parse()
-            .map_err(|_| format!("expected a number, found {text}")),
+    if let Some(v) = special {
+        return Ok(T::from(v));
     }
+    let digits = text.trim();
+    let value: T = digits
+        .parse()
+        .map_err(|_| format!("expected a number, found {text}"))?;
+    let infinite = value == T::from(f32::INFINITY) || value == T::from(f32::NEG_INFINITY);
+    let mantissa = digits.split(['e', 'E']).next().unwrap_or("");
+    let underflow = value == T::from(0.0) && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    // Rust also reads `infinity` and `nan` spelled otherwise; Postgres does too.
+    let spelled = mantissa.bytes().any(|b| b.is_ascii_alphabetic());
+    if (infinite || underflow) && !spelled {
+        return Err(format!("\"{digits}\" is out of range for type {typ}"));
+    }
+    Ok(value)
 }
 
 fn date(text: &str) -> Result<Date, Problem> {

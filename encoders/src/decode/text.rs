@@ -5,7 +5,7 @@ use outflow_dataflow::relation::values::parse_uuid;
 use outflow_dataflow::relation::{Datum, RelationDesc, Row, RowPacker, Time};
 
 use super::Problem;
-use super::{date, fields, float, in_column, integer, interval, numeric, timestamp, unpadded};
+use super::{date, fields, float, in_column, integer, interval, numeric, text_value, timestamp};
 use crate::columns::{Field, Kind, Slot};
 use crate::error::DecodeError;
 
@@ -28,10 +28,7 @@ pub fn row_from_bytes(desc: &RelationDesc, bytes: &[u8]) -> Result<Row, DecodeEr
         Kind::Text | Kind::Char { .. } => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|e| in_column(&field, format!("the message is not UTF-8 ({e})")))?;
-            let text = match field.slot.kind {
-                Kind::Char { .. } => unpadded(text),
-                _ => text,
-            };
+            let text = text_value(text, &field.slot.typ).map_err(|p| in_column(&field, p))?;
             packer.push(Datum::String(text));
         }
         _ => {
@@ -70,11 +67,10 @@ fn push_text(packer: &mut RowPacker, slot: &Slot, text: &str) -> Result<(), Prob
         Kind::UInt16 => Datum::UInt16(integer(text, "a uint2")?),
         Kind::UInt32 => Datum::UInt32(integer(text, "a uint4")?),
         Kind::UInt64 => Datum::UInt64(integer(text, "a uint8")?),
-        Kind::Float32 => Datum::Float32(float(text)?),
-        Kind::Float64 => Datum::Float64(float(text)?),
-        Kind::Numeric { scale } => Datum::Numeric(numeric(text, *scale)?),
-        Kind::Text => Datum::String(text),
-        Kind::Char { .. } => Datum::String(unpadded(text)),
+        Kind::Float32 => Datum::Float32(float(text, &slot.typ)?),
+        Kind::Float64 => Datum::Float64(float(text, &slot.typ)?),
+        Kind::Numeric { .. } => Datum::Numeric(numeric(text, &slot.typ)?),
+        Kind::Text | Kind::Char { .. } => Datum::String(text_value(text, &slot.typ)?),
         Kind::Jsonb => Datum::Jsonb(text),
         Kind::Bytes => {
             let bytes = bytea_hex(text)?;

@@ -13,6 +13,12 @@
 //! go back: an update's time is at least the time of every earlier line, and
 //! `{"advance": t}` says that no update before `t` follows. Every time the feed moves past is
 //! complete, so the sinks may commit it.
+//!
+//! Values are held to their columns' declared types as Postgres holds them (the decoder's
+//! rules): `numeric(p,s)` rounded to `s` digits and refused beyond `p`, `varchar(n)` and
+//! `char(n)` refused beyond `n` characters, floats refused beyond their range, text refused
+//! with a NUL, a row refused when it names a column twice. A refused line names its line
+//! number, the column and the declared type, and stops the feed there.
 
 use std::io::BufRead;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -133,6 +139,8 @@ impl FeedParser {
         if text.trim().is_empty() {
             return Ok(None);
         }
+        // Without the line's end, so that a parse error's position is on the line it names.
+        let text = text.trim_end_matches(['\n', '\r']);
         let raw: RawLine<'_> =
             serde_json::from_str(text).map_err(|e| error(format!("not a feed line: {e}")))?;
         if let Some(advance) = raw.advance {

@@ -3,8 +3,7 @@
 //! `outflow run FILE` runs its sinks over a change feed of its tables; `outflow read FILE
 //! --sink NAME` prints what a sink's topic holds at its committed frontier.
 
-use std::io::Write;
-use std::net::SocketAddr;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,7 +52,16 @@ enum Command {
     },
     /// Run every sink of the statements file over a change feed of its tables (JSON lines
     /// `{"table", "time", "diff", "row"}` and `{"advance": t}`), until every sink has committed
-    /// the whole feed. Restarted on the same feed, the sinks resume where they committed.
+    /// every time the feed completed: the times before its last one. A time is complete once a
+    /// later line (an update at a later time, or `{"advance": t}` past it) follows it, so end a
+    /// finished feed with an advance; a feed that ends with updates at its last time leaves
+    /// them unwritten and fails, saying so. The end of a feed never marks a sink done:
+    /// restarted on the same or a longer feed, the sinks resume where they committed.
+    ///
+    /// The feed's snapshot is its updates at times up to --snapshot-time (default 0): they
+    /// describe the state the sinks start from. A sink with SNAPSHOT = false writes nothing at
+    /// those times and starts with the first later time, so with the default a feed whose
+    /// first rows are at time 1 is written whole even under SNAPSHOT = false.
     #[command(disable_help_flag = true)]
     Run(RunArgs),
     /// Print what a sink's topic holds at its committed frontier: one JSON row per line, in
@@ -121,14 +129,23 @@ struct RunArgs {
     #[arg(long)]
     status: Option<PathBuf>,
     /// Serve the statistics in Prometheus's text format on this loopback address, e.g.
-    /// 127.0.0.1:9464.
+    /// 127.0.0.1:9464 or localhost:9464 (port 0 picks a free port). Each connection is answered
+    /// on its own within 5 seconds; a slower client is cut off.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
+    /// The time of the feed's snapshot: updates at this time and before are the state the
+    /// sinks start from, and a sink with SNAPSHOT = false skips them.
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    snapshot_time: u64,
+    /// Stop every sink of the run as soon as one fails. By default the others go on to the end
+    /// of the feed, and the run exits with the failed sink's error once they are done.
     #[arg(long)]
-    metrics: Option<SocketAddr>,
+    fail_fast: bool,
     /// Pause this many milliseconds each time the feed's time moves forward.
     #[arg(long, hide = true)]
     pace_ms: Option<u64>,
     /// Print help.
-    #[arg(long, action = ArgAction::Help)]
+    #[arg(long, action = ArgAction::HelpLong)]
     help: Option<bool>,
 }
 
@@ -162,14 +179,15 @@ fn init_logging(verbose: u8) {
     let default = match verbose {
         // librdkafka reports reaching a partition's end as an error; the readers ask for it.
         0 => "warn,rdkafka::client=off",
-        1 => "info,outflow=info",
-        _ => "debug,rdkafka=info",
+        1 => "info,rdkafka::client=off",
+        _ => "debug,rdkafka=info,rdkafka::client=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -249,6 +267,9 @@ fn run_command(args: RunArgs) -> ExitCode {
         args.broker_shows_aborted,
         args.commit_interval_ms.map(Duration::from_millis),
     );
+    for sink in &mut plan.sinks {
+        sink.as_of = args.snapshot_time;
+    }
     let timely = match timely_config(&args, &plan) {
         Ok(config) => config,
         Err(e) => {
@@ -261,13 +282,26 @@ fn run_command(args: RunArgs) -> ExitCode {
     } else {
         FeedSource::File(PathBuf::from(&args.feed))
     };
+    let metrics = match args
+        .metrics
+        .as_deref()
+        .map(observe::metrics_address)
+        .transpose()
+    {
+        Ok(metrics) => metrics,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = RunOptions {
         timely,
         feed,
         pace: args.pace_ms.map(Duration::from_millis),
         status_file: args.status.clone(),
-        metrics: args.metrics,
+        metrics,
         progress_line: true,
+        fail_fast: args.fail_fast,
     };
     match run(plan, options) {
         Ok(summary) => {
@@ -281,6 +315,20 @@ fn run_command(args: RunArgs) -> ExitCode {
         }) => {
             print!("{summary}");
             eprintln!("{}: error: {error} (every time before {committed_before} is committed; nothing of that time or later was fed)", feed_name(&args.feed));
+            ExitCode::FAILURE
+        }
+        Err(error @ RunError::EndedInside { .. }) => {
+            if let RunError::EndedInside { summary, .. } = &error {
+                print!("{summary}");
+            }
+            eprintln!("{}: error: {error}", feed_name(&args.feed));
+            ExitCode::FAILURE
+        }
+        Err(error @ RunError::SinkFailed { .. }) => {
+            if let RunError::SinkFailed { summary, .. } = &error {
+                print!("{summary}");
+            }
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -2,11 +2,15 @@
 //! timely cluster of one or more processes.
 //!
 //! Worker 0 applies the feed (read and parsed on a thread of its own) to one input per table;
-//! each sink reads its table's collection through `sink_kafka`. The run ends when every sink
-//! has committed everything (the feed's end closes the inputs), or, after a bad feed line, once
-//! the sinks have committed every time before the last good one: the inputs never move past
-//! that time, so no time is half written. A restart replays the feed from the start; the
-//! sinks' recovery skips what the topics already hold.
+//! each sink reads its table's collection through `sink_kafka`. The inputs move only as far as
+//! the feed proves complete: every time before the feed's last time (the time of its last
+//! update or advance). The run ends once the sinks have committed every time before it, at the
+//! feed's end or after a bad feed line; the inputs never move past that time, so no time is
+//! half written, and never close, so no progress record says "done" and a longer feed can
+//! always continue where a shorter one stopped. A feed that ends with updates at its last time
+//! (an upstream that stopped inside a time) leaves them unwritten and the run fails saying so.
+//! A restart replays the feed from the start; the sinks' recovery skips what the topics
+//! already hold.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -27,12 +31,16 @@ use timely::dataflow::ProbeHandle;
 use crate::feed::{spawn_reader, FeedError, FeedItem, FeedMessage, FeedTables};
 use crate::observe::{Observers, RunState};
 use outflow::dataflow::Row;
-use outflow::sink::{PreparedSink, SinkKafka, SinkPlan};
+use outflow::sink::{PreparedSink, SinkControl, SinkKafka, SinkPlan};
 use outflow::statement::Catalog;
-use outflow::status::SinkReport;
+use outflow::status::{SinkMonitor, SinkReport};
 
-/// Updates worker 0 may have fed beyond the slowest sink's committed frontier; it reads no
-/// more of the feed until the sinks catch up, so memory stays bounded on a long feed.
+/// Updates of complete times (before the feed's current time) that worker 0 may have fed beyond
+/// the slowest sink's committed frontier; it reads no more of the feed until the sinks catch
+/// up, so memory stays bounded on a long feed. The updates of the current time are never held
+/// back: the sinks cannot commit a time before the feed has moved past it, so holding them
+/// would wait forever. A single large time streams into the sinks' arrangements instead and
+/// commits in chunks once the feed moves on.
 const MAX_UNCOMMITTED_UPDATES: u64 = 200_000;
 /// Feed messages applied between two steps of the worker.
 const FEED_BATCH: usize = 1024;
@@ -146,6 +154,8 @@ pub struct RunOptions {
     pub metrics: Option<std::net::SocketAddr>,
     /// A progress line on stderr, when it is a terminal.
     pub progress_line: bool,
+    /// Stop every sink when one fails; otherwise the others go on to the end of the feed.
+    pub fail_fast: bool,
 }
 
 /// What a finished run did.
@@ -163,14 +173,21 @@ impl fmt::Display for RunSummary {
                 Some(u64::MAX) => "done".to_string(),
                 Some(t) => t.to_string(),
             };
+            let commits = if report.delivery == "at-least-once" {
+                format!(
+                    "{} flushes (at-least-once, no transactions)",
+                    report.total.flushes
+                )
+            } else {
+                format!(
+                    "{} transactions committed ({} aborted)",
+                    report.total.transactions_committed, report.total.transactions_aborted
+                )
+            };
             writeln!(
                 f,
-                "sink {}: {} messages, {} bytes, {} transactions committed ({} aborted), committed frontier {frontier}",
-                report.name,
-                report.total.messages_committed,
-                report.total.bytes_committed,
-                report.total.transactions_committed,
-                report.total.transactions_aborted,
+                "sink {}: {} messages, {} bytes, {commits}, committed frontier {frontier}",
+                report.name, report.total.messages_committed, report.total.bytes_committed,
             )?;
         }
         Ok(())
@@ -190,6 +207,13 @@ pub enum RunError {
     Cluster(String),
     #[error("sink {sink}: {message}")]
     Sink { sink: String, message: String },
+    /// A sink failed while the run went on; the other sinks finished (unless `--fail-fast`).
+    #[error("sink {sink}: {message}")]
+    SinkFailed {
+        sink: String,
+        message: String,
+        summary: RunSummary,
+    },
     /// A bad feed line; every time before the last good one was committed.
     #[error("{error} (every time before {committed_before} is committed; nothing of that time or later was fed)")]
     Feed {
@@ -199,40 +223,37 @@ pub enum RunError {
     },
     #[error("worker {worker}: {message}")]
     Worker { worker: usize, message: String },
+    /// The feed ended with updates at a time no later line completed; every time before it is
+    /// committed, that time is not.
+    #[error("the feed ended inside time {time}: {incomplete} update(s) at time {time} are not written, because no later line shows that time {time} is complete (every time before {time} is committed; end a finished feed with {{\"advance\": {next}}}, and a rerun whose feed completes time {time} writes them)", next = time.saturating_add(1))]
+    EndedInside {
+        time: u64,
+        incomplete: u64,
+        summary: RunSummary,
+    },
 }
 
 /// Runs `plan` over the feed until the sinks have committed all of it, or a feed line is bad,
 /// or a sink fails.
 pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
-    // Connections, topics and schemas, before any dataflow: a mistake fails here, naming it.
-    let prepared: Vec<PreparedSink> = plan
-        .sinks
-        .iter()
-        .map(|sink| {
-            sink.preflight().map_err(|e| RunError::Sink {
-                sink: sink.spec.name.clone(),
-                message: e.to_string(),
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let state = RunState {
-        monitors: prepared.iter().map(|s| s.monitor().clone()).collect(),
-        rows_fed: Default::default(),
-    };
     let holds_worker_zero = match &options.timely.communication {
         timely::CommunicationConfig::Cluster { process, .. } => *process == 0,
         _ => true,
     };
-    let feed = if holds_worker_zero {
-        Some(spawn_reader(
-            options.feed.open()?,
-            plan.tables.clone(),
-            options.pace,
-        ))
+    let source = if holds_worker_zero {
+        Some(options.feed.open()?)
     } else {
         None
     };
-    let feed = Arc::new(Mutex::new(feed));
+    let state = RunState {
+        monitors: plan
+            .sinks
+            .iter()
+            .map(|sink| SinkMonitor::new(sink.spec.name.clone()))
+            .collect(),
+        rows_fed: Default::default(),
+    };
+    // The status file and the metrics show the start-up too, and a sink that fails in it.
     let observers = Observers::start(
         state.clone(),
         options.status_file.clone(),
@@ -243,10 +264,35 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
     if let Some(address) = observers.metrics_address {
         tracing::info!("metrics at http://{address}/metrics");
     }
+    // Connections, topics and schemas, before any dataflow: a mistake fails here, naming it.
+    let prepared: Result<Vec<PreparedSink>, RunError> = plan
+        .sinks
+        .iter()
+        .zip(&state.monitors)
+        .map(|(sink, monitor)| {
+            sink.preflight_with(monitor.clone())
+                .map_err(|e| RunError::Sink {
+                    sink: sink.spec.name.clone(),
+                    message: e.to_string(),
+                })
+        })
+        .collect();
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            if let Err(e) = observers.finish() {
+                tracing::warn!("{e}");
+            }
+            return Err(error);
+        }
+    };
+    let feed = source.map(|source| spawn_reader(source, plan.tables.clone(), options.pace));
+    let feed = Arc::new(Mutex::new(feed));
 
     let rows_fed = Arc::clone(&state.rows_fed);
     let worker_plan = plan.clone();
     let worker_sinks = prepared.clone();
+    let fail_fast = options.fail_fast;
     let guards = timely::execute(options.timely, move |worker| {
         let index = worker.index();
         let plan = worker_plan.clone();
@@ -263,6 +309,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                     collections.push(collection);
                 }
                 let mut probes: Vec<ProbeHandle<u64>> = Vec::new();
+                let mut controls: Vec<SinkControl> = Vec::new();
                 for (sink, &table) in sinks.iter().zip(&plan.sink_tables) {
                     let handle = collections[table].clone().sink_kafka(sink).map_err(|e| {
                         RunError::Sink {
@@ -270,6 +317,7 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                             message: e.to_string(),
                         }
                     })?;
+                    controls.push(handle.control());
                     probes.push(handle.probe);
                 }
                 // Worker 0 tells every worker, in every process, the time a bad feed line stopped
@@ -278,9 +326,9 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                 stop.inner
                     .broadcast()
                     .inspect(move |(time, _, _)| seen.set(Some(*time)));
-                Ok::<_, RunError>((inputs, probes, stop_input))
+                Ok::<_, RunError>((inputs, probes, controls, stop_input))
             });
-        let (inputs, probes, stop_input) = match built {
+        let (inputs, probes, controls, stop_input) = match built {
             Ok(built) => built,
             Err(error) => {
                 for dataflow in worker.installed_dataflows() {
@@ -298,6 +346,8 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
             .map(|receiver| Feeder::new(receiver, inputs, stop_input, Arc::clone(&rows_fed)));
 
         let mut feed_error: Option<FeedError> = None;
+        let mut ended_inside: Option<(u64, u64)> = None;
+        let mut recording = false;
         loop {
             let mut waiting_on_feed = false;
             if let Some(f) = feeder.as_mut() {
@@ -305,29 +355,41 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
                 match f.pump(committed) {
                     Pumped::Fed(n) => waiting_on_feed = n == 0,
                     Pumped::Held => {}
-                    Pumped::Finished => {}
+                    Pumped::Ended { time, incomplete } => {
+                        if incomplete > 0 {
+                            ended_inside = Some((time, incomplete));
+                        }
+                    }
                     Pumped::Stopped(error) => feed_error = Some(error),
                 }
             }
             if let Some(failed) = sinks.iter().find(|s| s.monitor().status().is_failed()) {
-                let message = match failed.monitor().status() {
-                    outflow::status::SinkStatus::Failed { error } => error,
-                    other => other.name().to_string(),
-                };
-                for dataflow in worker.installed_dataflows() {
-                    worker.drop_dataflow(dataflow);
+                if fail_fast {
+                    for dataflow in worker.installed_dataflows() {
+                        worker.drop_dataflow(dataflow);
+                    }
+                    return Err(sink_failed(failed));
                 }
-                return Err(RunError::Sink {
-                    sink: failed.plan().spec.name.clone(),
-                    message,
-                });
             }
             let finished = match stop_seen.get() {
                 Some(stop) => probes.iter().all(|p| !p.less_than(&stop)),
                 None => probes.iter().all(|p| p.done()),
             };
             if finished {
-                break;
+                // Everything before the stop is committed; the progress records of workers
+                // that had no data for the last times may still name an earlier frontier.
+                // Recording the stop keeps a restart and `outflow read` from starting earlier.
+                if !recording {
+                    recording = true;
+                    controls.iter().for_each(SinkControl::record_input_frontier);
+                }
+                // A failed sink records nothing more; the others finish.
+                let recorded = controls.iter().zip(&sinks).all(|(control, sink)| {
+                    control.input_recorded() || sink.monitor().status().is_failed()
+                });
+                if recorded {
+                    break;
+                }
             }
             worker.step_or_park(Some(Duration::from_millis(if waiting_on_feed {
                 1
@@ -338,10 +400,18 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
         for dataflow in worker.installed_dataflows() {
             worker.drop_dataflow(dataflow);
         }
-        match (feed_error, stop_seen.get()) {
-            (Some(error), Some(stop)) => Err(RunError::Feed {
+        if let Some(failed) = sinks.iter().find(|s| s.monitor().status().is_failed()) {
+            return Err(sink_failed(failed));
+        }
+        match (feed_error, ended_inside, stop_seen.get()) {
+            (Some(error), _, Some(stop)) => Err(RunError::Feed {
                 error,
                 committed_before: stop,
+                summary: RunSummary { sinks: Vec::new() },
+            }),
+            (None, Some((time, incomplete)), _) => Err(RunError::EndedInside {
+                time,
+                incomplete,
                 summary: RunSummary { sinks: Vec::new() },
             }),
             _ => Ok(()),
@@ -378,7 +448,32 @@ pub fn run(plan: RunPlan, options: RunOptions) -> Result<RunSummary, RunError> {
             committed_before,
             summary,
         }),
+        Err(RunError::EndedInside {
+            time, incomplete, ..
+        }) => Err(RunError::EndedInside {
+            time,
+            incomplete,
+            summary,
+        }),
+        Err(RunError::SinkFailed { sink, message, .. }) => Err(RunError::SinkFailed {
+            sink,
+            message,
+            summary,
+        }),
         Err(error) => Err(error),
+    }
+}
+
+/// The error of a sink that failed while the run went on.
+fn sink_failed(sink: &outflow::PreparedSink) -> RunError {
+    let message = match sink.monitor().status() {
+        outflow::status::SinkStatus::Failed { error } => error,
+        other => other.name().to_string(),
+    };
+    RunError::SinkFailed {
+        sink: sink.plan().spec.name.clone(),
+        message,
+        summary: RunSummary { sinks: Vec::new() },
     }
 }
 
@@ -395,8 +490,9 @@ enum Pumped {
     Fed(usize),
     /// Waiting for the sinks to commit before reading more.
     Held,
-    /// The feed ended and the inputs are closed.
-    Finished,
+    /// The feed ended: the inputs stay at the feed's last time, which this many updates were
+    /// fed at (they are written once a later feed completes that time).
+    Ended { time: u64, incomplete: u64 },
     /// A bad line: the inputs stay at the last good time.
     Stopped(FeedError),
 }
@@ -404,15 +500,57 @@ enum Pumped {
 /// Worker 0's side of the feed: applies parsed lines to the inputs.
 struct Feeder {
     receiver: Receiver<FeedMessage>,
-    inputs: Option<Vec<InputSession<u64, Row, isize>>>,
-    stop_input: Option<InputSession<u64, u64, isize>>,
+    inputs: Vec<InputSession<u64, Row, isize>>,
+    stop_input: InputSession<u64, u64, isize>,
+    /// The feed's time: every time before it is complete.
     time: u64,
     /// Updates fed per time, until the sinks commit that time.
-    uncommitted: VecDeque<(u64, u64)>,
-    uncommitted_total: u64,
+    uncommitted: Uncommitted,
     rows_fed: Arc<std::sync::atomic::AtomicU64>,
-    /// A bad line was read: the inputs stay where they are.
+    /// The feed ended or a bad line was read: the inputs stay where they are.
     stopped: bool,
+}
+
+/// Updates fed per time and not committed yet.
+#[derive(Default)]
+struct Uncommitted {
+    per_time: VecDeque<(u64, u64)>,
+    total: u64,
+}
+
+impl Uncommitted {
+    fn add(&mut self, time: u64) {
+        match self.per_time.back_mut() {
+            Some((t, count)) if *t == time => *count += 1,
+            _ => self.per_time.push_back((time, 1)),
+        }
+        self.total += 1;
+    }
+
+    /// Forgets the times before `committed` (`None`: everything is committed).
+    fn committed(&mut self, committed: Option<u64>) {
+        while let Some(&(time, count)) = self.per_time.front() {
+            if committed.is_some_and(|c| time >= c) {
+                break;
+            }
+            self.per_time.pop_front();
+            self.total -= count;
+        }
+    }
+
+    /// Updates fed at `time`.
+    fn at(&self, time: u64) -> u64 {
+        match self.per_time.back() {
+            Some(&(t, count)) if t == time => count,
+            _ => 0,
+        }
+    }
+
+    /// Whether the sinks must commit before more of the feed is read, the feed being at
+    /// `current`: too many updates of complete times wait for their commit.
+    fn full(&self, current: u64) -> bool {
+        self.total - self.at(current) >= MAX_UNCOMMITTED_UPDATES
+    }
 }
 
 impl Feeder {
@@ -424,31 +562,30 @@ impl Feeder {
     ) -> Feeder {
         Feeder {
             receiver,
-            inputs: Some(inputs),
-            stop_input: Some(stop_input),
+            inputs,
+            stop_input,
             time: 0,
-            uncommitted: VecDeque::new(),
-            uncommitted_total: 0,
+            uncommitted: Uncommitted::default(),
             rows_fed,
             stopped: false,
         }
     }
 
+    /// Stops the inputs at the feed's time: every worker learns it, and the run ends once the
+    /// sinks have committed every time before it.
+    fn stop(&mut self) {
+        self.inputs.iter_mut().for_each(InputSession::flush);
+        self.stop_input.insert(self.time);
+        self.stop_input.flush();
+        self.stopped = true;
+    }
+
     fn pump(&mut self, committed: Option<u64>) -> Pumped {
-        let Some(inputs) = self.inputs.as_mut() else {
-            return Pumped::Finished;
-        };
         if self.stopped {
             return Pumped::Held;
         }
-        while let Some(&(time, count)) = self.uncommitted.front() {
-            if committed.is_some_and(|c| time >= c) {
-                break;
-            }
-            self.uncommitted.pop_front();
-            self.uncommitted_total -= count;
-        }
-        if self.uncommitted_total >= MAX_UNCOMMITTED_UPDATES {
+        self.uncommitted.committed(committed);
+        if self.uncommitted.full(self.time) {
             return Pumped::Held;
         }
         let mut fed = 0;
@@ -474,48 +611,57 @@ impl Feeder {
                         },
                     ..
                 } => {
-                    if time > self.time {
-                        self.time = time;
-                        inputs.iter_mut().for_each(|input| input.advance_to(time));
-                    }
-                    inputs[table].update(row, diff);
-                    match self.uncommitted.back_mut() {
-                        Some((t, count)) if *t == time => *count += 1,
-                        _ => self.uncommitted.push_back((time, 1)),
-                    }
-                    self.uncommitted_total += 1;
+                    self.advance_to(time);
+                    self.inputs[table].update(row, diff);
+                    self.uncommitted.add(time);
                     self.rows_fed.fetch_add(1, Ordering::Relaxed);
                 }
                 FeedMessage::Item {
                     item: FeedItem::Advance(time),
                     ..
-                } => {
-                    if time > self.time {
-                        self.time = time;
-                        inputs.iter_mut().for_each(|input| input.advance_to(time));
-                    }
-                }
+                } => self.advance_to(time),
                 FeedMessage::End => {
-                    self.inputs = None;
-                    self.stop_input = None;
-                    return Pumped::Finished;
+                    // The end of a feed proves no more than its last time: the updates at
+                    // that time may be followed by more of it in a longer feed, so the time
+                    // stays open (never recorded as done) and a rerun writes it once complete.
+                    self.stop();
+                    let incomplete = self.uncommitted.at(self.time);
+                    if incomplete > 0 {
+                        tracing::warn!(
+                            "the feed ended inside time {}: its {incomplete} update(s) are not written",
+                            self.time
+                        );
+                    } else {
+                        tracing::info!(
+                            "the feed ended; every time before {} is complete",
+                            self.time
+                        );
+                    }
+                    return Pumped::Ended {
+                        time: self.time,
+                        incomplete,
+                    };
                 }
                 FeedMessage::Error(error) => {
-                    inputs.iter_mut().for_each(InputSession::flush);
-                    if let Some(stop) = self.stop_input.as_mut() {
-                        stop.insert(self.time);
-                        stop.flush();
-                    }
-                    self.stopped = true;
+                    self.stop();
                     tracing::warn!("{error}; stopping the inputs at time {}", self.time);
                     return Pumped::Stopped(error);
                 }
             }
-            if self.uncommitted_total >= MAX_UNCOMMITTED_UPDATES {
+            if self.uncommitted.full(self.time) {
                 break;
             }
         }
-        inputs.iter_mut().for_each(InputSession::flush);
+        self.inputs.iter_mut().for_each(InputSession::flush);
         Pumped::Fed(fed)
+    }
+
+    fn advance_to(&mut self, time: u64) {
+        if time > self.time {
+            self.time = time;
+            self.inputs
+                .iter_mut()
+                .for_each(|input| input.advance_to(time));
+        }
     }
 }

@@ -110,3 +110,38 @@ fn outflow_check_reports_the_first_error() {
         "{stderr}"
     );
 }
+
+/// A secret's value is never printed, quoted or not: `CREATE SECRET pw AS Hunter2` names the
+/// statement and where the value starts, never the value.
+#[test]
+fn an_unquoted_secret_is_not_echoed() {
+    let dir = std::env::temp_dir().join(format!("outflow-check-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret.sql");
+    for sql in [
+        "CREATE SECRET pw AS Hunter2;",
+        "CREATE SECRET pw AS 'Hunter2' Hunter2;",
+    ] {
+        std::fs::write(&file, sql).unwrap();
+        let (code, stdout, stderr) = run_check(&file);
+        assert_eq!(code, 1, "{sql}: {stderr}");
+        assert!(
+            !format!("{stdout}{stderr}").contains("Hunter2"),
+            "{sql}: {stderr}"
+        );
+        assert!(
+            stderr.starts_with(&format!("{}:1:", file.display())),
+            "{sql}: {stderr}"
+        );
+    }
+    std::fs::write(&file, "CREATE SECRET pw AS Hunter2;").unwrap();
+    let (_, _, stderr) = run_check(&file);
+    assert_eq!(
+        stderr.lines().next().unwrap(),
+        format!(
+            "{}:1:21: error: CREATE SECRET pw: the secret's value must be a string literal (the text written is not shown)",
+            file.display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -238,6 +238,24 @@ impl KafkaConnection {
         }
     }
 
+    /// "SASL SCRAM-SHA-256 authentication as user \"alice\"": what was tried, for an
+    /// authentication error. A username that came from a secret is redacted.
+    fn sasl_attempt(&self) -> String {
+        let mechanism = self
+            .config
+            .get("sasl.mechanisms")
+            .or_else(|| self.config.get("sasl.mechanism"));
+        let mut attempt = match mechanism {
+            Some(mechanism) => format!("SASL {mechanism} authentication"),
+            // librdkafka's default mechanism.
+            None => "SASL GSSAPI authentication".to_string(),
+        };
+        if let Some(username) = self.config.get("sasl.username") {
+            attempt.push_str(&format!(" as user \"{}\"", self.redact(username)));
+        }
+        attempt
+    }
+
     fn failure(&self, failure: Failure) -> ConnectionError {
         let (address, reason) = split_broker_prefix(&failure.reason);
         let address = address.unwrap_or_else(|| self.brokers().to_string());
@@ -248,6 +266,7 @@ impl KafkaConnection {
             ConnectionError::Authentication {
                 connection,
                 address,
+                attempt: self.sasl_attempt(),
                 reason,
                 hint: "; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
                        brokers accept that mechanism on this port",
@@ -256,10 +275,13 @@ impl KafkaConnection {
             || lower.contains("ssl")
             || lower.contains("tls")
         {
+            let has_certificate = ["ssl.certificate.pem", "ssl.certificate.location"]
+                .iter()
+                .any(|key| self.config.get(key).is_some_and(|v| !v.is_empty()));
             ConnectionError::Tls {
                 connection,
                 address,
-                hint: tls_hint(&lower),
+                hint: tls_hint(&lower, has_certificate),
                 reason,
             }
         } else {
@@ -311,10 +333,15 @@ pub enum ConnectionError {
         hint: &'static str,
     },
     /// SASL authentication failed.
-    #[error("cannot connect to Kafka connection \"{connection}\" at {address}: {reason}{hint}")]
+    #[error(
+        "cannot connect to Kafka connection \"{connection}\" at {address}: {attempt} failed: \
+         {reason}{hint}"
+    )]
     Authentication {
         connection: String,
         address: String,
+        /// The mechanism and the user: "SASL SCRAM-SHA-256 authentication as user \"alice\"".
+        attempt: String,
         reason: String,
         hint: &'static str,
     },
@@ -490,10 +517,19 @@ fn split_broker_prefix(reason: &str) -> (Option<String>, &str) {
     }
 }
 
-fn tls_hint(reason: &str) -> &'static str {
+/// `has_certificate`: whether the connection presents a client certificate.
+fn tls_hint(reason: &str, has_certificate: bool) -> &'static str {
+    let refused_client = reason.contains("certificate required")
+        || reason.contains("handshake failure")
+        || reason.contains("bad certificate");
     if reason.contains("certificate verify failed") || reason.contains("could not be verified") {
         "; check SSL CERTIFICATE AUTHORITY: it must be the authority that signed the brokers' \
          certificates, and they must name the address connected to"
+    } else if refused_client && !has_certificate {
+        // TLS 1.3 servers refuse a missing certificate with a "bad certificate" alert after
+        // the handshake, TLS 1.2 servers with "certificate required" or a handshake failure.
+        "; the brokers require a client certificate and the connection presents none: set SSL \
+         CERTIFICATE and SSL KEY"
     } else if reason.contains("certificate required") || reason.contains("handshake failure") {
         "; the brokers require a client certificate they trust: set SSL CERTIFICATE and SSL KEY"
     } else if reason.contains("unknown ca") || reason.contains("bad certificate") {
@@ -657,6 +693,37 @@ mod tests {
         assert_eq!(
             split_broker_prefix("Local: Timed out: x"),
             (None, "Local: Timed out: x")
+        );
+    }
+
+    #[test]
+    fn a_refused_client_certificate_is_told_from_a_missing_one() {
+        let alert = "receive failed: ssl routines::sslv3 alert bad certificate";
+        assert!(tls_hint(alert, false).contains("presents none: set SSL CERTIFICATE and SSL KEY"));
+        assert!(tls_hint(alert, true).contains("do not trust the client certificate"));
+        assert!(tls_hint("certificate verify failed", false).contains("SSL CERTIFICATE AUTHORITY"));
+    }
+
+    #[test]
+    fn sasl_failures_name_the_mechanism_and_the_user() {
+        let catalog = Catalog::from_sql(STATEMENTS).unwrap();
+        let connection =
+            KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
+        assert_eq!(
+            connection.sasl_attempt(),
+            "SASL SCRAM-SHA-256 authentication as user \"alice\""
+        );
+        let error = connection.failure(Failure {
+            code: RDKafkaErrorCode::Authentication,
+            reason: "sasl_ssl://a:9092/bootstrap: SASL authentication error: hunter2 refused"
+                .to_string(),
+        });
+        assert_eq!(
+            error.to_string(),
+            "cannot connect to Kafka connection \"k\" at a:9092: SASL SCRAM-SHA-256 \
+             authentication as user \"alice\" failed: SASL authentication error: <redacted> \
+             refused; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
+             brokers accept that mechanism on this port"
         );
     }
 

@@ -20,6 +20,7 @@ pub use outflow_dataflow as dataflow;
 pub use outflow_encoders as encoders;
 pub use outflow_sql::{partition, spec, statement};
 
+pub mod acl;
 pub mod connection;
 pub mod embedded;
 pub mod producer;
@@ -32,5 +33,5 @@ pub mod topic;
 pub use outflow_sql::{
     Catalog, ClusterSpec, ConnectionSpec, RegistrySpec, SecretSpec, SinkSpec, SpecError, TableSpec,
 };
-pub use sink::{PreparedSink, SinkError, SinkHandle, SinkKafka, SinkPlan};
+pub use sink::{PreparedSink, SinkControl, SinkError, SinkHandle, SinkKafka, SinkPlan};
 pub use status::{SinkMonitor, SinkReport, SinkStatus};

@@ -20,6 +20,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::acl;
 use crate::spec::Compression;
 use crate::topic::redacted;
 use outflow_protocol::{
@@ -274,6 +275,10 @@ pub struct ProducerStats {
     pub last_commit_micros: u64,
 }
 
+/// How often, and for how long, a failing worker checks its progress topic for lost data.
+const LOST_DATA_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const LOST_DATA_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Classifies a librdkafka error into what the machine does about it, and describes it.
 pub fn classify(error: &KafkaError) -> TxnError {
     let kind = match error {
@@ -281,12 +286,13 @@ pub fn classify(error: &KafkaError) -> TxnError {
             let code = rd.code();
             if is_fenced(code) {
                 ErrorKind::Fenced
-            } else if is_unsupported(code)
-                || code == RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-            {
-                // A broker or a principal without transactions: the at-least-once mode still
-                // works there, and the machine's message says so.
+            } else if is_unsupported(code) {
+                // A broker without transactions: the at-least-once mode still works there, and
+                // the machine's message says so.
                 ErrorKind::Unsupported
+            } else if acl::is_authorization_failure(code) {
+                // A missing ACL: retrying meets the same refusal, and the message names it.
+                ErrorKind::Fatal
             } else if rd.is_fatal() {
                 ErrorKind::Fatal
             } else if rd.txn_requires_abort() {
@@ -310,6 +316,7 @@ pub fn classify(error: &KafkaError) -> TxnError {
             | RDKafkaErrorCode::MessageSizeTooLarge
             | RDKafkaErrorCode::Fatal
             | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
             | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
             | RDKafkaErrorCode::ClusterAuthorizationFailed => ErrorKind::Fatal,
             RDKafkaErrorCode::UnknownTopicOrPartition
@@ -334,6 +341,31 @@ pub fn classify(error: &KafkaError) -> TxnError {
         }
     }
     TxnError::new(kind, message)
+}
+
+/// A message's key as an error shows it: its text when it is printable UTF-8 (JSON and TEXT
+/// keys), else its bytes in hex; long keys are cut.
+fn describe_key(key: Option<&[u8]>) -> String {
+    const SHOWN: usize = 120;
+    let Some(key) = key else {
+        return "no key".to_string();
+    };
+    match std::str::from_utf8(key) {
+        Ok(text) if !text.chars().any(char::is_control) => {
+            let cut: String = text.chars().take(SHOWN).collect();
+            let more = if cut.len() < text.len() { "…" } else { "" };
+            format!("key {cut}{more}")
+        }
+        _ => {
+            let hex: String = key
+                .iter()
+                .take(SHOWN / 2)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let more = if key.len() > SHOWN / 2 { "…" } else { "" };
+            format!("key 0x{hex}{more}")
+        }
+    }
 }
 
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
@@ -373,17 +405,97 @@ fn is_fatal_for_group(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-fn hint(code: RDKafkaErrorCode) -> Option<&'static str> {
+/// The operation and resource an authorization refusal of `call` (or of a delivery to
+/// `topic`) was about, with the ACL that grants it; `None` for other errors.
+fn denial(
+    code: RDKafkaErrorCode,
+    settings: &ProducerSettings,
+    call: &str,
+    topic: Option<&str>,
+) -> Option<String> {
+    use acl::{grant, not_authorized, Resource};
+    let names = &settings.names;
     Some(match code {
         RDKafkaErrorCode::TransactionalIdAuthorizationFailed => {
-            "grant Write on the TransactionalId prefix of the sink"
+            let id = settings.transactional_id();
+            let resource = Resource::TransactionalId(&id);
+            format!(
+                "{}; {}",
+                not_authorized("Write", resource),
+                grant("Write", resource, Some(&names.transactional_id_prefix))
+            )
         }
         RDKafkaErrorCode::GroupAuthorizationFailed => {
-            "grant Read on the consumer group prefix of the sink"
+            let group = names.progress_group_id(settings.worker);
+            let resource = Resource::Group(&group);
+            format!(
+                "{}; {}",
+                not_authorized("Read", resource),
+                grant("Read", resource, Some(&names.progress_group_id_prefix))
+            )
         }
-        RDKafkaErrorCode::TopicAuthorizationFailed => {
-            "grant Write on the data topic and Read and Write on the progress topic"
+        // A transactional offset commit needs Read on the topic of the offsets.
+        RDKafkaErrorCode::TopicAuthorizationFailed if call == SEND_OFFSETS => {
+            let resource = Resource::Topic(&settings.progress_topic);
+            format!(
+                "{}; {}",
+                not_authorized("Read", resource),
+                grant("Read", resource, None)
+            )
         }
+        RDKafkaErrorCode::TopicAuthorizationFailed => match topic {
+            Some(topic) => {
+                let resource = Resource::Topic(topic);
+                format!(
+                    "{}; {}",
+                    not_authorized("Write", resource),
+                    grant("Write", resource, None)
+                )
+            }
+            None => format!(
+                "not authorized to Write to topic '{}' or to topic '{}'; grant Write on both",
+                settings.data_topic, settings.progress_topic
+            ),
+        },
+        RDKafkaErrorCode::ClusterAuthorizationFailed => format!(
+            "{}; grant IdempotentWrite on the cluster, or Write on topic '{}'",
+            not_authorized("IdempotentWrite", Resource::Cluster),
+            settings.data_topic
+        ),
+        _ => return None,
+    })
+}
+
+/// Puts the refusal `denial` names before `failure`'s message, and makes it fatal: the same
+/// request meets the same refusal until someone grants the ACL.
+fn name_denial(failure: &mut TxnError, denial: Option<String>) {
+    if let Some(denial) = denial {
+        failure.kind = ErrorKind::Fatal;
+        failure.message = format!("{denial} ({})", failure.message);
+    }
+}
+
+/// What librdkafka's log said the broker refused, when a transactional request (adding a
+/// partition to the transaction) was refused without a call or delivery reporting the code:
+/// the topic named in `Failed to add partition "T" [0] to transaction: Broker: Topic
+/// authorization failed`.
+fn logged_denial(message: &str) -> Option<String> {
+    if !message.contains("Topic authorization failed") {
+        return None;
+    }
+    let (_, rest) = message.split_once("partition \"")?;
+    let (topic, _) = rest.split_once("\" [")?;
+    Some(format!(
+        "{}; {}",
+        acl::not_authorized("Write", acl::Resource::Topic(topic)),
+        acl::grant("Write", acl::Resource::Topic(topic), None)
+    ))
+}
+
+const SEND_OFFSETS: &str = "send_offsets_to_transaction";
+
+fn hint(code: RDKafkaErrorCode) -> Option<&'static str> {
+    Some(match code {
         RDKafkaErrorCode::InvalidTransactionTimeout => {
             "the transaction timeout exceeds the broker's transaction.max.timeout.ms"
         }
@@ -468,6 +580,9 @@ struct Counters {
     /// Commit durations not yet taken by [`ProducerDriver::take_commit_micros`], the newest
     /// [`KEPT_COMMIT_TIMES`] at most.
     commit_times: Mutex<VecDeque<u64>>,
+    /// The transaction attempt and offset of the last progress record the broker acknowledged.
+    progress_transaction: AtomicU64,
+    progress_offset: AtomicI64,
 }
 
 /// How many untaken commit durations a driver keeps.
@@ -484,9 +599,7 @@ impl Counters {
         }
         times.push_back(micros);
     }
-}
 
-impl Counters {
     fn sending(&self, bytes: usize) {
         self.messages_in_flight.fetch_add(1, Ordering::Relaxed);
         self.bytes_in_flight
@@ -517,11 +630,46 @@ struct Delivery {
 
 struct DriverContext<M> {
     transactional_id: String,
+    settings: ProducerSettings,
+    progress_topic: String,
     events: Arc<EventQueue<M>>,
     counters: Arc<Counters>,
+    /// An authorization refusal librdkafka only logged (see [`logged_denial`]), named in the
+    /// errors that follow it.
+    logged_denial: Mutex<Option<String>>,
+}
+
+impl<M> DriverContext<M> {
+    fn logged_denial(&self) -> Option<String> {
+        self.logged_denial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl<M: Send + 'static> ClientContext for DriverContext<M> {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as Level;
+        if let Some(denial) = logged_denial(message) {
+            *self.logged_denial.lock().unwrap_or_else(|p| p.into_inner()) = Some(denial);
+        }
+        match level {
+            Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            Level::Warning => {
+                tracing::warn!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            Level::Notice | Level::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         // Errors that matter reach the machine through a call or a delivery report; these are
         // librdkafka's running commentary (a broker went away, a retry), worth a log line.
@@ -535,13 +683,29 @@ impl<M: Send + 'static> ProducerContext for DriverContext<M> {
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
         let Delivery { transaction, bytes } = *delivery;
         let result = match result {
-            Ok(_) => Ok(()),
+            Ok(message) => {
+                if message.topic() == self.progress_topic {
+                    self.counters
+                        .progress_offset
+                        .store(message.offset(), Ordering::Relaxed);
+                    self.counters
+                        .progress_transaction
+                        .store(transaction, Ordering::Release);
+                }
+                Ok(())
+            }
             Err((error, message)) => {
                 let mut failure = classify(error);
+                let denied = error
+                    .rdkafka_error_code()
+                    .and_then(|code| denial(code, &self.settings, "", Some(message.topic())));
+                name_denial(&mut failure, denied.or_else(|| self.logged_denial()));
                 failure.message = format!(
-                    "delivery to {}[{}] failed: {}",
+                    "delivery to {}[{}] of the message with {} ({} bytes) failed: {}",
                     message.topic(),
                     message.partition(),
+                    describe_key(message.key()),
+                    message.payload_len() + message.key().map_or(0, <[u8]>::len),
                     failure.message
                 );
                 Err(failure)
@@ -637,8 +801,11 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         let counters = Arc::new(Counters::default());
         let context = DriverContext {
             transactional_id: transactional_id.clone(),
+            settings: settings.clone(),
+            progress_topic: settings.progress_topic.clone(),
             events: Arc::clone(&events),
             counters: Arc::clone(&counters),
+            logged_denial: Mutex::new(None),
         };
         let producer: KafkaProducer<M> = producer_config(config, &settings)
             .create_with_context(context)
@@ -658,6 +825,8 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
             held_progress: None,
             pending_offset: None,
             ending_timing_out_since: None,
+            committed_progress_offset: None,
+            lost_data_checked: None,
         };
         let io_thread = thread::Builder::new()
             .name(format!("outflow-producer-{}", settings.worker))
@@ -895,7 +1064,16 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
                 );
             }
             let mut failure = classify(&error);
-            failure.message = format!("sending to {topic} failed: {}", failure.message);
+            let denied = error
+                .rdkafka_error_code()
+                .and_then(|code| denial(code, &self.settings, "", Some(topic)));
+            name_denial(&mut failure, denied);
+            failure.message = format!(
+                "sending the message with {} ({} bytes) to {topic} failed: {}",
+                describe_key(key),
+                key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len),
+                failure.message
+            );
             self.events.push(Event::Delivered {
                 transaction,
                 bytes,
@@ -927,6 +1105,10 @@ struct IoThread<M: OutgoingRecord> {
     groups: HashMap<String, GroupHandle>,
     held_progress: Option<(u64, usize, String, Vec<u8>)>,
     pending_offset: Option<(String, u64)>,
+    /// Where the last committed progress record of this worker is (exactly-once).
+    committed_progress_offset: Option<i64>,
+    /// When the progress topic was last checked for lost data.
+    lost_data_checked: Option<std::time::Instant>,
     /// When the current run of timed-out commits and aborts began.
     ending_timing_out_since: Option<std::time::Instant>,
 }
@@ -939,14 +1121,89 @@ enum GroupHandle {
 impl<M: OutgoingRecord> IoThread<M> {
     fn run(mut self, calls: Receiver<Call>) {
         for call in calls {
+            let committing = match &call {
+                Call::Commit { transaction } => Some(*transaction),
+                _ => None,
+            };
             let event = match self.settings.mode {
                 DeliveryMode::ExactlyOnce => self.transactional(call),
                 DeliveryMode::AtLeastOnce => self.at_least_once(call),
             };
-            if let Some(event) = event {
+            if let Some(mut event) = event {
+                if self.settings.mode == DeliveryMode::ExactlyOnce {
+                    self.watch_committed_progress(committing, &mut event);
+                }
                 self.events.push(event);
             }
         }
+    }
+
+    /// Remembers where this worker's last committed progress record is, and when a call fails
+    /// other than by a timeout, checks that the progress topic still reaches it: a broker that
+    /// restarted without its log (or a deleted progress topic) answers with errors that look
+    /// like fencing or unknown producers, and the worker's error should say what happened.
+    fn watch_committed_progress(&mut self, committing: Option<u64>, event: &mut Event<M>) {
+        let result = match event {
+            Event::Committed(Ok(())) => {
+                let acknowledged = self.counters.progress_transaction.load(Ordering::Acquire);
+                if committing == Some(acknowledged) {
+                    self.committed_progress_offset =
+                        Some(self.counters.progress_offset.load(Ordering::Relaxed));
+                }
+                return;
+            }
+            Event::Initialized(result)
+            | Event::Began(result)
+            | Event::OffsetsSent(result)
+            | Event::Committed(result)
+            | Event::Aborted(result) => result,
+            _ => return,
+        };
+        let (Err(error), Some(offset)) = (result.as_ref(), self.committed_progress_offset) else {
+            return;
+        };
+        if error.kind == ErrorKind::TimedOut
+            || self
+                .lost_data_checked
+                .is_some_and(|at| at.elapsed() < LOST_DATA_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.lost_data_checked = Some(std::time::Instant::now());
+        let topic = &self.settings.progress_topic;
+        let found = match self.config.create::<BaseConsumer>() {
+            Ok(consumer) => consumer
+                .fetch_watermarks(topic, PROGRESS_PARTITION, LOST_DATA_CHECK_TIMEOUT)
+                .map(|(_, high)| high),
+            Err(_) => return,
+        };
+        let lost = match found {
+            Ok(high) if high <= offset => format!(
+                "partition {PROGRESS_PARTITION} of progress topic {topic} now ends at offset \
+                 {high}, before this worker's last committed progress record at offset {offset}"
+            ),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                    )
+                ) =>
+            {
+                format!("progress topic {topic} no longer exists")
+            }
+            _ => return,
+        };
+        *result = Err(TxnError::new(
+            ErrorKind::Fatal,
+            format!(
+                "the broker lost committed data: {lost} (a broker restarted without its log, \
+                 or the topic was deleted); {}",
+                error.message
+            ),
+        ));
     }
 
     fn transactional(&mut self, call: Call) -> Option<Event<M>> {
@@ -986,6 +1243,15 @@ impl<M: OutgoingRecord> IoThread<M> {
             .last_commit_micros
             .store(micros, Ordering::Relaxed);
         self.counters.commit_took(micros);
+        if result.is_ok() {
+            // A refusal logged before this commit was not about this transaction.
+            *self
+                .producer
+                .context()
+                .logged_denial
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
         self.past_the_transaction_timeout("commit_transaction", started, result)
     }
 
@@ -1040,7 +1306,7 @@ impl<M: OutgoingRecord> IoThread<M> {
         };
         self.producer
             .send_offsets_to_transaction(&offsets, metadata, self.settings.call_timeout)
-            .map_err(|e| failed_call(&self.settings, "send_offsets_to_transaction", &e))
+            .map_err(|e| self.failed(SEND_OFFSETS, &e))
     }
 
     fn at_least_once(&mut self, call: Call) -> Option<Event<M>> {
@@ -1239,12 +1505,24 @@ impl<M: OutgoingRecord> IoThread<M> {
     }
 
     fn failed(&self, call: &str, error: &KafkaError) -> TxnError {
-        failed_call(&self.settings, call, error)
+        let mut failure = failed_call(&self.settings, call, error);
+        if !failure.message.contains("not authorized") {
+            // The refusal that put the transaction in this state, if librdkafka only logged it.
+            if let Some(logged) = self.producer.context().logged_denial() {
+                failure.kind = ErrorKind::Fatal;
+                failure.message = format!("{logged} ({})", failure.message);
+            }
+        }
+        failure
     }
 }
 
 fn failed_call(settings: &ProducerSettings, call: &str, error: &KafkaError) -> TxnError {
     let mut failure = classify(error);
+    let denied = error
+        .rdkafka_error_code()
+        .and_then(|code| denial(code, settings, call, None));
+    name_denial(&mut failure, denied);
     failure.message = format!(
         "{call} of {} failed: {}",
         settings.transactional_id(),
@@ -1324,6 +1602,54 @@ mod tests {
         assert_eq!(
             classify(&KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)).kind,
             ErrorKind::TimedOut
+        );
+    }
+
+    #[test]
+    fn authorization_refusals_are_fatal_and_name_the_permission() {
+        let settings = settings(DeliveryMode::ExactlyOnce);
+        let failed =
+            |code, call| failed_call(&settings, call, &KafkaError::MessageProduction(code));
+        let txn = failed(
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+            "init_transactions",
+        );
+        assert_eq!(txn.kind, ErrorKind::Fatal);
+        assert!(
+            txn.message.starts_with(
+                "init_transactions of tx-s1-2 failed: not authorized to Write to TransactionalId \
+                 'tx-s1-2'; grant Write on TransactionalId prefix 'tx-' (pattern type PREFIXED) ("
+            ),
+            "{}",
+            txn.message
+        );
+        let group = failed(RDKafkaErrorCode::GroupAuthorizationFailed, SEND_OFFSETS);
+        assert!(
+            group.message.contains(
+                "not authorized to Read group 'pg-s1-2'; grant Read on Group prefix 'pg-'"
+            ),
+            "{}",
+            group.message
+        );
+        let offsets_topic = failed(RDKafkaErrorCode::TopicAuthorizationFailed, SEND_OFFSETS);
+        assert!(
+            offsets_topic
+                .message
+                .contains("not authorized to Read topic 'progress'"),
+            "{}",
+            offsets_topic.message
+        );
+        assert_eq!(
+            logged_denial(
+                "TxnCoordinator/1: Failed to add partition \"progress\" [0] to transaction: \
+                 Broker: Topic authorization failed"
+            )
+            .as_deref(),
+            Some("not authorized to Write to topic 'progress'; grant Write on topic 'progress'")
+        );
+        assert_eq!(
+            logged_denial("Failed to add partition \"p\" [0]: timed out"),
+            None
         );
     }
 

@@ -13,6 +13,7 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::acl;
 use crate::producer::DeliveryMode;
 use crate::topic::{self, redacted, TopicError};
 use outflow_protocol::{ProgressScan, ProtocolError, Recovery, SinkNames};
@@ -238,6 +239,7 @@ fn read_progress_fencing(
         config,
         topic,
         &reader_group,
+        &names.progress_group_id_prefix,
         options.read_timeout,
         |offset, key, value| {
             scan.push(key.unwrap_or_default(), value)
@@ -373,6 +375,9 @@ pub fn read_progress(
     )
 }
 
+/// How many times [`committed_seqs`] asks for a group's offset that keeps timing out.
+const OFFSET_FETCH_ATTEMPTS: u32 = 4;
+
 /// The committed offset of each listed worker's progress group on partition 0 of the progress
 /// topic: the `seq` of that worker's last committed progress record. Workers whose group has no
 /// committed offset are left out.
@@ -404,13 +409,52 @@ pub fn committed_seqs(
                 })?;
         let mut partitions = TopicPartitionList::new();
         partitions.add_partition(topic, PROGRESS_PARTITION);
-        let committed = consumer
-            .committed_offsets(partitions, REQUEST_TIMEOUT)
-            .map_err(|error| failed(redacted(&error)))?;
+        let described = |error: KafkaError| match error.rdkafka_error_code() {
+            Some(code) if acl::is_authorization_failure(code) => {
+                format!(
+                    "{} ({})",
+                    reader_denial(code, topic, &group, &names.progress_group_id_prefix),
+                    redacted(&error)
+                )
+            }
+            _ => redacted(&error),
+        };
+        // An offset committed in a transaction that is still open (a producer that died
+        // mid-transaction, until the broker times it out) is unstable: the broker withholds it
+        // and librdkafka asks again until the call times out. Ask a few times before giving up.
+        let mut attempts = 0;
+        let committed = loop {
+            attempts += 1;
+            match consumer.committed_offsets(partitions.clone(), REQUEST_TIMEOUT) {
+                Err(error)
+                    if attempts < OFFSET_FETCH_ATTEMPTS
+                        && error.rdkafka_error_code()
+                            == Some(RDKafkaErrorCode::OperationTimedOut) =>
+                {
+                    tracing::info!(%group, %error, attempts, "the committed offset is not stable yet; asking again");
+                }
+                Err(error)
+                    if error
+                        .rdkafka_error_code()
+                        .is_some_and(acl::is_authorization_failure) =>
+                {
+                    return Err(failed(described(error)))
+                }
+                Err(error) => {
+                    return Err(failed(format!(
+                        "{} (after {attempts} attempts of {} s; a transaction left open with this \
+                         group's offset holds it back until it ends or times out)",
+                        redacted(&error),
+                        REQUEST_TIMEOUT.as_secs()
+                    )))
+                }
+                Ok(committed) => break committed,
+            }
+        };
         let Some(entry) = committed.find_partition(topic, PROGRESS_PARTITION) else {
             return Err(failed("the answer did not name partition 0".to_string()));
         };
-        entry.error().map_err(|error| failed(redacted(&error)))?;
+        entry.error().map_err(|error| failed(described(error)))?;
         match entry.offset() {
             Offset::Offset(offset) => {
                 let seq = u64::try_from(offset)
@@ -443,16 +487,26 @@ pub fn fence(config: &ClientConfig, transactional_id: &str) -> Result<()> {
         .init_transactions(REQUEST_TIMEOUT)
         .map_err(|error| ProgressReadError::Fence {
             transactional_id: transactional_id.to_string(),
-            reason: redacted(&error),
+            reason: match error.rdkafka_error_code() {
+                Some(code) if acl::is_authorization_failure(code) => format!(
+                    "{}; grant Write on the sink's TRANSACTIONAL ID PREFIX (pattern type \
+                     PREFIXED) ({})",
+                    acl::not_authorized("Write", acl::Resource::TransactionalId(transactional_id)),
+                    redacted(&error)
+                ),
+                _ => redacted(&error),
+            },
         })
 }
 
 /// Reads partition 0 of `topic` from its start to the end described at [`read_progress`],
 /// handing each record to `record` in offset order.
+/// `group` is the reader's, under the sink's `group_prefix`.
 fn read_to_end(
     config: &ClientConfig,
     topic: &str,
     group: &str,
+    group_prefix: &str,
     timeout: Duration,
     mut record: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>) -> Result<()>,
 ) -> Result<()> {
@@ -554,10 +608,18 @@ fn read_to_end(
                     | RDKafkaErrorCode::ClusterAuthorizationFailed,
                 )),
             ) => {
+                let reason = match error.rdkafka_error_code() {
+                    Some(code) if acl::is_authorization_failure(code) => format!(
+                        "{} ({})",
+                        reader_denial(code, topic, group, group_prefix),
+                        redacted(&error)
+                    ),
+                    _ => redacted(&error),
+                };
                 return Err(ProgressReadError::Read {
                     topic: topic.to_string(),
                     position,
-                    reason: redacted(&error),
+                    reason,
                 });
             }
             Err(error) => {
@@ -566,6 +628,25 @@ fn read_to_end(
                 last_error = Some(redacted(&error));
             }
         }
+    }
+}
+
+/// What the progress reader lacked when the broker refused it with `code`: it fetches the
+/// topic (Read) as a consumer of `group`, which it only looks up (Describe).
+fn reader_denial(code: RDKafkaErrorCode, topic: &str, group: &str, group_prefix: &str) -> String {
+    match code {
+        RDKafkaErrorCode::GroupAuthorizationFailed => format!(
+            "{}; {}, which includes Describe",
+            acl::not_authorized("Describe", acl::Resource::Group(group)),
+            acl::grant("Read", acl::Resource::Group(group), Some(group_prefix))
+        ),
+        RDKafkaErrorCode::ClusterAuthorizationFailed => {
+            acl::not_authorized("ClusterAction", acl::Resource::Cluster)
+        }
+        _ => format!(
+            "{}; grant Read and Write on topic '{topic}'",
+            acl::not_authorized("Read", acl::Resource::Topic(topic))
+        ),
     }
 }
 

@@ -69,8 +69,12 @@ pub struct WorkerStatistics {
     pub bytes_staged: u64,
     pub messages_committed: u64,
     pub bytes_committed: u64,
+    /// Committed transactions (exactly-once; always 0 at-least-once).
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
+    /// At-least-once: flushes that had the broker acknowledge every message before them (the
+    /// place of a commit when there are no transactions; always 0 exactly-once).
+    pub flushes: u64,
     pub key_violations: u64,
     /// Every update of this worker's keys before this time is in Kafka; `None` before the
     /// first commit; `u64::MAX` when everything is.
@@ -92,6 +96,7 @@ impl WorkerStatistics {
         self.bytes_committed += other.bytes_committed;
         self.transactions_committed += other.transactions_committed;
         self.transactions_aborted += other.transactions_aborted;
+        self.flushes += other.flushes;
         self.key_violations += other.key_violations;
         self.frontier_to_commit_ms = self.frontier_to_commit_ms.max(other.frontier_to_commit_ms);
         self.commit_micros.extend_from_slice(&other.commit_micros);
@@ -108,6 +113,7 @@ pub struct SinkMonitor {
 #[derive(Debug, Default)]
 struct MonitorState {
     name: String,
+    at_least_once: bool,
     workers: BTreeMap<usize, WorkerState>,
     history: Vec<StatusChange>,
     notes: Vec<String>,
@@ -123,6 +129,8 @@ struct WorkerState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SinkReport {
     pub name: String,
+    /// `exactly-once` (transactions) or `at-least-once` (flushes, no transactions).
+    pub delivery: &'static str,
     /// The worst status among the workers (failed, stalled, starting, dropped, running).
     #[serde(flatten)]
     pub status: SinkStatus,
@@ -155,7 +163,37 @@ impl SinkMonitor {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records worker `worker`'s status, adding a history entry when it changed.
+    /// Marks the sink as one that delivers at least once: it commits by flushing, without
+    /// transactions, and [`SinkMonitor::committed`] counts flushes.
+    pub fn set_at_least_once(&self, at_least_once: bool) {
+        self.lock().at_least_once = at_least_once;
+    }
+
+    /// Counts one commit of worker `worker`: a transaction, or at least once a flush.
+    pub fn committed(&self, worker: usize) {
+        let mut state = self.lock();
+        let at_least_once = state.at_least_once;
+        let name = state.name.clone();
+        let entry = state.workers.entry(worker).or_insert_with(|| WorkerState {
+            status: SinkStatus::Starting,
+            statistics: WorkerStatistics::default(),
+        });
+        if at_least_once {
+            entry.statistics.flushes += 1;
+            tracing::debug!(sink = %name, worker, flushes = entry.statistics.flushes, "flushed");
+        } else {
+            entry.statistics.transactions_committed += 1;
+            tracing::debug!(
+                sink = %name,
+                worker,
+                transactions = entry.statistics.transactions_committed,
+                "transaction committed"
+            );
+        }
+    }
+
+    /// Records worker `worker`'s status, adding a history entry (and a log line) when it
+    /// changed.
     pub fn set_status(&self, worker: usize, status: SinkStatus) {
         let mut state = self.lock();
         let entry = state.workers.entry(worker).or_insert_with(|| WorkerState {
@@ -170,6 +208,16 @@ impl SinkMonitor {
                 .get_mut(&worker)
                 .expect("inserted above")
                 .status = status.clone();
+            let sink = &state.name;
+            match &status {
+                SinkStatus::Failed { error } => {
+                    tracing::error!(%sink, worker, "failed: {error}")
+                }
+                SinkStatus::Stalled { error, retry_in_ms } => {
+                    tracing::warn!(%sink, worker, retry_in_ms, "stalled: {error}")
+                }
+                other => tracing::info!(%sink, worker, "{}", other.name()),
+            }
             state.history.push(StatusChange {
                 occurred_at_ms: now_ms(),
                 worker,
@@ -244,6 +292,11 @@ impl SinkMonitor {
         let state = self.lock();
         SinkReport {
             name: state.name.clone(),
+            delivery: if state.at_least_once {
+                "at-least-once"
+            } else {
+                "exactly-once"
+            },
             status,
             history: state.history.clone(),
             notes: state.notes.clone(),
@@ -261,7 +314,7 @@ impl SinkReport {
     /// The statistics in Prometheus's text exposition format, one series per worker.
     pub fn prometheus(reports: &[SinkReport]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, fn(&WorkerStatistics) -> u64); 7] = [
+        let counters: [(&str, &str, fn(&WorkerStatistics) -> u64); 8] = [
             (
                 "outflow_messages_staged_total",
                 "Messages handed to the producer.",
@@ -291,6 +344,11 @@ impl SinkReport {
                 "outflow_transactions_aborted_total",
                 "Aborted transactions.",
                 |s| s.transactions_aborted,
+            ),
+            (
+                "outflow_flushes_total",
+                "At-least-once flushes (commits without a transaction).",
+                |s| s.flushes,
             ),
             (
                 "outflow_key_violations_total",

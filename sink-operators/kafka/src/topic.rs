@@ -21,6 +21,8 @@ use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::acl;
+
 /// How long one admin request (create, describe, metadata) may take before it is an error.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -86,6 +88,13 @@ pub enum TopicDifference {
     /// The broker cannot describe topic configs (it has no reachable controller, as
     /// librdkafka's mock cluster has none), so the requested configs were not checked.
     ConfigsNotDescribed,
+    /// The broker answered DescribeConfigs with no configs at all. Kafka refuses a principal
+    /// without DescribeConfigs on the topic so, and rust-rdkafka drops the per-resource error
+    /// code, leaving an empty answer: every config would otherwise look unset.
+    ConfigsNotAuthorized {
+        /// The topic.
+        topic: String,
+    },
 }
 
 impl fmt::Display for TopicDifference {
@@ -120,6 +129,13 @@ impl fmt::Display for TopicDifference {
             TopicDifference::ConfigsNotDescribed => write!(
                 f,
                 "was not checked against the requested configs: the broker has no controller to describe them"
+            ),
+            TopicDifference::ConfigsNotAuthorized { topic } => write!(
+                f,
+                "was not checked against the requested configs: the broker described none of \
+                 them, as Kafka does for a principal {}; {}",
+                acl::not_authorized("DescribeConfigs", acl::Resource::Topic(topic)),
+                acl::grant("DescribeConfigs", acl::Resource::Topic(topic), None)
             ),
         }
     }
@@ -187,6 +203,17 @@ pub enum TopicError {
         code: RDKafkaErrorCode,
         /// What the user can do about it, if anything specific.
         hint: &'static str,
+    },
+    /// The broker's authorizer refused the request: `denial` names the operation and the
+    /// topic (see [`crate::acl`]).
+    #[error("{denial} ({during}); {hint}")]
+    NotAuthorized {
+        /// "not authorized to Create topic 'orders'".
+        denial: String,
+        /// What the sink was doing: "creating the topic", "reading metadata".
+        during: &'static str,
+        /// The ACL that grants it.
+        hint: String,
     },
     /// The topic does not exist.
     #[error("topic {topic} does not exist")]
@@ -377,7 +404,12 @@ fn ensure_topic(
             differences.push(TopicDifference::ConfigsNotDescribed);
         } else if !configs.is_empty() {
             let actual = describe_topic_configs(&admin, topic)?;
-            for (name, requested) in configs {
+            if actual.is_empty() {
+                differences.push(TopicDifference::ConfigsNotAuthorized {
+                    topic: topic.to_string(),
+                });
+            }
+            for (name, requested) in configs.iter().filter(|_| !actual.is_empty()) {
                 let value = actual.get(name);
                 if value != Some(requested) {
                     differences.push(TopicDifference::Config {
@@ -464,6 +496,14 @@ fn create_topic(
     match result {
         Ok(_) => Ok(true),
         Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => Ok(false),
+        Err((_, code)) if acl::is_authorization_failure(code) => Err(TopicError::NotAuthorized {
+            denial: acl::not_authorized("Create", acl::Resource::Topic(topic)),
+            during: OPERATION,
+            hint: format!(
+                "{}, or create the topic beforehand",
+                acl::grant("Create", acl::Resource::Topic(topic), None)
+            ),
+        }),
         Err((_, code)) => {
             let hint = match code {
                 RDKafkaErrorCode::InvalidReplicationFactor => {
@@ -473,10 +513,6 @@ fn create_topic(
                     "; set TOPIC PARTITION COUNT to a positive number"
                 }
                 RDKafkaErrorCode::InvalidConfig => "; check the names and values in TOPIC CONFIG",
-                RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed => {
-                    "; grant Create on the topic, or create it beforehand"
-                }
                 _ => "",
             };
             Err(TopicError::Refused {
@@ -556,6 +592,17 @@ pub(crate) fn shape_from_metadata(metadata: &Metadata, topic: &str) -> Result<(i
             RDKafkaErrorCode::UnknownTopicOrPartition => TopicError::Missing {
                 topic: topic.to_string(),
             },
+            // Kafka answers so for a topic the principal may not Describe, whether or not it
+            // exists.
+            RDKafkaErrorCode::TopicAuthorizationFailed => TopicError::NotAuthorized {
+                denial: acl::not_authorized("Describe", acl::Resource::Topic(topic)),
+                during: "reading metadata",
+                hint: format!(
+                    "{} or an operation that includes it: the sink's data topic needs Write, its \
+                     progress topic Read and Write",
+                    acl::grant("Describe", acl::Resource::Topic(topic), None)
+                ),
+            },
             code => TopicError::Refused {
                 operation: "reading metadata",
                 topic: topic.to_string(),
@@ -619,15 +666,21 @@ fn describe_topic_configs(
         .map_err(|error| request_failed(OPERATION, topic, &error))?;
     let mut configs = BTreeMap::new();
     for result in results {
-        let resource = result.map_err(|code| TopicError::Refused {
-            operation: OPERATION,
-            topic: topic.to_string(),
-            code,
-            hint: if code == RDKafkaErrorCode::TopicAuthorizationFailed {
-                "; grant DescribeConfigs on the topic"
+        let resource = result.map_err(|code| {
+            if acl::is_authorization_failure(code) {
+                TopicError::NotAuthorized {
+                    denial: acl::not_authorized("DescribeConfigs", acl::Resource::Topic(topic)),
+                    during: OPERATION,
+                    hint: acl::grant("DescribeConfigs", acl::Resource::Topic(topic), None),
+                }
             } else {
-                ""
-            },
+                TopicError::Refused {
+                    operation: OPERATION,
+                    topic: topic.to_string(),
+                    code,
+                    hint: "",
+                }
+            }
         })?;
         for entry in resource.entries {
             if let (false, Some(value)) = (entry.is_sensitive, entry.value) {

@@ -84,7 +84,7 @@ mod recovery;
 pub use machine::{
     Action, Cadence, ErrorKind, Event, Machine, Status, TxnError, DEFAULT_TRANSACTION_TIMEOUT,
 };
-pub use progress::{Claim, Point, ProgressRecord, PROGRESS_RECORD_VERSION};
+pub use progress::{Claim, Definition, Point, ProgressRecord, PROGRESS_RECORD_VERSION};
 pub use recovery::{should_skip, Disagreement, PreviousWorker, ProgressScan, Recovery, Resume};
 
 /// The names a sink's workers use in Kafka, derived from the sink id and the user's prefixes.
@@ -96,6 +96,9 @@ pub struct SinkNames {
     pub transactional_id_prefix: String,
     /// `PROGRESS GROUP ID PREFIX`: worker `w` commits offsets for `{prefix}{sink_id}-{w}`.
     pub progress_group_id_prefix: String,
+    /// What the sink writes; every progress record names it, and recovery trusts no record
+    /// that names another. `None`: records name none and every record is trusted.
+    pub definition: Option<Definition>,
 }
 
 impl SinkNames {
@@ -109,7 +112,14 @@ impl SinkNames {
             sink_id: sink_id.into(),
             transactional_id_prefix: transactional_id_prefix.into(),
             progress_group_id_prefix: progress_group_id_prefix.into(),
+            definition: None,
         }
+    }
+
+    /// The same names, for a sink that writes what `definition` says.
+    pub fn with_definition(mut self, definition: Definition) -> Self {
+        self.definition = Some(definition);
+        self
     }
 
     /// The transactional id of worker `worker`.

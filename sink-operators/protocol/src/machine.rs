@@ -399,6 +399,15 @@ pub struct Machine<M> {
     failing_since: Option<Duration>,
     /// When the current attempt of the transaction being built began.
     attempt_began: Duration,
+    /// Set when the worker must stop with this error once its open transaction is aborted, so
+    /// that `read_committed` readers do not wait for the broker to time it out.
+    doomed: Option<String>,
+    /// Whether the broker has begun the current attempt's transaction (`begin_transaction`
+    /// answered) and it has not ended.
+    open_on_broker: bool,
+    /// The caller asked for the input frontier to be recorded without waiting for the idle
+    /// interval ([`Machine::record_input_frontier`]).
+    record_requested: bool,
 }
 
 impl<M: Clone> Machine<M> {
@@ -446,6 +455,9 @@ impl<M: Clone> Machine<M> {
             overdue: false,
             failing_since: None,
             attempt_began: Duration::ZERO,
+            doomed: None,
+            open_on_broker: false,
+            record_requested: false,
         };
         machine.actions.push_back(Action::Status(Status::Starting));
         machine.actions.push_back(Action::InitTransactions);
@@ -466,6 +478,24 @@ impl<M: Clone> Machine<M> {
     /// every update before `t`, `Some(None)` all of them, `None` nothing reported yet.
     pub fn committed_frontier(&self) -> Option<Option<u64>> {
         self.reported.as_ref().map(Point::time)
+    }
+
+    /// Records the input frontier in a progress record as soon as nothing else is open, without
+    /// waiting for the idle interval: for a caller whose input stopped moving for now (a feed
+    /// that ended) and that wants the progress topic to say how far it got before it stops.
+    /// [`Machine::input_recorded`] tells when it is committed.
+    pub fn record_input_frontier(&mut self, now: Duration) {
+        self.record_requested = true;
+        // Handled as a timer firing (the machine's clock moves to `now`): it starts the record if
+        // nothing else is open.
+        if let Err(error) = self.handle(now, Event::Tick) {
+            unreachable!("a tick is valid in every phase: {error}");
+        }
+    }
+
+    /// Whether a committed progress record (or the recovery) covers the input frontier.
+    pub fn input_recorded(&self) -> bool {
+        self.recorded >= self.input
     }
 
     /// The transactional id this worker uses.
@@ -532,6 +562,7 @@ impl<M: Clone> Machine<M> {
             | Event::Committed(result)
             | Event::Aborted(result) => {
                 let ok = result.is_ok();
+                self.call_since = None;
                 self.answered(now, ok);
             }
             Event::Delivered { transaction, .. }
@@ -540,6 +571,23 @@ impl<M: Clone> Machine<M> {
                 self.answered(now, true);
             }
             _ => {}
+        }
+        if self.doomed.is_some() {
+            match event {
+                Event::Aborted(_) => {
+                    let message = self.doomed.take().expect("checked above");
+                    self.stop(message);
+                }
+                Event::Initialized(_)
+                | Event::Began(_)
+                | Event::OffsetsSent(_)
+                | Event::Committed(_) => {
+                    self.phase = Phase::Aborting;
+                    self.ask(Action::AbortTransaction);
+                }
+                _ => {}
+            }
+            return Ok(());
         }
         match event {
             Event::Initialized(result) => {
@@ -743,6 +791,7 @@ impl<M: Clone> Machine<M> {
             TxnKind::Data
         } else if self.input > self.recorded
             && (self.input == Point::Done
+                || self.record_requested
                 || now >= self.recorded_at + self.cadence.idle_progress_interval)
         {
             TxnKind::Progress
@@ -766,6 +815,7 @@ impl<M: Clone> Machine<M> {
     }
 
     fn begin(&mut self) {
+        self.open_on_broker = false;
         self.attempt_began = self.clock;
         self.attempt += 1;
         self.attempt_live = true;
@@ -777,6 +827,7 @@ impl<M: Clone> Machine<M> {
 
     fn began(&mut self) {
         self.phase = Phase::Open;
+        self.open_on_broker = true;
         self.recovered_from_stall();
         let txn = self
             .txn
@@ -898,6 +949,7 @@ impl<M: Clone> Machine<M> {
                 .clone()
                 .expect("a closing transaction has its point"),
             base: self.base.clone(),
+            definition: self.names.definition.clone(),
         };
         let value = record.to_json();
         let bytes = self.progress_key.len() + value.len();
@@ -925,6 +977,9 @@ impl<M: Clone> Machine<M> {
         let point = txn.closing.expect("a committed transaction was closing");
         self.recorded = point.clone();
         self.recorded_at = now;
+        if self.recorded >= self.input {
+            self.record_requested = false;
+        }
         self.attempt_live = false;
         self.in_flight = 0;
         self.failures = 0;
@@ -939,9 +994,10 @@ impl<M: Clone> Machine<M> {
     }
 
     fn delivery_failed(&mut self, error: TxnError) {
+        const SEND: &str = "a send";
         match error.kind {
             ErrorKind::Fenced | ErrorKind::Fatal | ErrorKind::Unsupported => {
-                self.fail_for(&error, "a send");
+                self.fail_for(&error, SEND);
             }
             ErrorKind::Retriable | ErrorKind::Abortable | ErrorKind::TimedOut => {
                 if self.poisoned.is_none() {
@@ -992,8 +1048,8 @@ impl<M: Clone> Machine<M> {
         if now.saturating_sub(failing_since) >= self.cadence.give_up_after {
             let sink = &self.names.sink_id;
             let message = format!(
-                "sink {sink:?} worker {} gave up after {} failed attempts over {} s (the limit \
-                 is {} s): {error}",
+                "worker {} gave up after {} failed attempts over {} s (the limit is {} s; \
+                 restart sink {sink:?} once the broker is reachable): {error}",
                 self.worker,
                 self.failures + 1,
                 now.saturating_sub(failing_since).as_secs(),
@@ -1051,6 +1107,7 @@ impl<M: Clone> Machine<M> {
     }
 
     fn fail_for(&mut self, error: &TxnError, call: &str) {
+        const SEND: &str = "a send";
         let id = self.names.transactional_id(self.worker);
         let sink = &self.names.sink_id;
         let open_for = self
@@ -1089,11 +1146,25 @@ impl<M: Clone> Machine<M> {
                  exactly-once delivery: use a broker with transactions, or run the sink in \
                  at-least-once mode"
             ),
+            (ErrorKind::Fatal, None) if call == SEND => format!(
+                "cannot write a message ({error}); the open transaction is aborted and the sink \
+                 stops"
+            ),
             _ => format!(
                 "fatal producer error for transactional id {id:?} during {call} ({error}); \
                  restart sink {sink:?}"
             ),
         };
+        if error.kind != ErrorKind::Fenced && self.attempt_live && self.open_on_broker {
+            // The transaction holds back `read_committed` readers until it ends: abort it first
+            // (after the call in flight, if any, has answered).
+            self.doomed = Some(message);
+            if self.call_since.is_none() {
+                self.phase = Phase::Aborting;
+                self.ask(Action::AbortTransaction);
+            }
+            return;
+        }
         self.stop(message);
     }
 
@@ -1123,7 +1194,6 @@ impl<M: Clone> Machine<M> {
     /// The broker answered a call or a send at `now`.
     fn answered(&mut self, now: Duration, ok: bool) {
         self.last_answer = now;
-        self.call_since = None;
         if std::mem::take(&mut self.overdue) && ok {
             self.recovered_from_stall();
         }
@@ -1310,6 +1380,7 @@ mod tests {
                 position: None,
             },
             base: vec![],
+            definition: None,
         };
         scan.push(b"s/0", Some(&old.to_json())).unwrap();
         let recovery = Arc::new(scan.recover(&BTreeMap::from([(0, 4)]), 2));
@@ -1524,6 +1595,34 @@ mod tests {
     }
 
     #[test]
+    fn a_requested_record_of_the_input_frontier_does_not_wait_for_the_idle_interval() {
+        let mut machine = running(2);
+        assert_eq!(
+            ok(&mut machine, 10, Event::Frontier(Some(5))),
+            vec![Action::Frontier(Some(5))]
+        );
+        assert!(!machine.input_recorded());
+        machine.record_input_frontier(ms(20));
+        assert_eq!(drain(&mut machine), vec![Action::BeginTransaction]);
+        let actions = ok(&mut machine, 20, Event::Began(Ok(())));
+        assert_eq!(
+            record_of(&actions).point,
+            Point::At {
+                time: 5,
+                position: None
+            }
+        );
+        assert!(commit(&mut machine, 21).is_empty());
+        assert!(machine.input_recorded());
+        // Later idle frontiers wait for the interval again.
+        assert_eq!(
+            ok(&mut machine, 30, Event::Frontier(Some(6))),
+            vec![Action::Frontier(Some(6))]
+        );
+        assert_eq!(machine.next_wakeup(), Some(ms(1021)));
+    }
+
+    #[test]
     fn a_progress_transaction_takes_the_messages_that_arrived_while_it_began() {
         let mut machine = running(2);
         // The idle interval has passed, so the frontier gets a transaction of its own.
@@ -1708,6 +1807,36 @@ mod tests {
             panic!("{:?}", machine.status())
         };
         assert!(error.contains("a newer instance"), "{error}");
+    }
+
+    #[test]
+    fn a_message_the_broker_refuses_aborts_the_transaction_before_the_worker_stops() {
+        let mut machine = running(2);
+        ok(&mut machine, 0, message(0, "a", 1, "a"));
+        ok(&mut machine, 0, Event::Began(Ok(())));
+        ok(&mut machine, 0, message(0, "b", 1, "b"));
+        let too_large = TxnError::new(ErrorKind::Fatal, "key \"b\": MessageSizeTooLarge");
+        let actions = ok(
+            &mut machine,
+            1,
+            Event::Delivered {
+                transaction: 1,
+                bytes: 1,
+                result: Err(too_large),
+            },
+        );
+        assert_eq!(actions, vec![Action::AbortTransaction]);
+        assert_eq!(
+            machine.status(),
+            &Status::Running,
+            "not failed before the abort"
+        );
+        let actions = ok(&mut machine, 2, Event::Aborted(Ok(())));
+        assert!(
+            matches!(&actions[..], [Action::Status(Status::Failed { error })]
+                if error.contains("cannot write a message") && error.contains("key \"b\"")),
+            "{actions:?}"
+        );
     }
 
     #[test]

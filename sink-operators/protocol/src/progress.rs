@@ -1,5 +1,7 @@
 //! Progress records: what each committed transaction says about the keys of the worker that wrote it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{hex, unhex, ProtocolError};
@@ -69,6 +71,47 @@ impl Point {
     }
 }
 
+/// What a sink writes, as its progress records name it: the facts that decide what the data
+/// topic holds (`"topic"`, `"key"`, `"key format"`, `"value format"`, `"envelope"`, as the
+/// sink describes them). Recovery trusts a record only for the definition that wrote it: the
+/// claims of a record that names another definition say nothing about what this one wrote.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(transparent)]
+pub struct Definition(pub BTreeMap<String, String>);
+
+impl Definition {
+    /// A definition of these facts.
+    pub fn new<K: Into<String>, V: Into<String>>(facts: impl IntoIterator<Item = (K, V)>) -> Self {
+        Definition(
+            facts
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+
+    /// How `self` (what a record names) differs from `now`, fact by fact:
+    /// `topic "x1" → "x2"`, or `None` when they are the same.
+    pub fn changes_to(&self, now: &Definition) -> Option<String> {
+        let names: std::collections::BTreeSet<&String> =
+            self.0.keys().chain(now.0.keys()).collect();
+        let shown =
+            |value: Option<&String>| value.map_or("(none)".to_string(), |v| format!("{v:?}"));
+        let changes: Vec<String> = names
+            .into_iter()
+            .filter(|name| self.0.get(*name) != now.0.get(*name))
+            .map(|name| {
+                format!(
+                    "{name} {} → {}",
+                    shown(self.0.get(name)),
+                    shown(now.0.get(name))
+                )
+            })
+            .collect();
+        (!changes.is_empty()).then(|| changes.join(", "))
+    }
+}
+
 /// A committed statement about one worker's keys: every update of a key whose stable hash is
 /// `worker` modulo `workers` is in the topic up to `point`.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
@@ -95,9 +138,10 @@ impl Claim {
 
 /// One progress record: key `{sink_id}/{worker}`, value JSON
 /// `{"version":1,"seq":n,"frontier":[t],"workers":N,"worker":w}` (an empty `frontier` means
-/// done), plus `"position"` (hex) when the frontier time was committed in chunks, and, in worker
-/// 0's records, `"base"`: the claims the run started from, each
-/// `{"workers":N,"worker":w,"frontier":[t],"position":hex}`.
+/// done), plus `"position"` (hex) when the frontier time was committed in chunks, in worker
+/// 0's records `"base"`: the claims the run started from, each
+/// `{"workers":N,"worker":w,"frontier":[t],"position":hex}`, and `"definition"`: what the sink
+/// writes, an object of strings (see [`Definition`]).
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ProgressRecord {
     /// Unique per transaction attempt of this key; the worker's group offset names the last
@@ -111,6 +155,9 @@ pub struct ProgressRecord {
     pub point: Point,
     /// The claims the run started from (worker 0 only; empty otherwise).
     pub base: Vec<Claim>,
+    /// What the sink that wrote the record writes; `None` in records of builds that did not
+    /// name it (they are trusted for any definition).
+    pub definition: Option<Definition>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,6 +171,8 @@ struct WireRecord {
     position: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     base: Vec<WireClaim>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    definition: Option<Definition>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -202,6 +251,7 @@ impl ProgressRecord {
                     }
                 })
                 .collect(),
+            definition: self.definition.clone(),
         };
         serde_json::to_vec(&wire).expect("a progress record always serializes")
     }
@@ -251,6 +301,7 @@ impl ProgressRecord {
             worker: wire.worker,
             point,
             base,
+            definition: wire.definition,
         })
     }
 }
@@ -305,6 +356,7 @@ mod tests {
             worker: 1,
             point: at(40, None),
             base: Vec::new(),
+            definition: None,
         };
         assert_eq!(
             String::from_utf8(record.to_json()).unwrap(),
@@ -344,6 +396,10 @@ mod tests {
                     point: Point::Done,
                 },
             ],
+            definition: Some(Definition::new([
+                ("topic", "orders"),
+                ("envelope", "upsert"),
+            ])),
         };
         let json = record.to_json();
         assert!(String::from_utf8_lossy(&json).contains(r#""position":"00fe6b""#));
@@ -411,6 +467,33 @@ mod tests {
             }
         );
         assert!(error.to_string().contains("upgrade outflow"));
+    }
+
+    #[test]
+    fn definitions_name_what_changed_and_old_records_have_none() {
+        let old = Definition::new([("topic", "x1"), ("key", "id"), ("envelope", "upsert")]);
+        let new = Definition::new([("topic", "x2"), ("key", "id"), ("envelope", "debezium")]);
+        assert_eq!(
+            old.changes_to(&new).unwrap(),
+            r#"envelope "upsert" → "debezium", topic "x1" → "x2""#
+        );
+        assert_eq!(old.changes_to(&old), None);
+        let record = ProgressRecord::parse(
+            "s/0",
+            br#"{"version":1,"seq":3,"frontier":[8],"workers":1,"worker":0}"#,
+        )
+        .unwrap();
+        assert_eq!(record.definition, None);
+        let with = ProgressRecord {
+            definition: Some(old.clone()),
+            ..record
+        };
+        let json = String::from_utf8(with.to_json()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"version":1,"seq":3,"frontier":[8],"workers":1,"worker":0,"definition":{"envelope":"upsert","key":"id","topic":"x1"}}"#
+        );
+        assert_eq!(ProgressRecord::parse("s/0", json.as_bytes()).unwrap(), with);
     }
 
     #[test]

@@ -148,6 +148,11 @@ pub struct Recovery {
     /// Records ignored because their sequence number is above their worker's committed offset:
     /// they come from aborted transactions on brokers that show aborted records.
     pub ignored_records: usize,
+    /// How the definition the last run's records name differs from the sink's (`topic "x1" →
+    /// "x2"`): the sink starts from the beginning, as a new one, since nothing those records
+    /// claim was written by what it now writes.
+    #[serde(default)]
+    pub definition_changed: Option<String>,
 }
 
 impl Recovery {
@@ -240,6 +245,7 @@ impl ProgressScan {
         let mut disagreements = Vec::new();
         let mut ignored_records = 0;
         let mut claims = Vec::new();
+        let mut trusted_records: Vec<&ProgressRecord> = Vec::new();
         let workers: BTreeSet<u32> = self.records.keys().chain(offsets.keys()).copied().collect();
         for worker in workers {
             let records = self.records.get(&worker).map(Vec::as_slice).unwrap_or(&[]);
@@ -288,15 +294,34 @@ impl ProgressScan {
                 }
             };
             if let Some(record) = trusted {
-                claims.push(record.claim());
-                claims.extend(record.base.iter().cloned());
-                previous.push(PreviousWorker {
-                    worker,
-                    workers: record.workers,
-                    seq: record.seq,
-                    point: record.point.clone(),
-                });
+                trusted_records.push(record);
             }
+        }
+        // The record that announced the last run (worker 0's, else the newest) tells what it
+        // wrote. When that differs from what the sink writes now, nothing is trusted: the sink
+        // starts as a new one. Otherwise records of an earlier definition (workers the last run
+        // no longer had) are left out one by one.
+        let differs = |record: &ProgressRecord| match (&record.definition, &self.names.definition) {
+            (Some(then), Some(now)) => then.changes_to(now),
+            _ => None,
+        };
+        let last_run = trusted_records
+            .iter()
+            .find(|r| r.worker == 0)
+            .or_else(|| trusted_records.iter().max_by_key(|r| r.seq));
+        let definition_changed = last_run.and_then(|record| differs(record));
+        for record in trusted_records {
+            if definition_changed.is_some() || differs(record).is_some() {
+                continue;
+            }
+            claims.push(record.claim());
+            claims.extend(record.base.iter().cloned());
+            previous.push(PreviousWorker {
+                worker: record.worker,
+                workers: record.workers,
+                seq: record.seq,
+                point: record.point.clone(),
+            });
         }
         // Worker 0 announces every run, so its record tells the last run's size; the others
         // can only be older or equal.
@@ -319,6 +344,7 @@ impl ProgressScan {
             retired_transactional_ids: self.retired_transactional_ids(new_workers),
             disagreements,
             ignored_records,
+            definition_changed,
         }
     }
 }
@@ -489,6 +515,7 @@ pub fn should_skip(key_hash: u64, time: u64, key_position: &[u8], resume: &Resum
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::Definition;
 
     fn names() -> SinkNames {
         SinkNames::new("s1", "tx-", "pg-")
@@ -515,6 +542,7 @@ mod tests {
             worker,
             point,
             base,
+            definition: None,
         }
         .to_json()
     }
@@ -709,6 +737,69 @@ mod tests {
             recovery.resume.claims(),
             &[claim(1, 0, at(10)), claim(3, 1, at(15))]
         );
+    }
+
+    fn defined(seq: u64, workers: u32, worker: u32, point: Point, topic: Option<&str>) -> Vec<u8> {
+        ProgressRecord {
+            seq,
+            workers,
+            worker,
+            point,
+            base: Vec::new(),
+            definition: topic.map(|t| Definition::new([("topic", t), ("envelope", "upsert")])),
+        }
+        .to_json()
+    }
+
+    #[test]
+    fn records_of_another_definition_are_not_trusted() {
+        let now =
+            names().with_definition(Definition::new([("topic", "x2"), ("envelope", "upsert")]));
+        let recover = |records: &[(&str, Vec<u8>)], workers| {
+            let mut scan = ProgressScan::new(&now);
+            for (key, value) in records {
+                scan.push(key.as_bytes(), Some(value)).unwrap();
+            }
+            let offsets: BTreeMap<u32, u64> = records
+                .iter()
+                .map(|(key, value)| {
+                    let record = ProgressRecord::parse(key, value).unwrap();
+                    (record.worker, record.seq)
+                })
+                .collect();
+            scan.recover(&offsets, workers)
+        };
+
+        // The last run wrote topic x1: nothing it claims counts for x2, the sink starts anew,
+        // and sequence numbers still go up.
+        let renamed = recover(&[("s1/0", defined(4, 1, 0, Point::Done, Some("x1")))], 1);
+        assert_eq!(
+            renamed.definition_changed,
+            Some(r#"topic "x1" → "x2""#.to_string())
+        );
+        assert_eq!(renamed.resume_time(), Some(0));
+        assert!(renamed.previous.is_empty() && renamed.resume.claims().is_empty());
+        assert_eq!((renamed.previous_workers, renamed.next_seq), (None, 5));
+
+        // The same definition, or records written before definitions were recorded: trusted.
+        for topic in [Some("x2"), None] {
+            let same = recover(&[("s1/0", defined(4, 1, 0, at(7), topic))], 1);
+            assert_eq!(same.definition_changed, None);
+            assert_eq!(same.resume_time(), Some(7));
+        }
+
+        // Worker 0's record (the last run) is of this definition; worker 1's is left from a run
+        // of the earlier one with more workers: it is left out, not trusted.
+        let stale = recover(
+            &[
+                ("s1/1", defined(2, 2, 1, at(20), Some("x1"))),
+                ("s1/0", defined(6, 1, 0, at(9), Some("x2"))),
+            ],
+            1,
+        );
+        assert_eq!(stale.definition_changed, None);
+        assert_eq!(stale.resume.claims(), &[claim(1, 0, at(9))]);
+        assert_eq!(stale.retired_transactional_ids, vec!["tx-s1-1".to_string()]);
     }
 
     #[test]

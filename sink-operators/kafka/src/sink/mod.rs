@@ -70,6 +70,43 @@ pub struct SinkHandle<'scope> {
     /// The committed frontier as a stream (no data; its frontier is the committed frontier).
     pub committed: Stream<'scope, u64, Vec<u64>>,
     pub monitor: SinkMonitor,
+    shared: Rc<RefCell<WorkerSink>>,
+}
+
+impl SinkHandle<'_> {
+    /// What a caller may ask of this worker's sink between steps of the worker; it outlives
+    /// the dataflow's building closure.
+    pub fn control(&self) -> SinkControl {
+        SinkControl {
+            shared: Rc::clone(&self.shared),
+        }
+    }
+}
+
+/// Requests to one worker's sink, made between steps of the worker (not from an operator).
+#[derive(Clone)]
+pub struct SinkControl {
+    shared: Rc<RefCell<WorkerSink>>,
+}
+
+impl SinkControl {
+    /// Asks the sink to write its input frontier into a progress record now, rather than after
+    /// the idle interval (a worker whose input moved without data for it records the new
+    /// frontier only every `idle_progress_interval`). For a caller whose input stopped moving
+    /// before it stops the dataflow: the progress topic then says how far the input got, so a
+    /// restart and `outflow read` start from there. [`SinkControl::input_recorded`] tells when
+    /// it is committed.
+    pub fn record_input_frontier(&self) {
+        let mut state = self.shared.borrow_mut();
+        let now = state.now();
+        state.machine.record_input_frontier(now);
+        state.pump();
+    }
+
+    /// Whether a committed progress record covers this worker's input frontier.
+    pub fn input_recorded(&self) -> bool {
+        self.shared.borrow().machine.input_recorded()
+    }
 }
 
 /// `sink_kafka`: writes a collection of rows to Kafka as the prepared sink describes.
@@ -107,7 +144,12 @@ where
 }
 
 fn combine_options(plan: &SinkPlan, credit: &PairCredit) -> CombineOptions<u64> {
-    let options = CombineOptions::default().with_credit(credit.clone());
+    let mut options = CombineOptions::default().with_credit(credit.clone());
+    // A key's last message is its value under UPSERT: copies of one row add nothing, so a
+    // NOT ENFORCED key with a huge multiplicity writes one message, not one per copy.
+    if plan.spec.envelope == crate::encoders::Envelope::Upsert {
+        options = options.collapse_repeats();
+    }
     if plan.spec.snapshot {
         options
     } else {
@@ -156,7 +198,15 @@ fn render<'scope>(
     let readiness = init::init(scope, Rc::clone(&shared), &wakers);
     let recovered =
         recover::recover_on_worker_zero(scope, plan, readiness, Rc::clone(&shared), &wakers);
-    let committed = produce::produce(scope, sink, combined, recovered, credit, shared, &wakers);
+    let committed = produce::produce(
+        scope,
+        sink,
+        combined,
+        recovered,
+        credit,
+        Rc::clone(&shared),
+        &wakers,
+    );
 
     let probe = ProbeHandle::new();
     let committed = committed.probe_with(&probe);
@@ -164,6 +214,7 @@ fn render<'scope>(
         probe,
         committed,
         monitor,
+        shared,
     })
 }
 

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use outflow_protocol::{Cadence, SinkNames};
+use outflow_protocol::{Cadence, Definition, SinkNames};
 
 use super::SinkError;
 use crate::connection::{registry_config, KafkaConnection};
-use crate::encoders::{EncoderConfig, FormatSpec, RegistryConfig};
+use crate::encoders::{EncoderConfig, Envelope, FormatSpec, RegistryConfig};
 use crate::producer::{DeliveryMode, ProducerSettings, DEFAULT_CALL_TIMEOUT};
 use crate::spec::{DeliveryGuarantee, SinkSpec};
 use crate::statement::Catalog;
@@ -70,12 +70,44 @@ impl SinkPlan {
         Ok(plan)
     }
 
+    /// The sink's names in Kafka, derived from its name (so that ACLs on the prefixes keep
+    /// working), with the definition its progress records name.
     pub(crate) fn names(&self) -> SinkNames {
         SinkNames::new(
             self.spec.name.clone(),
             self.spec.transactional_id_prefix.clone(),
             self.spec.progress_group_id_prefix.clone(),
         )
+        .with_definition(self.definition())
+    }
+
+    /// What the sink writes, as its progress records name it: the topic, the key columns, the
+    /// key and value formats and the envelope. A restart that finds records naming another
+    /// definition starts the sink from the beginning (see `docs/protocol.md`); other changes
+    /// (columns, `PARTITION BY`, headers, compression, Avro names) resume where it committed.
+    pub fn definition(&self) -> Definition {
+        let spec = &self.spec;
+        let (key, key_format) = match &spec.key {
+            Some(key) => (
+                key.columns.join(", "),
+                spec.key_format
+                    .as_ref()
+                    .unwrap_or(&spec.value_format)
+                    .name(),
+            ),
+            None => ("(none)".to_string(), "(none)"),
+        };
+        let envelope = match spec.envelope {
+            Envelope::Upsert => "UPSERT",
+            Envelope::Debezium => "DEBEZIUM",
+        };
+        Definition::new([
+            ("topic", spec.topic.clone()),
+            ("key", key),
+            ("key format", key_format.to_string()),
+            ("value format", spec.value_format.name().to_string()),
+            ("envelope", envelope.to_string()),
+        ])
     }
 
     pub(crate) fn delivery_mode(&self) -> DeliveryMode {

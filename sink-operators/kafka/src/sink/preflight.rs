@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::{SinkError, SinkPlan};
 use crate::encoders::{SchemaRegistryClient, SinkEncoder};
-use crate::status::SinkMonitor;
+use crate::producer::DeliveryMode;
+use crate::status::{SinkMonitor, SinkStatus};
 use crate::topic::{ensure_data_topic, ensure_progress_topic, PartitionWatch, TopicSettings};
 
 /// A sink whose broker-side preparations are done: what `sink_kafka` renders on each worker.
@@ -48,9 +49,33 @@ impl SinkPlan {
     /// partition count's refresh, and registers the Avro schemas. Blocking; call it once per
     /// process, outside the dataflow.
     pub fn preflight(&self) -> Result<PreparedSink, SinkError> {
+        self.preflight_with(SinkMonitor::new(self.spec.name.clone()))
+    }
+
+    /// [`SinkPlan::preflight`], reporting to `monitor` (which becomes the prepared sink's): a
+    /// failure is recorded there as the sink's `failed` status, so that a status file or
+    /// metrics endpoint started before shows it.
+    pub fn preflight_with(&self, monitor: SinkMonitor) -> Result<PreparedSink, SinkError> {
+        monitor.set_at_least_once(self.delivery_mode() == DeliveryMode::AtLeastOnce);
+        tracing::info!(
+            sink = %self.spec.name,
+            topic = %self.spec.topic,
+            delivery = ?self.spec.delivery,
+            "starting: checking the connection, topics and schemas"
+        );
+        self.prepare(monitor.clone()).inspect_err(|error| {
+            monitor.set_status(
+                0,
+                SinkStatus::Failed {
+                    error: error.to_string(),
+                },
+            );
+        })
+    }
+
+    fn prepare(&self, monitor: SinkMonitor) -> Result<PreparedSink, SinkError> {
         let spec = &self.spec;
         let client = self.connection.client_config();
-        let monitor = SinkMonitor::new(spec.name.clone());
         let cadence = &self.cadence;
         if cadence.commit_interval.saturating_mul(2) > cadence.transaction_timeout {
             return Err(SinkError::CommitIntervalTooLong {

@@ -4,7 +4,7 @@
 //! output's frontier is the committed frontier.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +19,7 @@ use timely::progress::frontier::MutableAntichain;
 use super::recover::Recovered;
 use super::worker::{Wakers, WorkerSink};
 use super::{PreparedSink, PAIR_CREDIT};
-use crate::dataflow::operators::{Combined, KeyViolation, PairCredit};
+use crate::dataflow::operators::{Combined, KeyViolation, PairCredit, Refusal};
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
 use crate::encoders::EncodedMessage;
 use crate::partition::{key_partition_hash, partition_for};
@@ -50,6 +50,14 @@ pub(super) fn produce<'scope>(
     let partition_by = spec.partition_by.clone();
     let violation_count = combined.violation_count.clone();
     let sink_name = spec.name.clone();
+    let shown = ShownRows {
+        desc: spec.desc.clone(),
+        key_columns: spec
+            .pairing
+            .columns()
+            .map(<[usize]>::to_vec)
+            .unwrap_or_else(|| (0..spec.desc.arity()).collect()),
+    };
     builder.build(move |mut capabilities| {
         let mut capability: Option<Capability<u64>> = capabilities.pop();
         let mut recovery: Option<Arc<Recovery>> = None;
@@ -62,6 +70,10 @@ pub(super) fn produce<'scope>(
         let mut stash: BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>> = BTreeMap::new();
         let mut message = EncodedMessage::new();
         let mut violations_seen = 0u64;
+        // A key violation that fails the sink, at its time: everything before that time is
+        // committed first (so the run keeps what the input proved good), then the sink fails.
+        let mut fail_at: Option<(u64, String)> = None;
+        let mut warned_keys: HashSet<Row> = HashSet::new();
         let mut owed_credit = 0usize;
         let mut last_frontier: Option<Option<u64>> = None;
         move |frontiers: &[MutableAntichain<u64>]| {
@@ -107,9 +119,22 @@ pub(super) fn produce<'scope>(
                     if skipped {
                         continue;
                     }
-                    violations_seen += 1;
-                    if enforced {
-                        state.fail(violation_error(&sink_name, &violation));
+                    if violation.refusal.is_none() {
+                        violations_seen += 1;
+                    }
+                    if enforced || violation.refusal.is_some() {
+                        if fail_at.as_ref().is_none_or(|(at, _)| violation.time < *at) {
+                            fail_at = Some((violation.time, violation_error(&shown, &violation)));
+                        }
+                    } else if warned_keys.len() < WARNED_KEYS && warned_keys.insert(violation.key.clone()) {
+                        let warning = not_unique_warning(&shown, &violation);
+                        tracing::warn!("sink {sink_name}: {warning}");
+                        state.monitor.note(warning);
+                        if warned_keys.len() == WARNED_KEYS {
+                            state.monitor.note(format!(
+                                "more keys than the {WARNED_KEYS} above are not unique; they are counted in key_violations only"
+                            ));
+                        }
                     }
                 }
             });
@@ -145,7 +170,9 @@ pub(super) fn produce<'scope>(
                         break;
                     };
                     let time = entry.key().0;
-                    if input.is_some_and(|input| time > input) {
+                    if input.is_some_and(|input| time > input)
+                        || fail_at.as_ref().is_some_and(|(at, _)| time >= *at)
+                    {
                         break;
                     }
                     let position = entry.key().1.clone();
@@ -221,6 +248,11 @@ pub(super) fn produce<'scope>(
                     (Some(stashed), None) => Some(stashed),
                     (None, input) => input,
                 };
+                // Nothing at or after a failing violation's time is written, nor claimed.
+                let frontier = match &fail_at {
+                    Some((at, _)) => Some(frontier.map_or(*at, |f| f.min(*at))),
+                    None => frontier,
+                };
                 if state.failed.is_none() && last_frontier != Some(frontier) {
                     last_frontier = Some(frontier);
                     let now = Instant::now();
@@ -264,8 +296,18 @@ pub(super) fn produce<'scope>(
                 }
                 None => {}
             }
+            if let Some((at, _)) = &fail_at {
+                let committed_before = matches!(state.committed, Some(Some(c)) if c >= *at);
+                if committed_before || state.machine.committed_frontier() == Some(None) {
+                    let (_, error) = fail_at.take().expect("checked above");
+                    state.fail(error);
+                    activator.activate();
+                    return;
+                }
+            }
             let feedable = stash.first_key_value().is_some_and(|((time, _), _)| {
-                frontiers[0]
+                fail_at.as_ref().is_none_or(|(at, _)| time < at)
+                    && frontiers[0]
                     .frontier()
                     .iter()
                     .chain(frontiers[1].frontier().iter())
@@ -281,6 +323,71 @@ pub(super) fn produce<'scope>(
     committed
 }
 
-fn violation_error(sink: &str, violation: &KeyViolation<u64>) -> String {
-    format!("sink {sink}: {violation}; the KEY is not unique in the data (use KEY (...) NOT ENFORCED to write such keys anyway)")
+/// Non-unique keys under `NOT ENFORCED` that a worker names on stderr and in the status; more
+/// are only counted.
+const WARNED_KEYS: usize = 100;
+
+/// How a sink's errors show keys and rows: as FORMAT JSON writes them.
+struct ShownRows {
+    desc: crate::dataflow::RelationDesc,
+    /// The columns of the pairing key, in its order (every column for a keyless sink).
+    key_columns: Vec<usize>,
+}
+
+impl ShownRows {
+    fn key(&self, key: &Row) -> String {
+        crate::encoders::row_json(&self.desc, &self.key_columns, key)
+    }
+
+    fn row(&self, row: &Row) -> String {
+        let all: Vec<usize> = (0..self.desc.arity()).collect();
+        crate::encoders::row_json(&self.desc, &all, row)
+    }
+
+    /// `n × row, …`, for the rows of a report.
+    fn rows<N: std::fmt::Display>(&self, rows: &[(Row, N)]) -> String {
+        let shown: Vec<String> = rows
+            .iter()
+            .map(|(row, n)| format!("{n} × {}", self.row(row)))
+            .collect();
+        format!("[{}]", shown.join(", "))
+    }
+}
+
+/// The error a sink fails with: an enforced key that holds several rows, or a change that no
+/// message can express (a multiplicity beyond 64 bits, more copies than a key may write).
+fn violation_error(shown: &ShownRows, violation: &KeyViolation<u64>) -> String {
+    match &violation.refusal {
+        Some(Refusal::Overflow { row, count }) => format!(
+            "row {} has {count} copies at time {}, beyond the 64-bit range of a multiplicity; nothing of time {} or later is written",
+            shown.row(row),
+            violation.time,
+            violation.time,
+        ),
+        Some(Refusal::TooManyCopies { messages, limit }) => format!(
+            "key {} needs {messages} messages at time {} (one per copy of a row), more than the limit of {limit} one key may write at one time; nothing of time {} or later is written",
+            shown.key(&violation.key),
+            violation.time,
+            violation.time,
+        ),
+        None => format!(
+            "key {} is not unique at time {}: it holds {} rows afterwards {}; the KEY is not unique in the data, so its change at time {} is not written (use KEY (...) NOT ENFORCED to write such keys anyway)",
+            shown.key(&violation.key),
+            violation.time,
+            violation.held_rows(),
+            shown.rows(&violation.held),
+            violation.time,
+        ),
+    }
+}
+
+/// The warning for a key that is not unique under `NOT ENFORCED`, once per key.
+fn not_unique_warning(shown: &ShownRows, violation: &KeyViolation<u64>) -> String {
+    format!(
+        "key {} is not unique at time {} (NOT ENFORCED: written anyway): it holds {} rows afterwards {}",
+        shown.key(&violation.key),
+        violation.time,
+        violation.held_rows(),
+        shown.rows(&violation.held),
+    )
 }

@@ -34,6 +34,8 @@ pub(super) fn recover_on_worker_zero<'scope>(
     let names = plan.names();
     let recover_client = plan.connection.client_config().clone();
     let progress_topic = plan.connection.progress_topic.clone();
+    let sink_name = plan.spec.name.clone();
+    let topic = plan.spec.topic.clone();
     let options = RecoverOptions {
         mode: plan.delivery_mode(),
         reader_shows_aborted: plan.broker_shows_aborted_records,
@@ -94,7 +96,33 @@ pub(super) fn recover_on_worker_zero<'scope>(
                         match receive.try_recv() {
                             Ok(Ok(found)) => {
                                 for disagreement in &found.disagreements {
+                                    tracing::warn!(sink = %sink_name, "progress recovery: {disagreement}");
                                     state.monitor.note(format!("progress recovery: {disagreement:?}"));
+                                }
+                                if let Some(changes) = &found.definition_changed {
+                                    let note = format!(
+                                        "the progress records were written by another definition of the sink ({changes}); it starts from the beginning and writes its whole input to topic {topic}"
+                                    );
+                                    tracing::warn!(sink = %sink_name, "{note}");
+                                    state.monitor.note(note);
+                                }
+                                match found.resume_time() {
+                                    _ if found.previous.is_empty() => tracing::info!(
+                                        sink = %sink_name,
+                                        workers,
+                                        "recovered: no committed progress; starting from the beginning"
+                                    ),
+                                    Some(time) => tracing::info!(
+                                        sink = %sink_name,
+                                        workers,
+                                        previous_workers = ?found.previous_workers,
+                                        "recovered: resuming at time {time}"
+                                    ),
+                                    None => tracing::info!(
+                                        sink = %sink_name,
+                                        workers,
+                                        "recovered: everything is committed"
+                                    ),
                                 }
                                 let found = Arc::new(found);
                                 recovery = Some(Arc::clone(&found));

@@ -80,9 +80,7 @@ impl WorkerSink {
             while let Some(event) = self.driver.poll_event() {
                 progressed = true;
                 match &event {
-                    Event::Committed(Ok(())) => self
-                        .monitor
-                        .update(self.worker, |s| s.transactions_committed += 1),
+                    Event::Committed(Ok(())) => self.monitor.committed(self.worker),
                     Event::Aborted(Ok(())) => self
                         .monitor
                         .update(self.worker, |s| s.transactions_aborted += 1),

@@ -238,7 +238,30 @@ impl Parser {
         let if_not_exists = self.if_not_exists();
         let name = self.ident("a secret name")?;
         self.expect_keyword("AS")?;
-        let (value, _) = self.string("the secret's value as a string")?;
+        // Whatever follows AS may be the secret, quoted or not: errors never show it.
+        let shown = name.name.clone();
+        let value_pos = self.peek().pos;
+        let value = match &self.peek().kind {
+            TokenKind::Str(s) => {
+                let s = s.clone();
+                self.advance();
+                s
+            }
+            _ => {
+                return Err(SpecError::new(format!(
+                    "CREATE SECRET {shown}: the secret's value must be a string literal (the text written is not shown)"
+                ))
+                .hint(format!("quote the value: CREATE SECRET {shown} AS '…'"))
+                .at(value_pos))
+            }
+        };
+        if !matches!(self.peek().kind, TokenKind::Semicolon | TokenKind::Eof) {
+            return Err(SpecError::new(format!(
+                "CREATE SECRET {shown}: expected \";\" after the secret's value (the text written is not shown)"
+            ))
+            .hint(format!("a secret's value is one string literal: CREATE SECRET {shown} AS '…'"))
+            .at(self.peek().pos));
+        }
         Ok(CreateSecret {
             pos,
             if_not_exists,
@@ -1103,5 +1126,34 @@ mod tests {
         assert_eq!(err.message, "unknown KAFKA CONNECTION option: TOPICS");
         let err = parse_statements("CREATE SECRET s 'hunter2'").unwrap_err();
         assert_eq!(err.message, "expected AS, found a string literal");
+    }
+
+    #[test]
+    fn a_secret_is_never_shown_quoted_or_not() {
+        for text in [
+            "CREATE SECRET pw AS Hunter2",
+            "CREATE SECRET pw AS Hunter2;",
+            "CREATE SECRET pw AS \"Hunter2\"",
+            "CREATE SECRET pw AS 12345Hunter2",
+            "CREATE SECRET pw AS 'Hunter' 'Hunter2'",
+            "CREATE SECRET pw AS 'Hunter2' Hunter2",
+            "CREATE SECRET pw AS Hunter2 'Hunter2'",
+        ] {
+            let err = parse_statements(text).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(
+                !shown.to_lowercase().contains("hunter"),
+                "{text}: the error shows the secret: {shown}"
+            );
+            assert!(
+                err.message.starts_with("CREATE SECRET pw: "),
+                "{text}: {err}"
+            );
+        }
+        let err = parse_statements("CREATE SECRET pw AS Hunter2").unwrap_err();
+        assert_eq!(
+            err.message,
+            "CREATE SECRET pw: the secret's value must be a string literal (the text written is not shown)"
+        );
     }
 }

@@ -1,0 +1,694 @@
+//! Secure connections and the guide's "Required Kafka ACLs", against Apache Kafka's SASL_SSL
+//! and SSL listeners and its `StandardAuthorizer` (`outflow_tests::kafka`).
+//!
+//! SCRAM with the right password carries a sink end to end, and a wrong one fails within
+//! seconds naming the connection and the mechanism, the password printed nowhere; TLS is
+//! verified against the harness's authority; the SSL listener refuses a client without a
+//! certificate with an error naming the connection. An ordinary SCRAM user (`alice`) holding
+//! exactly the permissions of the README's ACL table runs a sink through `outflow run`; each
+//! case below withholds one of them and checks the error names the missing permission and its
+//! resource. Every case has its own topics, sink, prefixes and progress topic, so they share
+//! one broker and run side by side.
+
+mod cli;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cli::{order_json, outflow_binary, update_line, write_file};
+use outflow::connection::ConnectionError;
+use outflow::statement::Catalog;
+use outflow::{SinkError, SinkPlan};
+use outflow_tests::acl::Grant;
+use outflow_tests::broker::{create_topic, unique_name};
+use outflow_tests::committed;
+use outflow_tests::kafka::{
+    AclOperation, AclResource, Kafka, Listener, ScramMechanism, ADMIN, ALICE,
+};
+use outflow_tests::tls::fixture;
+
+/// How long a refused run may take to report its error: the connection check's 10 s at most,
+/// with room for a loaded machine. A wrong password or a refused handshake must come well
+/// before it.
+const FAIL_WITHIN: Duration = Duration::from_secs(25);
+/// What a run that works may take.
+const RUN_WITHIN: Duration = Duration::from_secs(120);
+
+/// The statements of one case: connection `secure`, a table `orders` and a sink on it.
+struct Case {
+    dir: tempfile::TempDir,
+    sink: String,
+    topic: String,
+    progress_topic: String,
+    prefix: String,
+    statements: String,
+    feed: String,
+}
+
+/// The orders the feed writes, as FORMAT JSON writes them, by order id.
+fn orders() -> Vec<String> {
+    (1..=6)
+        .map(|id| order_json(id, &format!("c{}", id % 3), 1000 + id))
+        .collect()
+}
+
+fn feed_text() -> String {
+    let rows = orders();
+    let mut lines: Vec<String> = rows[..3]
+        .iter()
+        .map(|row| update_line("orders", 1, 1, row))
+        .collect();
+    lines.push(r#"{"advance": 2}"#.to_string());
+    lines.extend(rows[3..].iter().map(|row| update_line("orders", 2, 1, row)));
+    // Time 2 is complete, so the run writes it and exits.
+    lines.push(r#"{"advance": 3}"#.to_string());
+    lines.join("\n") + "\n"
+}
+
+/// `connection` is the option list of `CREATE CONNECTION secure`, without its progress topic;
+/// `secrets` are `CREATE SECRET` statements it names.
+fn case(label: &str, secrets: &str, connection: &str) -> Case {
+    case_with(label, secrets, connection, "")
+}
+
+/// `sink_options` are appended to the sink's `WITH`-less option list, e.g. `, TOPIC CONFIG …`.
+fn case_with(label: &str, secrets: &str, connection: &str, sink_options: &str) -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = unique_name(&format!("sec-{label}"));
+    let topic = format!("{sink}-data");
+    let progress_topic = format!("{sink}-progress");
+    let prefix = format!("{sink}-tx-");
+    let sql = format!(
+        "{secrets}
+         CREATE CONNECTION secure TO KAFKA ({connection}, PROGRESS TOPIC '{progress_topic}');
+         CREATE TABLE orders (order_id bigint PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL);
+         CREATE SINK \"{sink}\" FROM orders INTO KAFKA CONNECTION secure (TOPIC '{topic}',
+             TOPIC PARTITION COUNT 2, TRANSACTIONAL ID PREFIX '{prefix}', PROGRESS GROUP ID PREFIX '{prefix}'{sink_options})
+           KEY (order_id) FORMAT JSON ENVELOPE UPSERT;"
+    );
+    let statements = write_file(&dir, "statements.sql", &sql);
+    let feed = write_file(&dir, "feed.jsonl", &feed_text());
+    Case {
+        dir,
+        sink,
+        topic,
+        progress_topic,
+        prefix,
+        statements,
+        feed,
+    }
+}
+
+/// A SASL_SSL connection as `username` with `password`, trusting `authority`.
+fn scram_case(
+    label: &str,
+    mechanism: ScramMechanism,
+    username: &str,
+    password: &str,
+    authority: &str,
+) -> Case {
+    scram_case_with(label, mechanism, username, password, authority, "")
+}
+
+fn scram_case_with(
+    label: &str,
+    mechanism: ScramMechanism,
+    username: &str,
+    password: &str,
+    authority: &str,
+    sink_options: &str,
+) -> Case {
+    let kafka = Kafka::shared();
+    let secrets = format!(
+        "CREATE SECRET password AS '{password}';\nCREATE SECRET authority AS '{authority}';"
+    );
+    let connection = format!(
+        "BROKER '{}', SECURITY PROTOCOL SASL_SSL, SASL MECHANISMS = '{}', \
+         SASL USERNAME = '{username}', SASL PASSWORD = SECRET password, \
+         SSL CERTIFICATE AUTHORITY = SECRET authority",
+        kafka.bootstrap_for(Listener::SaslSsl),
+        mechanism.name()
+    );
+    case_with(label, &secrets, &connection, sink_options)
+}
+
+fn harness_authority() -> String {
+    std::fs::read_to_string(Kafka::shared().ca_path()).unwrap()
+}
+
+/// What one `outflow run` showed.
+#[derive(Debug)]
+struct Run {
+    /// `None` when it was still running at the end (stalled) and was killed.
+    exit: Option<ExitStatus>,
+    stderr: String,
+    stdout: String,
+    /// The status file at the end, if it was written.
+    status: Option<serde_json::Value>,
+    took: Duration,
+}
+
+impl Run {
+    /// The sink's status in the status file: `(status, error)`.
+    fn sink_status(&self) -> Option<(String, String)> {
+        let sink = self.status.as_ref()?["sinks"].as_array()?.first()?.clone();
+        Some((
+            sink["status"].as_str()?.to_string(),
+            sink["error"].as_str().unwrap_or_default().to_string(),
+        ))
+    }
+
+    /// stderr and the status file, for assertions on what a user sees.
+    fn shown(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.stderr,
+            self.status
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// Runs `outflow run` on the case, until it exits or, if it keeps running, until 3 s after its
+/// status file said the sink stalled or failed, or `limit` passes; then kills it.
+fn run(case: &Case, limit: Duration) -> Run {
+    let status_path = case.dir.path().join("status.json");
+    let binary = outflow_binary();
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .args(["run", &case.statements, "--feed", &case.feed])
+        .args(["--commit-interval-ms", "50", "--status"])
+        .arg(&status_path)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("outflow starts");
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stdout_reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout_pipe.read_to_string(&mut text);
+        text
+    });
+    let stderr_reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let read_status = |path: &Path| {
+        std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+    };
+    let mut stuck_since: Option<Instant> = None;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break Some(exit);
+        }
+        let stuck = read_status(&status_path).is_some_and(|status| {
+            status["sinks"].as_array().is_some_and(|sinks| {
+                sinks
+                    .iter()
+                    .any(|s| s["status"] == "stalled" || s["status"] == "failed")
+            })
+        });
+        // A failed sink ends the run a moment after its status says so; a stalled one keeps
+        // it going.
+        if stuck && stuck_since.is_none() {
+            stuck_since = Some(Instant::now());
+        }
+        let given_up = stuck_since.is_some_and(|since| since.elapsed() >= Duration::from_secs(3));
+        if given_up || started.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let took = started.elapsed();
+    Run {
+        exit,
+        stdout: stdout_reader.join().unwrap(),
+        stderr: stderr_reader.join().unwrap(),
+        status: read_status(&status_path),
+        took,
+    }
+}
+
+/// The data topic's records at `read_committed`, as `key => value` text.
+fn committed_values(topic: &str) -> Vec<String> {
+    let mut values: Vec<String> = committed::read_committed(&Kafka::shared().bootstrap(), topic)
+        .unwrap_or_else(|e| panic!("reading {topic}: {e}"))
+        .iter()
+        .map(|record| String::from_utf8(record.value.clone().expect("a value")).unwrap())
+        .collect();
+    values.sort();
+    values
+}
+
+fn expected_values() -> Vec<String> {
+    let mut values = orders();
+    values.sort();
+    values
+}
+
+fn assert_succeeded(label: &str, case: &Case, run: &Run) {
+    assert!(
+        run.exit.is_some_and(|e| e.success()),
+        "{label}: outflow run did not succeed in {:?}: {}\n{}",
+        run.took,
+        run.stderr,
+        run.stdout
+    );
+    assert_eq!(committed_values(&case.topic), expected_values(), "{label}");
+}
+
+/// Reads the preflight's error of the case's sink through the library.
+fn preflight_error(case: &Case) -> (SinkError, Duration) {
+    let sql = std::fs::read_to_string(&case.statements).unwrap();
+    let catalog = Catalog::from_sql(&sql).unwrap_or_else(|e| panic!("{}", e.render("case")));
+    let plan = SinkPlan::from_catalog(&catalog, &case.sink).unwrap();
+    let started = Instant::now();
+    let error = plan.preflight().expect_err("the preflight should fail");
+    (error, started.elapsed())
+}
+
+#[test]
+fn scram_runs_a_sink_and_a_wrong_password_fails_fast_without_printing_it() {
+    for mechanism in ScramMechanism::ALL {
+        let right = scram_case(
+            "scram",
+            mechanism,
+            ADMIN.name,
+            ADMIN.password,
+            &harness_authority(),
+        );
+        let done = run(&right, RUN_WITHIN);
+        assert_succeeded(mechanism.name(), &right, &done);
+        assert!(!done.shown().contains(ADMIN.password), "{}", done.shown());
+        println!(
+            "{mechanism}: the sink ran over SASL_SSL in {:.1?}",
+            done.took
+        );
+
+        const WRONG: &str = "wrong-password-71f3";
+        let wrong = scram_case(
+            "scram-wrong",
+            mechanism,
+            ADMIN.name,
+            WRONG,
+            &harness_authority(),
+        );
+        let refused = run(&wrong, FAIL_WITHIN);
+        println!(
+            "{mechanism}, wrong password: exit {:?} after {:.1?}: {}",
+            refused.exit,
+            refused.took,
+            refused.stderr.trim()
+        );
+        assert!(
+            refused.exit.is_some_and(|e| !e.success()),
+            "{mechanism}: a wrong password must stop the run: {refused:?}"
+        );
+        assert!(
+            refused.took < Duration::from_secs(10),
+            "{mechanism}: a wrong password took {:?} to fail",
+            refused.took
+        );
+        let shown = refused.shown();
+        assert!(
+            shown.contains(&format!(
+                "cannot connect to Kafka connection \"secure\" at {}: SASL {mechanism} \
+                 authentication as user \"admin\" failed",
+                Kafka::shared().bootstrap_for(Listener::SaslSsl)
+            )),
+            "{mechanism}: {shown}"
+        );
+        assert!(
+            shown.contains("check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD"),
+            "{shown}"
+        );
+        assert!(!shown.contains(WRONG), "the password leaked: {shown}");
+        // The status file says the same, though the run ended before its sink was built.
+        let (status, error) = refused.sink_status().expect("a status file");
+        assert_eq!(status, "failed", "{shown}");
+        assert!(
+            error.contains(&format!(
+                "SASL {mechanism} authentication as user \"admin\" failed"
+            )),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn tls_is_verified_against_the_authority_and_the_ssl_listener_wants_a_certificate() {
+    let kafka = Kafka::shared();
+    let wrong_authority = scram_case(
+        "wrong-ca",
+        ScramMechanism::Sha256,
+        ADMIN.name,
+        ADMIN.password,
+        &fixture("other-ca.pem"),
+    );
+    let (error, took) = preflight_error(&wrong_authority);
+    let message = error.to_string();
+    println!("wrong authority, after {took:.1?}: {message}");
+    assert!(
+        matches!(error, SinkError::Connection(ConnectionError::Tls { .. })),
+        "{error:?}"
+    );
+    assert!(
+        message.starts_with(&format!(
+            "cannot connect to Kafka connection \"secure\" at {}: ",
+            kafka.bootstrap_for(Listener::SaslSsl)
+        )) && message.contains("certificate verify failed")
+            && message.contains("check SSL CERTIFICATE AUTHORITY"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    let no_certificate = case(
+        "no-cert",
+        &format!("CREATE SECRET authority AS '{}';", harness_authority()),
+        &format!(
+            "BROKER '{}', SECURITY PROTOCOL SSL, SSL CERTIFICATE AUTHORITY = SECRET authority",
+            kafka.bootstrap_for(Listener::Ssl)
+        ),
+    );
+    let (error, took) = preflight_error(&no_certificate);
+    let message = error.to_string();
+    println!("no client certificate, after {took:.1?}: {message}");
+    assert!(
+        matches!(error, SinkError::Connection(ConnectionError::Tls { .. })),
+        "{error:?}"
+    );
+    assert!(
+        message.starts_with(&format!(
+            "cannot connect to Kafka connection \"secure\" at {}: ",
+            kafka.bootstrap_for(Listener::Ssl)
+        )) && message.contains("set SSL CERTIFICATE and SSL KEY"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// The permissions of the README's ACL table for `case`, each a separate grant so that a case
+/// can withhold one: `(what it is called in a test name, the grant)`.
+fn required_acls(case: &Case) -> Vec<(&'static str, Grant)> {
+    use AclOperation::*;
+    vec![
+        (
+            "progress topic Read",
+            (AclResource::Topic(case.progress_topic.clone()), vec![Read]),
+        ),
+        (
+            "progress topic Write",
+            (AclResource::Topic(case.progress_topic.clone()), vec![Write]),
+        ),
+        (
+            "progress topic Create",
+            (
+                AclResource::Topic(case.progress_topic.clone()),
+                vec![Create],
+            ),
+        ),
+        (
+            "data topic Write",
+            (AclResource::Topic(case.topic.clone()), vec![Write]),
+        ),
+        (
+            "data topic Create",
+            (AclResource::Topic(case.topic.clone()), vec![Create]),
+        ),
+        (
+            "TransactionalId Write",
+            (
+                AclResource::TransactionalIdPrefix(case.prefix.clone()),
+                vec![Write],
+            ),
+        ),
+        (
+            "Group Read",
+            (AclResource::GroupPrefix(case.prefix.clone()), vec![Read]),
+        ),
+    ]
+}
+
+/// A sink over SASL_SSL as alice, holding every permission of the table but `withheld`, and
+/// the `extra` grants.
+fn alice_run(label: &str, withheld: Option<&str>, extra: fn(&Case) -> Vec<Grant>) -> (Case, Run) {
+    let case = scram_case(
+        label,
+        ScramMechanism::Sha512,
+        ALICE.name,
+        ALICE.password,
+        &harness_authority(),
+    );
+    let grants: Vec<Grant> = required_acls(&case)
+        .into_iter()
+        .filter(|(name, _)| Some(*name) != withheld)
+        .map(|(_, grant)| grant)
+        .chain(extra(&case))
+        .collect();
+    Kafka::shared()
+        .grant(&ALICE.principal(), &grants)
+        .expect("granting alice's ACLs");
+    let limit = if withheld.is_some() {
+        FAIL_WITHIN
+    } else {
+        RUN_WITHIN
+    };
+    let outcome = run(&case, limit);
+    (case, outcome)
+}
+
+/// Withholds `withheld` and checks the run stops (or stalls) with an error containing every
+/// one of `expected` (after `{…}` placeholders are filled in from the case).
+fn refused_without(label: &str, withheld: &str, expected: &[&str]) {
+    refused_with(label, withheld, |_| Vec::new(), expected);
+}
+
+fn refused_with(label: &str, withheld: &str, extra: fn(&Case) -> Vec<Grant>, expected: &[&str]) {
+    let (case, outcome) = alice_run(label, Some(withheld), extra);
+    let shown = outcome.shown();
+    let error = outcome
+        .sink_status()
+        .map(|(_, error)| error)
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| outcome.stderr.trim().to_string());
+    println!(
+        "without {withheld}: exit {:?}, status {:?} after {:.1?}: {error}",
+        outcome.exit,
+        outcome.sink_status().map(|(s, _)| s),
+        outcome.took
+    );
+    assert!(
+        outcome.exit.is_none_or(|e| !e.success()),
+        "without {withheld} the sink still ran: {shown}"
+    );
+    for text in expected {
+        let text = text
+            .replace("{sink}", &case.sink)
+            .replace("{topic}", &case.topic)
+            .replace("{progress}", &case.progress_topic)
+            .replace("{prefix}", &case.prefix);
+        assert!(
+            shown.contains(&text),
+            "without {withheld}: the error lacks {text:?}: {shown}"
+        );
+    }
+    assert!(!shown.contains(ALICE.password), "{shown}");
+    assert!(
+        outcome.took < FAIL_WITHIN,
+        "without {withheld}: {:?}",
+        outcome.took
+    );
+}
+
+#[test]
+fn the_acl_table_suffices_for_an_ordinary_user() {
+    let (case, outcome) = alice_run("acl-all", None, |_| Vec::new());
+    println!("alice with the ACL table: {:.1?}", outcome.took);
+    assert_succeeded("alice", &case, &outcome);
+}
+
+#[test]
+fn without_read_on_the_progress_topic() {
+    refused_without(
+        "no-progress-read",
+        "progress topic Read",
+        &[
+            "not authorized to Read topic '{progress}'",
+            "grant Read and Write on topic '{progress}'",
+        ],
+    );
+}
+
+#[test]
+fn without_write_on_the_progress_topic() {
+    refused_without(
+        "no-progress-write",
+        "progress topic Write",
+        &["not authorized to Write to topic '{progress}'"],
+    );
+}
+
+#[test]
+fn without_create_on_the_progress_topic() {
+    refused_without(
+        "no-progress-create",
+        "progress topic Create",
+        &["not authorized to Create topic '{progress}'"],
+    );
+}
+
+#[test]
+fn without_write_on_the_data_topic() {
+    refused_without(
+        "no-data-write",
+        "data topic Write",
+        &[
+            "not authorized to Describe topic '{topic}' (reading metadata)",
+            "the sink's data topic needs Write",
+        ],
+    );
+}
+
+#[test]
+fn without_create_on_the_data_topic() {
+    refused_without(
+        "no-data-create",
+        "data topic Create",
+        &["not authorized to Create topic '{topic}'"],
+    );
+}
+
+#[test]
+fn without_write_on_the_transactional_ids() {
+    refused_without(
+        "no-txn-write",
+        "TransactionalId Write",
+        &[
+            "not authorized to Write to TransactionalId '{prefix}{sink}-0'",
+            "grant Write on TransactionalId prefix '{prefix}' (pattern type PREFIXED)",
+        ],
+    );
+}
+
+#[test]
+fn without_read_on_the_progress_groups() {
+    refused_without(
+        "no-group-read",
+        "Group Read",
+        // Which request meets the refusal first is a race: the progress reader's lookup of
+        // its group `{prefix}{sink}-reader` (Describe), or, when the reader reaches the end of
+        // the empty topic before that lookup's answer, the worker's transactional offset
+        // commit for `{prefix}{sink}-0` (Read). Either names a group under the prefix.
+        &[
+            "not authorized to ",
+            " group '{prefix}{sink}-",
+            "grant Read on Group prefix '{prefix}' (pattern type PREFIXED)",
+        ],
+    );
+}
+
+/// The progress reader's group is allowed, the workers' groups are not: the transactional
+/// offset commit beside the first progress record is refused.
+#[test]
+fn without_read_on_the_worker_progress_group() {
+    refused_with(
+        "no-worker-group",
+        "Group Read",
+        |case| {
+            vec![(
+                AclResource::Group(format!("{}{}-reader", case.prefix, case.sink)),
+                vec![AclOperation::Read],
+            )]
+        },
+        &[
+            "during send_offsets_to_transaction",
+            "not authorized to Read group '{prefix}{sink}-0'",
+            "grant Read on Group prefix '{prefix}' (pattern type PREFIXED)",
+        ],
+    );
+}
+
+/// An existing data topic and `TOPIC CONFIG`: the preflight describes the topic's configs to
+/// report differences, which takes DescribeConfigs on it, beyond the table. Without it the sink
+/// still runs, and its status says the configs went unchecked and why.
+#[test]
+fn topic_config_of_an_existing_topic_needs_describe_configs_on_it() {
+    let case = scram_case_with(
+        "describe-configs",
+        ScramMechanism::Sha512,
+        ALICE.name,
+        ALICE.password,
+        &harness_authority(),
+        ", TOPIC CONFIG MAP['retention.ms' => '7200000']",
+    );
+    create_topic(&Kafka::shared().bootstrap(), &case.topic, 2, &[]);
+    let grants: Vec<Grant> = required_acls(&case)
+        .into_iter()
+        .map(|(_, grant)| grant)
+        .collect();
+    Kafka::shared()
+        .grant(&ALICE.principal(), &grants)
+        .expect("granting alice's ACLs");
+    let notes = |run: &Run| {
+        run.status
+            .as_ref()
+            .map(|s| s["sinks"][0]["notes"].to_string())
+            .unwrap_or_default()
+    };
+    let unchecked = run(&case, RUN_WITHIN);
+    assert_succeeded("without DescribeConfigs", &case, &unchecked);
+    let expected = format!(
+        "was not checked against the requested configs: the broker described none of them, as \
+         Kafka does for a principal not authorized to DescribeConfigs topic '{topic}'; grant \
+         DescribeConfigs on topic '{topic}'",
+        topic = case.topic
+    );
+    println!("without DescribeConfigs: {}", notes(&unchecked));
+    assert!(
+        notes(&unchecked).contains(&expected),
+        "{}",
+        notes(&unchecked)
+    );
+
+    Kafka::shared()
+        .grant(
+            &ALICE.principal(),
+            &[(
+                AclResource::Topic(case.topic.clone()),
+                vec![AclOperation::DescribeConfigs],
+            )],
+        )
+        .expect("granting DescribeConfigs");
+    let checked = run(&case, RUN_WITHIN);
+    assert!(checked.exit.is_some_and(|e| e.success()), "{checked:?}");
+    println!("with DescribeConfigs: {}", notes(&checked));
+    // The existing topic keeps the broker's retention, and the status says so.
+    assert!(
+        notes(&checked).contains("retention.ms") && notes(&checked).contains("604800000"),
+        "{}",
+        notes(&checked)
+    );
+    // The rerun finds the progress topic too, and checks it is compacted: DescribeConfigs on
+    // the progress topic, which alice lacks.
+    assert!(
+        notes(&checked).contains(&format!(
+            "as Kafka does for a principal not authorized to DescribeConfigs topic '{}'",
+            case.progress_topic
+        )),
+        "{}",
+        notes(&checked)
+    );
+}
