@@ -21,9 +21,12 @@ test:
 demo *ARGS:
     cargo run -p outflow-examples --bin demo -- {{ARGS}}
 
-# The throughput harness's standard suite (under 5 minutes on 2 cores): prints a table, writes
-# target/bench/results.json and a plot, target/bench/results.svg. Extra flags pass through
-# (`just bench --broker HOST:PORT`, or `--stage sink --workers 2 …` for one scenario).
+# The throughput harness's standard suite (under 5 minutes on 2 cores): broker-free and
+# mock-cluster scenarios, then exactly-once and at-least-once sinks on the test harness's Apache
+# Kafka broker beside raw producers with the sink's settings on the same broker; prints the
+# tables, writes target/bench/results.json and a plot, target/bench/results.svg. Extra flags
+# pass through (`just bench --broker HOST:PORT` for a running broker, `--broker none` for no
+# real broker, or `--stage sink --workers 2 …` for one scenario).
 bench *ARGS:
     mkdir -p target/bench
     cargo run --release -p outflow-bench -- --json-out target/bench/results.json {{ARGS}}

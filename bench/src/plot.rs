@@ -1,5 +1,6 @@
 //! The plot of a suite's figures (SVG, through plotters): throughput against workers, one
-//! chart per target with a line per kind of scenario, and throughput against row width.
+//! chart per target with a line per kind of scenario, throughput against row width, and the
+//! sinks' throughput as a ratio of the fair raw producers' against workers.
 //! Each chart keeps its legend in a column of its own beside the data.
 
 use std::collections::BTreeMap;
@@ -34,6 +35,8 @@ struct Chart {
     x_label: &'static str,
     /// Row widths double from one scenario to the next, so their axis is in powers of two.
     log2_x: bool,
+    /// The values are ratios (`0.45×`), not rows/s.
+    ratio_y: bool,
     series: Vec<Series>,
 }
 
@@ -143,6 +146,7 @@ fn charts(rows: &[Figures]) -> Vec<Chart> {
                 ),
                 x_label: "workers",
                 log2_x: false,
+                ratio_y: false,
                 series: lines,
             });
         }
@@ -157,6 +161,33 @@ fn charts(rows: &[Figures]) -> Vec<Chart> {
             title: "Throughput against row width (broker-free unless noted)".to_string(),
             x_label: "columns per row (log scale)",
             log2_x: true,
+            ratio_y: false,
+            series: lines,
+        });
+    }
+    // Sinks over the raw producers with their settings, messages, broker and commit cadence.
+    let mut ratios: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
+    for f in rows
+        .iter()
+        .filter(|f| f.error.is_none() && f.stage == Stage::Sink && f.ratio_vs_raw_producer > 0.0)
+    {
+        ratios
+            .entry(format!("{}, {}", kind(f), target_name(f.target)))
+            .or_default()
+            .insert(f.workers as u64, f.ratio_vs_raw_producer);
+    }
+    let lines: Vec<Series> = ratios
+        .into_iter()
+        .filter(|(_, points)| points.len() > 1)
+        .map(|(label, points)| series(label, points))
+        .collect();
+    if !lines.is_empty() {
+        charts.push(Chart {
+            title: "Sink throughput over a raw producer with the sink's settings, same broker"
+                .to_string(),
+            x_label: "workers",
+            log2_x: false,
+            ratio_y: true,
             series: lines,
         });
     }
@@ -204,10 +235,14 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(52)
         .y_label_area_size(64)
         .build_cartesian_2d((x_min - pad)..(x_max + pad), 0f64..y_max)?;
-    let log2_x = chart.log2_x;
+    let (log2_x, ratio_y) = (chart.log2_x, chart.ratio_y);
     ctx.configure_mesh()
         .x_desc(chart.x_label)
-        .y_desc("rows/s")
+        .y_desc(if chart.ratio_y {
+            "× raw producer"
+        } else {
+            "rows/s"
+        })
         .axis_desc_style((FONT, 14))
         .label_style((FONT, 13))
         // Ticks at the whole numbers the points stand on, labelled with what they stand for.
@@ -220,7 +255,13 @@ fn draw<DB: DrawingBackend>(
             format!("{shown}")
         })
         .disable_x_mesh()
-        .y_label_formatter(&|y| rate(*y))
+        .y_label_formatter(&|y| {
+            if ratio_y {
+                format!("{y:.2}×")
+            } else {
+                rate(*y)
+            }
+        })
         .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
         .draw()?;
@@ -263,6 +304,7 @@ mod tests {
             name: String::new(),
             stage,
             target,
+            broker: None,
             format,
             envelope: EnvelopeKind::Upsert,
             delivery,
@@ -280,6 +322,11 @@ mod tests {
             latency_p99_ms: 2.0,
             peak_rss_bytes: 0,
             transactions_per_sec: None,
+            commit_interval_ms: None,
+            commit_p50_ms: None,
+            commit_p99_ms: None,
+            raw_commit_p50_ms: None,
+            raw_commit_p99_ms: None,
             ratio_vs_raw_producer: 1.0,
             ratio_vs_serde_json: 1.0,
             raw_producer_rows_per_sec: 0.0,
@@ -356,13 +403,22 @@ mod tests {
     }
 
     #[test]
-    fn a_suite_makes_a_chart_per_target_and_one_per_width() {
+    fn a_suite_makes_a_chart_per_target_one_per_width_and_one_of_ratios() {
         let charts = charts(&suite());
         let titles: Vec<&str> = charts.iter().map(|c| c.title.as_str()).collect();
-        assert_eq!(titles.len(), 3, "{titles:?}");
+        assert_eq!(titles.len(), 4, "{titles:?}");
         assert!(titles[0].contains("workers, broker-free"));
         assert!(titles[1].contains("workers, embedded mock broker"));
         assert!(titles[2].contains("row width"));
+        assert!(titles[3].contains("over a raw producer"), "{titles:?}");
+        let ratio_labels: Vec<&str> = charts[3].series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            ratio_labels,
+            [
+                "sink json upsert at-least-once, embedded mock broker",
+                "sink json upsert exactly-once, embedded mock broker"
+            ]
+        );
         let labels: Vec<&str> = charts[0].series.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(
             labels,

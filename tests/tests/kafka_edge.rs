@@ -823,6 +823,15 @@ fn the_driver_commits_transactions_and_a_restart_resumes_after_them(target: Targ
     // poll slices.
     assert!(stats.commits_after_deliveries >= 4, "{stats:?}");
     assert_eq!(stats.commits_with_messages_in_flight, 0, "{stats:?}");
+    // Each commit's duration is kept once, for the sink's statistics, and taken once.
+    let commit_micros = worker.driver.take_commit_micros();
+    assert_eq!(
+        commit_micros.len() as u64,
+        stats.commits_after_deliveries,
+        "{commit_micros:?} {stats:?}"
+    );
+    assert_eq!(commit_micros.last(), Some(&stats.last_commit_micros));
+    assert_eq!(worker.driver.take_commit_micros(), Vec::<u64>::new());
     worker.driver.shutdown();
 
     let committed = committed_data(target, &data);
@@ -934,6 +943,15 @@ fn at_least_once_writes_progress_after_data_without_transactions(target: Target)
     let stats = worker.driver.stats();
     assert!(stats.commits_after_deliveries >= 2, "{stats:?}");
     assert_eq!(stats.commits_with_messages_in_flight, 0, "{stats:?}");
+    // Each commit's duration is kept once, for the sink's statistics, and taken once.
+    let commit_micros = worker.driver.take_commit_micros();
+    assert_eq!(
+        commit_micros.len() as u64,
+        stats.commits_after_deliveries,
+        "{commit_micros:?} {stats:?}"
+    );
+    assert_eq!(commit_micros.last(), Some(&stats.last_commit_micros));
+    assert_eq!(worker.driver.take_commit_micros(), Vec::<u64>::new());
     worker.driver.shutdown();
 
     let log = rawlog::read_topic(&target.bootstrap(), &data).unwrap();

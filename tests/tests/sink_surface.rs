@@ -807,6 +807,14 @@ fn statistics_add_up_to_what_the_topic_holds() {
         "{report:#?}"
     );
     assert_eq!(total.transactions_aborted, 0);
+    // Every commit's duration, as the worker's producer timed it, for percentiles.
+    for w in report.workers.values() {
+        assert_eq!(
+            w.commit_micros.len() as u64,
+            w.transactions_committed,
+            "{report:#?}"
+        );
+    }
     assert_eq!(
         total.committed_frontier,
         Some(u64::MAX),

@@ -19,6 +19,12 @@ mod run;
 use read::{read_sink, ReadOptions};
 use run::{run, FeedSource, RunError, RunOptions, RunPlan};
 
+/// The sink allocates for every message and frees a committed transaction's messages at once;
+/// glibc's malloc spends much of a worker's time there, jemalloc little. The `outflow` library
+/// leaves the choice to the program that uses it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "outflow",

@@ -7,6 +7,14 @@
 //! arrangement; its [`SinkMonitor`] reports status and statistics. The modules below the
 //! re-exports are the librdkafka edge (connections, topics, the per-worker producer, progress
 //! recovery, the raw-log reader, the embedded broker) for tools that drive it directly.
+//!
+//! # Allocator
+//!
+//! The library sets no global allocator: that is the program's choice. A sink allocates for
+//! each message it sends and frees a committed transaction's messages together, which glibc's
+//! malloc makes costly; the `outflow` program and the bench use jemalloc
+//! (`#[global_allocator] static A: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;`),
+//! and a pipeline that sinks much should consider the same.
 
 pub use outflow_dataflow as dataflow;
 pub use outflow_encoders as encoders;

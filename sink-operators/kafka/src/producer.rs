@@ -577,12 +577,29 @@ struct Counters {
     commits_after_deliveries: AtomicU64,
     commits_with_messages_in_flight: AtomicU64,
     last_commit_micros: AtomicU64,
+    /// Commit durations not yet taken by [`ProducerDriver::take_commit_micros`], the newest
+    /// [`KEPT_COMMIT_TIMES`] at most.
+    commit_times: Mutex<VecDeque<u64>>,
     /// The transaction attempt and offset of the last progress record the broker acknowledged.
     progress_transaction: AtomicU64,
     progress_offset: AtomicI64,
 }
 
+/// How many untaken commit durations a driver keeps.
+const KEPT_COMMIT_TIMES: usize = 1024;
+
 impl Counters {
+    fn commit_took(&self, micros: u64) {
+        let mut times = self
+            .commit_times
+            .lock()
+            .expect("the commit times' lock is never poisoned");
+        if times.len() == KEPT_COMMIT_TIMES {
+            times.pop_front();
+        }
+        times.push_back(micros);
+    }
+
     fn sending(&self, bytes: usize) {
         self.messages_in_flight.fetch_add(1, Ordering::Relaxed);
         self.bytes_in_flight
@@ -945,6 +962,18 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         }
     }
 
+    /// How long each commit (and at-least-once batch end) since the last call took, from the
+    /// delivery wait to the broker's answer, in microseconds, oldest first; the newest 1024 at
+    /// most.
+    pub fn take_commit_micros(&self) -> Vec<u64> {
+        self.counters
+            .commit_times
+            .lock()
+            .expect("the commit times' lock is never poisoned")
+            .drain(..)
+            .collect()
+    }
+
     /// The settings the driver runs with.
     pub fn settings(&self) -> &ProducerSettings {
         &self.settings
@@ -1209,9 +1238,11 @@ impl<M: OutgoingRecord> IoThread<M> {
                 .commit_transaction(self.settings.call_timeout)
                 .map_err(|e| self.failed("commit_transaction", &e))
         });
+        let micros = started.elapsed().as_micros() as u64;
         self.counters
             .last_commit_micros
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .store(micros, Ordering::Relaxed);
+        self.counters.commit_took(micros);
         if result.is_ok() {
             // A refusal logged before this commit was not about this transaction.
             *self
@@ -1316,9 +1347,11 @@ impl<M: OutgoingRecord> IoThread<M> {
     fn commit_batch(&mut self, transaction: u64) -> Result<(), TxnError> {
         let started = std::time::Instant::now();
         let result = self.end_batch(transaction);
+        let micros = started.elapsed().as_micros() as u64;
         self.counters
             .last_commit_micros
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .store(micros, Ordering::Relaxed);
+        self.counters.commit_took(micros);
         result
     }
 

@@ -85,6 +85,10 @@ pub struct WorkerStatistics {
     /// The time from the input frontier passing a time to that time being committed, in
     /// milliseconds, for the last commit.
     pub frontier_to_commit_ms: Option<u64>,
+    /// How long this worker's most recent commits took (the newest 1024), in microseconds,
+    /// oldest first: percentiles for benchmarks and tools; not in the status file.
+    #[serde(skip)]
+    pub commit_micros: Vec<u64>,
 }
 
 impl WorkerStatistics {
@@ -99,6 +103,7 @@ impl WorkerStatistics {
         self.key_violations += other.key_violations;
         self.partition_errors += other.partition_errors;
         self.frontier_to_commit_ms = self.frontier_to_commit_ms.max(other.frontier_to_commit_ms);
+        self.commit_micros.extend_from_slice(&other.commit_micros);
     }
 }
 

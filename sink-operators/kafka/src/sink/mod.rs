@@ -42,7 +42,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use crate::dataflow::operators::{CombineAtTimestamp, CombineOptions, Combined, KeyBy, PairCredit};
 use crate::dataflow::Row;
-use crate::producer::{ProducerDriver, ProducerSettings};
+use crate::producer::ProducerDriver;
 use crate::status::{SinkMonitor, SinkStatus};
 use worker::{Wakers, WorkerSink};
 
@@ -171,16 +171,7 @@ fn render<'scope>(
     monitor.set_status(worker, SinkStatus::Starting);
 
     let names = plan.names();
-    let mut settings = ProducerSettings::new(
-        names.clone(),
-        worker as u32,
-        plan.spec.topic.clone(),
-        plan.connection.progress_topic.clone(),
-        &plan.cadence,
-    );
-    settings.mode = plan.delivery_mode();
-    settings.compression = plan.spec.compression;
-    settings.call_timeout = plan.call_timeout;
+    let settings = plan.producer_settings(worker as u32);
 
     // The driver wakes whichever of this worker's sink operators waits on it.
     let wakers = Wakers::default();

@@ -7,7 +7,7 @@ use outflow_protocol::{Cadence, Definition, SinkNames};
 use super::SinkError;
 use crate::connection::{registry_config, KafkaConnection};
 use crate::encoders::{EncoderConfig, Envelope, FormatSpec, RegistryConfig};
-use crate::producer::{DeliveryMode, DEFAULT_CALL_TIMEOUT};
+use crate::producer::{DeliveryMode, ProducerSettings, DEFAULT_CALL_TIMEOUT};
 use crate::spec::{DeliveryGuarantee, SinkSpec};
 use crate::statement::Catalog;
 
@@ -115,6 +115,23 @@ impl SinkPlan {
             DeliveryGuarantee::ExactlyOnce => DeliveryMode::ExactlyOnce,
             DeliveryGuarantee::AtLeastOnce => DeliveryMode::AtLeastOnce,
         }
+    }
+
+    /// Worker `worker`'s producer settings, as `sink_kafka` starts it: with
+    /// [`producer_config`](crate::producer::producer_config) over the connection's options they
+    /// are its whole librdkafka configuration (a benchmark's baseline producer uses the same).
+    pub fn producer_settings(&self, worker: u32) -> ProducerSettings {
+        let mut settings = ProducerSettings::new(
+            self.names(),
+            worker,
+            self.spec.topic.clone(),
+            self.connection.progress_topic.clone(),
+            &self.cadence,
+        );
+        settings.mode = self.delivery_mode();
+        settings.compression = self.spec.compression;
+        settings.call_timeout = self.call_timeout;
+        settings
     }
 
     /// What the sink's encoder is configured with, as `sink_kafka` builds it.

@@ -160,7 +160,11 @@ impl WorkerSink {
                 } else {
                     BTreeMap::new()
                 };
+                let commit_micros = self.driver.take_commit_micros();
                 self.monitor.update(self.worker, |s| {
+                    s.commit_micros.extend(commit_micros);
+                    let excess = s.commit_micros.len().saturating_sub(1024);
+                    s.commit_micros.drain(..excess);
                     s.messages_committed += messages;
                     s.bytes_committed += bytes;
                     s.committed_frontier = Some(bound);
