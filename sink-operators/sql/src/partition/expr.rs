@@ -100,8 +100,9 @@ impl PartitionExpr {
 
     /// The indices of the columns the expression reads, in ascending order.
     pub fn columns(&self) -> Vec<usize> {
-        let mut columns = Vec::new();
-        self.root.collect_columns(&mut columns);
+        let mut named = Vec::new();
+        self.root.collect_named_columns(&mut named);
+        let mut columns: Vec<usize> = named.into_iter().map(|(index, _, _)| index).collect();
         columns.sort_unstable();
         columns.dedup();
         columns
@@ -1152,34 +1153,6 @@ impl Node {
                 }
             }
             Node::Call { args, .. } => args.iter().for_each(|a| a.collect_named_columns(out)),
-        }
-    }
-
-    fn collect_columns(&self, out: &mut Vec<usize>) {
-        match self {
-            Node::Column { index, .. } => out.push(*index),
-            Node::Literal(_) => {}
-            Node::Cast { input, .. }
-            | Node::Not(input)
-            | Node::Neg { input, .. }
-            | Node::IsNull { input, .. } => input.collect_columns(out),
-            Node::Binary { left, right, .. } => {
-                left.collect_columns(out);
-                right.collect_columns(out);
-            }
-            Node::Case {
-                branches,
-                otherwise,
-            } => {
-                for (c, r) in branches {
-                    c.collect_columns(out);
-                    r.collect_columns(out);
-                }
-                if let Some(o) = otherwise {
-                    o.collect_columns(out);
-                }
-            }
-            Node::Call { args, .. } => args.iter().for_each(|a| a.collect_columns(out)),
         }
     }
 
