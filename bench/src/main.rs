@@ -753,7 +753,8 @@ fn workload(scenario: &Scenario, index: usize, peers: usize) -> Workload {
         .iter()
         .map(|row| (0, DiffPair::insert(row.clone())))
         .collect();
-    let share_of = |total: u64| total / peers as u64 + u64::from((index as u64) < total % peers as u64);
+    let share_of =
+        |total: u64| total / peers as u64 + u64::from((index as u64) < total % peers as u64);
     let share = share_of(scenario.changes);
     let per_round = share.div_ceil(scenario.rounds).max(1) as usize;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ index as u64;
@@ -970,7 +971,11 @@ fn encode_loop(encoder: &SinkEncoder, pairs: &[(u64, DiffPair<Row>)]) -> f64 {
         .iter()
         .map(|(time, pair)| {
             let side = pair.after.as_ref().or(pair.before.as_ref());
-            (side.expect("a change has a side").project(&[0]), *time, pair)
+            (
+                side.expect("a change has a side").project(&[0]),
+                *time,
+                pair,
+            )
         })
         .collect();
     let mut message = EncodedMessage::new();
@@ -1683,7 +1688,10 @@ impl Figures {
         } else {
             0.0
         };
-        let parts_rate = match (outcome.encode_combine_rows_per_sec, outcome.raw_producer_rows_per_sec) {
+        let parts_rate = match (
+            outcome.encode_combine_rows_per_sec,
+            outcome.raw_producer_rows_per_sec,
+        ) {
             (Some(parts), raw) if parts > 0.0 && raw > 0.0 => 1.0 / (1.0 / parts + 1.0 / raw),
             _ => 0.0,
         };
@@ -1721,7 +1729,10 @@ impl Figures {
                 .snapshot_cpu_ns
                 .iter()
                 .map(|(group, ns)| {
-                    (group.clone(), *ns as f64 / 1e3 / outcome.snapshot_rows.max(1) as f64)
+                    (
+                        group.clone(),
+                        *ns as f64 / 1e3 / outcome.snapshot_rows.max(1) as f64,
+                    )
                 })
                 .collect(),
             peak_rss_bytes: outcome.peak_rss_bytes,
@@ -1734,7 +1745,9 @@ impl Figures {
                 .then(|| percentile_micros(&outcome.raw_commit_micros, 50.0)),
             raw_commit_p99_ms: (!outcome.raw_commit_micros.is_empty())
                 .then(|| percentile_micros(&outcome.raw_commit_micros, 99.0)),
-            ratio_vs_raw_producer: sink.then(|| ratio(outcome.raw_producer_rows_per_sec)).flatten(),
+            ratio_vs_raw_producer: sink
+                .then(|| ratio(outcome.raw_producer_rows_per_sec))
+                .flatten(),
             ratio_vs_parts: sink.then(|| ratio(parts_rate)).flatten(),
             encode_combine_rows_per_sec: outcome.encode_combine_rows_per_sec,
             ratio_vs_encode_loop: matches!(scenario.stage, Stage::Encode | Stage::EncodeCombine)
@@ -1879,7 +1892,10 @@ fn print_targets(rows: &[Figures]) {
         }
     }
     // Exactly-once beside at-least-once on the same broker, workers and commit interval.
-    for eo in sinks.iter().filter(|f| f.delivery == Some(Delivery::ExactlyOnce)) {
+    for eo in sinks
+        .iter()
+        .filter(|f| f.delivery == Some(Delivery::ExactlyOnce))
+    {
         let alo = sinks.iter().find(|f| {
             f.delivery == Some(Delivery::AtLeastOnce)
                 && f.target == eo.target

@@ -177,7 +177,11 @@ fn charts(rows: &[Figures]) -> Vec<Chart> {
         ] {
             if let Some(ratio) = ratio.filter(|r| *r > 0.0) {
                 ratios
-                    .entry(format!("{}, {}, over {over}", kind(f), target_name(f.target)))
+                    .entry(format!(
+                        "{}, {}, over {over}",
+                        kind(f),
+                        target_name(f.target)
+                    ))
                     .or_default()
                     .insert(f.workers as u64, ratio);
             }

@@ -21,9 +21,10 @@ use super::worker::{Wakers, WorkerSink};
 use super::{PreparedSink, PAIR_CREDIT};
 use crate::dataflow::operators::{Combined, KeyViolation, PairCredit, Refusal};
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
-use crate::encoders::EncodedMessage;
-use crate::partition::{key_partition_hash, partition_for};
-use crate::producer::SinkRecord;
+use crate::encoders::{EncodedMessage, SinkEncoder};
+use crate::partition::{key_partition_hash, partition_for, PartitionExpr};
+use crate::record::{Arena, Parts};
+use crate::topic::PartitionWatch;
 
 pub(super) fn produce<'scope>(
     scope: Scope<'scope, u64>,
@@ -44,10 +45,19 @@ pub(super) fn produce<'scope>(
     let (_committed_output, committed) = builder.new_output::<Vec<u64>>();
 
     let spec = &sink.plan.spec;
-    let encoder = sink.encoder.clone();
-    let partitions = Arc::clone(&sink.partitions);
+    let mut feeder = Feeder {
+        encoder: sink.encoder.clone(),
+        message: EncodedMessage::new(),
+        arena: Arena::new(),
+        partitions: Arc::clone(&sink.partitions),
+        partition_by: spec.partition_by.clone(),
+        sink_name: spec.name.clone(),
+        partition_error_noted: false,
+        staged_messages: 0,
+        staged_bytes: 0,
+        partition_errors: 0,
+    };
     let enforced = spec.key_is_enforced();
-    let partition_by = spec.partition_by.clone();
     let violation_count = combined.violation_count.clone();
     let sink_name = spec.name.clone();
     let shown = ShownRows {
@@ -61,7 +71,6 @@ pub(super) fn produce<'scope>(
     builder.build(move |mut capabilities| {
         let mut capability: Option<Capability<u64>> = capabilities.pop();
         let mut recovery: Option<Arc<Recovery>> = None;
-        let mut partition_error_noted = false;
         // Pairs by (time, key position). Combining emits a batch key by key, so when one batch
         // spans several times (the input ran ahead of the sink) their pairs interleave; the
         // machine takes them in (time, position) order. A pair at a time the input frontier has
@@ -69,7 +78,6 @@ pub(super) fn produce<'scope>(
         // lies in one batch, read in key order), so pairs at the frontier's time go out at once
         // and only later times wait: a snapshot streams, a backlog waits for its batch.
         let mut stash: BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>> = BTreeMap::new();
-        let mut message = EncodedMessage::new();
         let mut violations_seen = 0u64;
         // A key violation that fails the sink, at its time: everything before that time is
         // committed first (so the run keeps what the input proved good), then the sink fails.
@@ -97,17 +105,6 @@ pub(super) fn produce<'scope>(
                     }
                 }
             });
-            let mut received = 0usize;
-            pairs_input.for_each(|_, data| {
-                for (key, time, pair) in data.drain(..) {
-                    received += 1;
-                    stash
-                        .entry((time, key.order_key()))
-                        .or_default()
-                        .push_back((key, pair));
-                }
-            });
-            owed_credit += received;
             violations_input.for_each(|_, data| {
                 for violation in data.drain(..) {
                     let skipped = recovery.as_ref().is_some_and(|r| {
@@ -139,6 +136,36 @@ pub(super) fn produce<'scope>(
                     }
                 }
             });
+            // The input frontier's time: pairs at it go to the machine at once while nothing
+            // waits in the stash (a snapshot, a stream that keeps up), in the order they come.
+            let input = frontiers[0]
+                .frontier()
+                .iter()
+                .chain(frontiers[1].frontier().iter())
+                .min()
+                .copied();
+            let mut received = 0usize;
+            pairs_input.for_each(|_, data| {
+                for (key, time, pair) in data.drain(..) {
+                    received += 1;
+                    let direct = stash.is_empty()
+                        && Some(time) == input
+                        && !state.paused
+                        && state.failed.is_none()
+                        && fail_at.as_ref().is_none_or(|(at, _)| time < *at);
+                    match recovery.as_ref().filter(|_| direct) {
+                        Some(resume) => {
+                            key.write_order_key(feeder.arena.position_buffer());
+                            feeder.feed(&mut state, resume, key, time, pair);
+                        }
+                        None => stash
+                            .entry((time, key.order_key()))
+                            .or_default()
+                            .push_back((key, pair)),
+                    }
+                }
+            });
+            owed_credit += received;
             let counted = violation_count.get();
             state.monitor.update(state.worker, |s| {
                 s.key_violations = counted.max(violations_seen)
@@ -156,18 +183,9 @@ pub(super) fn produce<'scope>(
             }
 
             if let (Some(resume), None) = (recovery.as_ref(), state.failed.as_ref()) {
-                // Feed pairs while the machine takes them, in (time, position) order, up to the
-                // input frontier's time.
-                let input = frontiers[0]
-                    .frontier()
-                    .iter()
-                    .chain(frontiers[1].frontier().iter())
-                    .min()
-                    .copied();
-                // Counted here and reported once per activation: the monitor is shared.
-                let (mut staged_messages, mut staged_bytes) = (0u64, 0u64);
-                let mut partition_errors = 0u64;
-                while !state.paused {
+                // Feed stashed pairs while the machine takes them, in (time, position) order,
+                // up to the input frontier's time.
+                while !state.paused && state.failed.is_none() {
                     let Some(mut entry) = stash.first_entry() else {
                         break;
                     };
@@ -177,7 +195,10 @@ pub(super) fn produce<'scope>(
                     {
                         break;
                     }
-                    let position = entry.key().1.clone();
+                    feeder
+                        .arena
+                        .position_buffer()
+                        .extend_from_slice(&entry.key().1);
                     let (key, pair) = entry
                         .get_mut()
                         .pop_front()
@@ -185,83 +206,9 @@ pub(super) fn produce<'scope>(
                     if entry.get().is_empty() {
                         entry.remove();
                     }
-                    if resume
-                        .resume
-                        .should_skip(stable_key_hash(&key), time, &position)
-                    {
-                        continue;
-                    }
-                    if let Err(error) = encoder.encode(&key, &pair, time, &mut message) {
-                        state.fail(format!(
-                            "cannot encode an update of sink {sink_name} at time {time}: {error}"
-                        ));
-                        break;
-                    }
-                    let hash = match &partition_by {
-                        Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
-                            None => None,
-                            Some(row) => match expr.partition(row) {
-                                Ok(hash) => hash,
-                                Err(error) => {
-                                    // Materialize sends such a message to partition 0; so do
-                                    // we, counting each and naming the first row per worker.
-                                    partition_errors += 1;
-                                    if !partition_error_noted {
-                                        partition_error_noted = true;
-                                        let note = format!(
-                                            "PARTITION BY {expr} failed on the row with {} at time {time}: {error}; \
-                                             the message went to partition 0 (partition_errors counts every such message)",
-                                            expr.describe_row(row)
-                                        );
-                                        tracing::warn!(sink = %sink_name, worker = state.worker, "{note}");
-                                        state.monitor.note(note);
-                                    }
-                                    None
-                                }
-                            },
-                        },
-                        None if message.key().is_some() => {
-                            key_partition_hash(message.key_payload())
-                        }
-                        None => Some(stable_key_hash(&key)),
-                    };
-                    let record = SinkRecord {
-                        partition: Some(partition_for(hash, partitions.current())),
-                        key: message.key().map(<[u8]>::to_vec),
-                        value: message.value().map(<[u8]>::to_vec),
-                        headers: message
-                            .headers()
-                            .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
-                            .collect(),
-                        timestamp: None,
-                    };
-                    let bytes = record.key.as_ref().map_or(0, Vec::len)
-                        + record.value.as_ref().map_or(0, Vec::len)
-                        + record
-                            .headers
-                            .iter()
-                            .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len))
-                            .sum::<usize>();
-                    let entry = state.staged.entry(time).or_default();
-                    entry.0 += 1;
-                    entry.1 += bytes as u64;
-                    staged_messages += 1;
-                    staged_bytes += bytes as u64;
-                    state.handle(Event::Message {
-                        time,
-                        position,
-                        bytes,
-                        message: Arc::new(record),
-                    });
-                    state.pump();
+                    feeder.feed(&mut state, resume, key, time, pair);
                 }
-                if staged_messages > 0 {
-                    state.monitor.update(state.worker, |s| {
-                        s.messages_staged += staged_messages;
-                        s.bytes_staged += staged_bytes;
-                        s.partition_errors += partition_errors;
-                    });
-                }
+                feeder.report(&state);
                 // The frontier the machine may rely on: nothing stashed is before it.
                 let frontier = match (stash.first_key_value().map(|((t, _), _)| *t), input) {
                     (Some(stashed), Some(input)) => Some(stashed.min(input)),
@@ -341,6 +288,115 @@ pub(super) fn produce<'scope>(
     });
 
     committed
+}
+
+/// Turns pairs into packed messages for the machine: encodes, partitions, packs into the
+/// worker's arena, and counts what it staged until [`Feeder::report`].
+struct Feeder {
+    encoder: SinkEncoder,
+    message: EncodedMessage,
+    arena: Arena,
+    partitions: Arc<PartitionWatch>,
+    partition_by: Option<PartitionExpr>,
+    sink_name: String,
+    partition_error_noted: bool,
+    staged_messages: u64,
+    staged_bytes: u64,
+    partition_errors: u64,
+}
+
+impl Feeder {
+    /// Stages the pair at `time` whose key's position is in the arena's position buffer,
+    /// unless the topic already holds it; an encoding error fails the sink.
+    fn feed(
+        &mut self,
+        state: &mut WorkerSink,
+        resume: &Recovery,
+        key: Row,
+        time: u64,
+        pair: DiffPair<Row>,
+    ) {
+        let key_hash = stable_key_hash(&key);
+        if resume
+            .resume
+            .should_skip(key_hash, time, self.arena.position_buffer_contents())
+        {
+            return;
+        }
+        let message = &mut self.message;
+        if let Err(error) = self.encoder.encode(&key, &pair, time, message) {
+            state.fail(format!(
+                "cannot encode an update of sink {} at time {time}: {error}",
+                self.sink_name
+            ));
+            return;
+        }
+        let hash = match &self.partition_by {
+            Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
+                None => None,
+                Some(row) => match expr.partition(row) {
+                    Ok(hash) => hash,
+                    Err(error) => {
+                        // Materialize sends such a message to partition 0; so do we, counting
+                        // each and naming the first row per worker.
+                        self.partition_errors += 1;
+                        if !self.partition_error_noted {
+                            self.partition_error_noted = true;
+                            let note = format!(
+                                "PARTITION BY {expr} failed on the row with {} at time {time}: {error}; \
+                                 the message went to partition 0 (partition_errors counts every such message)",
+                                expr.describe_row(row)
+                            );
+                            tracing::warn!(sink = %self.sink_name, worker = state.worker, "{note}");
+                            state.monitor.note(note);
+                        }
+                        None
+                    }
+                },
+            },
+            None if message.key().is_some() => key_partition_hash(message.key_payload()),
+            None => Some(key_hash),
+        };
+        let record = self.arena.pack(Parts {
+            partition: Some(partition_for(hash, self.partitions.current())),
+            key: message.key(),
+            value: message.value(),
+            headers: message.headers(),
+        });
+        let bytes = record.payload_bytes();
+        let entry = state.staged.entry(time).or_default();
+        entry.0 += 1;
+        entry.1 += bytes as u64;
+        self.staged_messages += 1;
+        self.staged_bytes += bytes as u64;
+        state.handle(Event::Message {
+            time,
+            position: record.position(),
+            bytes,
+            message: record,
+        });
+        state.pump();
+    }
+
+    /// Adds what was staged since the last report to the worker's statistics (once per
+    /// activation: the monitor is shared).
+    fn report(&mut self, state: &WorkerSink) {
+        if self.staged_messages > 0 || self.partition_errors > 0 {
+            let (messages, bytes, errors) = (
+                self.staged_messages,
+                self.staged_bytes,
+                self.partition_errors,
+            );
+            state.monitor.update(state.worker, |s| {
+                s.messages_staged += messages;
+                s.bytes_staged += bytes;
+                s.partition_errors += errors;
+            });
+            self.staged_messages = 0;
+            self.staged_bytes = 0;
+            self.partition_errors = 0;
+        }
+    }
 }
 
 /// Non-unique keys under `NOT ENFORCED` that a worker names on stderr and in the status; more
