@@ -1258,7 +1258,8 @@ impl<M: OutgoingRecord> IoThread<M> {
             Call::Init => Event::Initialized(
                 self.producer
                     .init_transactions(timeout)
-                    .map_err(|e| self.failed("init_transactions", &e)),
+                    .map_err(|e| self.failed("init_transactions", &e))
+                    .and_then(|()| self.start_group()),
             ),
             Call::Begin => Event::Began(
                 self.producer
@@ -1357,7 +1358,7 @@ impl<M: OutgoingRecord> IoThread<M> {
 
     fn at_least_once(&mut self, call: Call) -> Option<Event<M>> {
         Some(match call {
-            Call::Init => Event::Initialized(Ok(())),
+            Call::Init => Event::Initialized(self.start_group()),
             Call::Begin => {
                 self.held_progress = None;
                 self.pending_offset = None;
@@ -1515,6 +1516,13 @@ impl<M: OutgoingRecord> IoThread<M> {
     /// The group's handle, built on first use: a consumer with that `group.id` (no
     /// subscription, so it joins nothing) yields the metadata transactions need, or commits
     /// offsets itself.
+    /// The progress group's client, made at startup: librdkafka starts looking for the group's
+    /// coordinator as the client is made, so that the first commit does not wait for it.
+    fn start_group(&mut self) -> Result<(), TxnError> {
+        let group = self.settings.names.progress_group_id(self.settings.worker);
+        self.ensure_group(&group)
+    }
+
     fn ensure_group(&mut self, group: &str) -> Result<(), TxnError> {
         match self.groups.entry(group.to_string()) {
             Entry::Occupied(_) => Ok(()),
