@@ -236,11 +236,23 @@ pub struct SaslSpec {
     pub password: SecretRef,
 }
 
-/// `SASL MECHANISMS = 'OAUTHBEARER'` with OAuth 2.0 client credentials: librdkafka posts the
-/// client id and secret to the token endpoint (`sasl.oauthbearer.method=oidc`), sends the
-/// token it gets to the brokers, and fetches a new one before it expires.
+/// `SASL MECHANISMS = 'OAUTHBEARER'`: where the client's tokens come from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct OAuthBearerSpec {
+#[serde(rename_all = "snake_case")]
+pub enum OAuthBearerSpec {
+    /// OAuth 2.0 client credentials: librdkafka posts the client id and secret to the token
+    /// endpoint (`sasl.oauthbearer.method=oidc`), sends the token it gets to the brokers, and
+    /// fetches a new one before it expires.
+    ClientCredentials(OAuthClientCredentials),
+    /// Unsigned tokens librdkafka makes itself (`LIBRDKAFKA OPTIONS
+    /// ('enable.sasl.oauthbearer.unsecure.jwt' = 'true', 'sasl.oauthbearer.config' = SECRET
+    /// s)`), which only a development broker accepts.
+    Unsecured,
+}
+
+/// The client credentials of [`OAuthBearerSpec::ClientCredentials`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OAuthClientCredentials {
     /// `SASL OAUTHBEARER TOKEN ENDPOINT`: an `http://` or `https://` URL.
     pub token_endpoint: String,
     pub client_id: StringOrSecret,
@@ -263,7 +275,7 @@ pub struct ConnectionSpec {
     pub brokers: Vec<String>,
     pub security_protocol: SecurityProtocol,
     pub sasl: Option<SaslSpec>,
-    /// `SASL MECHANISMS = 'OAUTHBEARER'` with a token endpoint.
+    /// `SASL MECHANISMS = 'OAUTHBEARER'` and its token source.
     pub oauthbearer: Option<OAuthBearerSpec>,
     pub ssl_key: Option<SecretRef>,
     pub ssl_certificate: Option<StringOrSecret>,
@@ -298,7 +310,7 @@ impl ConnectionSpec {
             }
             refs.push((O::SaslPassword, &sasl.password));
         }
-        if let Some(oauth) = &self.oauthbearer {
+        if let Some(OAuthBearerSpec::ClientCredentials(oauth)) = &self.oauthbearer {
             if let Some(s) = oauth.client_id.secret_ref() {
                 refs.push((O::SaslOauthbearerClientId, s));
             }
@@ -553,6 +565,7 @@ impl ConnectionBuilder {
                              the token endpoint options or enable.sasl.oauthbearer.unsecure.jwt",
                         ));
                     }
+                    oauthbearer = Some(OAuthBearerSpec::Unsecured);
                 } else {
                     let missing = |option: KafkaConnectionOption| {
                         blame(
@@ -569,16 +582,17 @@ impl ConnectionBuilder {
                         .ok_or_else(|| missing(O::SaslOauthbearerTokenEndpoint))?;
                     check_http_url(O::SaslOauthbearerTokenEndpoint.name(), &token_endpoint)
                         .map_err(|e| e.site(site(O::SaslOauthbearerTokenEndpoint)))?;
-                    oauthbearer = Some(OAuthBearerSpec {
-                        token_endpoint,
-                        client_id: self
-                            .oauthbearer_client_id
-                            .ok_or_else(|| missing(O::SaslOauthbearerClientId))?,
-                        client_secret: self
-                            .oauthbearer_client_secret
-                            .ok_or_else(|| missing(O::SaslOauthbearerClientSecret))?,
-                        scope: self.oauthbearer_scope,
-                    });
+                    oauthbearer =
+                        Some(OAuthBearerSpec::ClientCredentials(OAuthClientCredentials {
+                            token_endpoint,
+                            client_id: self
+                                .oauthbearer_client_id
+                                .ok_or_else(|| missing(O::SaslOauthbearerClientId))?,
+                            client_secret: self
+                                .oauthbearer_client_secret
+                                .ok_or_else(|| missing(O::SaslOauthbearerClientSecret))?,
+                            scope: self.oauthbearer_scope,
+                        }));
                 }
                 None
             } else {

@@ -14,8 +14,8 @@ use outflow_sql::error::Site;
 use outflow_sql::options::{KafkaConnectionOption, SinkOption};
 use outflow_sql::partition::{kafka_murmur2, partition_for};
 use outflow_sql::spec::{
-    ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, RegistrySpec, SaslMechanism,
-    SecretSpec, SecurityProtocol, SinkSpec, SpecError, StringOrSecret, TableSpec,
+    ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, OAuthBearerSpec, RegistrySpec,
+    SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec, SpecError, StringOrSecret, TableSpec,
 };
 use outflow_sql::statement::{parse_statements, Catalog, CatalogObject};
 use proptest::prelude::*;
@@ -1806,7 +1806,9 @@ fn oauthbearer_connections() {
     let connection = catalog.connection("cloud").unwrap();
     assert_eq!(connection.security_protocol, SecurityProtocol::SaslSsl);
     assert!(connection.sasl.is_none());
-    let oauth = connection.oauthbearer.as_ref().unwrap();
+    let Some(OAuthBearerSpec::ClientCredentials(oauth)) = &connection.oauthbearer else {
+        panic!("no client credentials: {connection:?}")
+    };
     assert_eq!(oauth.token_endpoint, "https://idp.example.com/oauth2/token");
     assert_eq!(oauth.client_id, StringOrSecret::Value("outflow".into()));
     assert_eq!(oauth.client_secret.name(), "oauth_secret");
@@ -1883,7 +1885,10 @@ fn oauthbearer_connections() {
                                      'sasl.oauthbearer.config' = SECRET principal));",
         )
         .unwrap();
-    assert!(catalog.connection("dev").unwrap().oauthbearer.is_none());
+    assert_eq!(
+        catalog.connection("dev").unwrap().oauthbearer,
+        Some(OAuthBearerSpec::Unsecured)
+    );
     assert_error(
         &with("SASL OAUTHBEARER TOKEN ENDPOINT 'https://idp/t', LIBRDKAFKA OPTIONS ('enable.sasl.oauthbearer.unsecure.jwt' = 'true')"),
         "SASL OAUTHBEARER TOKEN ENDPOINT cannot be used with LIBRDKAFKA OPTIONS 'enable.sasl.oauthbearer.unsecure.jwt' = 'true'",
