@@ -312,16 +312,21 @@ impl KafkaConnection {
         let connection = self.name.clone();
         let lower = reason.to_ascii_lowercase();
         if failure.code == RDKafkaErrorCode::Authentication || lower.contains("sasl") {
-            let oauth = self.config.get("sasl.oauthbearer.method") == Some("oidc");
+            let oidc = self.config.get("sasl.oauthbearer.method") == Some("oidc");
+            let oauthbearer = self.config.get("sasl.mechanisms") == Some("OAUTHBEARER");
             ConnectionError::Authentication {
                 connection,
                 address,
                 attempt: self.sasl_attempt(),
                 reason,
-                hint: if oauth {
+                hint: if oidc {
                     "; check SASL OAUTHBEARER TOKEN ENDPOINT, SASL OAUTHBEARER CLIENT ID, SASL \
                      OAUTHBEARER CLIENT SECRET and SASL OAUTHBEARER SCOPE, and that the brokers \
                      accept OAUTHBEARER tokens of that provider on this port"
+                } else if oauthbearer {
+                    "; check the OAUTHBEARER settings of LIBRDKAFKA OPTIONS \
+                     (sasl.oauthbearer.config), and that the brokers accept such tokens on this \
+                     port"
                 } else {
                     "; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
                      brokers accept that mechanism on this port"
