@@ -726,6 +726,63 @@ mod tests {
     }
 
     #[test]
+    fn oauthbearer_and_passed_through_settings_reach_librdkafka_redacted() {
+        let catalog = Catalog::from_sql(
+            "CREATE SECRET client_secret AS 'oauth-secret-hunter2';
+             CREATE SECRET passphrase AS 'passphrase-hunter2';
+             CREATE CONNECTION k TO KAFKA (
+                 BROKER 'a:9092',
+                 SASL MECHANISMS = 'OAUTHBEARER',
+                 SASL OAUTHBEARER TOKEN ENDPOINT = 'https://idp.example.com/token',
+                 SASL OAUTHBEARER CLIENT ID = 'sink-client',
+                 SASL OAUTHBEARER CLIENT SECRET = SECRET client_secret,
+                 SASL OAUTHBEARER SCOPE = 'kafka',
+                 LIBRDKAFKA OPTIONS ('client.id' = 'orders-sink',
+                     'sasl.oauthbearer.extensions' = 'logicalCluster=lkc-1,identityPoolId=pool-2',
+                     'ssl.key.password' = SECRET passphrase)
+             );",
+        )
+        .unwrap();
+        let connection =
+            KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
+        let config = connection.client_config();
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://idp.example.com/token",
+            ),
+            ("sasl.oauthbearer.client.id", "sink-client"),
+            ("sasl.oauthbearer.client.secret", "oauth-secret-hunter2"),
+            ("sasl.oauthbearer.scope", "kafka"),
+            ("client.id", "orders-sink"),
+            (
+                "sasl.oauthbearer.extensions",
+                "logicalCluster=lkc-1,identityPoolId=pool-2",
+            ),
+            ("ssl.key.password", "passphrase-hunter2"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+        assert_eq!(config.get("sasl.username"), None);
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("sink-client:oauth-secret-hunter2");
+        let text = format!("{connection:?} secret {} and {basic}", "passphrase-hunter2");
+        let shown = connection.redact(&text);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&basic), "{shown}");
+        // librdkafka takes every one of them: each is a setting it knows.
+        let probe = connection.probe(Duration::from_millis(100));
+        assert!(
+            !matches!(probe.result, Err(ConnectionError::Options { .. })),
+            "{:?}",
+            probe.result
+        );
+    }
+
+    #[test]
     fn broker_prefixes_become_the_address() {
         assert_eq!(
             split_broker_prefix("ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: bad"),
