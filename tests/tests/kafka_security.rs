@@ -550,6 +550,23 @@ fn librdkafka_options_reach_the_client_unsecured_oauthbearer_tokens() {
         "passthrough",
         &format!("principal={} scope={OAUTH_REQUIRED_SCOPE}", ADMIN.name),
     );
+    // `outflow check` names the secret and shows the settings, never the secret's text.
+    let checked = Command::new(outflow_binary())
+        .args(["check", &right.statements])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{printed}");
+    assert!(
+        printed.contains(
+            "\"librdkafka_options\":{\"client.id\":\"outflow-passthrough\",\
+             \"enable.sasl.oauthbearer.unsecure.jwt\":\"true\",\
+             \"sasl.oauthbearer.config\":{\"secret\":\"jwt\"},\
+             \"socket.keepalive.enable\":\"true\"}"
+        ),
+        "{printed}"
+    );
+    assert!(!printed.contains("principal="), "{printed}");
     let done = run(&right, RUN_WITHIN);
     assert_succeeded("unsecured OAUTHBEARER", &right, &done);
     println!(
