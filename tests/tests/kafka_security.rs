@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use cli::{order_json, outflow_binary, update_line, write_file};
 use outflow::connection::ConnectionError;
+use outflow::encoders::Secret;
+use outflow::spec::{ConnectionSpec, SaslMechanism, SecretSpec, StringOrSecret};
 use outflow::statement::Catalog;
 use outflow::{SinkError, SinkPlan};
 use outflow_tests::acl::Grant;
@@ -32,6 +34,9 @@ use outflow_tests::kafka::{
     AclOperation, AclResource, Kafka, Listener, ScramMechanism, ADMIN, ALICE, OAUTH_REQUIRED_SCOPE,
 };
 use outflow_tests::oauth::{TokenEndpoint, TokenRequest, TokenSettings};
+use outflow_tests::pipeline::{
+    assert_topic_holds, expected_json, random_history, run_sink, RunOptions,
+};
 use outflow_tests::tls::fixture;
 
 /// How long a refused run may take to report its error: the connection check's 10 s at most,
@@ -524,6 +529,70 @@ fn oauthbearer_client_credentials_run_a_sink_and_a_wrong_secret_fails_without_pr
         "{message}"
     );
     assert!(!message.contains(OAUTH_SECRET), "{message}");
+}
+
+#[test]
+fn oauthbearer_client_credentials_through_the_rust_api() {
+    let kafka = Kafka::shared();
+    let endpoint = token_endpoint();
+    let sink = unique_name("sec-oauth-api");
+    let topic = format!("{sink}-data");
+    let mut catalog = Catalog::new();
+    catalog
+        .add_secret(SecretSpec::new("client_secret", Secret::new(OAUTH_SECRET)))
+        .unwrap();
+    catalog
+        .add_secret(SecretSpec::new(
+            "authority",
+            Secret::new(harness_authority()),
+        ))
+        .unwrap();
+    catalog
+        .add_connection(
+            ConnectionSpec::builder("secure")
+                .broker(kafka.bootstrap_for(Listener::SaslSsl))
+                .sasl_mechanism(SaslMechanism::OAuthBearer)
+                .oauthbearer_token_endpoint(endpoint.url())
+                .oauthbearer_client_id(OAUTH_CLIENT)
+                .oauthbearer_client_secret("client_secret")
+                .oauthbearer_scope(OAUTH_REQUIRED_SCOPE)
+                .ssl_certificate_authority(StringOrSecret::secret("authority"))
+                .librdkafka_option("client.id", "outflow-oauth-api")
+                .progress_topic(format!("{sink}-progress"))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    catalog
+        .execute_sql(&format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY, value text NOT NULL, amount numeric(10,2) NOT NULL);
+             CREATE SINK \"{sink}\" FROM t INTO KAFKA CONNECTION secure (TOPIC '{topic}',
+                 TRANSACTIONAL ID PREFIX '{sink}-', PROGRESS GROUP ID PREFIX '{sink}-')
+               KEY (id) FORMAT JSON ENVELOPE UPSERT;"
+        ))
+        .unwrap_or_else(|e| panic!("{}", e.render("case")));
+    let plan = SinkPlan::from_catalog(&catalog, &sink).unwrap();
+    let history = random_history(11, 12, 3, 6);
+    let report = run_sink(
+        plan,
+        history.clone(),
+        RunOptions {
+            timeout: RUN_WITHIN,
+            ..RunOptions::default()
+        },
+    );
+    assert!(!report.status.is_failed(), "{report:#?}");
+    assert_topic_holds(
+        &kafka.bootstrap(),
+        &topic,
+        &expected_json(&history),
+        "OAUTHBEARER through the Rust API",
+    );
+    assert!(endpoint
+        .requests()
+        .iter()
+        .all(|r| r.authenticated && r.scope.as_deref() == Some(OAUTH_REQUIRED_SCOPE)));
+    assert!(!endpoint.requests().is_empty());
 }
 
 #[test]
