@@ -3,7 +3,8 @@
 //! through `outflow run`. Each run checks the subjects the registry holds, the compatibility
 //! level set on each (the subject the strategy names, not `{topic}-key` / `{topic}-value`), and
 //! that the schema id in every message's Confluent header is the latest version of the
-//! subject its part's strategy names.
+//! subject its part's strategy names; under the record strategy, topics share a subject and
+//! the compatibility level set on it.
 
 mod cli;
 
@@ -202,4 +203,75 @@ fn outflow_run_registers_under_each_parts_strategy() {
         assert_ids(&registry, &records, &key_subject, &value_subject),
         5
     );
+}
+
+#[test]
+fn the_record_strategy_shares_a_subject_and_its_compatibility_across_topics() {
+    let kafka = Kafka::shared();
+    let registry = SchemaRegistry::start();
+    let name = unique_name("subjects-shared");
+    let record = format!("outflow.shared.{}", name.replace('-', "_"));
+    // Two sinks on two topics carry the same value record; the second table has a column
+    // more, without a default, which BACKWARD refuses: its readers could not read the
+    // first sink's records.
+    let sink_sql = |sink: &str, table: &str| {
+        format!(
+            "CREATE SINK \"{sink}\" FROM {table} INTO KAFKA CONNECTION k (TOPIC '{sink}-data')
+               KEY (id)
+               FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr (
+                 VALUE SUBJECT NAME STRATEGY = 'record',
+                 AVRO KEY FULLNAME = '{record}Key',
+                 AVRO VALUE FULLNAME = '{record}',
+                 VALUE COMPATIBILITY LEVEL = 'BACKWARD'
+               )
+               ENVELOPE UPSERT;"
+        )
+    };
+    let first = format!("{name}-a");
+    let same = format!("{name}-b");
+    let wider = format!("{name}-c");
+    let sql = format!(
+        "CREATE CONNECTION k TO KAFKA (BROKER '{}', SECURITY PROTOCOL PLAINTEXT,
+             PROGRESS TOPIC '{name}-progress');
+         CREATE CONNECTION csr TO CONFLUENT SCHEMA REGISTRY (URL '{}');
+         CREATE TABLE t (id bigint PRIMARY KEY, value text NOT NULL);
+         CREATE TABLE wide (id bigint PRIMARY KEY, value text NOT NULL, extra bigint NOT NULL);
+         {} {} {}",
+        kafka.bootstrap(),
+        registry.url(),
+        sink_sql(&first, "t"),
+        sink_sql(&same, "t"),
+        sink_sql(&wider, "wide"),
+    );
+    let catalog = Catalog::from_sql(&sql).unwrap_or_else(|e| panic!("{}", e.render("case")));
+    let prepare = |sink: &str| SinkPlan::from_catalog(&catalog, sink).unwrap().preflight();
+    prepare(&first).unwrap();
+    prepare(&same).unwrap();
+    // One subject for the value of both topics, holding one version; a key subject per topic.
+    let mut expected = vec![
+        format!("{first}-data-key"),
+        format!("{same}-data-key"),
+        record.clone(),
+    ];
+    expected.sort();
+    assert_eq!(registry.subjects(), expected);
+    assert_eq!(registry.versions(&record).len(), 1);
+    assert_eq!(
+        client(&registry)
+            .subject_compatibility_level(&record)
+            .unwrap(),
+        Some(CompatibilityLevel::Backward)
+    );
+
+    let error = prepare(&wider).expect_err("BACKWARD refuses a field without a default");
+    let message = error.to_string();
+    println!("{message}");
+    assert!(
+        message.contains(&format!(
+            "cannot publish the Avro value schema of topic \"{wider}-data\": the schema for \
+             subject \"{record}\" is incompatible with the versions registered there"
+        )),
+        "{message}"
+    );
+    assert_eq!(registry.versions(&record).len(), 1);
 }
