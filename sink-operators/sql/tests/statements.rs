@@ -1944,6 +1944,18 @@ fn librdkafka_options_pass_allowed_settings_and_refuse_outflows_own() {
         "{json}"
     );
     assert!(!format!("{json} {catalog:?}").contains("hunter2"));
+    // `outflow run --broker` points the connection at a local plaintext broker: settings about
+    // TLS and SASL go, the others stay.
+    let mut redirected = catalog.clone();
+    redirected.redirect(Some("127.0.0.1:9092"), None);
+    let options: Vec<&str> = redirected
+        .connection("k")
+        .unwrap()
+        .librdkafka_options
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(options, ["client.id", "socket.keepalive.enable"]);
 
     let with = |settings: &str| {
         format!("{OAUTH_PRELUDE}\nCREATE CONNECTION k2 TO KAFKA (BROKER 'b:1', LIBRDKAFKA OPTIONS ({settings}))")
