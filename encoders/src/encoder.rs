@@ -85,7 +85,8 @@ pub struct EncoderConfig {
     pub value_format: FormatSpec,
     /// `HEADERS col`: a `map[text => text]` or `map[text => bytea]` column (UPSERT only).
     pub headers_column: Option<usize>,
-    /// The topic, which names the registry subjects `{topic}-key` and `{topic}-value`.
+    /// The topic, which names the registry subjects under the topic strategies (`{topic}-key`
+    /// and `{topic}-value`, the default) and the topic-record strategies.
     pub topic: String,
 }
 
@@ -107,6 +108,33 @@ impl EncoderConfig {
             schema_options(spec, part, &self.relation, &self.desc)?;
         }
         Ok(())
+    }
+
+    /// The registry subject `part`'s schema is registered under, by the part's
+    /// [`SubjectNameStrategy`](crate::SubjectNameStrategy): `{topic}-key`, the record's full
+    /// name (`AVRO KEY FULLNAME`, default `row`; `AVRO VALUE FULLNAME`, default `envelope`), or
+    /// `{topic}-{fullname}`.
+    pub fn subject(&self, part: Part, spec: &AvroFormatSpec) -> String {
+        let (strategy, fullname) = match part {
+            Part::Key => (
+                spec.key_subject_name_strategy,
+                spec.key_fullname.as_deref().unwrap_or(DEFAULT_KEY_FULLNAME),
+            ),
+            Part::Value => (
+                spec.value_subject_name_strategy,
+                spec.value_fullname
+                    .as_deref()
+                    .unwrap_or(DEFAULT_VALUE_FULLNAME),
+            ),
+        };
+        strategy.subject(&self.topic, part, fullname)
+    }
+
+    /// The registry subjects of the Avro-formatted parts, key first.
+    pub fn subjects(&self) -> Vec<(Part, String)> {
+        self.avro_parts()
+            .map(|(part, spec)| (part, self.subject(part, spec)))
+            .collect()
     }
 
     /// The Avro-formatted parts and their specs.
@@ -390,7 +418,7 @@ pub struct SinkEncoder {
 
 impl SinkEncoder {
     /// Validates `config`, generates the Avro schemas of Avro-formatted parts and publishes
-    /// them to `registry` under `{topic}-key` and `{topic}-value` (setting the spec's
+    /// them to `registry` under the subjects [`EncoderConfig::subject`] names (setting the spec's
     /// compatibility level on a subject that has none, and checking compatibility before
     /// registering). A schema the registry finds incompatible refuses the encoder, with the
     /// subject and the registry's reasons in the error.
@@ -463,7 +491,7 @@ impl SinkEncoder {
                     FormatSpec::Bytes => PartFormat::Bytes,
                     FormatSpec::Avro(spec) => {
                         let schema = generate_schema(&config, part, spec)?;
-                        let subject = format!("{}-{}", config.topic, part.as_str());
+                        let subject = config.subject(part, spec);
                         let id = schema_id(part, &subject, &schema, spec)?;
                         PartFormat::Avro {
                             schema,

@@ -28,5 +28,5 @@ pub use registry::{
 };
 pub use spec::{
     AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
-    Secret,
+    Secret, SubjectNameStrategy,
 };

@@ -36,12 +36,18 @@ impl FormatSpec {
 }
 
 /// `AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION c (...)`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvroFormatSpec {
     /// The name of the schema registry connection.
     pub registry: String,
     pub key_compatibility: Option<CompatibilityLevel>,
     pub value_compatibility: Option<CompatibilityLevel>,
+    /// `KEY SUBJECT NAME STRATEGY`: the subject the key schema is registered under.
+    #[serde(default)]
+    pub key_subject_name_strategy: SubjectNameStrategy,
+    /// `VALUE SUBJECT NAME STRATEGY`: the subject the value schema is registered under.
+    #[serde(default)]
+    pub value_subject_name_strategy: SubjectNameStrategy,
     /// `AVRO KEY FULLNAME`: the key record's full name (default `row`).
     pub key_fullname: Option<String>,
     /// `AVRO VALUE FULLNAME`: the value record's full name (default `envelope`).
@@ -123,6 +129,88 @@ impl CompatibilityLevel {
 }
 
 impl fmt::Display for CompatibilityLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the registry subject of a schema is named, as Confluent's serializers name it
+/// (`key.subject.name.strategy`, `value.subject.name.strategy`). The compatibility level of a
+/// part is set on the subject its strategy names.
+///
+/// ```
+/// use outflow_encoders::{Part, SubjectNameStrategy};
+///
+/// assert_eq!(SubjectNameStrategy::Topic.subject("orders", Part::Key, "row"), "orders-key");
+/// assert_eq!(
+///     SubjectNameStrategy::Record.subject("orders", Part::Value, "com.shop.Order"),
+///     "com.shop.Order"
+/// );
+/// assert_eq!(
+///     SubjectNameStrategy::TopicRecord.subject("orders", Part::Value, "com.shop.Order"),
+///     "orders-com.shop.Order"
+/// );
+/// assert_eq!(SubjectNameStrategy::parse("topic-record"), Some(SubjectNameStrategy::TopicRecord));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SubjectNameStrategy {
+    /// `{topic}-key` / `{topic}-value`: one subject per topic and part (the default).
+    #[default]
+    #[serde(rename = "TopicNameStrategy")]
+    Topic,
+    /// `{fullname}`: the record's full name, shared by every topic that carries the record.
+    #[serde(rename = "RecordNameStrategy")]
+    Record,
+    /// `{topic}-{fullname}`: per topic and record.
+    #[serde(rename = "TopicRecordNameStrategy")]
+    TopicRecord,
+}
+
+impl SubjectNameStrategy {
+    pub const ALL: [SubjectNameStrategy; 3] = [
+        SubjectNameStrategy::Topic,
+        SubjectNameStrategy::Record,
+        SubjectNameStrategy::TopicRecord,
+    ];
+
+    /// Confluent's name, e.g. `TopicRecordNameStrategy`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SubjectNameStrategy::Topic => "TopicNameStrategy",
+            SubjectNameStrategy::Record => "RecordNameStrategy",
+            SubjectNameStrategy::TopicRecord => "TopicRecordNameStrategy",
+        }
+    }
+
+    /// The short name: `topic`, `record`, `topic-record`.
+    pub fn short_name(&self) -> &'static str {
+        match self {
+            SubjectNameStrategy::Topic => "topic",
+            SubjectNameStrategy::Record => "record",
+            SubjectNameStrategy::TopicRecord => "topic-record",
+        }
+    }
+
+    /// Parses Confluent's name or the short name, case-insensitively (`topic_record` too).
+    pub fn parse(s: &str) -> Option<SubjectNameStrategy> {
+        let short = s.replace('_', "-");
+        Self::ALL.into_iter().find(|strategy| {
+            strategy.as_str().eq_ignore_ascii_case(s)
+                || strategy.short_name().eq_ignore_ascii_case(&short)
+        })
+    }
+
+    /// The subject of `part`'s schema on `topic`, whose top-level record is `fullname`.
+    pub fn subject(&self, topic: &str, part: crate::Part, fullname: &str) -> String {
+        match self {
+            SubjectNameStrategy::Topic => format!("{topic}-{}", part.as_str()),
+            SubjectNameStrategy::Record => fullname.to_string(),
+            SubjectNameStrategy::TopicRecord => format!("{topic}-{fullname}"),
+        }
+    }
+}
+
+impl fmt::Display for SubjectNameStrategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

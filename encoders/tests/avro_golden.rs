@@ -663,6 +663,8 @@ fn compatibility_levels_are_part_of_the_spec() {
     let spec = AvroFormatSpec {
         key_compatibility: Some(CompatibilityLevel::Full),
         value_compatibility: Some(CompatibilityLevel::BackwardTransitive),
+        key_subject_name_strategy: Default::default(),
+        value_subject_name_strategy: Default::default(),
         ..avro_spec()
     };
     let config = config(

@@ -14,12 +14,15 @@
 //! | listener | security | principal |
 //! |---|---|---|
 //! | `PLAINTEXT` | none | `User:ANONYMOUS`, a super user: the harness and most tests |
-//! | `SASL_SSL` | TLS, then SCRAM-SHA-256 or SCRAM-SHA-512 | `User:<name>` of a [`ScramUser`] |
+//! | `SASL_SSL` | TLS, then SCRAM-SHA-256 or SCRAM-SHA-512; or OAUTHBEARER with an unsigned token | `User:<name>` of a [`ScramUser`]; a token's `sub` |
 //! | `SSL` | TLS with a client certificate required | the certificate's CN ([`SSL_CLIENT_PRINCIPAL`]) |
 //! | `CONTROLLER` | none | KRaft's own; not advertised to clients |
 //!
 //! The broker presents `tests/fixtures/kafka-tls/server.pem` (SAN `IP:127.0.0.1`) and trusts
-//! client certificates signed by `ca.pem` there (see [`crate::tls`]). The `StandardAuthorizer`
+//! client certificates signed by `ca.pem` there (see [`crate::tls`]). OAUTHBEARER on `SASL_SSL`
+//! takes unsigned JWS tokens (`{"alg":"none"}`, as [`crate::oauth::TokenEndpoint`] issues them)
+//! through Kafka's unsecured validator, which checks their expiry and requires the scope
+//! [`OAUTH_REQUIRED_SCOPE`]; the principal is the token's `sub`. The `StandardAuthorizer`
 //! is on with `allow.everyone.if.no.acl.found=false`: a principal that is neither `ANONYMOUS`
 //! nor `admin` may do only what ACLs ([`Kafka::add_acls`]) allow it.
 //!
@@ -152,6 +155,9 @@ impl fmt::Debug for ScramUser {
             .finish_non_exhaustive()
     }
 }
+
+/// The scope the `SASL_SSL` listener requires of an OAUTHBEARER token.
+pub const OAUTH_REQUIRED_SCOPE: &str = "outflow.sink";
 
 /// A super user (`super.users`), like the `PLAINTEXT` listener's `ANONYMOUS`.
 pub const ADMIN: ScramUser = ScramUser {
@@ -1288,7 +1294,24 @@ fn server_properties(dir: &Path, ports: Ports, settings: &KafkaSettings) -> Stri
         // SCRAM on SASL_SSL; the credentials were written when the storage was formatted.
         (
             "listener.name.sasl_ssl.sasl.enabled.mechanisms",
-            "SCRAM-SHA-256,SCRAM-SHA-512".to_owned(),
+            "SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER".to_owned(),
+        ),
+        // OAUTHBEARER on SASL_SSL: Kafka's validator of unsigned tokens, which checks the
+        // expiry and the scope (the broker's own login token is never used: the listener is
+        // not the inter-broker one).
+        (
+            "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config",
+            format!(
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+                 unsecuredLoginStringClaim_sub=\"admin\" \
+                 unsecuredValidatorRequiredScope=\"{OAUTH_REQUIRED_SCOPE}\";"
+            ),
+        ),
+        (
+            "listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class",
+            "org.apache.kafka.common.security.oauthbearer.internals.unsecured.\
+             OAuthBearerUnsecuredValidatorCallbackHandler"
+                .to_owned(),
         ),
         (
             "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config",

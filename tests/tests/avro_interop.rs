@@ -256,6 +256,8 @@ fn avro_spec() -> AvroFormatSpec {
         registry: "csr".to_string(),
         key_compatibility: None,
         value_compatibility: None,
+        key_subject_name_strategy: Default::default(),
+        value_subject_name_strategy: Default::default(),
         key_fullname: None,
         value_fullname: None,
         null_defaults: false,
@@ -440,6 +442,8 @@ fn evolving_spec(null_defaults: bool) -> AvroFormatSpec {
     AvroFormatSpec {
         key_compatibility: Some(CompatibilityLevel::Full),
         value_compatibility: Some(CompatibilityLevel::Backward),
+        key_subject_name_strategy: Default::default(),
+        value_subject_name_strategy: Default::default(),
         null_defaults,
         ..avro_spec()
     }

@@ -2,7 +2,9 @@
 //! and SSL listeners and its `StandardAuthorizer` (`outflow_tests::kafka`).
 //!
 //! SCRAM with the right password carries a sink end to end, and a wrong one fails within
-//! seconds naming the connection and the mechanism, the password printed nowhere; TLS is
+//! seconds naming the connection and the mechanism, the password printed nowhere; so do
+//! OAUTHBEARER client credentials, with tokens from a test token endpoint, and a wrong client
+//! secret; unsigned OAUTHBEARER tokens set up through `LIBRDKAFKA OPTIONS` carry a sink too; TLS is
 //! verified against the harness's authority; the SSL listener refuses a client without a
 //! certificate with an error naming the connection. An ordinary SCRAM user (`alice`) holding
 //! exactly the permissions of the README's ACL table runs a sink through `outflow run`; each
@@ -18,15 +20,22 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use cli::{order_json, outflow_binary, update_line, write_file};
 use outflow::connection::ConnectionError;
+use outflow::encoders::Secret;
+use outflow::spec::{ConnectionSpec, SaslMechanism, SecretSpec, StringOrSecret};
 use outflow::statement::Catalog;
 use outflow::{SinkError, SinkPlan};
 use outflow_tests::acl::Grant;
 use outflow_tests::broker::{create_topic, unique_name};
 use outflow_tests::committed;
 use outflow_tests::kafka::{
-    AclOperation, AclResource, Kafka, Listener, ScramMechanism, ADMIN, ALICE,
+    AclOperation, AclResource, Kafka, Listener, ScramMechanism, ADMIN, ALICE, OAUTH_REQUIRED_SCOPE,
+};
+use outflow_tests::oauth::{TokenEndpoint, TokenRequest, TokenSettings};
+use outflow_tests::pipeline::{
+    assert_topic_holds, expected_json, random_history, run_sink, RunOptions,
 };
 use outflow_tests::tls::fixture;
 
@@ -398,6 +407,265 @@ fn tls_is_verified_against_the_authority_and_the_ssl_listener_wants_a_certificat
         "{message}"
     );
     assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// The client the test token endpoint knows.
+const OAUTH_CLIENT: &str = "outflow-sink";
+const OAUTH_SECRET: &str = "oauth-secret-4d2e";
+
+fn token_endpoint() -> TokenEndpoint {
+    TokenEndpoint::start(TokenSettings {
+        client_id: OAUTH_CLIENT.to_string(),
+        client_secret: OAUTH_SECRET.to_string(),
+        // A super user: the case needs no ACLs.
+        subject: ADMIN.name.to_string(),
+        lifetime: Duration::from_secs(3600),
+    })
+}
+
+/// A SASL_SSL connection with OAUTHBEARER client credentials against `endpoint`.
+fn oauth_case(label: &str, endpoint: &TokenEndpoint, client_secret: &str, scope: &str) -> Case {
+    let kafka = Kafka::shared();
+    let secrets = format!(
+        "CREATE SECRET client_secret AS '{client_secret}';\nCREATE SECRET authority AS '{}';",
+        harness_authority()
+    );
+    let connection = format!(
+        "BROKER '{}', SECURITY PROTOCOL SASL_SSL, SASL MECHANISMS = 'OAUTHBEARER', \
+         SASL OAUTHBEARER TOKEN ENDPOINT = '{}', SASL OAUTHBEARER CLIENT ID = '{OAUTH_CLIENT}', \
+         SASL OAUTHBEARER CLIENT SECRET = SECRET client_secret, SASL OAUTHBEARER SCOPE = '{scope}', \
+         SSL CERTIFICATE AUTHORITY = SECRET authority",
+        kafka.bootstrap_for(Listener::SaslSsl),
+        endpoint.url()
+    );
+    case(label, &secrets, &connection)
+}
+
+#[test]
+fn oauthbearer_client_credentials_run_a_sink_and_a_wrong_secret_fails_without_printing_it() {
+    let kafka = Kafka::shared();
+    let endpoint = token_endpoint();
+    let right = oauth_case("oauth", &endpoint, OAUTH_SECRET, OAUTH_REQUIRED_SCOPE);
+    let done = run(&right, RUN_WITHIN);
+    assert_succeeded("OAUTHBEARER", &right, &done);
+    assert!(!done.shown().contains(OAUTH_SECRET), "{}", done.shown());
+    // librdkafka fetched its tokens from the endpoint with the connection's credentials and
+    // scope; the broker took them (it requires that scope of every token).
+    let requests = endpoint.requests();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        assert_eq!(
+            request,
+            &TokenRequest {
+                client_id: Some(OAUTH_CLIENT.to_string()),
+                authenticated: true,
+                grant_type: Some("client_credentials".to_string()),
+                scope: Some(OAUTH_REQUIRED_SCOPE.to_string()),
+            }
+        );
+    }
+    println!(
+        "OAUTHBEARER: the sink ran over SASL_SSL in {:.1?}, {} token request(s)",
+        done.took,
+        requests.len()
+    );
+
+    const WRONG: &str = "wrong-oauth-secret-93ab";
+    let wrong = oauth_case("oauth-wrong", &endpoint, WRONG, OAUTH_REQUIRED_SCOPE);
+    let refused = run(&wrong, FAIL_WITHIN);
+    println!(
+        "OAUTHBEARER, wrong client secret: exit {:?} after {:.1?}: {}",
+        refused.exit,
+        refused.took,
+        refused.stderr.trim()
+    );
+    assert!(
+        refused.exit.is_some_and(|e| !e.success()),
+        "a wrong client secret must stop the run: {refused:?}"
+    );
+    let shown = refused.shown();
+    assert!(
+        shown.contains(&format!(
+            "cannot connect to Kafka connection \"secure\" at {}: SASL OAUTHBEARER authentication \
+             as OAuth client \"{OAUTH_CLIENT}\" with a token from {} failed",
+            kafka.bootstrap_for(Listener::SaslSsl),
+            endpoint.url()
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("check SASL OAUTHBEARER TOKEN ENDPOINT, SASL OAUTHBEARER CLIENT ID"),
+        "{shown}"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{OAUTH_CLIENT}:{WRONG}"));
+    assert!(!shown.contains(WRONG), "the secret leaked: {shown}");
+    assert!(!shown.contains(&basic), "the secret leaked: {shown}");
+    let (status, error) = refused.sink_status().expect("a status file");
+    assert_eq!(status, "failed", "{shown}");
+    assert!(error.contains("SASL OAUTHBEARER authentication"), "{error}");
+    assert!(endpoint
+        .requests()
+        .iter()
+        .any(|r| !r.authenticated && r.client_id.as_deref() == Some(OAUTH_CLIENT)));
+
+    // A token of another scope: the endpoint issues it, the broker refuses it.
+    let scoped = oauth_case("oauth-scope", &endpoint, OAUTH_SECRET, "reports.read");
+    let (error, took) = preflight_error(&scoped);
+    let message = error.to_string();
+    println!("OAUTHBEARER, a scope the broker does not accept, after {took:.1?}: {message}");
+    assert!(
+        matches!(
+            error,
+            SinkError::Connection(ConnectionError::Authentication { .. })
+        ),
+        "{error:?}"
+    );
+    assert!(
+        message.starts_with(&format!(
+            "cannot connect to Kafka connection \"secure\" at {}: SASL OAUTHBEARER authentication \
+             as OAuth client \"{OAUTH_CLIENT}\"",
+            kafka.bootstrap_for(Listener::SaslSsl)
+        )),
+        "{message}"
+    );
+    assert!(!message.contains(OAUTH_SECRET), "{message}");
+}
+
+#[test]
+fn oauthbearer_client_credentials_through_the_rust_api() {
+    let kafka = Kafka::shared();
+    let endpoint = token_endpoint();
+    let sink = unique_name("sec-oauth-api");
+    let topic = format!("{sink}-data");
+    let mut catalog = Catalog::new();
+    catalog
+        .add_secret(SecretSpec::new("client_secret", Secret::new(OAUTH_SECRET)))
+        .unwrap();
+    catalog
+        .add_secret(SecretSpec::new(
+            "authority",
+            Secret::new(harness_authority()),
+        ))
+        .unwrap();
+    catalog
+        .add_connection(
+            ConnectionSpec::builder("secure")
+                .broker(kafka.bootstrap_for(Listener::SaslSsl))
+                .sasl_mechanism(SaslMechanism::OAuthBearer)
+                .oauthbearer_token_endpoint(endpoint.url())
+                .oauthbearer_client_id(OAUTH_CLIENT)
+                .oauthbearer_client_secret("client_secret")
+                .oauthbearer_scope(OAUTH_REQUIRED_SCOPE)
+                .ssl_certificate_authority(StringOrSecret::secret("authority"))
+                .librdkafka_option("client.id", "outflow-oauth-api")
+                .progress_topic(format!("{sink}-progress"))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    catalog
+        .execute_sql(&format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY, value text NOT NULL, amount numeric(10,2) NOT NULL);
+             CREATE SINK \"{sink}\" FROM t INTO KAFKA CONNECTION secure (TOPIC '{topic}',
+                 TRANSACTIONAL ID PREFIX '{sink}-', PROGRESS GROUP ID PREFIX '{sink}-')
+               KEY (id) FORMAT JSON ENVELOPE UPSERT;"
+        ))
+        .unwrap_or_else(|e| panic!("{}", e.render("case")));
+    let plan = SinkPlan::from_catalog(&catalog, &sink).unwrap();
+    let history = random_history(11, 12, 3, 6);
+    let report = run_sink(
+        plan,
+        history.clone(),
+        RunOptions {
+            timeout: RUN_WITHIN,
+            ..RunOptions::default()
+        },
+    );
+    assert!(!report.status.is_failed(), "{report:#?}");
+    assert_topic_holds(
+        &kafka.bootstrap(),
+        &topic,
+        &expected_json(&history),
+        "OAUTHBEARER through the Rust API",
+    );
+    assert!(endpoint
+        .requests()
+        .iter()
+        .all(|r| r.authenticated && r.scope.as_deref() == Some(OAUTH_REQUIRED_SCOPE)));
+    assert!(!endpoint.requests().is_empty());
+}
+
+#[test]
+fn librdkafka_options_reach_the_client_unsecured_oauthbearer_tokens() {
+    let kafka = Kafka::shared();
+    // librdkafka makes the token itself from `sasl.oauthbearer.config`: nothing but the
+    // passed-through settings can authenticate this connection.
+    let with_config = |label: &str, config: &str| {
+        let secrets = format!(
+            "CREATE SECRET jwt AS '{config}';\nCREATE SECRET authority AS '{}';",
+            harness_authority()
+        );
+        let connection = format!(
+            "BROKER '{}', SECURITY PROTOCOL SASL_SSL, SASL MECHANISMS = 'OAUTHBEARER', \
+             SSL CERTIFICATE AUTHORITY = SECRET authority, \
+             LIBRDKAFKA OPTIONS ('enable.sasl.oauthbearer.unsecure.jwt' = 'true', \
+                 'sasl.oauthbearer.config' = SECRET jwt, 'client.id' = 'outflow-passthrough', \
+                 'socket.keepalive.enable' = 'true')",
+            kafka.bootstrap_for(Listener::SaslSsl)
+        );
+        case(label, &secrets, &connection)
+    };
+    let right = with_config(
+        "passthrough",
+        &format!("principal={} scope={OAUTH_REQUIRED_SCOPE}", ADMIN.name),
+    );
+    // `outflow check` names the secret and shows the settings, never the secret's text.
+    let checked = Command::new(outflow_binary())
+        .args(["check", &right.statements])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{printed}");
+    assert!(
+        printed.contains(
+            "\"librdkafka_options\":{\"client.id\":\"outflow-passthrough\",\
+             \"enable.sasl.oauthbearer.unsecure.jwt\":\"true\",\
+             \"sasl.oauthbearer.config\":{\"secret\":\"jwt\"},\
+             \"socket.keepalive.enable\":\"true\"}"
+        ),
+        "{printed}"
+    );
+    assert!(!printed.contains("principal="), "{printed}");
+    let done = run(&right, RUN_WITHIN);
+    assert_succeeded("unsecured OAUTHBEARER", &right, &done);
+    println!(
+        "unsecured OAUTHBEARER through LIBRDKAFKA OPTIONS: the sink ran in {:.1?}",
+        done.took
+    );
+    // The same without the scope the broker requires: the value passed through is the one
+    // the broker judged.
+    let unscoped = with_config("passthrough-unscoped", &format!("principal={}", ADMIN.name));
+    let (error, took) = preflight_error(&unscoped);
+    println!("unsecured OAUTHBEARER without the scope, after {took:.1?}: {error}");
+    assert!(
+        matches!(
+            error,
+            SinkError::Connection(ConnectionError::Authentication { .. })
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot connect to Kafka connection \"secure\" at ")
+            && error
+                .to_string()
+                .contains("SASL OAUTHBEARER authentication failed")
+            && error
+                .to_string()
+                .contains("check the OAUTHBEARER settings of LIBRDKAFKA OPTIONS"),
+        "{error}"
+    );
 }
 
 /// The permissions of the README's ACL table for `case`, each a separate grant so that a case

@@ -109,6 +109,8 @@ pub fn avro_spec() -> AvroFormatSpec {
         registry: "csr".to_string(),
         key_compatibility: None,
         value_compatibility: None,
+        key_subject_name_strategy: Default::default(),
+        value_subject_name_strategy: Default::default(),
         key_fullname: None,
         value_fullname: None,
         null_defaults: false,

@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
@@ -22,7 +23,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::encoders::{RegistryConfig, Secret};
-use crate::spec::{ConnectionSpec, RegistrySpec, SecurityProtocol, SpecError, StringOrSecret};
+use crate::spec::{
+    ConnectionSpec, OAuthBearerSpec, RegistrySpec, SaslMechanism, SecurityProtocol, SpecError,
+    StringOrSecret,
+};
 use crate::statement::Catalog;
 
 /// How long [`KafkaConnection::check`] waits for the brokers to answer.
@@ -69,6 +73,9 @@ impl KafkaConnection {
     ) -> Result<KafkaConnection, SpecError> {
         let mut config = ClientConfig::new();
         let mut secrets = Vec::new();
+        // Secrets that are not a secret's value itself (an encoding of one, a sensitive
+        // setting given in the clear through the Rust API).
+        let mut derived_secrets = Vec::new();
         config.set("bootstrap.servers", connection.brokers.join(","));
         config.set("security.protocol", connection.security_protocol.as_str());
         // Topics are created by the sink with the settings the user gave, never by a metadata
@@ -89,6 +96,30 @@ impl KafkaConnection {
                 reveal(&StringOrSecret::Secret(sasl.password.clone()))?,
             );
         }
+        match &connection.oauthbearer {
+            Some(OAuthBearerSpec::ClientCredentials(oauth)) => {
+                config.set("sasl.mechanisms", SaslMechanism::OAuthBearer.as_str());
+                config.set("sasl.oauthbearer.method", "oidc");
+                config.set("sasl.oauthbearer.token.endpoint.url", &oauth.token_endpoint);
+                let client_id = reveal(&oauth.client_id)?;
+                let client_secret = reveal(&StringOrSecret::Secret(oauth.client_secret.clone()))?;
+                // librdkafka sends the pair as HTTP basic credentials; should that header ever
+                // reach a log line, it is redacted too.
+                derived_secrets.push(Secret::new(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{client_id}:{client_secret}")),
+                ));
+                config.set("sasl.oauthbearer.client.id", client_id);
+                config.set("sasl.oauthbearer.client.secret", client_secret);
+                if let Some(scope) = &oauth.scope {
+                    config.set("sasl.oauthbearer.scope", scope);
+                }
+            }
+            Some(OAuthBearerSpec::Unsecured) => {
+                config.set("sasl.mechanisms", SaslMechanism::OAuthBearer.as_str());
+            }
+            None => {}
+        }
         if let Some(key) = &connection.ssl_key {
             config.set("ssl.key.pem", reveal(&StringOrSecret::Secret(key.clone()))?);
         }
@@ -98,6 +129,15 @@ impl KafkaConnection {
         if let Some(authority) = &connection.ssl_certificate_authority {
             config.set("ssl.ca.pem", reveal(authority)?);
         }
+        // `LIBRDKAFKA OPTIONS`: the spec allowed each key, none of which Outflow sets above.
+        for (key, value) in &connection.librdkafka_options {
+            let value = reveal(value)?;
+            if SECRET_OPTIONS.contains(&key.as_str()) {
+                derived_secrets.push(Secret::new(value.clone()));
+            }
+            config.set(key, value);
+        }
+        secrets.extend(derived_secrets);
         Ok(KafkaConnection {
             name: connection.name.clone(),
             config,
@@ -253,6 +293,15 @@ impl KafkaConnection {
         if let Some(username) = self.config.get("sasl.username") {
             attempt.push_str(&format!(" as user \"{}\"", self.redact(username)));
         }
+        if let Some(client_id) = self.config.get("sasl.oauthbearer.client.id") {
+            attempt.push_str(&format!(
+                " as OAuth client \"{}\" with a token from {}",
+                self.redact(client_id),
+                self.config
+                    .get("sasl.oauthbearer.token.endpoint.url")
+                    .unwrap_or_default()
+            ));
+        }
         attempt
     }
 
@@ -263,13 +312,25 @@ impl KafkaConnection {
         let connection = self.name.clone();
         let lower = reason.to_ascii_lowercase();
         if failure.code == RDKafkaErrorCode::Authentication || lower.contains("sasl") {
+            let oidc = self.config.get("sasl.oauthbearer.method") == Some("oidc");
+            let oauthbearer = self.config.get("sasl.mechanisms") == Some("OAUTHBEARER");
             ConnectionError::Authentication {
                 connection,
                 address,
                 attempt: self.sasl_attempt(),
                 reason,
-                hint: "; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
-                       brokers accept that mechanism on this port",
+                hint: if oidc {
+                    "; check SASL OAUTHBEARER TOKEN ENDPOINT, SASL OAUTHBEARER CLIENT ID, SASL \
+                     OAUTHBEARER CLIENT SECRET and SASL OAUTHBEARER SCOPE, and that the brokers \
+                     accept OAUTHBEARER tokens of that provider on this port"
+                } else if oauthbearer {
+                    "; check the OAUTHBEARER settings of LIBRDKAFKA OPTIONS \
+                     (sasl.oauthbearer.config), and that the brokers accept such tokens on this \
+                     port"
+                } else {
+                    "; check SASL MECHANISMS, SASL USERNAME and SASL PASSWORD, and that the \
+                     brokers accept that mechanism on this port"
+                },
             }
         } else if failure.code == RDKafkaErrorCode::SSL
             || lower.contains("ssl")
@@ -662,6 +723,63 @@ mod tests {
         );
         assert_eq!(redacted, "line <redacted> quoted");
         assert_eq!(connection.redact("cert-pem"), "cert-pem");
+    }
+
+    #[test]
+    fn oauthbearer_and_passed_through_settings_reach_librdkafka_redacted() {
+        let catalog = Catalog::from_sql(
+            "CREATE SECRET client_secret AS 'oauth-secret-hunter2';
+             CREATE SECRET passphrase AS 'passphrase-hunter2';
+             CREATE CONNECTION k TO KAFKA (
+                 BROKER 'a:9092',
+                 SASL MECHANISMS = 'OAUTHBEARER',
+                 SASL OAUTHBEARER TOKEN ENDPOINT = 'https://idp.example.com/token',
+                 SASL OAUTHBEARER CLIENT ID = 'sink-client',
+                 SASL OAUTHBEARER CLIENT SECRET = SECRET client_secret,
+                 SASL OAUTHBEARER SCOPE = 'kafka',
+                 LIBRDKAFKA OPTIONS ('client.id' = 'orders-sink',
+                     'sasl.oauthbearer.extensions' = 'logicalCluster=lkc-1,identityPoolId=pool-2',
+                     'ssl.key.password' = SECRET passphrase)
+             );",
+        )
+        .unwrap();
+        let connection =
+            KafkaConnection::resolve(&catalog, catalog.connection("k").unwrap()).unwrap();
+        let config = connection.client_config();
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://idp.example.com/token",
+            ),
+            ("sasl.oauthbearer.client.id", "sink-client"),
+            ("sasl.oauthbearer.client.secret", "oauth-secret-hunter2"),
+            ("sasl.oauthbearer.scope", "kafka"),
+            ("client.id", "orders-sink"),
+            (
+                "sasl.oauthbearer.extensions",
+                "logicalCluster=lkc-1,identityPoolId=pool-2",
+            ),
+            ("ssl.key.password", "passphrase-hunter2"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+        assert_eq!(config.get("sasl.username"), None);
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("sink-client:oauth-secret-hunter2");
+        let text = format!("{connection:?} secret {} and {basic}", "passphrase-hunter2");
+        let shown = connection.redact(&text);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&basic), "{shown}");
+        // librdkafka takes every one of them: each is a setting it knows.
+        let probe = connection.probe(Duration::from_millis(100));
+        assert!(
+            !matches!(probe.result, Err(ConnectionError::Options { .. })),
+            "{:?}",
+            probe.result
+        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! validation from Rust, and `PARTITION BY` expressions. No I/O happens here.
 //!
 //! Modules, each importing only those listed before it: [`options`] (the options of each
-//! clause), [`error`] (`SpecError` and the sites it blames), [`syntax`] (tokens, the parsed
+//! clause), [`error`] (`SpecError` and the sites it blames), [`librdkafka`] (the settings
+//! `LIBRDKAFKA OPTIONS` may pass through), [`syntax`] (tokens, the parsed
 //! form, the parser), [`partition`] (`PARTITION BY` expressions), [`spec`] (the specs and
 //! their builders), [`statement`] (statements executed into a [`Catalog`]).
 
 pub mod error;
+pub mod librdkafka;
 pub mod options;
 pub mod partition;
 pub mod spec;

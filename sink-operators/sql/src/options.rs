@@ -35,6 +35,8 @@ pub enum ValueKind {
     StrList,
     /// `MAP['k' => 'v', …]`.
     Map,
+    /// `('key' = 'value' | SECRET name, …)`.
+    Settings,
     /// A scalar expression.
     Expr,
     /// A string, optionally preceded by `INTERVAL`.
@@ -108,11 +110,16 @@ options! {
         SaslMechanisms = "SASL MECHANISMS": Word,
         SaslUsername = "SASL USERNAME": StrOrSecret,
         SaslPassword = "SASL PASSWORD": Secret,
+        SaslOauthbearerTokenEndpoint = "SASL OAUTHBEARER TOKEN ENDPOINT": Str,
+        SaslOauthbearerClientId = "SASL OAUTHBEARER CLIENT ID": StrOrSecret,
+        SaslOauthbearerClientSecret = "SASL OAUTHBEARER CLIENT SECRET": Secret,
+        SaslOauthbearerScope = "SASL OAUTHBEARER SCOPE": Str,
         SslKey = "SSL KEY": Secret,
         SslCertificate = "SSL CERTIFICATE": StrOrSecret,
         SslCertificateAuthority = "SSL CERTIFICATE AUTHORITY": StrOrSecret,
         ProgressTopic = "PROGRESS TOPIC": Str,
         ProgressTopicReplicationFactor = "PROGRESS TOPIC REPLICATION FACTOR": Int,
+        LibrdkafkaOptions = "LIBRDKAFKA OPTIONS": Settings,
     }
 }
 
@@ -149,6 +156,8 @@ options! {
     pub enum AvroFormatOption {
         KeyCompatibilityLevel = "KEY COMPATIBILITY LEVEL": Word,
         ValueCompatibilityLevel = "VALUE COMPATIBILITY LEVEL": Word,
+        KeySubjectNameStrategy = "KEY SUBJECT NAME STRATEGY": Word,
+        ValueSubjectNameStrategy = "VALUE SUBJECT NAME STRATEGY": Word,
         AvroKeyFullname = "AVRO KEY FULLNAME": Str,
         AvroValueFullname = "AVRO VALUE FULLNAME": Str,
         NullDefaults = "NULL DEFAULTS": Bool,

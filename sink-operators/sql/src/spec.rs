@@ -182,7 +182,8 @@ impl fmt::Display for SecurityProtocol {
     }
 }
 
-/// SASL mechanisms with a username and password (librdkafka's `sasl.mechanisms`).
+/// SASL mechanisms (librdkafka's `sasl.mechanisms`): three with a username and password, and
+/// `OAUTHBEARER`, whose token comes from an OAuth token endpoint ([`OAuthBearerSpec`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN")]
@@ -191,13 +192,16 @@ pub enum SaslMechanism {
     ScramSha256,
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
+    #[serde(rename = "OAUTHBEARER")]
+    OAuthBearer,
 }
 
 impl SaslMechanism {
-    pub const ALL: [SaslMechanism; 3] = [
+    pub const ALL: [SaslMechanism; 4] = [
         SaslMechanism::Plain,
         SaslMechanism::ScramSha256,
         SaslMechanism::ScramSha512,
+        SaslMechanism::OAuthBearer,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -205,6 +209,7 @@ impl SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -222,12 +227,38 @@ impl fmt::Display for SaslMechanism {
     }
 }
 
-/// SASL credentials: the mechanism, a username, and the password as a secret.
+/// SASL credentials of the password mechanisms: the mechanism (never `OAUTHBEARER`, which
+/// is [`OAuthBearerSpec`]), a username, and the password as a secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SaslSpec {
     pub mechanism: SaslMechanism,
     pub username: StringOrSecret,
     pub password: SecretRef,
+}
+
+/// `SASL MECHANISMS = 'OAUTHBEARER'`: where the client's tokens come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthBearerSpec {
+    /// OAuth 2.0 client credentials: librdkafka posts the client id and secret to the token
+    /// endpoint (`sasl.oauthbearer.method=oidc`), sends the token it gets to the brokers, and
+    /// fetches a new one before it expires.
+    ClientCredentials(OAuthClientCredentials),
+    /// Unsigned tokens librdkafka makes itself (`LIBRDKAFKA OPTIONS
+    /// ('enable.sasl.oauthbearer.unsecure.jwt' = 'true', 'sasl.oauthbearer.config' = SECRET
+    /// s)`), which only a development broker accepts.
+    Unsecured,
+}
+
+/// The client credentials of [`OAuthBearerSpec::ClientCredentials`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OAuthClientCredentials {
+    /// `SASL OAUTHBEARER TOKEN ENDPOINT`: an `http://` or `https://` URL.
+    pub token_endpoint: String,
+    pub client_id: StringOrSecret,
+    pub client_secret: SecretRef,
+    /// `SASL OAUTHBEARER SCOPE`: the scope requested, when the provider needs one.
+    pub scope: Option<String>,
 }
 
 /// `CREATE CONNECTION name TO KAFKA (…)`.
@@ -244,11 +275,16 @@ pub struct ConnectionSpec {
     pub brokers: Vec<String>,
     pub security_protocol: SecurityProtocol,
     pub sasl: Option<SaslSpec>,
+    /// `SASL MECHANISMS = 'OAUTHBEARER'` and its token source.
+    pub oauthbearer: Option<OAuthBearerSpec>,
     pub ssl_key: Option<SecretRef>,
     pub ssl_certificate: Option<StringOrSecret>,
     pub ssl_certificate_authority: Option<StringOrSecret>,
     pub progress_topic: String,
     pub progress_topic_replication_factor: Option<i32>,
+    /// `LIBRDKAFKA OPTIONS (…)`: librdkafka settings passed through to every client of the
+    /// connection, each one of [`crate::librdkafka::ALLOWED`].
+    pub librdkafka_options: BTreeMap<String, StringOrSecret>,
 }
 
 impl ConnectionSpec {
@@ -274,6 +310,12 @@ impl ConnectionSpec {
             }
             refs.push((O::SaslPassword, &sasl.password));
         }
+        if let Some(OAuthBearerSpec::ClientCredentials(oauth)) = &self.oauthbearer {
+            if let Some(s) = oauth.client_id.secret_ref() {
+                refs.push((O::SaslOauthbearerClientId, s));
+            }
+            refs.push((O::SaslOauthbearerClientSecret, &oauth.client_secret));
+        }
         if let Some(s) = &self.ssl_key {
             refs.push((O::SslKey, s));
         }
@@ -291,6 +333,11 @@ impl ConnectionSpec {
         {
             refs.push((O::SslCertificateAuthority, s));
         }
+        for value in self.librdkafka_options.values() {
+            if let Some(s) = value.secret_ref() {
+                refs.push((O::LibrdkafkaOptions, s));
+            }
+        }
         refs
     }
 }
@@ -306,11 +353,16 @@ pub struct ConnectionBuilder {
     sasl_mechanism: Option<SaslMechanism>,
     sasl_username: Option<StringOrSecret>,
     sasl_password: Option<SecretRef>,
+    oauthbearer_token_endpoint: Option<String>,
+    oauthbearer_client_id: Option<StringOrSecret>,
+    oauthbearer_client_secret: Option<SecretRef>,
+    oauthbearer_scope: Option<String>,
     ssl_key: Option<SecretRef>,
     ssl_certificate: Option<StringOrSecret>,
     ssl_certificate_authority: Option<StringOrSecret>,
     progress_topic: Option<String>,
     progress_topic_replication_factor: Option<i64>,
+    librdkafka_options: Vec<(String, StringOrSecret)>,
 }
 
 impl ConnectionBuilder {
@@ -344,6 +396,40 @@ impl ConnectionBuilder {
     /// The SASL password, by the name of the secret holding it.
     pub fn sasl_password(mut self, secret: impl Into<String>) -> Self {
         self.sasl_password = Some(SecretRef::new(secret));
+        self
+    }
+
+    /// `SASL OAUTHBEARER TOKEN ENDPOINT`: the OAuth token endpoint of `SASL MECHANISMS =
+    /// 'OAUTHBEARER'`.
+    pub fn oauthbearer_token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.oauthbearer_token_endpoint = Some(url.into());
+        self
+    }
+
+    pub fn oauthbearer_client_id(mut self, client_id: impl Into<StringOrSecret>) -> Self {
+        self.oauthbearer_client_id = Some(client_id.into());
+        self
+    }
+
+    /// The OAuth client secret, by the name of the secret holding it.
+    pub fn oauthbearer_client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.oauthbearer_client_secret = Some(SecretRef::new(secret));
+        self
+    }
+
+    pub fn oauthbearer_scope(mut self, scope: impl Into<String>) -> Self {
+        self.oauthbearer_scope = Some(scope.into());
+        self
+    }
+
+    /// Passes a librdkafka setting through (`LIBRDKAFKA OPTIONS`); `build` refuses settings
+    /// off [`crate::librdkafka::ALLOWED`], and secret ones not given as a [`SecretRef`].
+    pub fn librdkafka_option(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<StringOrSecret>,
+    ) -> Self {
+        self.librdkafka_options.push((key.into(), value.into()));
         self
     }
 
@@ -392,9 +478,30 @@ impl ConnectionBuilder {
         for broker in &self.brokers {
             check_broker_address(broker).map_err(|e| e.site(site(broker_option)))?;
         }
+        let librdkafka_options = check_librdkafka_options(self.librdkafka_options)
+            .map_err(|e| e.site(site(O::LibrdkafkaOptions)))?;
+        let oauth_given = [
+            (
+                O::SaslOauthbearerTokenEndpoint,
+                self.oauthbearer_token_endpoint.is_some(),
+            ),
+            (
+                O::SaslOauthbearerClientId,
+                self.oauthbearer_client_id.is_some(),
+            ),
+            (
+                O::SaslOauthbearerClientSecret,
+                self.oauthbearer_client_secret.is_some(),
+            ),
+            (O::SaslOauthbearerScope, self.oauthbearer_scope.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        .map(|(option, _)| option);
         let sasl_given = self.sasl_mechanism.is_some()
             || self.sasl_username.is_some()
-            || self.sasl_password.is_some();
+            || self.sasl_password.is_some()
+            || oauth_given.is_some();
         let tls_given = self.ssl_key.is_some()
             || self.ssl_certificate.is_some()
             || self.ssl_certificate_authority.is_some();
@@ -403,6 +510,7 @@ impl ConnectionBuilder {
         } else {
             SecurityProtocol::Ssl
         });
+        let mut oauthbearer = None;
         let sasl = if protocol.uses_sasl() {
             // Blame the first SASL option given.
             let anchor = [
@@ -413,26 +521,104 @@ impl ConnectionBuilder {
             ]
             .into_iter()
             .find(|(_, given)| *given)
-            .map_or(Site::Statement, |(option, _)| site(option));
+            .map(|(option, _)| option)
+            .or(oauth_given)
+            .map_or(Site::Statement, site);
             let missing = |option: KafkaConnectionOption| {
                 blame(anchor, format!("SASL authentication requires {option}"))
                     .hint("SASL needs SASL MECHANISMS, SASL USERNAME and SASL PASSWORD")
             };
-            Some(SaslSpec {
-                mechanism: self
-                    .sasl_mechanism
-                    .ok_or_else(|| missing(O::SaslMechanisms))?,
-                username: self.sasl_username.ok_or_else(|| missing(O::SaslUsername))?,
-                password: self.sasl_password.ok_or_else(|| missing(O::SaslPassword))?,
-            })
+            let mechanism = self
+                .sasl_mechanism
+                .ok_or_else(|| missing(O::SaslMechanisms))?;
+            if mechanism == SaslMechanism::OAuthBearer {
+                for (option, given) in [
+                    (O::SaslUsername, self.sasl_username.is_some()),
+                    (O::SaslPassword, self.sasl_password.is_some()),
+                ] {
+                    if given {
+                        return Err(blame(
+                            site(option),
+                            format!("{option} cannot be used with SASL MECHANISMS OAUTHBEARER"),
+                        )
+                        .hint(
+                            "OAUTHBEARER takes SASL OAUTHBEARER TOKEN ENDPOINT, SASL OAUTHBEARER \
+                             CLIENT ID, SASL OAUTHBEARER CLIENT SECRET and SASL OAUTHBEARER SCOPE",
+                        ));
+                    }
+                }
+                let unsecured = matches!(
+                    librdkafka_options.get("enable.sasl.oauthbearer.unsecure.jwt"),
+                    Some(StringOrSecret::Value(v)) if v == "true"
+                );
+                if unsecured {
+                    if let Some(option) = oauth_given {
+                        return Err(blame(
+                            site(option),
+                            format!(
+                                "{option} cannot be used with LIBRDKAFKA OPTIONS \
+                                 'enable.sasl.oauthbearer.unsecure.jwt' = 'true'"
+                            ),
+                        )
+                        .hint(
+                            "unsecured tokens are made by the client itself: leave out either \
+                             the token endpoint options or enable.sasl.oauthbearer.unsecure.jwt",
+                        ));
+                    }
+                    oauthbearer = Some(OAuthBearerSpec::Unsecured);
+                } else {
+                    let missing = |option: KafkaConnectionOption| {
+                        blame(
+                            anchor,
+                            format!("SASL MECHANISMS OAUTHBEARER requires {option}"),
+                        )
+                        .hint(
+                            "OAUTHBEARER needs SASL OAUTHBEARER TOKEN ENDPOINT, SASL OAUTHBEARER \
+                             CLIENT ID and SASL OAUTHBEARER CLIENT SECRET (SCOPE is optional)",
+                        )
+                    };
+                    let token_endpoint = self
+                        .oauthbearer_token_endpoint
+                        .ok_or_else(|| missing(O::SaslOauthbearerTokenEndpoint))?;
+                    check_http_url(O::SaslOauthbearerTokenEndpoint.name(), &token_endpoint)
+                        .map_err(|e| e.site(site(O::SaslOauthbearerTokenEndpoint)))?;
+                    oauthbearer =
+                        Some(OAuthBearerSpec::ClientCredentials(OAuthClientCredentials {
+                            token_endpoint,
+                            client_id: self
+                                .oauthbearer_client_id
+                                .ok_or_else(|| missing(O::SaslOauthbearerClientId))?,
+                            client_secret: self
+                                .oauthbearer_client_secret
+                                .ok_or_else(|| missing(O::SaslOauthbearerClientSecret))?,
+                            scope: self.oauthbearer_scope,
+                        }));
+                }
+                None
+            } else {
+                if let Some(option) = oauth_given {
+                    return Err(blame(
+                        site(option),
+                        format!("{option} cannot be used with SASL MECHANISMS {mechanism}"),
+                    )
+                    .hint("use SASL MECHANISMS = 'OAUTHBEARER'"));
+                }
+                Some(SaslSpec {
+                    mechanism,
+                    username: self.sasl_username.ok_or_else(|| missing(O::SaslUsername))?,
+                    password: self.sasl_password.ok_or_else(|| missing(O::SaslPassword))?,
+                })
+            }
         } else {
             if sasl_given {
                 let option = if self.sasl_mechanism.is_some() {
                     O::SaslMechanisms
                 } else if self.sasl_username.is_some() {
                     O::SaslUsername
-                } else {
+                } else if self.sasl_password.is_some() {
                     O::SaslPassword
+                } else {
+                    oauth_given.unwrap_or(O::SaslMechanisms)
                 };
                 return Err(blame(
                     site(option),
@@ -484,12 +670,61 @@ impl ConnectionBuilder {
             brokers: self.brokers,
             security_protocol: protocol,
             sasl,
+            oauthbearer,
             ssl_key: self.ssl_key,
             ssl_certificate: self.ssl_certificate,
             ssl_certificate_authority: self.ssl_certificate_authority,
             progress_topic,
             progress_topic_replication_factor,
+            librdkafka_options,
         })
+    }
+}
+
+/// `LIBRDKAFKA OPTIONS`: each setting allowed, given once, and a secret one given as a secret.
+fn check_librdkafka_options(
+    options: Vec<(String, StringOrSecret)>,
+) -> Result<BTreeMap<String, StringOrSecret>, SpecError> {
+    let mut checked = BTreeMap::new();
+    for (key, value) in options {
+        check_librdkafka_setting(&key, &value)?;
+        if checked.insert(key.clone(), value).is_some() {
+            return Err(SpecError::new(format!(
+                "LIBRDKAFKA OPTIONS sets '{key}' more than once"
+            )));
+        }
+    }
+    Ok(checked)
+}
+
+/// One setting of `LIBRDKAFKA OPTIONS`, for the statement layer (which points at the key) and
+/// the builder alike.
+pub(crate) fn check_librdkafka_setting(key: &str, value: &StringOrSecret) -> Result<(), SpecError> {
+    crate::librdkafka::check_setting(key)?;
+    if crate::librdkafka::is_secret_setting(key) && value.secret_ref().is_none() {
+        return Err(
+            SpecError::new(format!("LIBRDKAFKA OPTIONS '{key}' must be a SECRET")).hint(format!(
+                "store the value with CREATE SECRET, then write '{key}' = SECRET name"
+            )),
+        );
+    }
+    Ok(())
+}
+
+/// An `http://` or `https://` URL with a host.
+fn check_http_url(option: &str, url: &str) -> Result<(), SpecError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(SpecError::new(format!(
+            "invalid {option} '{url}': expected an http:// or https:// URL"
+        ))),
     }
 }
 
@@ -1064,6 +1299,29 @@ impl SinkSpec {
             snapshot: true,
             delivery: DeliveryGuarantee::default(),
         }
+    }
+
+    /// What the sink's encoder is configured with.
+    pub fn encoder_config(&self) -> EncoderConfig {
+        EncoderConfig {
+            desc: self.desc.clone(),
+            relation: self.from.clone().unwrap_or_else(|| self.name.clone()),
+            key_columns: self.key.as_ref().map(|k| k.indices.clone()),
+            envelope: self.envelope,
+            key_format: self
+                .key_format
+                .clone()
+                .unwrap_or_else(|| self.value_format.clone()),
+            value_format: self.value_format.clone(),
+            headers_column: self.headers.as_ref().map(|c| c.index),
+            topic: self.topic.clone(),
+        }
+    }
+
+    /// The schema registry subjects the sink registers its Avro schemas under, key first (by
+    /// each part's `SUBJECT NAME STRATEGY`).
+    pub fn registry_subjects(&self) -> Vec<(Part, String)> {
+        self.encoder_config().subjects()
     }
 
     /// The transactional id of worker `worker`: `{prefix}{sink name}-{worker}`.

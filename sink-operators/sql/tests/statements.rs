@@ -8,14 +8,14 @@ use std::time::Duration;
 use outflow_dataflow::{Datum, RelationDesc, Row, ScalarType};
 use outflow_encoders::{
     AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
-    Secret,
+    Part, Secret, SubjectNameStrategy,
 };
 use outflow_sql::error::Site;
 use outflow_sql::options::{KafkaConnectionOption, SinkOption};
 use outflow_sql::partition::{kafka_murmur2, partition_for};
 use outflow_sql::spec::{
-    ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, RegistrySpec, SaslMechanism,
-    SecretSpec, SecurityProtocol, SinkSpec, SpecError, StringOrSecret, TableSpec,
+    ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, OAuthBearerSpec, RegistrySpec,
+    SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec, SpecError, StringOrSecret, TableSpec,
 };
 use outflow_sql::statement::{parse_statements, Catalog, CatalogObject};
 use proptest::prelude::*;
@@ -581,6 +581,8 @@ fn sink_formats() {
         registry: "csr_connection".into(),
         key_compatibility: Some(CompatibilityLevel::FullTransitive),
         value_compatibility: Some(CompatibilityLevel::None),
+        key_subject_name_strategy: Default::default(),
+        value_subject_name_strategy: Default::default(),
         key_fullname: Some("com.example.OrderKey".into()),
         value_fullname: Some("com.example.Order".into()),
         null_defaults: true,
@@ -1383,6 +1385,8 @@ fn builders_produce_the_statements_specs() {
         registry: "csr_connection".into(),
         key_compatibility: None,
         value_compatibility: Some(CompatibilityLevel::Backward),
+        key_subject_name_strategy: Default::default(),
+        value_subject_name_strategy: Default::default(),
         key_fullname: None,
         value_fullname: None,
         null_defaults: false,
@@ -1778,4 +1782,317 @@ proptest! {
             prop_assert!(err.position.is_some(), "{damaged}: {}", err.message);
         }
     }
+}
+
+const OAUTH_PRELUDE: &str = "CREATE SECRET oauth_secret AS 'hunter2';
+CREATE SECRET key_passphrase AS 'hunter2';";
+
+#[test]
+fn oauthbearer_connections() {
+    let mut catalog = catalog();
+    catalog
+        .execute_sql(&format!(
+            "{OAUTH_PRELUDE}
+             CREATE CONNECTION cloud TO KAFKA (
+                 BROKER 'pkc-1.example.com:9092',
+                 SASL MECHANISMS = 'OAUTHBEARER',
+                 SASL OAUTHBEARER TOKEN ENDPOINT = 'https://idp.example.com/oauth2/token',
+                 SASL OAUTHBEARER CLIENT ID = 'outflow',
+                 SASL OAUTHBEARER CLIENT SECRET = SECRET oauth_secret,
+                 SASL OAUTHBEARER SCOPE = 'kafka'
+             );"
+        ))
+        .unwrap();
+    let connection = catalog.connection("cloud").unwrap();
+    assert_eq!(connection.security_protocol, SecurityProtocol::SaslSsl);
+    assert!(connection.sasl.is_none());
+    let Some(OAuthBearerSpec::ClientCredentials(oauth)) = &connection.oauthbearer else {
+        panic!("no client credentials: {connection:?}")
+    };
+    assert_eq!(oauth.token_endpoint, "https://idp.example.com/oauth2/token");
+    assert_eq!(oauth.client_id, StringOrSecret::Value("outflow".into()));
+    assert_eq!(oauth.client_secret.name(), "oauth_secret");
+    assert_eq!(oauth.scope.as_deref(), Some("kafka"));
+    let built = ConnectionSpec::builder("cloud")
+        .broker("pkc-1.example.com:9092")
+        .sasl_mechanism(SaslMechanism::OAuthBearer)
+        .oauthbearer_token_endpoint("https://idp.example.com/oauth2/token")
+        .oauthbearer_client_id("outflow")
+        .oauthbearer_client_secret("oauth_secret")
+        .oauthbearer_scope("kafka")
+        .build()
+        .unwrap();
+    assert_eq!(&built, connection);
+    let json = serde_json::to_string(&CatalogObject::KafkaConnection(connection)).unwrap();
+    assert!(
+        json.contains("\"client_secret\":{\"secret\":\"oauth_secret\"}"),
+        "{json}"
+    );
+    assert!(!json.contains("hunter2"), "{json}");
+
+    let with = |options: &str| {
+        format!(
+            "{OAUTH_PRELUDE}\nCREATE CONNECTION k TO KAFKA (BROKER 'b:1', SASL MECHANISMS = 'OAUTHBEARER', {options})"
+        )
+    };
+    assert_error(
+        &with("SASL OAUTHBEARER CLIENT ID 'c', SASL OAUTHBEARER CLIENT SECRET SECRET oauth_secret"),
+        "SASL MECHANISMS OAUTHBEARER requires SASL OAUTHBEARER TOKEN ENDPOINT",
+        "'OAUTHBEARER'",
+    );
+    assert_error(
+        &with("SASL OAUTHBEARER TOKEN ENDPOINT 'https://idp/t', SASL OAUTHBEARER CLIENT ID 'c'"),
+        "SASL MECHANISMS OAUTHBEARER requires SASL OAUTHBEARER CLIENT SECRET",
+        "'OAUTHBEARER'",
+    );
+    assert_error(
+        &with("SASL OAUTHBEARER TOKEN ENDPOINT 'https://idp/t', SASL OAUTHBEARER CLIENT ID 'c', SASL OAUTHBEARER CLIENT SECRET 'in-the-clear'"),
+        "SASL OAUTHBEARER CLIENT SECRET must be a SECRET",
+        "'in-the-clear'",
+    );
+    assert_error(
+        &with("SASL OAUTHBEARER TOKEN ENDPOINT 'idp/token', SASL OAUTHBEARER CLIENT ID 'c', SASL OAUTHBEARER CLIENT SECRET SECRET oauth_secret"),
+        "invalid SASL OAUTHBEARER TOKEN ENDPOINT 'idp/token': expected an http:// or https:// URL",
+        "'idp/token'",
+    );
+    assert_error(
+        &with("SASL OAUTHBEARER TOKEN ENDPOINT 'https://idp/t', SASL OAUTHBEARER CLIENT ID 'c', SASL OAUTHBEARER CLIENT SECRET SECRET nope"),
+        "unknown catalog item 'nope'",
+        "nope",
+    );
+    assert_error(
+        &with("SASL USERNAME 'u', SASL OAUTHBEARER TOKEN ENDPOINT 'https://idp/t'"),
+        "SASL USERNAME cannot be used with SASL MECHANISMS OAUTHBEARER",
+        "'u'",
+    );
+    assert_error(
+        &format!("{OAUTH_PRELUDE}\nCREATE CONNECTION k TO KAFKA (BROKER 'b:1', SASL MECHANISMS = 'SCRAM-SHA-256', SASL USERNAME 'u', SASL PASSWORD SECRET oauth_secret, SASL OAUTHBEARER SCOPE 'kafka')"),
+        "SASL OAUTHBEARER SCOPE cannot be used with SASL MECHANISMS SCRAM-SHA-256",
+        "'kafka'",
+    );
+    assert_error(
+        &format!("{OAUTH_PRELUDE}\nCREATE CONNECTION k TO KAFKA (BROKER 'b:1', SECURITY PROTOCOL SSL, SASL OAUTHBEARER TOKEN ENDPOINT 'https://idp/t')"),
+        "SASL OAUTHBEARER TOKEN ENDPOINT cannot be used with SECURITY PROTOCOL SSL",
+        "'https://idp/t'",
+    );
+    // Unsigned tokens made by librdkafka itself, for development brokers: no endpoint then.
+    catalog
+        .execute_sql(
+            "CREATE SECRET principal AS 'principal=admin';
+             CREATE CONNECTION dev TO KAFKA (BROKER 'b:1', SECURITY PROTOCOL SASL_PLAINTEXT,
+                 SASL MECHANISMS OAUTHBEARER,
+                 LIBRDKAFKA OPTIONS ('enable.sasl.oauthbearer.unsecure.jwt' = 'true',
+                                     'sasl.oauthbearer.config' = SECRET principal));",
+        )
+        .unwrap();
+    assert_eq!(
+        catalog.connection("dev").unwrap().oauthbearer,
+        Some(OAuthBearerSpec::Unsecured)
+    );
+    assert_error(
+        &with("SASL OAUTHBEARER TOKEN ENDPOINT 'https://idp/t', LIBRDKAFKA OPTIONS ('enable.sasl.oauthbearer.unsecure.jwt' = 'true')"),
+        "SASL OAUTHBEARER TOKEN ENDPOINT cannot be used with LIBRDKAFKA OPTIONS 'enable.sasl.oauthbearer.unsecure.jwt' = 'true'",
+        "'https://idp/t'",
+    );
+}
+
+#[test]
+fn librdkafka_options_pass_allowed_settings_and_refuse_outflows_own() {
+    let mut catalog = catalog();
+    catalog
+        .execute_sql(&format!(
+            "{OAUTH_PRELUDE}
+             CREATE CONNECTION k TO KAFKA (BROKER 'b:1',
+                 LIBRDKAFKA OPTIONS ('client.id' = 'outflow-orders', 'socket.keepalive.enable' = 'true',
+                                     'ssl.key.password' = SECRET key_passphrase));"
+        ))
+        .unwrap();
+    let connection = catalog.connection("k").unwrap();
+    let options: Vec<(&str, &StringOrSecret)> = connection
+        .librdkafka_options
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    assert_eq!(
+        options,
+        [
+            ("client.id", &StringOrSecret::Value("outflow-orders".into())),
+            (
+                "socket.keepalive.enable",
+                &StringOrSecret::Value("true".into())
+            ),
+            (
+                "ssl.key.password",
+                &StringOrSecret::secret("key_passphrase")
+            ),
+        ]
+    );
+    let built = ConnectionSpec::builder("k")
+        .broker("b:1")
+        .librdkafka_option("socket.keepalive.enable", "true")
+        .librdkafka_option("client.id", "outflow-orders")
+        .librdkafka_option("ssl.key.password", StringOrSecret::secret("key_passphrase"))
+        .build()
+        .unwrap();
+    assert_eq!(&built, connection);
+    // `outflow check` prints the secret's name, never its value.
+    let json = serde_json::to_string(&CatalogObject::KafkaConnection(connection)).unwrap();
+    assert!(
+        json.contains(
+            "\"librdkafka_options\":{\"client.id\":\"outflow-orders\",\"socket.keepalive.enable\":\"true\",\"ssl.key.password\":{\"secret\":\"key_passphrase\"}}"
+        ),
+        "{json}"
+    );
+    assert!(!format!("{json} {catalog:?}").contains("hunter2"));
+    // `outflow run --broker` points the connection at a local plaintext broker: settings about
+    // TLS and SASL go, the others stay.
+    let mut redirected = catalog.clone();
+    redirected.redirect(Some("127.0.0.1:9092"), None);
+    let options: Vec<&str> = redirected
+        .connection("k")
+        .unwrap()
+        .librdkafka_options
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(options, ["client.id", "socket.keepalive.enable"]);
+
+    let with = |settings: &str| {
+        format!("{OAUTH_PRELUDE}\nCREATE CONNECTION k2 TO KAFKA (BROKER 'b:1', LIBRDKAFKA OPTIONS ({settings}))")
+    };
+    let err = assert_error(
+        &with("'client.id' = 'x', 'transactional.id' = 'mine'"),
+        "LIBRDKAFKA OPTIONS cannot set 'transactional.id': Outflow sets it from the sink's TRANSACTIONAL ID PREFIX",
+        "'transactional.id'",
+    );
+    assert_eq!(err.site, None);
+    assert_error(
+        &with("'enable.idempotence' = 'false'"),
+        "LIBRDKAFKA OPTIONS cannot set 'enable.idempotence': Outflow sets it from the sink's DELIVERY GUARANTEE",
+        "'enable.idempotence'",
+    );
+    assert_error(
+        &with("'bootstrap.servers' = 'elsewhere:9092'"),
+        "LIBRDKAFKA OPTIONS cannot set 'bootstrap.servers': Outflow sets it from the connection's BROKER or BROKERS",
+        "'bootstrap.servers'",
+    );
+    assert_error(
+        &with("'sasl.oauthbearer.client.secret' = SECRET oauth_secret"),
+        "LIBRDKAFKA OPTIONS cannot set 'sasl.oauthbearer.client.secret': Outflow sets it from the connection's SASL OAUTHBEARER CLIENT SECRET",
+        "'sasl.oauthbearer.client.secret'",
+    );
+    let err = assert_error(
+        &with("'enable.ssl.certificate.verification' = 'false'"),
+        "LIBRDKAFKA OPTIONS cannot set 'enable.ssl.certificate.verification': it is not one of the settings a connection may pass through",
+        "'enable.ssl.certificate.verification'",
+    );
+    assert!(err.hint.unwrap().contains("client.id, client.rack"));
+    assert_error(
+        &with("'ssl.key.password' = 'hunter2'"),
+        "LIBRDKAFKA OPTIONS 'ssl.key.password' must be a SECRET",
+        "'ssl.key.password'",
+    );
+    assert_error(
+        &with("'client.id' = 'a', 'client.id' = 'b'"),
+        "LIBRDKAFKA OPTIONS sets 'client.id' more than once",
+        "'client.id' = 'b'",
+    );
+    assert_error(
+        &with("'client.id' = SECRET missing"),
+        "unknown catalog item 'missing'",
+        "missing",
+    );
+    assert_error(
+        &with("'socket.timeout.ms' = 30000"),
+        "expected a string or SECRET name for 'socket.timeout.ms' in LIBRDKAFKA OPTIONS, found number 30000",
+        "30000",
+    );
+    assert_error(
+        &with("client.id = 'x'"),
+        "expected a quoted setting name for LIBRDKAFKA OPTIONS, found identifier \"client\"",
+        "client.id",
+    );
+    // The builder runs the same checks, blaming the option.
+    let err = ConnectionSpec::builder("k")
+        .broker("b:1")
+        .librdkafka_option("linger.ms", "100")
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "LIBRDKAFKA OPTIONS cannot set 'linger.ms': Outflow sets it from the sink's producer (its batching is part of the commit cadence)"
+    );
+    assert_eq!(
+        err.site,
+        Some(Site::KafkaOption(KafkaConnectionOption::LibrdkafkaOptions))
+    );
+}
+
+#[test]
+fn subject_name_strategies() {
+    let spec = sink(
+        "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 'orders') KEY (order_id)
+         FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr_connection (
+             KEY SUBJECT NAME STRATEGY = 'RecordNameStrategy',
+             VALUE SUBJECT NAME STRATEGY = 'topic-record',
+             AVRO KEY FULLNAME = 'com.shop.OrderKey',
+             AVRO VALUE FULLNAME = 'com.shop.Order',
+             VALUE COMPATIBILITY LEVEL = 'FULL'
+         ) ENVELOPE UPSERT",
+    );
+    let FormatSpec::Avro(avro) = &spec.value_format else {
+        panic!("not Avro")
+    };
+    assert_eq!(avro.key_subject_name_strategy, SubjectNameStrategy::Record);
+    assert_eq!(
+        avro.value_subject_name_strategy,
+        SubjectNameStrategy::TopicRecord
+    );
+    assert_eq!(
+        spec.registry_subjects(),
+        [
+            (Part::Key, "com.shop.OrderKey".to_string()),
+            (Part::Value, "orders-com.shop.Order".to_string())
+        ]
+    );
+    // The default is Confluent's TopicNameStrategy.
+    let plain = sink(
+        "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 'orders') KEY (order_id)
+         FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr_connection ENVELOPE UPSERT",
+    );
+    assert_eq!(
+        plain.registry_subjects(),
+        [
+            (Part::Key, "orders-key".to_string()),
+            (Part::Value, "orders-value".to_string())
+        ]
+    );
+    for (text, strategy) in [
+        ("topic", SubjectNameStrategy::Topic),
+        ("TopicNameStrategy", SubjectNameStrategy::Topic),
+        ("RECORD", SubjectNameStrategy::Record),
+        ("topic_record", SubjectNameStrategy::TopicRecord),
+        ("TopicRecordNameStrategy", SubjectNameStrategy::TopicRecord),
+    ] {
+        let spec = sink(&format!(
+            "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 'orders') KEY (order_id)
+             KEY FORMAT JSON VALUE FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr_connection
+             (VALUE SUBJECT NAME STRATEGY '{text}') ENVELOPE UPSERT"
+        ));
+        let FormatSpec::Avro(avro) = &spec.value_format else {
+            panic!("not Avro")
+        };
+        assert_eq!(avro.value_subject_name_strategy, strategy, "{text}");
+    }
+    let err = assert_error(
+        "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 'orders') KEY (order_id)
+         FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr_connection (KEY SUBJECT NAME STRATEGY 'subject')
+         ENVELOPE UPSERT",
+        "invalid KEY SUBJECT NAME STRATEGY: subject",
+        "'subject'",
+    );
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("the strategies are topic (TopicNameStrategy), record (RecordNameStrategy), topic-record (TopicRecordNameStrategy)")
+    );
 }

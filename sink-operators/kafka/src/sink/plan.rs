@@ -136,20 +136,7 @@ impl SinkPlan {
 
     /// What the sink's encoder is configured with, as `sink_kafka` builds it.
     pub fn encoder_config(&self) -> EncoderConfig {
-        let spec = &self.spec;
-        EncoderConfig {
-            desc: spec.desc.clone(),
-            relation: spec.from.clone().unwrap_or_else(|| spec.name.clone()),
-            key_columns: spec.key.as_ref().map(|k| k.indices.clone()),
-            envelope: spec.envelope,
-            key_format: spec
-                .key_format
-                .clone()
-                .unwrap_or_else(|| spec.value_format.clone()),
-            value_format: spec.value_format.clone(),
-            headers_column: spec.headers.as_ref().map(|c| c.index),
-            topic: spec.topic.clone(),
-        }
+        self.spec.encoder_config()
     }
 }
 

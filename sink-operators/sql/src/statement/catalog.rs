@@ -90,6 +90,13 @@ impl Catalog {
                             brokers.split(',').map(|b| b.trim().to_string()).collect();
                         connection.security_protocol = SecurityProtocol::Plaintext;
                         connection.sasl = None;
+                        connection.oauthbearer = None;
+                        // Pass-through settings about TLS and SASL have nothing to talk to.
+                        connection.librdkafka_options.retain(|key, _| {
+                            !["ssl.", "sasl.", "https.", "enable.sasl."]
+                                .iter()
+                                .any(|prefix| key.starts_with(prefix))
+                        });
                         connection.ssl_key = None;
                         connection.ssl_certificate = None;
                         connection.ssl_certificate_authority = None;
@@ -297,7 +304,7 @@ impl Catalog {
         SpecError::new(format!("unknown catalog item '{name}'"))
     }
 
-    fn resolve_secret(&self, name: &str) -> Result<&SecretSpec, SpecError> {
+    pub(super) fn resolve_secret(&self, name: &str) -> Result<&SecretSpec, SpecError> {
         match self.items.get(name) {
             Some(Item::Secret(s)) => Ok(s),
             Some(_) => Err(SpecError::new(format!("\"{name}\" is not a secret"))),

@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use outflow_dataflow::ScalarType;
 use outflow_encoders::{
-    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec, Part,
+    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
+    Part, SubjectNameStrategy,
 };
 
 use super::catalog::{Catalog, Item};
@@ -18,8 +19,9 @@ use crate::options::{
     SinkWithOption,
 };
 use crate::spec::{
-    parse_duration, ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, RegistryBuilder,
-    SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec, StringOrSecret, TableSpec,
+    check_librdkafka_setting, parse_duration, ClusterSpec, Compression, ConnectionSpec,
+    DeliveryGuarantee, RegistryBuilder, SaslMechanism, SecretSpec, SecurityProtocol, SinkSpec,
+    StringOrSecret, TableSpec,
 };
 use crate::syntax::ast::*;
 
@@ -162,6 +164,14 @@ impl Catalog {
                 }
                 O::SaslUsername => builder.sasl_username(opt.string_or_secret()?),
                 O::SaslPassword => builder.sasl_password(&opt.secret()?.name),
+                O::SaslOauthbearerTokenEndpoint => builder.oauthbearer_token_endpoint(opt.str()?),
+                O::SaslOauthbearerClientId => {
+                    builder.oauthbearer_client_id(opt.string_or_secret()?)
+                }
+                O::SaslOauthbearerClientSecret => {
+                    builder.oauthbearer_client_secret(&opt.secret()?.name)
+                }
+                O::SaslOauthbearerScope => builder.oauthbearer_scope(opt.str()?),
                 O::SslKey => builder.ssl_key(&opt.secret()?.name),
                 O::SslCertificate => builder.ssl_certificate(opt.string_or_secret()?),
                 O::SslCertificateAuthority => {
@@ -170,6 +180,31 @@ impl Catalog {
                 O::ProgressTopic => builder.progress_topic(opt.str()?),
                 O::ProgressTopicReplicationFactor => {
                     builder.progress_topic_replication_factor_raw(opt.int()?)
+                }
+                O::LibrdkafkaOptions => {
+                    let mut seen = HashSet::new();
+                    for setting in opt.settings()? {
+                        let value = match &setting.value {
+                            SettingValue::Str(s) => StringOrSecret::Value(s.clone()),
+                            SettingValue::Secret(secret) => StringOrSecret::secret(&secret.name),
+                        };
+                        // Checked here too, so that an error points at the setting's key.
+                        check_librdkafka_setting(&setting.key, &value)
+                            .map_err(|e| e.at(setting.pos))?;
+                        if !seen.insert(setting.key.as_str()) {
+                            return Err(SpecError::new(format!(
+                                "LIBRDKAFKA OPTIONS sets '{}' more than once",
+                                setting.key
+                            ))
+                            .at(setting.pos));
+                        }
+                        if let SettingValue::Secret(secret) = &setting.value {
+                            self.resolve_secret(&secret.name)
+                                .map_err(|e| e.at(secret.pos))?;
+                        }
+                        builder = builder.librdkafka_option(&setting.key, value);
+                    }
+                    builder
                 }
             };
         }
@@ -458,6 +493,13 @@ impl<N: OptionName> SqlOption<N> {
         }
     }
 
+    fn settings(&self) -> Result<&[Setting], SpecError> {
+        match &self.value {
+            OptionValue::Settings(settings) => Ok(settings),
+            _ => Err(self.misparsed()),
+        }
+    }
+
     fn map(&self) -> Result<&[(String, String, Position)], SpecError> {
         match &self.value {
             OptionValue::Map(entries) => Ok(entries),
@@ -498,12 +540,7 @@ fn format_spec(
     }
     let mut avro = AvroFormatSpec {
         registry: registry.name.clone(),
-        key_compatibility: None,
-        value_compatibility: None,
-        key_fullname: None,
-        value_fullname: None,
-        null_defaults: false,
-        docs: Vec::new(),
+        ..AvroFormatSpec::default()
     };
     for opt in options {
         for &part in parts {
@@ -515,6 +552,12 @@ fn format_spec(
             }
             AvroFormatOption::ValueCompatibilityLevel => {
                 avro.value_compatibility = Some(compatibility_level(opt)?)
+            }
+            AvroFormatOption::KeySubjectNameStrategy => {
+                avro.key_subject_name_strategy = subject_name_strategy(opt)?
+            }
+            AvroFormatOption::ValueSubjectNameStrategy => {
+                avro.value_subject_name_strategy = subject_name_strategy(opt)?
             }
             AvroFormatOption::AvroKeyFullname => avro.key_fullname = Some(opt.str()?.to_string()),
             AvroFormatOption::AvroValueFullname => {
@@ -552,6 +595,21 @@ fn compatibility_level(opt: &SqlOption<AvroFormatOption>) -> Result<Compatibilit
         let known: Vec<&str> = CompatibilityLevel::ALL.iter().map(|l| l.as_str()).collect();
         SpecError::new(format!("invalid {}: {text}", opt.name))
             .hint(format!("the levels are {}", known.join(", ")))
+            .at(opt.value_pos)
+    })
+}
+
+fn subject_name_strategy(
+    opt: &SqlOption<AvroFormatOption>,
+) -> Result<SubjectNameStrategy, SpecError> {
+    let text = opt.word()?;
+    SubjectNameStrategy::parse(text).ok_or_else(|| {
+        let known: Vec<String> = SubjectNameStrategy::ALL
+            .iter()
+            .map(|s| format!("{} ({})", s.short_name(), s.as_str()))
+            .collect();
+        SpecError::new(format!("invalid {}: {text}", opt.name))
+            .hint(format!("the strategies are {}", known.join(", ")))
             .at(opt.value_pos)
     })
 }

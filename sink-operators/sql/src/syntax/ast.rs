@@ -85,7 +85,23 @@ pub enum OptionValue {
     List(Vec<(String, Position)>),
     /// `MAP['k' => 'v', …]`.
     Map(Vec<(String, String, Position)>),
+    /// `('key' = 'value' | SECRET name, …)`, in the order written.
+    Settings(Vec<Setting>),
     Expr(Expr),
+}
+
+/// One `'key' = value` of a [`OptionValue::Settings`]; `pos` is the key's.
+#[derive(Clone, Debug)]
+pub struct Setting {
+    pub key: String,
+    pub pos: Position,
+    pub value: SettingValue,
+}
+
+#[derive(Clone, Debug)]
+pub enum SettingValue {
+    Str(String),
+    Secret(Ident),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -845,6 +845,38 @@ impl Parser {
                 }
                 return Ok(OptionValue::Map(entries));
             }
+            (ValueKind::Settings, TokenKind::LParen) => {
+                self.advance();
+                let mut settings = Vec::new();
+                if self.eat(&TokenKind::RParen) {
+                    return Ok(OptionValue::Settings(settings));
+                }
+                loop {
+                    let (key, pos) = self.string(&format!("a quoted setting name for {name}"))?;
+                    self.expect(TokenKind::Equals, "\"=\" and the setting's value")?;
+                    let value = if self.eat_keyword("SECRET") {
+                        SettingValue::Secret(self.ident("a secret name")?)
+                    } else {
+                        match &self.peek().kind {
+                            TokenKind::Str(s) => {
+                                let s = s.clone();
+                                self.advance();
+                                SettingValue::Str(s)
+                            }
+                            _ => {
+                                return Err(self.unexpected(&format!(
+                                    "a string or SECRET name for '{key}' in {name}"
+                                )))
+                            }
+                        }
+                    };
+                    settings.push(Setting { key, pos, value });
+                    if self.eat(&TokenKind::RParen) {
+                        return Ok(OptionValue::Settings(settings));
+                    }
+                    self.expect(TokenKind::Comma, "\",\" or \")\"")?;
+                }
+            }
             (ValueKind::Expr, _) => return Ok(OptionValue::Expr(self.expr()?)),
             (kind, _) => {
                 let expected = match kind {
@@ -856,6 +888,7 @@ impl Parser {
                     ValueKind::Bool => "true or false",
                     ValueKind::StrList => "a parenthesized list of strings",
                     ValueKind::Map => "MAP['key' => 'value', …]",
+                    ValueKind::Settings => "('name' = 'value', …)",
                     ValueKind::Expr => "an expression",
                 };
                 return Err(self.unexpected(&format!("{expected} for {name}")));
