@@ -274,6 +274,8 @@ fn config(
         relation: "t".to_string(),
         key_columns: Some(vec![0]),
         envelope,
+        debezium: Default::default(),
+        sink: "s".to_string(),
         key_format: FormatSpec::Avro(spec.clone()),
         value_format: FormatSpec::Avro(spec),
         headers_column: None,

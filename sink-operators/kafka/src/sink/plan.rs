@@ -93,20 +93,20 @@ impl SinkPlan {
                 spec.key_format
                     .as_ref()
                     .unwrap_or(&spec.value_format)
-                    .name(),
+                    .describe(),
             ),
             None => ("(none)".to_string(), "(none)"),
         };
         let envelope = match spec.envelope {
-            Envelope::Upsert => "UPSERT",
-            Envelope::Debezium => "DEBEZIUM",
+            Envelope::Upsert => "UPSERT".to_string(),
+            Envelope::Debezium => spec.debezium_clause(),
         };
         Definition::new([
             ("topic", spec.topic.clone()),
             ("key", key),
             ("key format", key_format.to_string()),
-            ("value format", spec.value_format.name().to_string()),
-            ("envelope", envelope.to_string()),
+            ("value format", spec.value_format.describe().to_string()),
+            ("envelope", envelope),
         ])
     }
 
@@ -142,6 +142,8 @@ impl SinkPlan {
             relation: spec.from.clone().unwrap_or_else(|| spec.name.clone()),
             key_columns: spec.key.as_ref().map(|k| k.indices.clone()),
             envelope: spec.envelope,
+            debezium: spec.debezium,
+            sink: spec.name.clone(),
             key_format: spec
                 .key_format
                 .clone()

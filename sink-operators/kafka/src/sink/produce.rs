@@ -21,7 +21,7 @@ use super::worker::{Wakers, WorkerSink};
 use super::{PreparedSink, PAIR_CREDIT};
 use crate::dataflow::operators::{Combined, KeyViolation, PairCredit, Refusal};
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
-use crate::encoders::EncodedMessage;
+use crate::encoders::{now_ms, Change, EncodedMessage};
 use crate::partition::{key_partition_hash, partition_for};
 use crate::producer::SinkRecord;
 
@@ -50,6 +50,8 @@ pub(super) fn produce<'scope>(
     let partition_by = spec.partition_by.clone();
     let violation_count = combined.violation_count.clone();
     let sink_name = spec.name.clone();
+    // Updates at or before the input's snapshot time are its snapshot (Debezium's `r`).
+    let snapshot_time = sink.plan.as_of;
     let shown = ShownRows {
         desc: spec.desc.clone(),
         key_columns: spec
@@ -191,7 +193,12 @@ pub(super) fn produce<'scope>(
                     {
                         continue;
                     }
-                    if let Err(error) = encoder.encode(&key, &pair, time, &mut message) {
+                    let change = Change {
+                        time,
+                        snapshot: time <= snapshot_time,
+                        produced_at_ms: now_ms(),
+                    };
+                    if let Err(error) = encoder.encode_change(&key, &pair, &change, &mut message) {
                         state.fail(format!(
                             "cannot encode an update of sink {sink_name} at time {time}: {error}"
                         ));
@@ -225,35 +232,42 @@ pub(super) fn produce<'scope>(
                         }
                         None => Some(stable_key_hash(&key)),
                     };
-                    let record = SinkRecord {
-                        partition: Some(partition_for(hash, partitions.current())),
-                        key: message.key().map(<[u8]>::to_vec),
-                        value: message.value().map(<[u8]>::to_vec),
-                        headers: message
-                            .headers()
-                            .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
-                            .collect(),
-                        timestamp: None,
+                    let partition = partition_for(hash, partitions.current());
+                    let first = sink_record(&message, partition);
+                    // A delete under TOMBSTONES ON DELETE is followed by its tombstone, on
+                    // the same partition, at the same time and position.
+                    let tombstone = if encoder.tombstone_follows(&pair) {
+                        if let Err(error) = encoder.encode_tombstone(&key, time, &mut message) {
+                            state.fail(format!(
+                                "cannot encode the tombstone of a delete of sink {sink_name} at time {time}: {error}"
+                            ));
+                            break;
+                        }
+                        Some(sink_record(&message, partition))
+                    } else {
+                        None
                     };
-                    let bytes = record.key.as_ref().map_or(0, Vec::len)
-                        + record.value.as_ref().map_or(0, Vec::len)
-                        + record
-                            .headers
-                            .iter()
-                            .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len))
-                            .sum::<usize>();
-                    let entry = state.staged.entry(time).or_default();
-                    entry.0 += 1;
-                    entry.1 += bytes as u64;
-                    staged_messages += 1;
-                    staged_bytes += bytes as u64;
-                    state.handle(Event::Message {
-                        time,
-                        position,
-                        bytes,
-                        message: Arc::new(record),
-                    });
-                    state.pump();
+                    for record in std::iter::once(first).chain(tombstone) {
+                        let bytes = record.key.as_ref().map_or(0, Vec::len)
+                            + record.value.as_ref().map_or(0, Vec::len)
+                            + record
+                                .headers
+                                .iter()
+                                .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len))
+                                .sum::<usize>();
+                        let entry = state.staged.entry(time).or_default();
+                        entry.0 += 1;
+                        entry.1 += bytes as u64;
+                        staged_messages += 1;
+                        staged_bytes += bytes as u64;
+                        state.handle(Event::Message {
+                            time,
+                            position: position.clone(),
+                            bytes,
+                            message: Arc::new(record),
+                        });
+                        state.pump();
+                    }
                 }
                 if staged_messages > 0 {
                     state.monitor.update(state.worker, |s| {
@@ -410,4 +424,18 @@ fn not_unique_warning(shown: &ShownRows, violation: &KeyViolation<u64>) -> Strin
         violation.held_rows(),
         shown.rows(&violation.held),
     )
+}
+
+/// The record of an encoded message, for partition `partition`.
+fn sink_record(message: &EncodedMessage, partition: i32) -> SinkRecord {
+    SinkRecord {
+        partition: Some(partition),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.value().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
+            .collect(),
+        timestamp: None,
+    }
 }
