@@ -118,7 +118,14 @@ fn write(out: &mut Vec<u8>, slot: &Slot, value: &Value) -> Result<(), Problem> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .map_err(|e| format!("the Decimal {encoded:?} is not base64: {e}"))?;
-            out.extend_from_slice(decimal_text(&bytes, scale).as_bytes());
+            let mut digits = decimal_text(&bytes, scale);
+            // An unconstrained numeric comes back at the smallest scale that holds it, as
+            // from Avro: the fixed scale 39 is the format's, not the value's.
+            if matches!(slot.kind, Kind::Numeric { scale: None }) && digits.contains('.') {
+                let kept = digits.trim_end_matches('0').trim_end_matches('.').len();
+                digits.truncate(kept);
+            }
+            out.extend_from_slice(digits.as_bytes());
         }
         Kind::Date => {
             let days =
