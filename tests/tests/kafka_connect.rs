@@ -5,13 +5,17 @@
 //! (`org.apache.kafka:connect-json`, `schemas.enable=true`), whose Connect values must be the
 //! rows; the Debezium messages must carry the right `op`, `source` and `ts_ms`, and a tombstone
 //! after each delete. The Avro form of `ENVELOPE DEBEZIUM (FULL)` is checked in the schema the
-//! sink registered and decoded back with it.
+//! sink registered and decoded back with it. The same options run through `outflow run`, and
+//! `outflow read` reads their topics back.
+
+mod cli;
 
 use std::collections::BTreeMap;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
+use cli::{outflow, text, write_file};
 use outflow::dataflow::relation::values::parse_uuid;
 use outflow::dataflow::relation::{Date, Interval, Numeric, Time, Timestamp};
 use outflow::dataflow::{Datum, RelationDesc, Row, RowPacker, ScalarType};
@@ -567,4 +571,151 @@ fn debezium_full_in_avro_registers_and_writes_op_source_and_ts_ms() {
         (4, "c".to_string(), 1, false, None, Some(full_row(4))),
     ];
     assert_eq!(seen, expected);
+}
+
+/// `outflow run` over a statements file whose sinks use the new options, then `outflow read`
+/// of each: the Debezium FULL messages in plain JSON, with their tombstones, and Connect's
+/// reading of the embedded-schema upsert topic.
+#[test]
+fn outflow_run_writes_and_outflow_read_reads_the_new_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cdc = unique_name("cli-cdc-full");
+    let mixed = unique_name("cli-cdc-schema");
+    let upsert = unique_name("cli-upsert-schema");
+    let prefix = unique_name("cli-tx");
+    let sink = |name: &str, rest: &str| {
+        format!(
+            "CREATE SINK \"{name}\" FROM orders INTO KAFKA CONNECTION k (TOPIC '{name}',
+                 TRANSACTIONAL ID PREFIX '{prefix}', PROGRESS GROUP ID PREFIX '{prefix}') {rest};"
+        )
+    };
+    let sql = format!(
+        "CREATE CONNECTION k TO KAFKA (BROKER '{}', SECURITY PROTOCOL PLAINTEXT);
+         CREATE TABLE orders (order_id bigint PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL,
+                              placed date, at timestamp(3));
+         {}
+         {}
+         {}",
+        KAFKA.bootstrap(),
+        sink(&cdc, "KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM (FULL, TOMBSTONES ON DELETE)"),
+        sink(&mixed, "KEY (order_id) KEY FORMAT JSON VALUE FORMAT JSON (SCHEMAS ENABLED) ENVELOPE DEBEZIUM (FULL)"),
+        sink(&upsert, "KEY (order_id) FORMAT JSON (SCHEMAS ENABLED) ENVELOPE UPSERT"),
+    );
+    let statements = write_file(&dir, "statements.sql", &sql);
+    let order = |id: i64, customer: &str, amount: &str| {
+        format!(
+            r#"{{"order_id":{id},"customer":"{customer}","amount":{amount},"placed":"2024-05-01","at":"2024-05-01T10:00:00.123"}}"#
+        )
+    };
+    let line = |time: u64, diff: i64, row: &str| {
+        format!(r#"{{"table":"orders","time":{time},"diff":{diff},"row":{row}}}"#)
+    };
+    let feed = [
+        line(0, 1, &order(1, "ann", "10.50")),
+        line(0, 1, &order(2, "bob", "20.00")),
+        line(1, 1, &order(3, "cy", "30.25")),
+        line(2, -1, &order(1, "ann", "10.50")),
+        line(2, 1, &order(1, "ann", "11.75")),
+        line(3, -1, &order(2, "bob", "20.00")),
+        r#"{"advance": 4}"#.to_string(),
+    ]
+    .join("\n");
+    let feed = write_file(&dir, "feed.jsonl", &feed);
+    let started = now_ms();
+    let run = outflow(&[
+        "run",
+        &statements,
+        "--feed",
+        &feed,
+        "--commit-interval-ms",
+        "50",
+    ]);
+    let finished = now_ms();
+    assert!(
+        run.status.success(),
+        "outflow run failed: {}",
+        text(&run.stderr)
+    );
+
+    for name in [&cdc, &mixed, &upsert] {
+        let read = outflow(&["read", &statements, "--sink", name]);
+        assert!(
+            read.status.success(),
+            "read {name} failed: {}",
+            text(&read.stderr)
+        );
+        let mut lines: Vec<String> = text(&read.stdout).lines().map(String::from).collect();
+        let frontier: Value = serde_json::from_str(&lines.pop().expect("a frontier line")).unwrap();
+        assert_eq!(frontier["frontier"], json!([4]), "{name}");
+        assert_eq!(
+            lines,
+            [order(1, "ann", "11.75"), order(3, "cy", "30.25")],
+            "{name}"
+        );
+    }
+
+    // The plain JSON Debezium topic: op, source and ts_ms per message, a tombstone after the
+    // delete.
+    let mut by_id: BTreeMap<i64, Vec<Option<Value>>> = BTreeMap::new();
+    for record in KAFKA.read_committed(&cdc) {
+        let key: Value = serde_json::from_slice(record.key.as_deref().unwrap()).unwrap();
+        let value = record
+            .value
+            .as_deref()
+            .map(|v| serde_json::from_slice::<Value>(v).unwrap());
+        by_id
+            .entry(key["order_id"].as_i64().unwrap())
+            .or_default()
+            .push(value);
+    }
+    let summary = |value: &Option<Value>| {
+        value.as_ref().map(|v| {
+            let ts_ms = v["ts_ms"].as_i64().unwrap();
+            assert!((started..=finished).contains(&ts_ms), "ts_ms {ts_ms}");
+            assert_eq!(v["source"]["ts_ms"], ts_ms);
+            assert_eq!(v["source"]["connector"], "outflow");
+            assert_eq!(v["source"]["name"], cdc.as_str());
+            assert_eq!(v["source"]["topic"], cdc.as_str());
+            (
+                v["op"].as_str().unwrap().to_string(),
+                v["source"]["time"].as_u64().unwrap(),
+                v["source"]["snapshot"].as_bool().unwrap(),
+            )
+        })
+    };
+    let seen: BTreeMap<i64, Vec<Option<(String, u64, bool)>>> = by_id
+        .iter()
+        .map(|(id, values)| (*id, values.iter().map(summary).collect()))
+        .collect();
+    let op = |op: &str, time: u64, snapshot: bool| Some((op.to_string(), time, snapshot));
+    assert_eq!(
+        seen,
+        BTreeMap::from([
+            (1, vec![op("r", 0, true), op("u", 2, false)]),
+            (2, vec![op("r", 0, true), op("d", 3, false), None]),
+            (3, vec![op("c", 1, false)]),
+        ])
+    );
+
+    // The embedded-schema upsert topic, as Kafka Connect reads it.
+    let connect = through_connect(&upsert);
+    let values: Vec<(Value, Value)> = connect.into_iter().map(|(_, c)| (c.key, c.value)).collect();
+    let connect_order = |id: i64, customer: &str, cents: &str| {
+        json!({
+            "order_id": id, "customer": customer, "amount": {"decimal": cents},
+            "placed": {"date": "2024-05-01"}, "at": {"timestamp": "2024-05-01T10:00:00.123Z"},
+        })
+    };
+    let mut values = values;
+    values.sort_by_key(|(key, _)| key["order_id"].as_i64());
+    assert_eq!(
+        values,
+        [
+            (json!({"order_id": 1}), connect_order(1, "ann", "10.50")),
+            (json!({"order_id": 1}), connect_order(1, "ann", "11.75")),
+            (json!({"order_id": 2}), connect_order(2, "bob", "20.00")),
+            (json!({"order_id": 2}), Value::Null),
+            (json!({"order_id": 3}), connect_order(3, "cy", "30.25")),
+        ]
+    );
 }
