@@ -1035,6 +1035,9 @@ pub struct ConnectRecord {
     pub value_schema: serde_json::Value,
 }
 
+/// A message's key and value; `None` for an absent part (a tombstone's value).
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Feeds each `(key, value)` message of `topic` through Kafka Connect's own `JsonConverter`
 /// (`org.apache.kafka.connect.json`, configured with `schemas.enable` as given, as the key
 /// converter for keys and the value converter for values) and returns what Connect made of
@@ -1042,7 +1045,7 @@ pub struct ConnectRecord {
 pub fn connect_json_records(
     topic: &str,
     schemas_enable: bool,
-    messages: &[(Option<Vec<u8>>, Option<Vec<u8>>)],
+    messages: &[KeyValue],
 ) -> io::Result<Vec<ConnectRecord>> {
     let mut command = java_source_command("ConnectValues.java")?;
     command

@@ -24,7 +24,7 @@ use outflow::spec::TableSpec;
 use outflow::statement::Catalog;
 use outflow::{SinkPlan, SinkReport, SinkStatus};
 use outflow_tests::broker::unique_name;
-use outflow_tests::kafka::{connect_json_records, ConnectRecord};
+use outflow_tests::kafka::{connect_json_records, ConnectRecord, KeyValue};
 use outflow_tests::pipeline::{run_sink, RunOptions, Update};
 use outflow_tests::rawlog::LogRecord;
 use outflow_tests::registry::SchemaRegistry;
@@ -301,7 +301,7 @@ fn by_key(
 /// The committed records of `topic`, each with what Connect's JsonConverter makes of it.
 fn through_connect(topic: &str) -> Vec<(LogRecord, ConnectRecord)> {
     let records = KAFKA.read_committed(topic);
-    let messages: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = records
+    let messages: Vec<KeyValue> = records
         .iter()
         .map(|r| (r.key.clone(), r.value.clone()))
         .collect();
@@ -683,7 +683,9 @@ fn outflow_run_writes_and_outflow_read_reads_the_new_shapes() {
             )
         })
     };
-    let seen: BTreeMap<i64, Vec<Option<(String, u64, bool)>>> = by_id
+    // (op, source.time, source.snapshot) of each message; None for a tombstone.
+    type Seen = Option<(String, u64, bool)>;
+    let seen: BTreeMap<i64, Vec<Seen>> = by_id
         .iter()
         .map(|(id, values)| (*id, values.iter().map(summary).collect()))
         .collect();

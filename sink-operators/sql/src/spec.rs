@@ -1450,7 +1450,7 @@ impl SinkBuilder {
             headers_column: headers.as_ref().map(|h| h.index),
             topic: topic.clone(),
         };
-        encoder.validate().map_err(|e| encoder_error(e))?;
+        encoder.validate().map_err(encoder_error)?;
 
         let partition_by = match &self.partition_by {
             Some(input) => {
@@ -1583,7 +1583,7 @@ impl SinkBuilder {
                 format!("HEADERS column ({column}) is unknown"),
             ));
         };
-        validate_headers_column(&self.desc, envelope, index).map_err(|e| encoder_error(e))?;
+        validate_headers_column(&self.desc, envelope, index).map_err(encoder_error)?;
         Ok(ColumnRef {
             index,
             name: column.to_string(),

@@ -25,6 +25,9 @@ use crate::encoders::{now_ms, Change, EncodedMessage};
 use crate::partition::{key_partition_hash, partition_for};
 use crate::producer::SinkRecord;
 
+/// Pairs waiting to be written, by (time, key position).
+type Stash = BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>>;
+
 pub(super) fn produce<'scope>(
     scope: Scope<'scope, u64>,
     sink: &PreparedSink,
@@ -70,7 +73,7 @@ pub(super) fn produce<'scope>(
         // not passed may still be followed by pairs of that time with larger keys only (a time
         // lies in one batch, read in key order), so pairs at the frontier's time go out at once
         // and only later times wait: a snapshot streams, a backlog waits for its batch.
-        let mut stash: BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>> = BTreeMap::new();
+        let mut stash: Stash = BTreeMap::new();
         let mut message = EncodedMessage::new();
         let mut violations_seen = 0u64;
         // A key violation that fails the sink, at its time: everything before that time is
