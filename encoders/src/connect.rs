@@ -24,7 +24,7 @@
 //! | `interval` | `string` | Postgres's text form |
 //! | list | `array` of optional items | array |
 //! | `map[text => T]` | `map` of `string` keys to optional values | object |
-//! | record | `struct` of optional fields | object |
+//! | record | `struct` of its fields (optional where nullable) | object |
 //!
 //! Connect's own `Time` and `Timestamp` count milliseconds, so they hold only the types whose
 //! values have no finer digits; microsecond types take the names Debezium gives them in its
