@@ -647,7 +647,7 @@ impl SinkEncoder {
                 } else {
                     None
                 };
-                self.value_encode_debezium(pair, tail.as_ref(), &mut out.value)?;
+                self.encode_debezium_value(pair, tail.as_ref(), &mut out.value)?;
                 out.value_present = true;
             }
         }
@@ -737,6 +737,57 @@ impl SinkEncoder {
         }
         Ok(())
     }
+
+    /// Writes the Debezium value of `pair`, with the FULL fields when `tail` is given.
+    fn encode_debezium_value(
+        &self,
+        pair: &DiffPair<Row>,
+        tail: Option<&DebeziumTail<'_>>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let value = &self.value;
+        let before = pair.before.as_ref().map(Row::iter);
+        let after = pair.after.as_ref().map(Row::iter);
+        let json_envelope = |buf: &mut Vec<u8>, connect: bool| -> Result<(), EncodeError> {
+            let row = |buf: &mut Vec<u8>, r: Option<&Row>| match r {
+                Some(r) if connect => connect::write_row(buf, Part::Value, &value.fields, r.iter()),
+                Some(r) => json::write_row(buf, Part::Value, &value.fields, r.iter()),
+                None => {
+                    buf.extend_from_slice(b"null");
+                    Ok(())
+                }
+            };
+            buf.extend_from_slice(b"{\"before\":");
+            row(buf, pair.before.as_ref())?;
+            buf.extend_from_slice(b",\"after\":");
+            row(buf, pair.after.as_ref())?;
+            if let Some(tail) = tail {
+                tail.write_json(buf);
+            }
+            buf.push(b'}');
+            Ok(())
+        };
+        match &value.format {
+            PartFormat::Json => json_envelope(buf, false),
+            PartFormat::ConnectJson { prefix } => {
+                buf.extend_from_slice(prefix);
+                json_envelope(buf, true)?;
+                buf.push(b'}');
+                Ok(())
+            }
+            PartFormat::Avro { schema_id, .. } => {
+                write_confluent_header(buf, *schema_id);
+                avro_binary::write_debezium(buf, &value.fields, before, after)?;
+                if let Some(tail) = tail {
+                    avro_binary::write_debezium_tail(buf, &self.sink, &self.topic, tail);
+                }
+                Ok(())
+            }
+            PartFormat::Text | PartFormat::Bytes => {
+                unreachable!("validation refuses TEXT and BYTES values under ENVELOPE DEBEZIUM")
+            }
+        }
+    }
 }
 
 impl PartEncoder {
@@ -799,59 +850,6 @@ impl PartEncoder {
             }
         }
         Ok(true)
-    }
-}
-
-impl SinkEncoder {
-    /// Writes the Debezium value of `pair`, with the FULL fields when `tail` is given.
-    fn value_encode_debezium(
-        &self,
-        pair: &DiffPair<Row>,
-        tail: Option<&DebeziumTail<'_>>,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), EncodeError> {
-        let value = &self.value;
-        let before = pair.before.as_ref().map(Row::iter);
-        let after = pair.after.as_ref().map(Row::iter);
-        let json_envelope = |buf: &mut Vec<u8>, connect: bool| -> Result<(), EncodeError> {
-            let row = |buf: &mut Vec<u8>, r: Option<&Row>| match r {
-                Some(r) if connect => connect::write_row(buf, Part::Value, &value.fields, r.iter()),
-                Some(r) => json::write_row(buf, Part::Value, &value.fields, r.iter()),
-                None => {
-                    buf.extend_from_slice(b"null");
-                    Ok(())
-                }
-            };
-            buf.extend_from_slice(b"{\"before\":");
-            row(buf, pair.before.as_ref())?;
-            buf.extend_from_slice(b",\"after\":");
-            row(buf, pair.after.as_ref())?;
-            if let Some(tail) = tail {
-                tail.write_json(buf);
-            }
-            buf.push(b'}');
-            Ok(())
-        };
-        match &value.format {
-            PartFormat::Json => json_envelope(buf, false),
-            PartFormat::ConnectJson { prefix } => {
-                buf.extend_from_slice(prefix);
-                json_envelope(buf, true)?;
-                buf.push(b'}');
-                Ok(())
-            }
-            PartFormat::Avro { schema_id, .. } => {
-                write_confluent_header(buf, *schema_id);
-                avro_binary::write_debezium(buf, &value.fields, before, after)?;
-                if let Some(tail) = tail {
-                    avro_binary::write_debezium_tail(buf, &self.sink, &self.topic, tail);
-                }
-                Ok(())
-            }
-            PartFormat::Text | PartFormat::Bytes => {
-                unreachable!("validation refuses TEXT and BYTES values under ENVELOPE DEBEZIUM")
-            }
-        }
     }
 }
 
