@@ -580,3 +580,74 @@ fn connect_json_reads_back_as_format_json_does() {
         update
     );
 }
+
+#[test]
+fn tombstones_on_delete_without_full() {
+    let encoder = encoder(EncoderConfig {
+        debezium: DebeziumOptions {
+            full: false,
+            tombstones_on_delete: true,
+        },
+        ..config(
+            small_desc(),
+            Some(vec![0]),
+            Envelope::Debezium,
+            FormatSpec::Json,
+            FormatSpec::Json,
+        )
+    });
+    let key = Row::pack_slice(&[Datum::Int64(1)]);
+    let delete = DiffPair::delete(row(1, 6));
+    let out = encode_change(&encoder, &key, &delete, change(5, false));
+    assert_eq!(
+        text(out.value()),
+        Some(r#"{"before":{"id":1,"qty":6},"after":null}"#)
+    );
+    assert!(encoder.tombstone_follows(&delete));
+    let mut tombstone = EncodedMessage::new();
+    encoder.encode_tombstone(&key, 5, &mut tombstone).unwrap();
+    assert_eq!(
+        (text(tombstone.key()), tombstone.value()),
+        (Some(r#"{"id":1}"#), None)
+    );
+
+    // Without a key there is nothing to tombstone; the options are refused before that.
+    let keyless = EncoderConfig {
+        debezium: DebeziumOptions {
+            full: false,
+            tombstones_on_delete: true,
+        },
+        ..config(
+            small_desc(),
+            None,
+            Envelope::Debezium,
+            FormatSpec::Json,
+            FormatSpec::Json,
+        )
+    };
+    assert_eq!(
+        SinkEncoder::with_schema_ids(keyless, None, None)
+            .unwrap_err()
+            .to_string(),
+        "TOMBSTONES ON DELETE needs a KEY: a tombstone is a message with a key and a null value"
+    );
+    let upsert = EncoderConfig {
+        debezium: DebeziumOptions {
+            full: true,
+            tombstones_on_delete: false,
+        },
+        ..config(
+            small_desc(),
+            Some(vec![0]),
+            Envelope::Upsert,
+            FormatSpec::Json,
+            FormatSpec::Json,
+        )
+    };
+    assert_eq!(
+        SinkEncoder::with_schema_ids(upsert, None, None)
+            .unwrap_err()
+            .to_string(),
+        "FULL is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options"
+    );
+}
