@@ -406,7 +406,7 @@ impl Decoder {
     ) -> Result<T, String> {
         let (id, body) = decode::confluent_schema_id(bytes).map_err(|e| e.to_string())?;
         let mut schemas = self.schemas.borrow_mut();
-        if !schemas.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(vacant) = schemas.entry(id) {
             let registry = self
                 .registry
                 .as_ref()
@@ -416,7 +416,7 @@ impl Decoder {
                 .map_err(|e| format!("cannot fetch schema {id}: {e}"))?;
             let schema =
                 Schema::parse_str(&text).map_err(|e| format!("schema {id} does not parse: {e}"))?;
-            schemas.insert(id, schema);
+            vacant.insert(schema);
         }
         decode(&schemas[&id], body).map_err(|e| format!("{e} (writer schema {id})"))
     }
