@@ -573,8 +573,8 @@ fn debezium_full_in_avro_registers_and_writes_op_source_and_ts_ms() {
     assert_eq!(seen, expected);
 }
 
-/// `outflow run` over a statements file whose sinks use the new options, then `outflow read`
-/// of each: the Debezium FULL messages in plain JSON, with their tombstones, and Connect's
+/// `outflow run` over a statements file whose sinks use the new options (JSON, JSON with an
+/// embedded schema and Avro), then `outflow read` of each: the Debezium FULL messages in plain JSON, with their tombstones, and Connect's
 /// reading of the embedded-schema upsert topic.
 #[test]
 fn outflow_run_writes_and_outflow_read_reads_the_new_shapes() {
@@ -582,7 +582,9 @@ fn outflow_run_writes_and_outflow_read_reads_the_new_shapes() {
     let cdc = unique_name("cli-cdc-full");
     let mixed = unique_name("cli-cdc-schema");
     let upsert = unique_name("cli-upsert-schema");
+    let avro = unique_name("cli-cdc-avro");
     let prefix = unique_name("cli-tx");
+    let registry = SchemaRegistry::start();
     let sink = |name: &str, rest: &str| {
         format!(
             "CREATE SINK \"{name}\" FROM orders INTO KAFKA CONNECTION k (TOPIC '{name}',
@@ -591,15 +593,23 @@ fn outflow_run_writes_and_outflow_read_reads_the_new_shapes() {
     };
     let sql = format!(
         "CREATE CONNECTION k TO KAFKA (BROKER '{}', SECURITY PROTOCOL PLAINTEXT);
+         CREATE CONNECTION csr TO CONFLUENT SCHEMA REGISTRY (URL '{}');
          CREATE TABLE orders (order_id bigint PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL,
                               placed date, at timestamp(3));
          {}
          {}
+         {}
          {}",
         KAFKA.bootstrap(),
+        registry.url(),
         sink(&cdc, "KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM (FULL, TOMBSTONES ON DELETE)"),
         sink(&mixed, "KEY (order_id) KEY FORMAT JSON VALUE FORMAT JSON (SCHEMAS ENABLED) ENVELOPE DEBEZIUM (FULL)"),
         sink(&upsert, "KEY (order_id) FORMAT JSON (SCHEMAS ENABLED) ENVELOPE UPSERT"),
+        sink(
+            &avro,
+            "KEY (order_id) FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr \
+             ENVELOPE DEBEZIUM (FULL, TOMBSTONES ON DELETE)"
+        ),
     );
     let statements = write_file(&dir, "statements.sql", &sql);
     let order = |id: i64, customer: &str, amount: &str| {
@@ -637,7 +647,7 @@ fn outflow_run_writes_and_outflow_read_reads_the_new_shapes() {
         text(&run.stderr)
     );
 
-    for name in [&cdc, &mixed, &upsert] {
+    for name in [&cdc, &mixed, &upsert, &avro] {
         let read = outflow(&["read", &statements, "--sink", name]);
         assert!(
             read.status.success(),
