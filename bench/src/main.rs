@@ -1,5 +1,6 @@
-//! Throughput harness: a snapshot of N rows, then a stream of inserts, updates and deletes over
-//! K keys, through Outflow's sink path, with figures for the snapshot and the stream.
+//! Throughput harness: a snapshot of N rows, a stream of inserts, updates and deletes over K
+//! keys fed all at once (throughput), then a paced phase of small rounds at a fixed interval
+//! (latency), through Outflow's sink path.
 //!
 //! Each scenario runs in a fresh process (this binary again, with `--run-scenario`), so that
 //! its peak resident memory (`VmHWM`, which only grows) is its own. A scenario is one of:
@@ -10,25 +11,32 @@
 //!   discarded: the sink's path without a producer (broker-free);
 //! - `sink`: `sink_kafka` into the embedded broker (librdkafka's mock cluster, in process) or
 //!   a real broker (`--broker kafka`: the test harness's Apache Kafka, started once for the
-//!   run; `--broker HOST:PORT`: one already running), exactly-once or at-least-once.
+//!   run; `--broker HOST:PORT`: one already running), exactly-once or at-least-once. Its clock
+//!   starts at its first committed frontier (after the announce transaction).
 //!
-//! The same process then measures two baselines on the same messages: raw librdkafka producers
-//! and a bare `serde_json` encode loop over the rows as plain values. The raw producers are
-//! the sink's own, less the sink: one per worker, configured by the same `producer_config` over
-//! the same `SinkPlan::producer_settings` (lz4, linger, batch sizes, idempotence, the queue
-//! bound), sending each worker's messages with the sink's encoded bytes, `outflow-time` header
-//! and explicit partition, to the scenario's broker (for broker-free scenarios an embedded one),
-//! and, for exactly-once, in transactions closed with the sink's cadence (between times once
-//! open for the commit interval, or at the transaction size bound), deliveries awaited before
-//! each commit as the sink's driver does; at-least-once producers wait for deliveries at the
-//! same points. Scenarios report their throughput as ratios of both, and sinks their commit
-//! durations beside the raw producers'.
+//! Every scenario is compared with what bounds it, measured in the same process:
+//! - broker-free ones with a bare encode loop over the same changes (times the workers), and a
+//!   `serde_json` loop over the rows as plain values;
+//! - sinks with their parts: the same rows through `encode+combine` on as many workers, and raw
+//!   librdkafka producers — the sink's own, less the sink: one per worker, configured by the
+//!   same `producer_config` over the same `SinkPlan::producer_settings` (lz4, linger, batch
+//!   sizes, idempotence, the queue bound), sending each worker's messages with the sink's
+//!   encoded bytes, `outflow-time` header and explicit partition, to the same broker, and, for
+//!   exactly-once, in transactions closed with the sink's cadence (between times once open for
+//!   the commit interval, or at the transaction size bound), deliveries awaited before each
+//!   commit as the sink's driver does; at-least-once producers wait for deliveries at the same
+//!   points. `ratio_vs_parts` is the sink over both done one after the other.
+//!
+//! Beside the rates: allocations per snapshot row (a counting global allocator, `usage.rs`),
+//! CPU time per snapshot row by thread (worker, producer I/O, librdkafka, the broker), and the
+//! sinks' commit durations beside the raw producers'.
 //!
 //! `cargo run --release -p outflow-bench -- --json-out FILE` runs the standard suite (its broker
 //! scenarios on `--broker`, by default `kafka`; `--broker none` leaves them out); flags such as
 //! `--stage`, `--target`, `--columns` or `--workers` run one scenario instead.
 
 mod plot;
+mod usage;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -63,9 +71,14 @@ use timely::dataflow::operators::probe::{Handle as ProbeHandle, Probe};
 
 /// The allocator of the `outflow` program, so that the figures are what it runs at; built with
 /// `--no-default-features`, the bench measures the system allocator instead.
+/// Allocations are counted on the way (`usage.rs`).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: usage::Counting<tikv_jemallocator::Jemalloc> =
+    usage::Counting(tikv_jemallocator::Jemalloc);
+#[cfg(not(feature = "jemalloc"))]
+#[global_allocator]
+static ALLOCATOR: usage::Counting<std::alloc::System> = usage::Counting(std::alloc::System);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -131,8 +144,14 @@ struct Scenario {
     keys: u64,
     /// Timestamps the stream is spread over.
     rounds: u64,
-    /// Rounds fed ahead of the last one committed.
-    window: u64,
+    /// Rounds of the paced phase after the stream: one every `paced_interval_ms`, each with
+    /// `paced_changes` changes (split over the workers), for latency at a fixed rate.
+    #[serde(default = "default_paced_rounds")]
+    paced_rounds: u64,
+    #[serde(default = "default_paced_changes")]
+    paced_changes: u64,
+    #[serde(default = "default_paced_interval_ms")]
+    paced_interval_ms: u64,
     partitions: i32,
     commit_interval_ms: u64,
     /// The broker shows aborted records to `read_committed` readers (Tansu): the sink recovers
@@ -143,6 +162,22 @@ struct Scenario {
     /// address given.
     #[serde(default)]
     broker_label: Option<String>,
+    /// The broker's process, when it runs on this machine (the harness's Kafka), for its CPU
+    /// time.
+    #[serde(default)]
+    broker_pid: Option<u32>,
+}
+
+fn default_paced_rounds() -> u64 {
+    30
+}
+
+fn default_paced_changes() -> u64 {
+    200
+}
+
+fn default_paced_interval_ms() -> u64 {
+    50
 }
 
 #[derive(Parser)]
@@ -205,9 +240,23 @@ struct Outcome {
     stream_rows: u64,
     stream_secs: f64,
     stream_bytes: u64,
-    /// Per stream round: from the input passing its time to the output (the committed
+    /// Per paced round: from the input passing its time to the output (the committed
     /// frontier, for a sink) passing it.
     latencies_ms: Vec<f64>,
+    /// Changes of the paced phase and its length.
+    paced_rows: u64,
+    paced_secs: f64,
+    /// Allocations during the snapshot, process-wide.
+    snapshot_allocations: u64,
+    /// CPU time during the snapshot per thread group (`usage::cpu_by_group`), in ns.
+    snapshot_cpu_ns: BTreeMap<String, u64>,
+    /// For a sink: the same rows through `encode+combine` in this process after it (the
+    /// necessary parts besides producing), rows/s and allocations per snapshot row.
+    encode_combine_rows_per_sec: Option<f64>,
+    encode_combine_allocations_per_row: Option<f64>,
+    /// A bare loop of `SinkEncoder::encode` over the same changes on one thread, rows/s: the
+    /// broker-free limit of one worker.
+    encode_loop_rows_per_sec: f64,
     peak_rss_bytes: u64,
     transactions: u64,
     raw_producer_rows_per_sec: f64,
@@ -284,9 +333,11 @@ fn main() {
         (false, Some((address, _))) => Some(address.to_string()),
         (false, None) => None,
     };
+    let broker_pid = harness_kafka.as_ref().and_then(|k| k.pid());
     for scenario in &mut scenarios {
         if scenario.target == Target::Broker {
             scenario.broker_label = label.clone();
+            scenario.broker_pid = broker_pid;
         }
     }
     println!(
@@ -304,6 +355,8 @@ fn main() {
     print_table(&rows);
     print_breakdown(&rows);
     print_fair_baselines(&rows);
+    print_cpu(&rows);
+    print_targets(&rows);
     println!("\nsuite took {:.0} s", started.elapsed().as_secs_f64());
     drop(harness_kafka);
     if let Some(path) = &args.json_out {
@@ -341,11 +394,14 @@ fn base_scenario(name: &str) -> Scenario {
         changes: 100_000,
         keys: 250_000,
         rounds: 20,
-        window: 4,
+        paced_rounds: default_paced_rounds(),
+        paced_changes: default_paced_changes(),
+        paced_interval_ms: default_paced_interval_ms(),
         partitions: 6,
         commit_interval_ms: 100,
         broker_shows_aborted: false,
         broker_label: None,
+        broker_pid: None,
     }
 }
 
@@ -447,6 +503,20 @@ fn standard_suite(broker: Option<(&str, &str)>, shows_aborted: bool) -> Vec<Scen
             workers: 2,
             ..on(format!("sink {at} avro upsert eo w2"))
         });
+        // At the default 1 s commit interval, with a snapshot that spans several commits.
+        for (delivery, label) in [
+            (Delivery::ExactlyOnce, "eo"),
+            (Delivery::AtLeastOnce, "alo"),
+        ] {
+            suite.push(Scenario {
+                delivery,
+                commit_interval_ms: 1000,
+                rows: 400_000,
+                changes: 100_000,
+                keys: 450_000,
+                ..on(format!("sink {at} json upsert {label} w1 1s"))
+            });
+        }
     }
     suite
 }
@@ -652,13 +722,16 @@ fn make_row(id: u64, version: u64, columns: usize) -> Row {
     Row::pack_slice(&datums)
 }
 
-/// One worker's input: its share of the snapshot, and of each stream round as `(row, diff)`
-/// updates, with the same changes as before/after pairs for the baselines.
+/// One worker's input: its share of the snapshot, of each stream round and of each paced
+/// round as `(row, diff)` updates, with the snapshot's and the stream's changes as
+/// before/after pairs for the baselines.
 struct Workload {
     snapshot: Vec<Row>,
     rounds: Vec<Vec<(Row, isize)>>,
     /// Changes in the rounds: an update is two of their updates, an insert or delete one.
     changes: u64,
+    paced: Vec<Vec<(Row, isize)>>,
+    paced_changes: u64,
     pairs: Vec<(u64, DiffPair<Row>)>,
 }
 
@@ -680,18 +753,16 @@ fn workload(scenario: &Scenario, index: usize, peers: usize) -> Workload {
         .iter()
         .map(|row| (0, DiffPair::insert(row.clone())))
         .collect();
-    let share = scenario.changes / peers as u64
-        + u64::from((index as u64) < scenario.changes % peers as u64);
+    let share_of =
+        |total: u64| total / peers as u64 + u64::from((index as u64) < total % peers as u64);
+    let share = share_of(scenario.changes);
     let per_round = share.div_ceil(scenario.rounds).max(1) as usize;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ index as u64;
     let mut cursor = 0usize;
-    let mut rounds = Vec::new();
-    let mut left = share as usize;
-    for round in 0..scenario.rounds {
+    // `count` changes at `time`: the updates, and the changes as pairs.
+    let mut changes_at = |time: u64, count: usize| {
         let mut updates = Vec::new();
-        let time = round + 1;
-        let count = per_round.min(left).min(owned.len());
-        left -= count;
+        let mut changes = Vec::new();
         for _ in 0..count {
             let id = owned[cursor % owned.len()];
             cursor += 1;
@@ -700,27 +771,40 @@ fn workload(scenario: &Scenario, index: usize, peers: usize) -> Workload {
             seed ^= seed << 17;
             let slot = version.get_mut(&id).expect("owned keys have a slot");
             let before = slot.map(|v| make_row(id, v, scenario.columns));
-            let next = time;
             let after = match slot {
                 Some(_) if seed % 5 == 0 => None,
-                _ => Some(make_row(id, next, scenario.columns)),
+                _ => Some(make_row(id, time, scenario.columns)),
             };
-            *slot = after.as_ref().map(|_| next);
+            *slot = after.as_ref().map(|_| time);
             if let Some(row) = &before {
                 updates.push((row.clone(), -1));
             }
             if let Some(row) = &after {
                 updates.push((row.clone(), 1));
             }
-            pairs.push((time, DiffPair { before, after }));
+            changes.push((time, DiffPair { before, after }));
         }
+        (updates, changes)
+    };
+    let mut rounds = Vec::new();
+    let mut left = share as usize;
+    for round in 0..scenario.rounds {
+        let count = per_round.min(left).min(owned.len());
+        left -= count;
+        let (updates, changes) = changes_at(round + 1, count);
+        pairs.extend(changes);
         rounds.push(updates);
     }
-    let changes = (share as usize - left) as u64;
+    let paced_share = share_of(scenario.paced_changes) as usize;
+    let paced = (0..scenario.paced_rounds)
+        .map(|round| changes_at(scenario.rounds + 1 + round, paced_share.min(owned.len())).0)
+        .collect();
     Workload {
         snapshot,
         rounds,
-        changes,
+        changes: (share as usize - left) as u64,
+        paced,
+        paced_changes: scenario.paced_rounds * paced_share.min(owned.len()) as u64,
         pairs,
     }
 }
@@ -823,9 +907,38 @@ fn run_scenario(scenario: &Scenario) -> Result<Outcome, String> {
     let mut outcome = measure(scenario, &plan, &config)?;
     outcome.peak_rss_bytes = proc_status("VmHWM:");
 
-    // The baselines, after the peak was taken: each worker's messages, pre-encoded as the sink
-    // encodes and partitions them, on a producer of its own with the sink's settings.
+    // The baselines, after the peak was taken.
     let encoder = offline_encoder(&config, scenario.format)?;
+    let everything = workload(scenario, 0, 1);
+    outcome.serde_json_rows_per_sec = serde_json_loop(&everything.snapshot, scenario.columns);
+    outcome.encode_loop_rows_per_sec = encode_loop(&encoder, &everything.pairs);
+    drop(everything);
+    if scenario.stage != Stage::Sink {
+        return Ok(outcome);
+    }
+    // The sink's necessary parts besides producing: the same rows through encode+combine, in
+    // this process, on as many workers.
+    let parts = measure(
+        &Scenario {
+            stage: Stage::EncodeCombine,
+            target: Target::None,
+            ..scenario.clone()
+        },
+        &plan,
+        &config,
+    )?;
+    let parts_secs = parts.snapshot_secs + parts.stream_secs;
+    if parts_secs > 0.0 {
+        outcome.encode_combine_rows_per_sec =
+            Some((parts.snapshot_rows + parts.stream_rows) as f64 / parts_secs);
+    }
+    if parts.snapshot_rows > 0 {
+        outcome.encode_combine_allocations_per_row =
+            Some(parts.snapshot_allocations as f64 / parts.snapshot_rows as f64);
+    }
+
+    // Each worker's messages, pre-encoded as the sink encodes and partitions them, on a
+    // producer of its own with the sink's settings.
     let shares = (0..scenario.workers)
         .map(|worker| raw_messages(scenario, &encoder, worker))
         .collect::<Result<Vec<_>, String>>()?;
@@ -834,31 +947,50 @@ fn run_scenario(scenario: &Scenario) -> Result<Outcome, String> {
     let mut raw_plan = plan.clone();
     raw_plan.spec.name = format!("{}-raw", plan.spec.name);
     raw_plan.spec.topic = format!("{topic}-raw");
-    let mut client = plan.connection.client_config().clone();
-    let fresh;
+    let client = plan.connection.client_config().clone();
     match &embedded {
         Some(broker) => broker
             .create_topic(&raw_plan.spec.topic, scenario.partitions)
             .map_err(|e| e.to_string())?,
-        None if scenario.target == Target::Broker => {
+        None => {
             let mut settings = outflow::topic::TopicSettings::new(&raw_plan.spec.topic);
             settings.partitions = Some(scenario.partitions);
             outflow::topic::ensure_data_topic(&client, &settings).map_err(|e| e.to_string())?;
-        }
-        None => {
-            fresh = EmbeddedBroker::start().map_err(|e| e.to_string())?;
-            fresh
-                .create_topic(&raw_plan.spec.topic, scenario.partitions)
-                .map_err(|e| e.to_string())?;
-            client.set("bootstrap.servers", fresh.bootstrap());
         }
     }
     let (rate, commits) = raw_producers(&client, &raw_plan, &shares)?;
     outcome.raw_producer_rows_per_sec = rate;
     outcome.raw_commit_micros = commits;
-    let workload = workload(scenario, 0, 1);
-    outcome.serde_json_rows_per_sec = serde_json_loop(&workload.snapshot, scenario.columns);
     Ok(outcome)
+}
+
+/// A bare loop of the sink's encoder over the snapshot's and the stream's changes on one
+/// thread, keys projected beforehand: the fastest of three passes, in rows/s.
+fn encode_loop(encoder: &SinkEncoder, pairs: &[(u64, DiffPair<Row>)]) -> f64 {
+    let keyed: Vec<(Row, u64, &DiffPair<Row>)> = pairs
+        .iter()
+        .map(|(time, pair)| {
+            let side = pair.after.as_ref().or(pair.before.as_ref());
+            (
+                side.expect("a change has a side").project(&[0]),
+                *time,
+                pair,
+            )
+        })
+        .collect();
+    let mut message = EncodedMessage::new();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        for (key, time, pair) in &keyed {
+            encoder
+                .encode(key, pair, *time, &mut message)
+                .expect("bench rows encode");
+            std::hint::black_box(&message);
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    keyed.len() as f64 / best
 }
 
 /// Runs the dataflow of the scenario's stage: the snapshot, then the stream, timed.
@@ -974,10 +1106,11 @@ fn measure(
             Stage::Sink => monitor.report().total.bytes_committed,
             _ => bytes.load(Ordering::Relaxed),
         };
-        // A sink first starts its producers and recovers: not part of the snapshot's time.
+        // A sink first starts its producers, recovers and commits its announce transaction:
+        // the clock starts at its first committed frontier.
         if scenario.stage == Stage::Sink {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while worker_monitor.status() != outflow::SinkStatus::Running && Instant::now() < deadline && !failed() {
+            while worker_monitor.committed_frontier().is_none() && Instant::now() < deadline && !failed() {
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
         }
@@ -990,6 +1123,16 @@ fn measure(
                 .map_or(Vec::new(), |s| s.commit_micros.clone())
         };
         let commits_before = commits_timed(&worker_monitor).len();
+        // Worker 0 reads the counters while the others wait at the next barrier.
+        let usage_now = || {
+            let mut cpu = usage::cpu_by_group("self");
+            if let Some(pid) = scenario.broker_pid {
+                cpu.extend(usage::cpu_by_group(&pid.to_string()));
+            }
+            (usage::allocations(), cpu)
+        };
+        barrier.wait();
+        let usage_before = (index == 0).then(usage_now);
         barrier.wait();
         let start = Instant::now();
         let start_bytes = bytes_now(&worker_monitor);
@@ -1005,38 +1148,66 @@ fn measure(
         wait(worker, 1)?;
         barrier.wait();
         let snapshot_secs = start.elapsed().as_secs_f64();
+        let usage_after = (index == 0).then(usage_now);
+        barrier.wait();
         let snapshot_bytes = bytes_now(&worker_monitor) - start_bytes;
 
+        // The stream for throughput: every round fed at once, ahead of the commits.
         let stream_start = Instant::now();
-        let mut advanced_at = Vec::new();
-        let mut latencies = Vec::new();
+        let rounds = input_data.rounds.len() as u64;
         for (round, updates) in input_data.rounds.iter().enumerate() {
-            let time = round as u64 + 1;
             for (row, diff) in updates {
                 input.update(row.clone(), *diff);
             }
-            input.advance_to(time + 1);
+            input.advance_to(round as u64 + 2);
             input.flush();
-            advanced_at.push(Instant::now());
-            // At most `window` rounds are fed and not yet through when the next one is fed.
-            while time - latencies.len() as u64 >= scenario.window {
-                wait(worker, latencies.len() as u64 + 2)?;
-                latencies.push(advanced_at[latencies.len()].elapsed().as_secs_f64() * 1e3);
-            }
-            // Record rounds that completed on their own.
-            while (latencies.len() as u64) < time && !probe.less_than(&(latencies.len() as u64 + 2)) {
-                latencies.push(advanced_at[latencies.len()].elapsed().as_secs_f64() * 1e3);
-            }
+            worker.step();
         }
-        while latencies.len() < input_data.rounds.len() {
-            let time = latencies.len() as u64 + 1;
-            wait(worker, time + 1)?;
-            latencies.push(advanced_at[latencies.len()].elapsed().as_secs_f64() * 1e3);
-        }
+        wait(worker, rounds + 1)?;
         barrier.wait();
         let stream_secs = stream_start.elapsed().as_secs_f64();
         let stream_bytes = bytes_now(&worker_monitor) - start_bytes - snapshot_bytes;
-        let stream_changes = input_data.changes;
+
+        // The paced phase for latency: a round every `paced_interval_ms`, each timed from the
+        // input passing its time to the output passing it.
+        let interval = Duration::from_millis(scenario.paced_interval_ms);
+        let first = rounds + 1;
+        let paced_start = Instant::now();
+        let mut advanced_at: Vec<Instant> = Vec::new();
+        let mut latencies: Vec<f64> = Vec::new();
+        let record = |latencies: &mut Vec<f64>, advanced_at: &[Instant]| {
+            while latencies.len() < advanced_at.len()
+                && !probe.less_than(&(first + latencies.len() as u64 + 1))
+            {
+                latencies.push(advanced_at[latencies.len()].elapsed().as_secs_f64() * 1e3);
+            }
+        };
+        for (round, updates) in input_data.paced.iter().enumerate() {
+            let due = paced_start + interval * round as u32;
+            loop {
+                record(&mut latencies, &advanced_at);
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                if failed() {
+                    return Err(format!("the sink failed: {:?}", worker_monitor.status()));
+                }
+                worker.step_or_park(Some(due - now));
+            }
+            for (row, diff) in updates {
+                input.update(row.clone(), *diff);
+            }
+            input.advance_to(first + round as u64 + 1);
+            input.flush();
+            advanced_at.push(Instant::now());
+        }
+        while latencies.len() < advanced_at.len() {
+            wait(worker, first + latencies.len() as u64 + 1)?;
+            record(&mut latencies, &advanced_at);
+        }
+        barrier.wait();
+        let paced_secs = paced_start.elapsed().as_secs_f64();
         let commits = commits_timed(&worker_monitor);
         {
             let mut outcome = result.lock().unwrap_or_else(|p| p.into_inner());
@@ -1044,13 +1215,21 @@ fn measure(
                 .commit_micros
                 .extend_from_slice(commits.get(commits_before..).unwrap_or_default());
             outcome.snapshot_rows += input_data.snapshot.len() as u64;
-            outcome.stream_rows += stream_changes;
+            outcome.stream_rows += input_data.changes;
+            outcome.paced_rows += input_data.paced_changes;
+            if let (Some((allocations_before, cpu_before)), Some((allocations_after, cpu_after))) =
+                (&usage_before, &usage_after)
+            {
+                outcome.snapshot_allocations = allocations_after - allocations_before;
+                outcome.snapshot_cpu_ns = usage::cpu_delta(cpu_before, cpu_after);
+            }
             if index == 0 {
                 outcome.snapshot_secs = snapshot_secs;
                 outcome.stream_secs = stream_secs;
                 outcome.snapshot_bytes = snapshot_bytes;
                 outcome.stream_bytes = stream_bytes;
                 outcome.latencies_ms = latencies;
+                outcome.paced_secs = paced_secs;
             }
         }
         drop(input);
@@ -1431,10 +1610,22 @@ struct Figures {
     snapshot_mb_per_sec: f64,
     stream_rows_per_sec: f64,
     stream_mb_per_sec: f64,
-    /// Per stream round, from the input passing its time to the output passing it (for a
-    /// sink: the committed frontier).
+    /// Per round of the paced phase (a round every `paced_interval_ms`), from the input
+    /// passing its time to the output passing it (for a sink: the committed frontier).
     latency_p50_ms: f64,
     latency_p99_ms: f64,
+    paced_interval_ms: u64,
+    paced_rows_per_sec: f64,
+    /// Allocations through the global allocator per snapshot row, process-wide (C code's
+    /// `malloc`s, librdkafka's, are not counted).
+    allocations_per_row: f64,
+    /// The same for encode+combine over the same rows (for a sink: measured in its process
+    /// after it).
+    encode_combine_allocations_per_row: Option<f64>,
+    /// CPU time per snapshot row by thread group: `worker` (timely), `producer I/O`,
+    /// `librdkafka` (its threads, the mock cluster's included), `broker` (the harness's
+    /// Kafka process), `other`; in µs.
+    cpu_us_per_row: BTreeMap<String, f64>,
     peak_rss_bytes: u64,
     transactions_per_sec: Option<f64>,
     /// The sink's commit interval (sinks only).
@@ -1447,11 +1638,18 @@ struct Figures {
     /// (exactly-once only): what a commit costs on the broker.
     raw_commit_p50_ms: Option<f64>,
     raw_commit_p99_ms: Option<f64>,
-    /// `rows_per_sec` over the raw producers' messages/s: the same messages (bytes, headers,
-    /// partitions), the sink's producer settings, one producer per worker, the same broker (for
-    /// broker-free scenarios an embedded one), transactions with the sink's cadence for
-    /// exactly-once.
-    ratio_vs_raw_producer: f64,
+    /// Sinks: `rows_per_sec` over the raw producers' messages/s: the same messages (bytes,
+    /// headers, partitions), the sink's producer settings, one producer per worker, the same
+    /// broker, transactions with the sink's cadence for exactly-once.
+    ratio_vs_raw_producer: Option<f64>,
+    /// Sinks: `rows_per_sec` over `1 / (1/encode_combine + 1/raw_producer)`, the rate of the
+    /// sink's necessary parts done one after the other, measured in the same process.
+    ratio_vs_parts: Option<f64>,
+    encode_combine_rows_per_sec: Option<f64>,
+    /// Broker-free scenarios that encode: `rows_per_sec` over a bare encode loop's rows/s
+    /// times the workers (their limit if nothing but encoding cost anything).
+    ratio_vs_encode_loop: Option<f64>,
+    encode_loop_rows_per_sec: f64,
     /// `rows_per_sec` over a bare `serde_json` encode loop's rows/s on one thread.
     ratio_vs_serde_json: f64,
     raw_producer_rows_per_sec: f64,
@@ -1483,8 +1681,20 @@ impl Figures {
             (outcome.snapshot_rows + outcome.stream_rows) as f64,
             total_secs,
         );
-        let ratio = |base: f64| if base > 0.0 { rows_per_sec / base } else { 0.0 };
+        let ratio = |base: f64| (base > 0.0).then(|| rows_per_sec / base);
         let sink = scenario.stage == Stage::Sink;
+        let allocations_per_row = if outcome.snapshot_rows > 0 {
+            outcome.snapshot_allocations as f64 / outcome.snapshot_rows as f64
+        } else {
+            0.0
+        };
+        let parts_rate = match (
+            outcome.encode_combine_rows_per_sec,
+            outcome.raw_producer_rows_per_sec,
+        ) {
+            (Some(parts), raw) if parts > 0.0 && raw > 0.0 => 1.0 / (1.0 / parts + 1.0 / raw),
+            _ => 0.0,
+        };
         Figures {
             name: scenario.name.clone(),
             stage: scenario.stage,
@@ -1508,6 +1718,23 @@ impl Figures {
             stream_mb_per_sec: per(outcome.stream_bytes as f64 / 1e6, outcome.stream_secs),
             latency_p50_ms: percentile(&outcome.latencies_ms, 50.0),
             latency_p99_ms: percentile(&outcome.latencies_ms, 99.0),
+            paced_interval_ms: scenario.paced_interval_ms,
+            paced_rows_per_sec: per(outcome.paced_rows as f64, outcome.paced_secs),
+            allocations_per_row,
+            encode_combine_allocations_per_row: match scenario.stage {
+                Stage::EncodeCombine => Some(allocations_per_row),
+                _ => outcome.encode_combine_allocations_per_row,
+            },
+            cpu_us_per_row: outcome
+                .snapshot_cpu_ns
+                .iter()
+                .map(|(group, ns)| {
+                    (
+                        group.clone(),
+                        *ns as f64 / 1e3 / outcome.snapshot_rows.max(1) as f64,
+                    )
+                })
+                .collect(),
             peak_rss_bytes: outcome.peak_rss_bytes,
             transactions_per_sec: (scenario.stage == Stage::Sink)
                 .then(|| per(outcome.transactions as f64, total_secs)),
@@ -1518,8 +1745,16 @@ impl Figures {
                 .then(|| percentile_micros(&outcome.raw_commit_micros, 50.0)),
             raw_commit_p99_ms: (!outcome.raw_commit_micros.is_empty())
                 .then(|| percentile_micros(&outcome.raw_commit_micros, 99.0)),
-            ratio_vs_raw_producer: ratio(outcome.raw_producer_rows_per_sec),
-            ratio_vs_serde_json: ratio(outcome.serde_json_rows_per_sec),
+            ratio_vs_raw_producer: sink
+                .then(|| ratio(outcome.raw_producer_rows_per_sec))
+                .flatten(),
+            ratio_vs_parts: sink.then(|| ratio(parts_rate)).flatten(),
+            encode_combine_rows_per_sec: outcome.encode_combine_rows_per_sec,
+            ratio_vs_encode_loop: matches!(scenario.stage, Stage::Encode | Stage::EncodeCombine)
+                .then(|| ratio(outcome.encode_loop_rows_per_sec * scenario.workers as f64))
+                .flatten(),
+            encode_loop_rows_per_sec: outcome.encode_loop_rows_per_sec,
+            ratio_vs_serde_json: ratio(outcome.serde_json_rows_per_sec).unwrap_or(0.0),
             raw_producer_rows_per_sec: outcome.raw_producer_rows_per_sec,
             serde_json_rows_per_sec: outcome.serde_json_rows_per_sec,
             error: outcome.error.clone(),
@@ -1537,9 +1772,13 @@ impl Figures {
     }
 }
 
+fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or("-".to_string(), |r| format!("{r:.2}"))
+}
+
 fn print_table(rows: &[Figures]) {
     println!(
-        "{:<40} {:>10} {:>7} {:>10} {:>10} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "{:<40} {:>10} {:>7} {:>10} {:>10} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "scenario",
         "rows/s",
         "MB/s",
@@ -1551,7 +1790,8 @@ fn print_table(rows: &[Figures]) {
         "txn/s",
         "cmt p50",
         "cmt p99",
-        "xRawPrd",
+        "alloc/r",
+        "xLimit",
         "xSerde"
     );
     for f in rows {
@@ -1560,7 +1800,7 @@ fn print_table(rows: &[Figures]) {
             continue;
         }
         println!(
-            "{:<40} {:>10.0} {:>7.1} {:>10.0} {:>10.0} {:>8.1} {:>8.1} {:>7.0} {:>6} {:>7} {:>7} {:>7.2} {:>7.2}",
+            "{:<40} {:>10.0} {:>7.1} {:>10.0} {:>10.0} {:>8.1} {:>8.1} {:>7.0} {:>6} {:>7} {:>7} {:>7.1} {:>7} {:>7.2}",
             f.name,
             f.rows_per_sec,
             f.mb_per_sec,
@@ -1572,9 +1812,111 @@ fn print_table(rows: &[Figures]) {
             f.transactions_per_sec.map_or("-".to_string(), |t| format!("{t:.1}")),
             f.commit_p50_ms.map_or("-".to_string(), |t| format!("{t:.1}")),
             f.commit_p99_ms.map_or("-".to_string(), |t| format!("{t:.1}")),
-            f.ratio_vs_raw_producer,
+            f.allocations_per_row,
+            ratio_text(f.ratio_vs_parts.or(f.ratio_vs_encode_loop)),
             f.ratio_vs_serde_json
         );
+    }
+    println!(
+        "  (p50/p99: latency per round of the paced phase; alloc/r: allocations per snapshot row; \
+         xLimit: sinks over their parts, encode+combine then the raw producer, one after the other; \
+         encode scenarios over a bare encode loop times the workers)"
+    );
+}
+
+/// CPU time per snapshot row by thread group, the scenarios that measured it.
+fn print_cpu(rows: &[Figures]) {
+    let groups: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|f| f.cpu_us_per_row.keys().map(String::as_str))
+        .collect();
+    if groups.is_empty() {
+        return;
+    }
+    println!("\nCPU µs per snapshot row, by thread:");
+    let mut header = format!("{:<40}", "scenario");
+    for group in &groups {
+        let _ = write!(header, " {group:>13}");
+    }
+    println!("{header}");
+    for f in rows.iter().filter(|f| f.error.is_none()) {
+        let mut line = format!("{:<40}", f.name);
+        for group in &groups {
+            let _ = match f.cpu_us_per_row.get(*group) {
+                Some(us) => write!(line, " {us:>13.2}"),
+                None => write!(line, " {:>13}", "-"),
+            };
+        }
+        println!("{line}");
+    }
+}
+
+/// The produce path's targets, each as a figure of this run against its bound.
+fn print_targets(rows: &[Figures]) {
+    let sinks: Vec<&Figures> = rows
+        .iter()
+        .filter(|f| f.stage == Stage::Sink && f.error.is_none())
+        .collect();
+    if sinks.is_empty() {
+        return;
+    }
+    let verdict = |ok: bool| if ok { "met" } else { "missed" };
+    println!("\ntargets (exactly-once unless noted):");
+    for f in &sinks {
+        if f.delivery == Some(Delivery::ExactlyOnce) {
+            if let Some(parts) = f.ratio_vs_parts {
+                println!(
+                    "  {:<40} throughput over its parts   {parts:>6.2}  (≥ 0.90: {})",
+                    f.name,
+                    verdict(parts >= 0.9)
+                );
+            }
+        }
+        if let Some(own) = f.encode_combine_allocations_per_row {
+            println!(
+                "  {:<40} allocations per row         {:>6.1}  (≤ encode+combine's {own:.1} + 1: {})",
+                f.name,
+                f.allocations_per_row,
+                verdict(f.allocations_per_row <= own + 1.0)
+            );
+        }
+        if let Some(interval) = f.commit_interval_ms {
+            let bound = interval as f64 + 50.0;
+            println!(
+                "  {:<40} paced latency p99           {:>6.1}  (≤ {bound:.0} ms at {:.0} rows/s: {})",
+                f.name,
+                f.latency_p99_ms,
+                f.paced_rows_per_sec,
+                verdict(f.latency_p99_ms <= bound)
+            );
+        }
+    }
+    // Exactly-once beside at-least-once on the same broker, workers and commit interval.
+    for eo in sinks
+        .iter()
+        .filter(|f| f.delivery == Some(Delivery::ExactlyOnce))
+    {
+        let alo = sinks.iter().find(|f| {
+            f.delivery == Some(Delivery::AtLeastOnce)
+                && f.target == eo.target
+                && f.workers == eo.workers
+                && f.format == eo.format
+                && f.envelope == eo.envelope
+                && f.commit_interval_ms == eo.commit_interval_ms
+                && f.snapshot_rows == eo.snapshot_rows
+        });
+        if let Some(alo) = alo {
+            let ratio = eo.rows_per_sec / alo.rows_per_sec;
+            println!(
+                "  {:<40} over at-least-once          {ratio:>6.2}  (≥ 0.95 at a 1 s interval: {})",
+                eo.name,
+                if eo.commit_interval_ms == Some(1000) {
+                    verdict(ratio >= 0.95)
+                } else {
+                    "not its interval"
+                }
+            );
+        }
     }
 }
 
@@ -1602,8 +1944,7 @@ fn print_breakdown(rows: &[Figures]) {
     let (Some(encode), Some(combine), Some(both)) = (encode, combine, both) else {
         return;
     };
-    // The snapshot is the bulk figure: the stream of the sink scenarios waits for each round's
-    // commit, so its rate measures commit latency rather than work per row.
+    // The snapshot is the bulk figure, measured alike for every stage.
     println!("\nwhere a row's time goes (1 worker, JSON upsert, 8 columns; µs per snapshot row):");
     println!("  encoding                         {:>7.2}", encode.0);
     println!("  keying, arranging, combining     {:>7.2}", combine.0);
@@ -1644,11 +1985,11 @@ fn print_fair_baselines(rows: &[Figures]) {
     );
     for f in sinks {
         println!(
-            "{:<40} {:>10.0} {:>10.0} {:>7.2} {:>9.1} {:>9.1} {:>9} {:>9}",
+            "{:<40} {:>10.0} {:>10.0} {:>7} {:>9.1} {:>9.1} {:>9} {:>9}",
             f.name,
             f.rows_per_sec,
             f.raw_producer_rows_per_sec,
-            f.ratio_vs_raw_producer,
+            ratio_text(f.ratio_vs_raw_producer),
             f.commit_p50_ms.unwrap_or(0.0),
             f.commit_p99_ms.unwrap_or(0.0),
             f.raw_commit_p50_ms

@@ -1068,6 +1068,7 @@ impl fmt::Debug for EncodedMessage {
 }
 
 /// The headers of an [`EncodedMessage`]: `(name, value)`, where a value may be null.
+#[derive(Clone)]
 pub struct Headers<'a> {
     message: &'a EncodedMessage,
     next: usize,

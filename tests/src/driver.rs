@@ -130,7 +130,7 @@ impl DriverWorker {
         };
         let event = Event::Message {
             time,
-            position: key.as_bytes().to_vec(),
+            position: key.as_bytes().to_vec().into(),
             bytes: key.len() + value.len(),
             message,
         };

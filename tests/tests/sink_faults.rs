@@ -225,7 +225,17 @@ fn the_sink_stalls_while_the_broker_is_down_and_recovers_exactly_once() {
         RDKafkaApiKey::EndTxn,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 2],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The outage begins once the client has come through those errors: two commits after
+    // them. (librdkafka 2.12 stops looking for its transaction coordinator when EndTxn answers
+    // COORDINATOR_NOT_AVAILABLE and every broker is unreachable at its next lookup; its commit
+    // then never completes, and the sink fails with the fenced error once the transaction
+    // timeout has passed.)
+    let committed = |monitor: &outflow::SinkMonitor| monitor.report().total.transactions_committed;
+    let before = committed(&monitor);
+    let waiting = Instant::now();
+    while committed(&monitor) < before + 2 && waiting.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     cluster.broker_down(1).unwrap();
     let down = Instant::now();
     while !matches!(monitor.status(), SinkStatus::Stalled { .. })

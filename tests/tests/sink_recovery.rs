@@ -935,7 +935,7 @@ fn in_flight_bound(target: Target) {
                 started.elapsed(),
                 Event::Message {
                     time: 1,
-                    position: key.into_bytes(),
+                    position: key.into_bytes().into(),
                     bytes,
                     message,
                 },

@@ -22,10 +22,15 @@ impl Row {
     /// The order-preserving encoding of this row (see the module docs).
     pub fn order_key(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.byte_len() + 8);
-        for datum in self.iter() {
-            write_datum(datum, &mut out);
-        }
+        self.write_order_key(&mut out);
         out
+    }
+
+    /// Appends [`Row::order_key`] to `out`, for callers that reuse a buffer.
+    pub fn write_order_key(&self, out: &mut Vec<u8>) {
+        for datum in self.iter() {
+            write_datum(datum, out);
+        }
     }
 }
 

@@ -10,9 +10,10 @@
 //!
 //! # Allocator
 //!
-//! The library sets no global allocator: that is the program's choice. A sink allocates for
-//! each message it sends and frees a committed transaction's messages together, which glibc's
-//! malloc makes costly; the `outflow` program and the bench use jemalloc
+//! The library sets no global allocator: that is the program's choice. A sink packs the
+//! messages of its open transaction into shared buffers ([`record`]), so its own allocations
+//! per message are few; what remains (the dataflow's rows, librdkafka's copies) still favours
+//! an allocator built for many threads: the `outflow` program and the bench use jemalloc
 //! (`#[global_allocator] static A: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;`),
 //! and a pipeline that sinks much should consider the same.
 
@@ -26,6 +27,7 @@ pub mod embedded;
 pub mod producer;
 pub mod progress_reader;
 pub mod rawlog;
+pub mod record;
 pub mod sink;
 pub mod status;
 pub mod topic;

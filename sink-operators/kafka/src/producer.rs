@@ -628,6 +628,52 @@ struct Delivery {
     bytes: usize,
 }
 
+/// A message's [`Delivery`] as the pointer-sized opaque librdkafka carries to its report: packed
+/// into an odd integer (so never a pointer) when it fits, which it does unless a worker made
+/// 2³¹ transactions or a message is 4 GiB, else boxed. Packing spares an allocation per message.
+enum DeliveryTag {
+    Packed(u64),
+    Boxed(Box<Delivery>),
+}
+
+impl DeliveryTag {
+    fn new(transaction: u64, bytes: usize) -> DeliveryTag {
+        if usize::BITS >= 64 && transaction < 1 << 31 && (bytes as u64) < 1 << 32 {
+            DeliveryTag::Packed((transaction << 33) | ((bytes as u64) << 1) | 1)
+        } else {
+            DeliveryTag::Boxed(Box::new(Delivery { transaction, bytes }))
+        }
+    }
+
+    fn delivery(self) -> Delivery {
+        match self {
+            DeliveryTag::Packed(tag) => Delivery {
+                transaction: tag >> 33,
+                bytes: ((tag >> 1) & 0xffff_ffff) as usize,
+            },
+            DeliveryTag::Boxed(delivery) => *delivery,
+        }
+    }
+}
+
+impl rdkafka::util::IntoOpaque for DeliveryTag {
+    fn into_ptr(self) -> *mut std::ffi::c_void {
+        match self {
+            DeliveryTag::Packed(tag) => tag as usize as *mut std::ffi::c_void,
+            DeliveryTag::Boxed(delivery) => Box::into_raw(delivery).cast(),
+        }
+    }
+
+    unsafe fn from_ptr(ptr: *mut std::ffi::c_void) -> DeliveryTag {
+        if ptr as usize & 1 == 1 {
+            DeliveryTag::Packed(ptr as usize as u64)
+        } else {
+            // SAFETY: an even opaque is a `Box<Delivery>` made by `into_ptr`, given back once.
+            DeliveryTag::Boxed(unsafe { Box::from_raw(ptr.cast()) })
+        }
+    }
+}
+
 struct DriverContext<M> {
     transactional_id: String,
     settings: ProducerSettings,
@@ -678,10 +724,10 @@ impl<M: Send + 'static> ClientContext for DriverContext<M> {
 }
 
 impl<M: Send + 'static> ProducerContext for DriverContext<M> {
-    type DeliveryOpaque = Box<Delivery>;
+    type DeliveryOpaque = DeliveryTag;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
-        let Delivery { transaction, bytes } = *delivery;
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: DeliveryTag) {
+        let Delivery { transaction, bytes } = delivery.delivery();
         let result = match result {
             Ok(message) => {
                 if message.topic() == self.progress_topic {
@@ -1036,8 +1082,8 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         transaction: u64,
         bytes: usize,
     ) {
-        let mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
-            BaseRecord::with_opaque_to(topic, Box::new(Delivery { transaction, bytes }));
+        let mut record: BaseRecord<'_, [u8], [u8], DeliveryTag> =
+            BaseRecord::with_opaque_to(topic, DeliveryTag::new(transaction, bytes));
         if let Some(partition) = partition {
             record = record.partition(partition);
         }
@@ -1212,7 +1258,8 @@ impl<M: OutgoingRecord> IoThread<M> {
             Call::Init => Event::Initialized(
                 self.producer
                     .init_transactions(timeout)
-                    .map_err(|e| self.failed("init_transactions", &e)),
+                    .map_err(|e| self.failed("init_transactions", &e))
+                    .and_then(|()| self.start_group()),
             ),
             Call::Begin => Event::Began(
                 self.producer
@@ -1311,7 +1358,7 @@ impl<M: OutgoingRecord> IoThread<M> {
 
     fn at_least_once(&mut self, call: Call) -> Option<Event<M>> {
         Some(match call {
-            Call::Init => Event::Initialized(Ok(())),
+            Call::Init => Event::Initialized(self.start_group()),
             Call::Begin => {
                 self.held_progress = None;
                 self.pending_offset = None;
@@ -1360,9 +1407,9 @@ impl<M: OutgoingRecord> IoThread<M> {
         self.count_commit();
         self.check_delivered(transaction)?;
         if let Some((transaction, bytes, key, value)) = self.held_progress.take() {
-            let record: BaseRecord<'_, [u8], [u8], Box<Delivery>> = BaseRecord::with_opaque_to(
+            let record: BaseRecord<'_, [u8], [u8], DeliveryTag> = BaseRecord::with_opaque_to(
                 &self.settings.progress_topic,
-                Box::new(Delivery { transaction, bytes }),
+                DeliveryTag::new(transaction, bytes),
             )
             .partition(PROGRESS_PARTITION)
             .key(key.as_bytes())
@@ -1469,6 +1516,13 @@ impl<M: OutgoingRecord> IoThread<M> {
     /// The group's handle, built on first use: a consumer with that `group.id` (no
     /// subscription, so it joins nothing) yields the metadata transactions need, or commits
     /// offsets itself.
+    /// The progress group's client, made at startup: librdkafka starts looking for the group's
+    /// coordinator as the client is made, so that the first commit does not wait for it.
+    fn start_group(&mut self) -> Result<(), TxnError> {
+        let group = self.settings.names.progress_group_id(self.settings.worker);
+        self.ensure_group(&group)
+    }
+
     fn ensure_group(&mut self, group: &str) -> Result<(), TxnError> {
         match self.groups.entry(group.to_string()) {
             Entry::Occupied(_) => Ok(()),
@@ -1653,6 +1707,25 @@ mod tests {
             logged_denial("Failed to add partition \"p\" [0]: timed out"),
             None
         );
+    }
+
+    #[test]
+    fn a_delivery_survives_its_opaque() {
+        use rdkafka::util::IntoOpaque;
+        for (transaction, bytes) in [
+            (0, 0),
+            (1, 170),
+            ((1 << 31) - 1, u32::MAX as usize),
+            (1 << 31, 5),
+            (7, 1 << 32),
+        ] {
+            let tag = DeliveryTag::new(transaction, bytes);
+            let packed = matches!(tag, DeliveryTag::Packed(_));
+            assert_eq!(packed, transaction < 1 << 31 && bytes < 1 << 32);
+            // SAFETY: the pointer comes from `into_ptr` and is given back once.
+            let back = unsafe { DeliveryTag::from_ptr(tag.into_ptr()) }.delivery();
+            assert_eq!((back.transaction, back.bytes), (transaction, bytes));
+        }
     }
 
     #[test]

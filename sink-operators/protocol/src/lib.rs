@@ -81,6 +81,8 @@ pub mod model;
 mod progress;
 mod recovery;
 
+/// The type of a message's sort position in [`Event::Message`].
+pub use bytes::Bytes;
 pub use machine::{
     Action, Cadence, ErrorKind, Event, Machine, Status, TxnError, DEFAULT_TRANSACTION_TIMEOUT,
 };

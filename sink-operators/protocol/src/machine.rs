@@ -6,6 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::progress::{Claim, Point, ProgressRecord};
 use super::recovery::Recovery;
 use super::{hex, ProtocolError, SinkNames};
@@ -164,8 +166,9 @@ pub enum Event<M> {
     Message {
         /// The update's time.
         time: u64,
-        /// The key's sort position within the time.
-        position: Vec<u8>,
+        /// The key's sort position within the time (a [`Bytes`], so that a caller can hand
+        /// out slices of one buffer and the machine keep them without copying).
+        position: Bytes,
         /// The message's size in bytes.
         bytes: usize,
         /// The message, handed back in [`Action::Produce`].
@@ -334,7 +337,7 @@ enum TxnKind {
 
 struct Staged<M> {
     time: u64,
-    position: Vec<u8>,
+    position: Bytes,
     bytes: usize,
     message: M,
 }
@@ -344,7 +347,7 @@ struct Txn<M> {
     kind: TxnKind,
     messages: Vec<(usize, M)>,
     bytes: usize,
-    last: Option<(u64, Vec<u8>)>,
+    last: Option<(u64, Bytes)>,
     /// Bytes of this transaction at the time of `last`.
     time_bytes: usize,
     started_at: Duration,
@@ -377,7 +380,7 @@ pub struct Machine<M> {
     recorded_at: Duration,
     reported: Option<Point>,
     input: Point,
-    last_fed: Option<(u64, Vec<u8>)>,
+    last_fed: Option<(u64, Bytes)>,
     pending: VecDeque<Staged<M>>,
     pending_bytes: usize,
     txn: Option<Txn<M>>,
@@ -711,7 +714,7 @@ impl<M: Clone> Machine<M> {
     fn accept(
         &mut self,
         time: u64,
-        position: Vec<u8>,
+        position: Bytes,
         bytes: usize,
         message: M,
     ) -> Result<(), ProtocolError> {
@@ -922,7 +925,7 @@ impl<M: Clone> Machine<M> {
             // position begins, so a key's messages at one time never straddle two transactions.
             Some(Point::At {
                 time: *last_time,
-                position: Some(last_position.clone()),
+                position: Some(last_position.to_vec()),
             })
         } else {
             None
@@ -1313,7 +1316,7 @@ mod tests {
     fn message(time: u64, position: &str, bytes: usize, text: &'static str) -> Event<&'static str> {
         Event::Message {
             time,
-            position: position.as_bytes().to_vec(),
+            position: Bytes::copy_from_slice(position.as_bytes()),
             bytes,
             message: text,
         }

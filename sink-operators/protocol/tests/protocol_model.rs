@@ -696,7 +696,7 @@ impl<'a> Sim<'a> {
                         };
                         Event::Message {
                             time: update.time,
-                            position: key.clone(),
+                            position: key.clone().into(),
                             bytes: key.len() + update.value.len(),
                             message,
                         }

@@ -21,9 +21,10 @@ use super::worker::{Wakers, WorkerSink};
 use super::{PreparedSink, PAIR_CREDIT};
 use crate::dataflow::operators::{Combined, KeyViolation, PairCredit, Refusal};
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
-use crate::encoders::{now_ms, Change, EncodedMessage};
-use crate::partition::{key_partition_hash, partition_for};
-use crate::producer::SinkRecord;
+use crate::encoders::{now_ms, Change, EncodedMessage, SinkEncoder};
+use crate::partition::{key_partition_hash, partition_for, PartitionExpr};
+use crate::record::{Arena, Parts};
+use crate::topic::PartitionWatch;
 
 /// Pairs waiting to be written, by (time, key position).
 type Stash = BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>>;
@@ -47,14 +48,22 @@ pub(super) fn produce<'scope>(
     let (_committed_output, committed) = builder.new_output::<Vec<u64>>();
 
     let spec = &sink.plan.spec;
-    let encoder = sink.encoder.clone();
-    let partitions = Arc::clone(&sink.partitions);
+    let mut feeder = Feeder {
+        encoder: sink.encoder.clone(),
+        message: EncodedMessage::new(),
+        arena: Arena::new(),
+        partitions: Arc::clone(&sink.partitions),
+        partition_by: spec.partition_by.clone(),
+        sink_name: spec.name.clone(),
+        snapshot_time: sink.plan.as_of,
+        partition_error_noted: false,
+        staged_messages: 0,
+        staged_bytes: 0,
+        partition_errors: 0,
+    };
     let enforced = spec.key_is_enforced();
-    let partition_by = spec.partition_by.clone();
     let violation_count = combined.violation_count.clone();
     let sink_name = spec.name.clone();
-    // Updates at or before the input's snapshot time are its snapshot (Debezium's `r`).
-    let snapshot_time = sink.plan.as_of;
     let shown = ShownRows {
         desc: spec.desc.clone(),
         key_columns: spec
@@ -66,7 +75,6 @@ pub(super) fn produce<'scope>(
     builder.build(move |mut capabilities| {
         let mut capability: Option<Capability<u64>> = capabilities.pop();
         let mut recovery: Option<Arc<Recovery>> = None;
-        let mut partition_error_noted = false;
         // Pairs by (time, key position). Combining emits a batch key by key, so when one batch
         // spans several times (the input ran ahead of the sink) their pairs interleave; the
         // machine takes them in (time, position) order. A pair at a time the input frontier has
@@ -74,7 +82,6 @@ pub(super) fn produce<'scope>(
         // lies in one batch, read in key order), so pairs at the frontier's time go out at once
         // and only later times wait: a snapshot streams, a backlog waits for its batch.
         let mut stash: Stash = BTreeMap::new();
-        let mut message = EncodedMessage::new();
         let mut violations_seen = 0u64;
         // A key violation that fails the sink, at its time: everything before that time is
         // committed first (so the run keeps what the input proved good), then the sink fails.
@@ -102,17 +109,6 @@ pub(super) fn produce<'scope>(
                     }
                 }
             });
-            let mut received = 0usize;
-            pairs_input.for_each(|_, data| {
-                for (key, time, pair) in data.drain(..) {
-                    received += 1;
-                    stash
-                        .entry((time, key.order_key()))
-                        .or_default()
-                        .push_back((key, pair));
-                }
-            });
-            owed_credit += received;
             violations_input.for_each(|_, data| {
                 for violation in data.drain(..) {
                     let skipped = recovery.as_ref().is_some_and(|r| {
@@ -144,6 +140,36 @@ pub(super) fn produce<'scope>(
                     }
                 }
             });
+            // The input frontier's time: pairs at it go to the machine at once while nothing
+            // waits in the stash (a snapshot, a stream that keeps up), in the order they come.
+            let input = frontiers[0]
+                .frontier()
+                .iter()
+                .chain(frontiers[1].frontier().iter())
+                .min()
+                .copied();
+            let mut received = 0usize;
+            pairs_input.for_each(|_, data| {
+                for (key, time, pair) in data.drain(..) {
+                    received += 1;
+                    let direct = stash.is_empty()
+                        && Some(time) == input
+                        && !state.paused
+                        && state.failed.is_none()
+                        && fail_at.as_ref().is_none_or(|(at, _)| time < *at);
+                    match recovery.as_ref().filter(|_| direct) {
+                        Some(resume) => {
+                            key.write_order_key(feeder.arena.position_buffer());
+                            feeder.feed(&mut state, resume, key, time, pair);
+                        }
+                        None => stash
+                            .entry((time, key.order_key()))
+                            .or_default()
+                            .push_back((key, pair)),
+                    }
+                }
+            });
+            owed_credit += received;
             let counted = violation_count.get();
             state.monitor.update(state.worker, |s| {
                 s.key_violations = counted.max(violations_seen)
@@ -161,18 +187,9 @@ pub(super) fn produce<'scope>(
             }
 
             if let (Some(resume), None) = (recovery.as_ref(), state.failed.as_ref()) {
-                // Feed pairs while the machine takes them, in (time, position) order, up to the
-                // input frontier's time.
-                let input = frontiers[0]
-                    .frontier()
-                    .iter()
-                    .chain(frontiers[1].frontier().iter())
-                    .min()
-                    .copied();
-                // Counted here and reported once per activation: the monitor is shared.
-                let (mut staged_messages, mut staged_bytes) = (0u64, 0u64);
-                let mut partition_errors = 0u64;
-                while !state.paused {
+                // Feed stashed pairs while the machine takes them, in (time, position) order,
+                // up to the input frontier's time.
+                while !state.paused && state.failed.is_none() {
                     let Some(mut entry) = stash.first_entry() else {
                         break;
                     };
@@ -182,7 +199,10 @@ pub(super) fn produce<'scope>(
                     {
                         break;
                     }
-                    let position = entry.key().1.clone();
+                    feeder
+                        .arena
+                        .position_buffer()
+                        .extend_from_slice(&entry.key().1);
                     let (key, pair) = entry
                         .get_mut()
                         .pop_front()
@@ -190,95 +210,9 @@ pub(super) fn produce<'scope>(
                     if entry.get().is_empty() {
                         entry.remove();
                     }
-                    if resume
-                        .resume
-                        .should_skip(stable_key_hash(&key), time, &position)
-                    {
-                        continue;
-                    }
-                    let change = Change {
-                        time,
-                        snapshot: time <= snapshot_time,
-                        produced_at_ms: now_ms(),
-                    };
-                    if let Err(error) = encoder.encode_change(&key, &pair, &change, &mut message) {
-                        state.fail(format!(
-                            "cannot encode an update of sink {sink_name} at time {time}: {error}"
-                        ));
-                        break;
-                    }
-                    let hash = match &partition_by {
-                        Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
-                            None => None,
-                            Some(row) => match expr.partition(row) {
-                                Ok(hash) => hash,
-                                Err(error) => {
-                                    // Materialize sends such a message to partition 0; so do
-                                    // we, counting each and naming the first row per worker.
-                                    partition_errors += 1;
-                                    if !partition_error_noted {
-                                        partition_error_noted = true;
-                                        let note = format!(
-                                            "PARTITION BY {expr} failed on the row with {} at time {time}: {error}; \
-                                             the message went to partition 0 (partition_errors counts every such message)",
-                                            expr.describe_row(row)
-                                        );
-                                        tracing::warn!(sink = %sink_name, worker = state.worker, "{note}");
-                                        state.monitor.note(note);
-                                    }
-                                    None
-                                }
-                            },
-                        },
-                        None if message.key().is_some() => {
-                            key_partition_hash(message.key_payload())
-                        }
-                        None => Some(stable_key_hash(&key)),
-                    };
-                    let partition = partition_for(hash, partitions.current());
-                    let first = sink_record(&message, partition);
-                    // A delete under TOMBSTONES ON DELETE is followed by its tombstone, on
-                    // the same partition, at the same time and position.
-                    let tombstone = if encoder.tombstone_follows(&pair) {
-                        if let Err(error) = encoder.encode_tombstone(&key, time, &mut message) {
-                            state.fail(format!(
-                                "cannot encode the tombstone of a delete of sink {sink_name} at time {time}: {error}"
-                            ));
-                            break;
-                        }
-                        Some(sink_record(&message, partition))
-                    } else {
-                        None
-                    };
-                    for record in std::iter::once(first).chain(tombstone) {
-                        let bytes = record.key.as_ref().map_or(0, Vec::len)
-                            + record.value.as_ref().map_or(0, Vec::len)
-                            + record
-                                .headers
-                                .iter()
-                                .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len))
-                                .sum::<usize>();
-                        let entry = state.staged.entry(time).or_default();
-                        entry.0 += 1;
-                        entry.1 += bytes as u64;
-                        staged_messages += 1;
-                        staged_bytes += bytes as u64;
-                        state.handle(Event::Message {
-                            time,
-                            position: position.clone(),
-                            bytes,
-                            message: Arc::new(record),
-                        });
-                        state.pump();
-                    }
+                    feeder.feed(&mut state, resume, key, time, pair);
                 }
-                if staged_messages > 0 {
-                    state.monitor.update(state.worker, |s| {
-                        s.messages_staged += staged_messages;
-                        s.bytes_staged += staged_bytes;
-                        s.partition_errors += partition_errors;
-                    });
-                }
+                feeder.report(&state);
                 // The frontier the machine may rely on: nothing stashed is before it.
                 let frontier = match (stash.first_key_value().map(|((t, _), _)| *t), input) {
                     (Some(stashed), Some(input)) => Some(stashed.min(input)),
@@ -360,6 +294,142 @@ pub(super) fn produce<'scope>(
     committed
 }
 
+/// Turns pairs into packed messages for the machine: encodes, partitions, packs into the
+/// worker's arena, and counts what it staged until [`Feeder::report`].
+struct Feeder {
+    encoder: SinkEncoder,
+    message: EncodedMessage,
+    arena: Arena,
+    partitions: Arc<PartitionWatch>,
+    partition_by: Option<PartitionExpr>,
+    sink_name: String,
+    /// Updates at or before the input's snapshot time are its snapshot (Debezium's `r`).
+    snapshot_time: u64,
+    partition_error_noted: bool,
+    staged_messages: u64,
+    staged_bytes: u64,
+    partition_errors: u64,
+}
+
+impl Feeder {
+    /// Stages the pair at `time` whose key's position is in the arena's position buffer,
+    /// unless the topic already holds it; an encoding error fails the sink.
+    fn feed(
+        &mut self,
+        state: &mut WorkerSink,
+        resume: &Recovery,
+        key: Row,
+        time: u64,
+        pair: DiffPair<Row>,
+    ) {
+        let key_hash = stable_key_hash(&key);
+        if resume
+            .resume
+            .should_skip(key_hash, time, self.arena.position_buffer_contents())
+        {
+            return;
+        }
+        let message = &mut self.message;
+        let change = Change {
+            time,
+            snapshot: time <= self.snapshot_time,
+            produced_at_ms: now_ms(),
+        };
+        if let Err(error) = self.encoder.encode_change(&key, &pair, &change, message) {
+            state.fail(format!(
+                "cannot encode an update of sink {} at time {time}: {error}",
+                self.sink_name
+            ));
+            return;
+        }
+        let hash = match &self.partition_by {
+            Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
+                None => None,
+                Some(row) => match expr.partition(row) {
+                    Ok(hash) => hash,
+                    Err(error) => {
+                        // Materialize sends such a message to partition 0; so do we, counting
+                        // each and naming the first row per worker.
+                        self.partition_errors += 1;
+                        if !self.partition_error_noted {
+                            self.partition_error_noted = true;
+                            let note = format!(
+                                "PARTITION BY {expr} failed on the row with {} at time {time}: {error}; \
+                                 the message went to partition 0 (partition_errors counts every such message)",
+                                expr.describe_row(row)
+                            );
+                            tracing::warn!(sink = %self.sink_name, worker = state.worker, "{note}");
+                            state.monitor.note(note);
+                        }
+                        None
+                    }
+                },
+            },
+            None if message.key().is_some() => key_partition_hash(message.key_payload()),
+            None => Some(key_hash),
+        };
+        let partition = partition_for(hash, self.partitions.current());
+        self.stage(state, time, partition);
+        // A delete under TOMBSTONES ON DELETE is followed by its tombstone, on the same
+        // partition, at the same time and position.
+        if self.encoder.tombstone_follows(&pair) {
+            if let Err(error) = self.encoder.encode_tombstone(&key, time, &mut self.message) {
+                state.fail(format!(
+                    "cannot encode the tombstone of a delete of sink {} at time {time}: {error}",
+                    self.sink_name
+                ));
+                return;
+            }
+            self.stage(state, time, partition);
+        }
+    }
+
+    /// Packs the encoded message, with the position in the arena's position buffer, and hands
+    /// it to the machine.
+    fn stage(&mut self, state: &mut WorkerSink, time: u64, partition: i32) {
+        let message = &self.message;
+        let record = self.arena.pack(Parts {
+            partition: Some(partition),
+            key: message.key(),
+            value: message.value(),
+            headers: message.headers(),
+        });
+        let bytes = record.payload_bytes();
+        let entry = state.staged.entry(time).or_default();
+        entry.0 += 1;
+        entry.1 += bytes as u64;
+        self.staged_messages += 1;
+        self.staged_bytes += bytes as u64;
+        state.handle(Event::Message {
+            time,
+            position: record.position(),
+            bytes,
+            message: record,
+        });
+        state.pump();
+    }
+
+    /// Adds what was staged since the last report to the worker's statistics (once per
+    /// activation: the monitor is shared).
+    fn report(&mut self, state: &WorkerSink) {
+        if self.staged_messages > 0 || self.partition_errors > 0 {
+            let (messages, bytes, errors) = (
+                self.staged_messages,
+                self.staged_bytes,
+                self.partition_errors,
+            );
+            state.monitor.update(state.worker, |s| {
+                s.messages_staged += messages;
+                s.bytes_staged += bytes;
+                s.partition_errors += errors;
+            });
+            self.staged_messages = 0;
+            self.staged_bytes = 0;
+            self.partition_errors = 0;
+        }
+    }
+}
+
 /// Non-unique keys under `NOT ENFORCED` that a worker names on stderr and in the status; more
 /// are only counted.
 const WARNED_KEYS: usize = 100;
@@ -427,18 +497,4 @@ fn not_unique_warning(shown: &ShownRows, violation: &KeyViolation<u64>) -> Strin
         violation.held_rows(),
         shown.rows(&violation.held),
     )
-}
-
-/// The record of an encoded message, for partition `partition`.
-fn sink_record(message: &EncodedMessage, partition: i32) -> SinkRecord {
-    SinkRecord {
-        partition: Some(partition),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.value().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
-            .collect(),
-        timestamp: None,
-    }
 }

@@ -9,7 +9,8 @@ use outflow_protocol::{Action, Event, Machine, Status};
 use timely::dataflow::Scope;
 use timely::scheduling::SyncActivator;
 
-use crate::producer::{ProducerDriver, SinkRecord};
+use crate::producer::ProducerDriver;
+use crate::record::PackedRecord;
 use crate::status::{SinkMonitor, SinkStatus};
 
 /// The activators of one worker's sink operators: the producer driver wakes them all when it
@@ -36,8 +37,8 @@ impl Wakers {
 /// of what was staged and committed.
 pub(super) struct WorkerSink {
     pub(super) worker: usize,
-    pub(super) machine: Machine<Arc<SinkRecord>>,
-    pub(super) driver: ProducerDriver<Arc<SinkRecord>>,
+    pub(super) machine: Machine<PackedRecord>,
+    pub(super) driver: ProducerDriver<PackedRecord>,
     pub(super) started: Instant,
     pub(super) monitor: SinkMonitor,
     pub(super) announced: bool,
@@ -94,7 +95,7 @@ impl WorkerSink {
         }
     }
 
-    pub(super) fn handle(&mut self, event: Event<Arc<SinkRecord>>) {
+    pub(super) fn handle(&mut self, event: Event<PackedRecord>) {
         let now = self.now();
         if let Err(error) = self.machine.handle(now, event) {
             // The operator broke the machine's contract: a bug here, reported rather than
@@ -115,7 +116,7 @@ impl WorkerSink {
         }
     }
 
-    fn apply(&mut self, action: Action<Arc<SinkRecord>>) {
+    fn apply(&mut self, action: Action<PackedRecord>) {
         match action {
             Action::Announced => self.announced = true,
             Action::Pause => self.paused = true,
