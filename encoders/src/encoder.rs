@@ -20,6 +20,8 @@
 //!     relation: "orders".to_string(),
 //!     key_columns: Some(vec![0]),
 //!     envelope: Envelope::Upsert,
+//!     debezium: Default::default(),
+//!     sink: "order_updates".to_string(),
 //!     key_format: FormatSpec::Json,
 //!     value_format: FormatSpec::Json,
 //!     headers_column: None,
@@ -52,10 +54,11 @@ use crate::avro::schema::{self as avro_schema, SchemaOptions, DEBEZIUM_ROW_NAME}
 use crate::avro::{binary as avro_binary, write_confluent_header, CONFLUENT_HEADER_LEN};
 use crate::columns::{fields_of, for_each_field, Field, Kind};
 use crate::error::{EncodeError, Part};
+use crate::json::DebeziumTail;
 #[cfg(feature = "registry")]
 use crate::registry::SchemaRegistryClient;
-use crate::spec::{AvroFormatSpec, DocScope, DocTarget, Envelope, FormatSpec};
-use crate::{json, text};
+use crate::spec::{AvroFormatSpec, DebeziumOptions, DocScope, DocTarget, Envelope, FormatSpec};
+use crate::{connect, json, text};
 
 /// The header every message carries: the logical time of its update, in decimal ASCII.
 pub const TIME_HEADER: &str = "outflow-time";
@@ -64,6 +67,9 @@ pub const TIME_HEADER: &str = "outflow-time";
 /// `HEADERS` column with such names are skipped, so that a column cannot forge or shadow
 /// [`TIME_HEADER`] or any header Outflow adds later.
 pub const RESERVED_HEADER_PREFIX: &str = "outflow-";
+
+/// The `source.connector` of `ENVELOPE DEBEZIUM (FULL)` messages.
+pub const SOURCE_CONNECTOR: &str = "outflow";
 
 /// The default record name of the key schema.
 pub const DEFAULT_KEY_FULLNAME: &str = "row";
@@ -80,6 +86,10 @@ pub struct EncoderConfig {
     /// `KEY (...)`: column indices into `desc`, in key order. `None`: messages have no key.
     pub key_columns: Option<Vec<usize>>,
     pub envelope: Envelope,
+    /// `ENVELOPE DEBEZIUM (…)`; must be the default under UPSERT.
+    pub debezium: DebeziumOptions,
+    /// The sink's name: `source.name` of `ENVELOPE DEBEZIUM (FULL)` messages.
+    pub sink: String,
     /// Ignored when there is no key.
     pub key_format: FormatSpec,
     pub value_format: FormatSpec,
@@ -99,6 +109,12 @@ impl EncoderConfig {
             self.key_columns.as_deref(),
             self.envelope,
             &self.key_format,
+            &self.value_format,
+        )?;
+        validate_debezium_options(
+            self.envelope,
+            self.debezium,
+            self.key_columns.is_some(),
             &self.value_format,
         )?;
         if let Some(column) = self.headers_column {
@@ -149,6 +165,39 @@ impl EncoderConfig {
         };
         key.into_iter().chain(value)
     }
+}
+
+/// The checks of `ENVELOPE DEBEZIUM (…)`: its options need ENVELOPE DEBEZIUM, and
+/// `TOMBSTONES ON DELETE` a KEY (a tombstone is a key with a null value).
+pub fn validate_debezium_options(
+    envelope: Envelope,
+    options: DebeziumOptions,
+    has_key: bool,
+    value_format: &FormatSpec,
+) -> Result<(), EncodeError> {
+    if envelope == Envelope::Upsert {
+        if options.full {
+            return Err(EncodeError::DebeziumOptionWithUpsert { option: "FULL" });
+        }
+        if options.tombstones_on_delete {
+            return Err(EncodeError::DebeziumOptionWithUpsert {
+                option: "TOMBSTONES ON DELETE",
+            });
+        }
+    }
+    if options.tombstones_on_delete && !has_key {
+        return Err(EncodeError::TombstonesWithoutKey);
+    }
+    if let (true, FormatSpec::Avro(spec)) = (options.full, value_format) {
+        if spec.value_fullname.as_deref() == Some(avro_schema::SOURCE_FULLNAME) {
+            return Err(EncodeError::InvalidFullname {
+                part: Part::Value,
+                name: avro_schema::SOURCE_FULLNAME.to_string(),
+                reason: "under ENVELOPE DEBEZIUM (FULL) the value record holds the source record of that name, so the value record needs another name".to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The format checks of `CREATE SINK`, for the statement front end: TEXT and BYTES need
@@ -255,7 +304,7 @@ fn check_single_column(
     let bytes = match format {
         FormatSpec::Text => false,
         FormatSpec::Bytes => true,
-        FormatSpec::Json | FormatSpec::Avro(_) => return Ok(()),
+        FormatSpec::Json | FormatSpec::JsonWithSchema | FormatSpec::Avro(_) => return Ok(()),
     };
     match columns {
         [] => Err(EncodeError::NoColumnsTextOrBytes {
@@ -395,7 +444,14 @@ pub struct AvroSchemas {
 #[derive(Clone, Debug)]
 enum PartFormat {
     Json,
-    Avro { schema: String, schema_id: i32 },
+    /// JSON with an embedded Connect schema: the bytes up to the payload, written once.
+    ConnectJson {
+        prefix: Box<[u8]>,
+    },
+    Avro {
+        schema: String,
+        schema_id: i32,
+    },
     Text,
     Bytes,
 }
@@ -411,6 +467,11 @@ struct PartEncoder {
 #[derive(Clone, Debug)]
 pub struct SinkEncoder {
     envelope: Envelope,
+    debezium: DebeziumOptions,
+    sink: String,
+    topic: String,
+    /// The JSON members of `source` that are the same in every message of the sink.
+    source_prefix: Box<[u8]>,
     key: Option<PartEncoder>,
     value: PartEncoder,
     headers_column: Option<usize>,
@@ -487,6 +548,9 @@ impl SinkEncoder {
             |part: Part, format: &FormatSpec| -> Result<PartFormat, EncodeError> {
                 Ok(match format {
                     FormatSpec::Json => PartFormat::Json,
+                    FormatSpec::JsonWithSchema => PartFormat::ConnectJson {
+                        prefix: connect::envelope_prefix(&connect_schema(&config, part)),
+                    },
                     FormatSpec::Text => PartFormat::Text,
                     FormatSpec::Bytes => PartFormat::Bytes,
                     FormatSpec::Avro(spec) => {
@@ -516,6 +580,10 @@ impl SinkEncoder {
         };
         Ok(SinkEncoder {
             envelope: config.envelope,
+            debezium: config.debezium,
+            source_prefix: json::source_prefix(&config.sink, &config.topic),
+            sink: config.sink.clone(),
+            topic: config.topic.clone(),
             key,
             value,
             headers_column: config.headers_column,
@@ -543,13 +611,8 @@ impl SinkEncoder {
         self.value.schema_id()
     }
 
-    /// Encodes the update of `key` at `time` into `out`, replacing what it held.
-    ///
-    /// `key` holds the KEY columns' values in KEY order; it is ignored when the sink has no
-    /// KEY. Under UPSERT the value is `pair.after`, or a tombstone when there is none; under
-    /// DEBEZIUM it is the `{before, after}` envelope. Headers are [`TIME_HEADER`] and, under
-    /// UPSERT with a `HEADERS` column, that column's entries (from `after`, or `before` for a
-    /// delete).
+    /// Encodes the update of `key` at `time` into `out`, replacing what it held, as a change
+    /// after the snapshot produced now; see [`SinkEncoder::encode_change`].
     pub fn encode(
         &self,
         key: &Row,
@@ -557,14 +620,30 @@ impl SinkEncoder {
         time: u64,
         out: &mut EncodedMessage,
     ) -> Result<(), EncodeError> {
+        let change = Change {
+            time,
+            snapshot: false,
+            produced_at_ms: now_ms(),
+        };
+        self.encode_change(key, pair, &change, out)
+    }
+
+    /// Encodes the update of `key` described by `change` into `out`, replacing what it held.
+    ///
+    /// `key` holds the KEY columns' values in KEY order; it is ignored when the sink has no
+    /// KEY. Under UPSERT the value is `pair.after`, or a tombstone when there is none; under
+    /// DEBEZIUM it is the `{before, after}` envelope, with `source`, `op` and `ts_ms` under
+    /// `FULL` (taken from `change`). Headers are [`TIME_HEADER`] and, under UPSERT with a
+    /// `HEADERS` column, that column's entries (from `after`, or `before` for a delete).
+    pub fn encode_change(
+        &self,
+        key: &Row,
+        pair: &DiffPair<Row>,
+        change: &Change,
+        out: &mut EncodedMessage,
+    ) -> Result<(), EncodeError> {
         out.clear();
-        if let Some(key_encoder) = &self.key {
-            let present = key_encoder.encode(key, &mut out.key, true)?;
-            debug_assert!(present, "keys are always present");
-            out.key_present = true;
-            out.key_payload_start = key_encoder.payload_start();
-            out.hash = seahash::hash(&out.key[out.key_payload_start..]);
-        }
+        self.encode_key(key, out)?;
         match self.envelope {
             Envelope::Upsert => {
                 if let Some(after) = &pair.after {
@@ -572,20 +651,73 @@ impl SinkEncoder {
                 }
             }
             Envelope::Debezium => {
-                if pair.before.is_none() && pair.after.is_none() {
-                    return Err(EncodeError::EmptyUpdate {
-                        key: format!("{key:?}"),
-                    });
-                }
-                self.value.encode_debezium(pair, &mut out.value)?;
+                let op = match (&pair.before, &pair.after) {
+                    (None, None) => {
+                        return Err(EncodeError::EmptyUpdate {
+                            key: format!("{key:?}"),
+                        })
+                    }
+                    (None, Some(_)) if change.snapshot => "r",
+                    (None, Some(_)) => "c",
+                    (Some(_), Some(_)) => "u",
+                    (Some(_), None) => "d",
+                };
+                let tail = if self.debezium.full {
+                    let time = i64::try_from(change.time)
+                        .map_err(|_| EncodeError::TimeBeyondInt64 { time: change.time })?;
+                    Some(DebeziumTail {
+                        source_prefix: &self.source_prefix,
+                        time,
+                        snapshot: change.snapshot,
+                        ts_ms: change.produced_at_ms,
+                        op,
+                    })
+                } else {
+                    None
+                };
+                self.encode_debezium_value(pair, tail.as_ref(), &mut out.value)?;
                 out.value_present = true;
             }
         }
-        out.push_header_with(TIME_HEADER, |buf| text::push_u64(buf, time));
+        out.push_header_with(TIME_HEADER, |buf| text::push_u64(buf, change.time));
         if let Some(column) = self.headers_column {
             if let Some(row) = pair.after.as_ref().or(pair.before.as_ref()) {
                 self.add_column_headers(row, column, out)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Whether `pair`, once written, is followed by a tombstone (`ENVELOPE DEBEZIUM
+    /// (TOMBSTONES ON DELETE)` and a delete).
+    pub fn tombstone_follows(&self, pair: &DiffPair<Row>) -> bool {
+        self.debezium.tombstones_on_delete
+            && self.key.is_some()
+            && pair.before.is_some()
+            && pair.after.is_none()
+    }
+
+    /// Encodes the tombstone that follows a delete of `key` at `time`: the key, no value, and
+    /// the [`TIME_HEADER`].
+    pub fn encode_tombstone(
+        &self,
+        key: &Row,
+        time: u64,
+        out: &mut EncodedMessage,
+    ) -> Result<(), EncodeError> {
+        out.clear();
+        self.encode_key(key, out)?;
+        out.push_header_with(TIME_HEADER, |buf| text::push_u64(buf, time));
+        Ok(())
+    }
+
+    fn encode_key(&self, key: &Row, out: &mut EncodedMessage) -> Result<(), EncodeError> {
+        if let Some(key_encoder) = &self.key {
+            let present = key_encoder.encode(key, &mut out.key, true)?;
+            debug_assert!(present, "keys are always present");
+            out.key_present = true;
+            out.key_payload_start = key_encoder.payload_start();
+            out.hash = seahash::hash(&out.key[out.key_payload_start..]);
         }
         Ok(())
     }
@@ -633,6 +765,57 @@ impl SinkEncoder {
         }
         Ok(())
     }
+
+    /// Writes the Debezium value of `pair`, with the FULL fields when `tail` is given.
+    fn encode_debezium_value(
+        &self,
+        pair: &DiffPair<Row>,
+        tail: Option<&DebeziumTail<'_>>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let value = &self.value;
+        let before = pair.before.as_ref().map(Row::iter);
+        let after = pair.after.as_ref().map(Row::iter);
+        let json_envelope = |buf: &mut Vec<u8>, connect: bool| -> Result<(), EncodeError> {
+            let row = |buf: &mut Vec<u8>, r: Option<&Row>| match r {
+                Some(r) if connect => connect::write_row(buf, Part::Value, &value.fields, r.iter()),
+                Some(r) => json::write_row(buf, Part::Value, &value.fields, r.iter()),
+                None => {
+                    buf.extend_from_slice(b"null");
+                    Ok(())
+                }
+            };
+            buf.extend_from_slice(b"{\"before\":");
+            row(buf, pair.before.as_ref())?;
+            buf.extend_from_slice(b",\"after\":");
+            row(buf, pair.after.as_ref())?;
+            if let Some(tail) = tail {
+                tail.write_json(buf);
+            }
+            buf.push(b'}');
+            Ok(())
+        };
+        match &value.format {
+            PartFormat::Json => json_envelope(buf, false),
+            PartFormat::ConnectJson { prefix } => {
+                buf.extend_from_slice(prefix);
+                json_envelope(buf, true)?;
+                buf.push(b'}');
+                Ok(())
+            }
+            PartFormat::Avro { schema_id, .. } => {
+                write_confluent_header(buf, *schema_id);
+                avro_binary::write_debezium(buf, &value.fields, before, after)?;
+                if let Some(tail) = tail {
+                    avro_binary::write_debezium_tail(buf, &self.sink, &self.topic, tail);
+                }
+                Ok(())
+            }
+            PartFormat::Text | PartFormat::Bytes => {
+                unreachable!("validation refuses TEXT and BYTES values under ENVELOPE DEBEZIUM")
+            }
+        }
+    }
 }
 
 impl PartEncoder {
@@ -664,6 +847,11 @@ impl PartEncoder {
     fn encode(&self, row: &Row, buf: &mut Vec<u8>, is_key: bool) -> Result<bool, EncodeError> {
         match &self.format {
             PartFormat::Json => json::write_row(buf, self.part, &self.fields, row.iter())?,
+            PartFormat::ConnectJson { prefix } => {
+                buf.extend_from_slice(prefix);
+                connect::write_row(buf, self.part, &self.fields, row.iter())?;
+                buf.push(b'}');
+            }
             PartFormat::Avro { schema_id, .. } => {
                 write_confluent_header(buf, *schema_id);
                 avro_binary::write_row(buf, self.part, &self.fields, row.iter())?;
@@ -691,18 +879,42 @@ impl PartEncoder {
         }
         Ok(true)
     }
+}
 
-    fn encode_debezium(&self, pair: &DiffPair<Row>, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let before = pair.before.as_ref().map(Row::iter);
-        let after = pair.after.as_ref().map(Row::iter);
-        match &self.format {
-            PartFormat::Json => json::write_debezium(buf, &self.fields, before, after),
-            PartFormat::Avro { schema_id, .. } => {
-                write_confluent_header(buf, *schema_id);
-                avro_binary::write_debezium(buf, &self.fields, before, after)
-            }
-            PartFormat::Text | PartFormat::Bytes => {
-                unreachable!("validation refuses TEXT and BYTES values under ENVELOPE DEBEZIUM")
+/// What the sink knows of one update besides its rows: its logical time, whether it belongs
+/// to the snapshot (at or before the input's snapshot time), and when it is produced. The last
+/// two appear only in `ENVELOPE DEBEZIUM (FULL)` messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub time: u64,
+    pub snapshot: bool,
+    /// Milliseconds since the Unix epoch: `ts_ms` and `source.ts_ms`.
+    pub produced_at_ms: i64,
+}
+
+/// The wall clock in milliseconds since the Unix epoch (0 for a clock set before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The Connect schema of a part formatted as JSON with an embedded schema.
+fn connect_schema(config: &EncoderConfig, part: Part) -> serde_json::Value {
+    match part {
+        Part::Key => {
+            let columns = config
+                .key_columns
+                .as_deref()
+                .expect("only keyed sinks have a key schema");
+            connect::row_schema(&fields_of(&config.desc, columns), false)
+        }
+        Part::Value => {
+            let all: Vec<usize> = (0..config.desc.arity()).collect();
+            let fields = fields_of(&config.desc, &all);
+            match config.envelope {
+                Envelope::Upsert => connect::row_schema(&fields, false),
+                Envelope::Debezium => connect::debezium_schema(&fields, config.debezium.full),
             }
         }
     }
@@ -732,7 +944,9 @@ fn generate_schema(
                 .unwrap_or(DEFAULT_VALUE_FULLNAME);
             match config.envelope {
                 Envelope::Upsert => avro_schema::row_schema(fullname, &fields, &options),
-                Envelope::Debezium => avro_schema::debezium_schema(fullname, &fields, &options),
+                Envelope::Debezium => {
+                    avro_schema::debezium_schema(fullname, &fields, &options, config.debezium.full)
+                }
             }
         }
     };

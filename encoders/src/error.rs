@@ -74,6 +74,14 @@ pub enum EncodeError {
     #[error("HEADERS option is not supported with ENVELOPE DEBEZIUM")]
     HeadersWithDebezium,
 
+    #[error("{option} is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options")]
+    DebeziumOptionWithUpsert { option: &'static str },
+
+    #[error(
+        "TOMBSTONES ON DELETE needs a KEY: a tombstone is a message with a key and a null value"
+    )]
+    TombstonesWithoutKey,
+
     #[error("HEADERS refers to column number {index}, but the relation has {arity} columns")]
     HeadersColumnOutOfRange { index: usize, arity: usize },
 
@@ -136,6 +144,11 @@ pub enum EncodeError {
 
     #[error("an update with neither a before nor an after row cannot be encoded (key {key})")]
     EmptyUpdate { key: String },
+
+    #[error(
+        "the logical time {time} is beyond the range of int64, the type of source.time in ENVELOPE DEBEZIUM (FULL) messages"
+    )]
+    TimeBeyondInt64 { time: u64 },
 }
 
 /// Why a message, or a feed line's row, does not decode into a row of its relation.

@@ -76,6 +76,24 @@ pub(crate) fn write_row<'d>(
     Ok(())
 }
 
+/// Writes a finite float datum as the shortest text that reads back to it.
+pub(crate) fn write_number(buf: &mut Vec<u8>, datum: Datum<'_>) {
+    let mut f = CompactFormatter;
+    match datum {
+        Datum::Float32(v) => f.write_f32(buf, v).expect("writing to a Vec cannot fail"),
+        Datum::Float64(v) => f.write_f64(buf, v).expect("writing to a Vec cannot fail"),
+        other => unreachable!("write_number is called with floats only, not {other:?}"),
+    }
+}
+
+/// Writes a `char(n)` value as a string, blank-padded to `n` characters.
+pub(crate) fn write_padded_str(buf: &mut Vec<u8>, s: &str, length: Option<u32>) {
+    buf.push(b'"');
+    write_str_body(buf, s.as_bytes());
+    buf.resize(buf.len() + text::char_padding(s, length), b' ');
+    buf.push(b'"');
+}
+
 fn write_float_special(buf: &mut Vec<u8>, v: f64) {
     buf.extend_from_slice(if v.is_nan() {
         b"\"NaN\""
@@ -127,12 +145,7 @@ fn write_value(
             }
         }
         (Kind::Text, Datum::String(s)) => write_str(buf, s),
-        (Kind::Char { length }, Datum::String(s)) => {
-            buf.push(b'"');
-            write_str_body(buf, s.as_bytes());
-            buf.resize(buf.len() + text::char_padding(s, *length), b' ');
-            buf.push(b'"');
-        }
+        (Kind::Char { length }, Datum::String(s)) => write_padded_str(buf, s, *length),
         (Kind::Bytes, Datum::Bytes(b)) => {
             buf.push(b'"');
             let start = buf.len();
@@ -224,29 +237,49 @@ fn excerpt(s: &str) -> String {
     }
 }
 
-/// Writes the Debezium envelope `{"before": row|null, "after": row|null}`.
-pub(crate) fn write_debezium<'d, B, A>(
-    buf: &mut Vec<u8>,
-    fields: &[Field],
-    before: Option<B>,
-    after: Option<A>,
-) -> Result<(), EncodeError>
-where
-    B: Iterator<Item = Datum<'d>>,
-    A: Iterator<Item = Datum<'d>>,
-{
-    buf.extend_from_slice(b"{\"before\":");
-    match before {
-        Some(datums) => write_row(buf, Part::Value, fields, datums)?,
-        None => buf.extend_from_slice(b"null"),
+/// The fields a Debezium message carries under `ENVELOPE DEBEZIUM (FULL)` besides `before`
+/// and `after`, for one message.
+pub(crate) struct DebeziumTail<'a> {
+    /// `"connector":"outflow","name":…,"topic":…,`, escaped once per sink.
+    pub source_prefix: &'a [u8],
+    pub time: i64,
+    pub snapshot: bool,
+    pub ts_ms: i64,
+    pub op: &'static str,
+}
+
+impl DebeziumTail<'_> {
+    /// Writes `,"source":{…},"op":…,"ts_ms":…`: the envelope's fields after `after`, the
+    /// same in FORMAT JSON and in the payload of JSON with an embedded schema.
+    pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(b",\"source\":{");
+        buf.extend_from_slice(self.source_prefix);
+        buf.extend_from_slice(b"\"time\":");
+        text::push_i64(buf, self.time);
+        buf.extend_from_slice(if self.snapshot {
+            b",\"snapshot\":true,\"ts_ms\":"
+        } else {
+            b",\"snapshot\":false,\"ts_ms\":"
+        });
+        text::push_i64(buf, self.ts_ms);
+        buf.extend_from_slice(b"},\"op\":");
+        write_str(buf, self.op);
+        buf.extend_from_slice(b",\"ts_ms\":");
+        text::push_i64(buf, self.ts_ms);
     }
-    buf.extend_from_slice(b",\"after\":");
-    match after {
-        Some(datums) => write_row(buf, Part::Value, fields, datums)?,
-        None => buf.extend_from_slice(b"null"),
-    }
-    buf.push(b'}');
-    Ok(())
+}
+
+/// The JSON members `"connector":"outflow","name":…,"topic":…,` of a sink's `source`.
+pub(crate) fn source_prefix(sink: &str, topic: &str) -> Box<[u8]> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(b"\"connector\":");
+    write_str(&mut buf, crate::encoder::SOURCE_CONNECTOR);
+    buf.extend_from_slice(b",\"name\":");
+    write_str(&mut buf, sink);
+    buf.extend_from_slice(b",\"topic\":");
+    write_str(&mut buf, topic);
+    buf.push(b',');
+    buf.into_boxed_slice()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod avro;
 mod columns;
+mod connect;
 pub mod decode;
 pub mod encoder;
 pub mod error;
@@ -15,9 +16,10 @@ pub mod text;
 
 pub use avro::CONFLUENT_HEADER_LEN;
 pub use encoder::{
-    validate_formats, validate_headers_column, AvroSchemas, EncodedMessage, EncoderConfig, Headers,
-    OwnedMessage, SinkEncoder, DEFAULT_KEY_FULLNAME, DEFAULT_VALUE_FULLNAME,
-    RESERVED_HEADER_PREFIX, TIME_HEADER,
+    now_ms, validate_debezium_options, validate_formats, validate_headers_column, AvroSchemas,
+    Change, EncodedMessage, EncoderConfig, Headers, OwnedMessage, SinkEncoder,
+    DEFAULT_KEY_FULLNAME, DEFAULT_VALUE_FULLNAME, RESERVED_HEADER_PREFIX, SOURCE_CONNECTOR,
+    TIME_HEADER,
 };
 pub use error::{DecodeError, EncodeError, Part};
 pub use json::row_json;
@@ -27,6 +29,6 @@ pub use registry::{
     VersionSelector,
 };
 pub use spec::{
-    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
-    Secret, SubjectNameStrategy,
+    AvroFormatSpec, CompatibilityLevel, DebeziumOptions, DocComment, DocScope, DocTarget, Envelope,
+    FormatSpec, Secret, SubjectNameStrategy,
 };

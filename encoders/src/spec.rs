@@ -10,8 +10,29 @@ use serde::{Deserialize, Serialize};
 pub enum Envelope {
     /// Key plus the full row; a delete is a tombstone (null value).
     Upsert,
-    /// `{"before": row | null, "after": row | null}`.
+    /// `{"before": row | null, "after": row | null}`, and with [`DebeziumOptions::full`] also
+    /// `source`, `op` and `ts_ms`.
     Debezium,
+}
+
+/// `ENVELOPE DEBEZIUM (FULL, TOMBSTONES ON DELETE)`: what a Debezium message holds besides
+/// `before` and `after`. Both default to false, which is Materialize's envelope.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DebeziumOptions {
+    /// `FULL`: each value also carries `source` (connector, sink, topic, logical time, whether
+    /// the row is part of the snapshot, production time), `op` (`r`, `c`, `u` or `d`) and
+    /// `ts_ms` (the production time, in milliseconds since the Unix epoch), as Kafka Connect's
+    /// Debezium consumers expect.
+    pub full: bool,
+    /// `TOMBSTONES ON DELETE`: a delete is followed by a message with the same key and a null
+    /// value, which lets log compaction drop the key.
+    pub tombstones_on_delete: bool,
+}
+
+impl DebeziumOptions {
+    pub fn is_default(&self) -> bool {
+        *self == DebeziumOptions::default()
+    }
 }
 
 /// The format of one message part (the key or the value).
@@ -22,15 +43,28 @@ pub enum FormatSpec {
     Text,
     Bytes,
     Avro(AvroFormatSpec),
+    /// `JSON (SCHEMAS ENABLED)`: `{"schema": …, "payload": …}`, the JSON of Kafka Connect's
+    /// `JsonConverter` with `schemas.enable=true`.
+    #[serde(rename = "json_with_schema")]
+    JsonWithSchema,
 }
 
 impl FormatSpec {
     pub fn name(&self) -> &'static str {
         match self {
-            FormatSpec::Json => "JSON",
+            FormatSpec::Json | FormatSpec::JsonWithSchema => "JSON",
             FormatSpec::Text => "TEXT",
             FormatSpec::Bytes => "BYTES",
             FormatSpec::Avro(_) => "AVRO",
+        }
+    }
+
+    /// The format as a statement writes it, with the options that change its bytes:
+    /// `JSON (SCHEMAS ENABLED)` beside `JSON`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            FormatSpec::JsonWithSchema => "JSON (SCHEMAS ENABLED)",
+            other => other.name(),
         }
     }
 }

@@ -1030,6 +1030,80 @@ pub fn java_tool(main_class: &str) -> io::Result<Command> {
 
 /// A command that runs a single-file Java program of `tests/kafka/java/` (e.g.
 /// `KeyPartitions.java`) in source-file mode, compiled in memory against the tests' jars.
+/// One message as Kafka Connect's `JsonConverter` reads it (`ConnectValues.java`): the Connect
+/// data of its key and value, each with its schema described (see that program's header for
+/// the notation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectRecord {
+    pub key: serde_json::Value,
+    pub key_schema: serde_json::Value,
+    pub value: serde_json::Value,
+    pub value_schema: serde_json::Value,
+}
+
+/// A message's key and value; `None` for an absent part (a tombstone's value).
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Feeds each `(key, value)` message of `topic` through Kafka Connect's own `JsonConverter`
+/// (`org.apache.kafka.connect.json`, configured with `schemas.enable` as given, as the key
+/// converter for keys and the value converter for values) and returns what Connect made of
+/// each, in order. A message Connect refuses fails the whole call with Connect's error.
+pub fn connect_json_records(
+    topic: &str,
+    schemas_enable: bool,
+    messages: &[KeyValue],
+) -> io::Result<Vec<ConnectRecord>> {
+    let mut command = java_source_command("ConnectValues.java")?;
+    command
+        .arg(topic)
+        .arg(schemas_enable.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("running ConnectValues.java: {e}")))?;
+    let hex = |part: &Option<Vec<u8>>| match part {
+        Some(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        None => "-".to_string(),
+    };
+    let input: String = messages
+        .iter()
+        .map(|(key, value)| format!("{} {}\n", hex(key), hex(value)))
+        .collect();
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let writer = thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output()?;
+    writer.join().expect("the writer thread")?;
+    if !output.status.success() {
+        return Err(tool_failure("ConnectValues.java", &output));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let records: Vec<ConnectRecord> = stdout
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                io::Error::other(format!("ConnectValues.java printed {line:?}: {e}"))
+            })?;
+            let mut take = |name: &str| record[name].take();
+            Ok(ConnectRecord {
+                key: take("key"),
+                key_schema: take("key_schema"),
+                value: take("value"),
+                value_schema: take("value_schema"),
+            })
+        })
+        .collect::<io::Result<_>>()?;
+    if records.len() != messages.len() {
+        return Err(io::Error::other(format!(
+            "ConnectValues.java printed {} records for {} messages:\n{stdout}",
+            records.len(),
+            messages.len()
+        )));
+    }
+    Ok(records)
+}
+
 pub fn java_source_command(file_name: &str) -> io::Result<Command> {
     let source = kafka_dir().join("java").join(file_name);
     if !source.is_file() {

@@ -18,8 +18,9 @@ use outflow::dataflow::relation::{
 };
 use outflow::dataflow::DiffPair;
 use outflow::encoders::{
-    AvroFormatSpec, CompatibilityLevel, EncodeError, EncodedMessage, EncoderConfig, Envelope,
-    FormatSpec, RegistryConfig, RegistryError, SchemaRegistryClient, SinkEncoder,
+    AvroFormatSpec, Change, CompatibilityLevel, DebeziumOptions, EncodeError, EncodedMessage,
+    EncoderConfig, Envelope, FormatSpec, RegistryConfig, RegistryError, SchemaRegistryClient,
+    SinkEncoder,
 };
 use outflow_tests::registry::SchemaRegistry;
 use serde_json::{json, Value};
@@ -276,6 +277,8 @@ fn config(
         relation: "t".to_string(),
         key_columns: Some(vec![0]),
         envelope,
+        debezium: Default::default(),
+        sink: "s".to_string(),
         key_format: FormatSpec::Avro(spec.clone()),
         value_format: FormatSpec::Avro(spec),
         headers_column: None,
@@ -426,6 +429,76 @@ fn debezium_envelopes_round_trip_through_fastavro() {
             json!({"before": new_json, "after": null}),
         ]
     );
+}
+
+/// ENVELOPE DEBEZIUM (FULL) in Avro, read by fastavro with the schema the registry holds:
+/// `source`, `op` and `ts_ms` after `before` and `after`.
+#[test]
+fn debezium_full_round_trips_through_fastavro() {
+    let registry = SchemaRegistry::start();
+    let desc = RelationDesc::empty()
+        .with_column("id", ScalarType::Int64, false)
+        .with_column("price", ScalarType::parse("numeric(10,2)").unwrap(), true)
+        .with_key(vec![0]);
+    let mut config = config(desc, "cdc-full", Envelope::Debezium, avro_spec());
+    config.debezium = DebeziumOptions {
+        full: true,
+        tombstones_on_delete: false,
+    };
+    config.sink = "cdc_full".to_string();
+    let encoder = SinkEncoder::new(config, Some(&client(&registry))).unwrap();
+    let old = Row::pack_slice(&[Datum::Int64(7), Datum::Numeric(Numeric::new(2999, 2))]);
+    let new = Row::pack_slice(&[Datum::Int64(7), Datum::Null]);
+    let key = Row::pack_slice(&[Datum::Int64(7)]);
+    let changes = [
+        (DiffPair::insert(old.clone()), 0, true),
+        (DiffPair::update(old, new.clone()), 5, false),
+        (DiffPair::delete(new), 9, false),
+    ];
+    let messages: Vec<Vec<u8>> = changes
+        .into_iter()
+        .map(|(pair, time, snapshot)| {
+            let change = Change {
+                time,
+                snapshot,
+                produced_at_ms: 1_700_000_000_000 + time as i64,
+            };
+            let mut out = EncodedMessage::new();
+            encoder
+                .encode_change(&key, &pair, &change, &mut out)
+                .unwrap();
+            out.value().unwrap().to_vec()
+        })
+        .collect();
+    let schema = client(&registry)
+        .schema_by_id(encoder.value_schema_id().unwrap())
+        .unwrap();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let records: Vec<Value> = fastavro_decode(&schema, &refs)
+        .into_iter()
+        .map(|m| m["record"].clone())
+        .collect();
+    let old_json = json!({"id": 7, "price": {"decimal": "29.99"}});
+    let new_json = json!({"id": 7, "price": null});
+    let tail = |op: &str, time: i64, snapshot: bool| {
+        let ts_ms = 1_700_000_000_000 + time;
+        (
+            json!({"connector": "outflow", "name": "cdc_full", "topic": "cdc-full", "time": time, "snapshot": snapshot, "ts_ms": ts_ms}),
+            json!(op),
+            json!(ts_ms),
+        )
+    };
+    let expected: Vec<Value> = [
+        (Value::Null, old_json.clone(), tail("r", 0, true)),
+        (old_json, new_json.clone(), tail("u", 5, false)),
+        (new_json, Value::Null, tail("d", 9, false)),
+    ]
+    .into_iter()
+    .map(|(before, after, (source, op, ts_ms))| {
+        json!({"before": before, "after": after, "source": source, "op": op, "ts_ms": ts_ms})
+    })
+    .collect();
+    assert_eq!(records, expected);
 }
 
 fn orders(extra: &[(&str, &str, bool)]) -> RelationDesc {

@@ -162,6 +162,8 @@ fn config(key: Option<Vec<usize>>, format: FormatSpec) -> EncoderConfig {
         relation: "orders".to_string(),
         key_columns: key,
         envelope: Envelope::Upsert,
+        debezium: Default::default(),
+        sink: "orders".to_string(),
         key_format: format.clone(),
         value_format: format,
         headers_column: None,

@@ -68,6 +68,24 @@ where
     Ok(())
 }
 
+/// Writes the fields `ENVELOPE DEBEZIUM (FULL)` adds after `before` and `after`: the `source`
+/// record (connector, name, topic, time, snapshot, ts_ms), `op` and `ts_ms`.
+pub(crate) fn write_debezium_tail(
+    buf: &mut Vec<u8>,
+    sink: &str,
+    topic: &str,
+    tail: &json::DebeziumTail<'_>,
+) {
+    put_bytes(buf, crate::encoder::SOURCE_CONNECTOR.as_bytes());
+    put_bytes(buf, sink.as_bytes());
+    put_bytes(buf, topic.as_bytes());
+    put_long(buf, tail.time);
+    buf.push(tail.snapshot as u8);
+    put_long(buf, tail.ts_ms);
+    put_bytes(buf, tail.op.as_bytes());
+    put_long(buf, tail.ts_ms);
+}
+
 fn write_slot(
     buf: &mut Vec<u8>,
     slot: &Slot,
@@ -170,21 +188,33 @@ fn write_decimal(
     if n.is_nan() {
         return Err(ctx.error("NaN cannot be written as an Avro decimal".to_string()));
     }
+    let (bytes, start) = decimal_unscaled(n, scale, ctx, "column's Avro decimal")?;
+    put_bytes(buf, &bytes[start..]);
+    Ok(())
+}
+
+/// The unscaled value of a (non-NaN) `n` at `scale`: 40 big-endian bytes and where its
+/// shortest two's complement starts. `target` names the decimal type in the error for a value
+/// with more digits after the point than `scale`.
+pub(crate) fn decimal_unscaled(
+    n: Numeric,
+    scale: u8,
+    ctx: Ctx<'_>,
+    target: &str,
+) -> Result<([u8; 40], usize), EncodeError> {
     let (mantissa, up) = if n.scale() > scale {
         let exact = n.rescale(scale).ok_or_else(|| {
             ctx.error(format!(
-                "the value {n} has more than {scale} digits after the decimal point, the scale of the column's Avro decimal"
+                "the value {n} has more than {scale} digits after the decimal point, the scale of the {target}"
             ))
         })?;
         (exact, 0)
     } else {
         (n.mantissa(), scale - n.scale())
     };
-    let wide = Wide::from_i128_scaled(mantissa, up);
-    let bytes = wide.to_be_bytes();
+    let bytes = Wide::from_i128_scaled(mantissa, up).to_be_bytes();
     let start = shortest_twos_complement_start(&bytes);
-    put_bytes(buf, &bytes[start..]);
-    Ok(())
+    Ok((bytes, start))
 }
 
 /// A signed 320-bit integer, little-endian 64-bit limbs in two's complement.

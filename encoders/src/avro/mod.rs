@@ -4,6 +4,8 @@
 pub(crate) mod binary;
 pub(crate) mod schema;
 
+pub use schema::SOURCE_FULLNAME as DEBEZIUM_SOURCE_FULLNAME;
+
 /// The Confluent wire format's header length: magic byte 0, then the schema id as a 4-byte
 /// big-endian integer.
 pub const CONFLUENT_HEADER_LEN: usize = 5;

@@ -40,9 +40,14 @@ pub(crate) fn row_schema(fullname: &str, fields: &[Field], options: &SchemaOptio
 }
 
 /// The record `fullname` with fields `before` and `after`, each `["null", row]`, where `row`
-/// holds the columns. There is no `op` field, as in Materialize; one would be another entry in
-/// the envelope's field list here and in the encoders' envelope writers.
-pub(crate) fn debezium_schema(fullname: &str, fields: &[Field], options: &SchemaOptions) -> Value {
+/// holds the columns. Under `full` (`ENVELOPE DEBEZIUM (FULL)`) the record also has `source`,
+/// the record [`SOURCE_FULLNAME`], `op` (a string) and `ts_ms` (a long), in Debezium's order.
+pub(crate) fn debezium_schema(
+    fullname: &str,
+    fields: &[Field],
+    options: &SchemaOptions,
+    full: bool,
+) -> Value {
     let mut namer = Namer::default();
     let row = relation_record(&mut namer, DEBEZIUM_ROW_NAME, fields, options);
     let mut before = json!({ "name": "before", "type": ["null", row] });
@@ -51,12 +56,40 @@ pub(crate) fn debezium_schema(fullname: &str, fields: &[Field], options: &Schema
         before["default"] = Value::Null;
         after["default"] = Value::Null;
     }
+    let mut envelope = vec![before, after];
+    if full {
+        let (namespace, name) = SOURCE_FULLNAME
+            .rsplit_once('.')
+            .expect("the source record's full name has a namespace");
+        envelope.push(json!({
+            "name": "source",
+            "type": {
+                "type": "record",
+                "name": name,
+                "namespace": namespace,
+                "fields": [
+                    { "name": "connector", "type": "string" },
+                    { "name": "name", "type": "string" },
+                    { "name": "topic", "type": "string" },
+                    { "name": "time", "type": "long" },
+                    { "name": "snapshot", "type": "boolean" },
+                    { "name": "ts_ms", "type": "long" },
+                ],
+            },
+        }));
+        envelope.push(json!({ "name": "op", "type": "string" }));
+        envelope.push(json!({ "name": "ts_ms", "type": "long" }));
+    }
     let mut record = Map::new();
     record.insert("type".into(), json!("record"));
     insert_name(&mut record, fullname);
-    record.insert("fields".into(), json!([before, after]));
+    record.insert("fields".into(), Value::Array(envelope));
     Value::Object(record)
 }
+
+/// The full name of the `source` record of `ENVELOPE DEBEZIUM (FULL)`: fixed, so that its
+/// schema stays the same whatever the value record is called.
+pub const SOURCE_FULLNAME: &str = "outflow.debezium.source";
 
 /// Writes a record's `name`, and its `namespace` when the name is a dotted full name:
 /// `a.b.c.name` is registered as `"name": "name", "namespace": "a.b.c"`, as Materialize

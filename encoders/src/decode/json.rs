@@ -28,7 +28,8 @@ pub fn row_from_json(desc: &RelationDesc, json: &str) -> Result<Row, DecodeError
     row_from_raw(&fields(desc), raw)
 }
 
-/// The `{"before": row or null, "after": row or null}` of ENVELOPE DEBEZIUM.
+/// The `{"before": row or null, "after": row or null}` of ENVELOPE DEBEZIUM (whose other
+/// members, as FULL writes them, are not rows and are passed over).
 pub fn debezium_from_json(desc: &RelationDesc, json: &str) -> Result<DiffPair<Row>, DecodeError> {
     let raw = document(json)?;
     let Ok(Json::Object(parts)) = Json::parse(raw, "part") else {
@@ -37,9 +38,12 @@ pub fn debezium_from_json(desc: &RelationDesc, json: &str) -> Result<DiffPair<Ro
             excerpt(raw.get())
         )));
     };
-    if let Some(name) = parts.keys().find(|k| *k != "before" && *k != "after") {
+    // `source`, `op` and `ts_ms` are what ENVELOPE DEBEZIUM (FULL) adds, and `transaction`
+    // what other Debezium writers add; the rows are in `before` and `after` alone.
+    const MEMBERS: [&str; 6] = ["before", "after", "source", "op", "ts_ms", "transaction"];
+    if let Some(name) = parts.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
         return Err(DecodeError::Message(format!(
-            "a DEBEZIUM value has only \"before\" and \"after\", not \"{name}\""
+            "a DEBEZIUM value has \"before\" and \"after\" (and \"source\", \"op\", \"ts_ms\", \"transaction\"), not \"{name}\""
         )));
     }
     let fields = fields(desc);

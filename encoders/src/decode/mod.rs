@@ -27,10 +27,12 @@
 //! ```
 
 mod avro;
+mod connect;
 mod json;
 mod text;
 
 pub use avro::{confluent_schema_id, debezium_from_avro, row_from_avro};
+pub use connect::{debezium_from_connect_json, row_from_connect_json};
 pub use json::{debezium_from_json, row_from_json};
 pub use text::{row_from_bytes, row_from_text};
 

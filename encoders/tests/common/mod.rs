@@ -130,6 +130,8 @@ pub fn config(
         relation: "t".to_string(),
         key_columns: key,
         envelope,
+        debezium: Default::default(),
+        sink: "s".to_string(),
         key_format,
         value_format,
         headers_column: None,

@@ -218,6 +218,8 @@ struct Decoder {
     desc: RelationDesc,
     key_desc: Option<RelationDesc>,
     envelope: Envelope,
+    /// Whether a keyed message without a value is the tombstone after a delete.
+    tombstones_on_delete: bool,
     key_format: FormatSpec,
     value_format: FormatSpec,
     registry: Option<SchemaRegistryClient>,
@@ -241,6 +243,8 @@ impl Decoder {
                 relation: spec.from.clone().unwrap_or_else(|| spec.name.clone()),
                 key_columns: None,
                 envelope: Envelope::Upsert,
+                debezium: Default::default(),
+                sink: spec.name.clone(),
                 key_format: FormatSpec::Json,
                 value_format: FormatSpec::Json,
                 headers_column: None,
@@ -253,6 +257,7 @@ impl Decoder {
             desc: spec.desc.clone(),
             key_desc: spec.key.as_ref().map(|k| spec.desc.project(&k.indices)),
             envelope: spec.envelope,
+            tombstones_on_delete: spec.debezium.tombstones_on_delete,
             key_format: spec
                 .key_format
                 .clone()
@@ -297,7 +302,13 @@ impl Decoder {
                 }
             }
             Envelope::Debezium => {
-                let bytes = value.ok_or("a DEBEZIUM message without a value")?;
+                // The tombstone after a delete (TOMBSTONES ON DELETE) follows the delete
+                // itself, which already removed the key.
+                let bytes = match (value, &key) {
+                    (Some(bytes), _) => bytes,
+                    (None, Some(_)) if self.tombstones_on_delete => return Ok(()),
+                    (None, _) => return Err("a DEBEZIUM message without a value".to_string()),
+                };
                 let pair = self
                     .decode_debezium(bytes)
                     .map_err(|e| format!("cannot decode the value: {e}"))?;
@@ -358,6 +369,7 @@ impl Decoder {
     ) -> Result<Row, String> {
         match format {
             FormatSpec::Json => decode::row_from_json(desc, json_text(bytes)?),
+            FormatSpec::JsonWithSchema => decode::row_from_connect_json(desc, json_text(bytes)?),
             FormatSpec::Text => decode::row_from_text(desc, bytes),
             FormatSpec::Bytes => decode::row_from_bytes(desc, bytes),
             FormatSpec::Avro(_) => {
@@ -377,6 +389,10 @@ impl Decoder {
             FormatSpec::Avro(_) => self.with_writer_schema(bytes, |schema, body| {
                 decode::debezium_from_avro(&self.desc, schema, body)
             }),
+            FormatSpec::JsonWithSchema => {
+                decode::debezium_from_connect_json(&self.desc, json_text(bytes)?)
+                    .map_err(|e| e.to_string())
+            }
             other => Err(format!("FORMAT {} has no DEBEZIUM envelope", other.name())),
         }
     }
@@ -390,7 +406,7 @@ impl Decoder {
     ) -> Result<T, String> {
         let (id, body) = decode::confluent_schema_id(bytes).map_err(|e| e.to_string())?;
         let mut schemas = self.schemas.borrow_mut();
-        if !schemas.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(vacant) = schemas.entry(id) {
             let registry = self
                 .registry
                 .as_ref()
@@ -400,7 +416,7 @@ impl Decoder {
                 .map_err(|e| format!("cannot fetch schema {id}: {e}"))?;
             let schema =
                 Schema::parse_str(&text).map_err(|e| format!("schema {id} does not parse: {e}"))?;
-            schemas.insert(id, schema);
+            vacant.insert(schema);
         }
         decode(&schemas[&id], body).map_err(|e| format!("{e} (writer schema {id})"))
     }

@@ -191,3 +191,43 @@ fn outflow_check_types_partition_by_expressions() {
         "CASE WHEN region = 'eu' THEN 0::numeric ELSE seahash(region)::numeric END"
     );
 }
+
+#[test]
+fn outflow_check_prints_the_debezium_and_json_options() {
+    let dir = std::env::temp_dir().join(format!("outflow-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cdc.sql");
+    std::fs::write(
+        &file,
+        "CREATE CONNECTION k TO KAFKA (BROKER 'localhost:9092', SECURITY PROTOCOL PLAINTEXT);
+         CREATE TABLE t (id bigint PRIMARY KEY, name text);
+         CREATE SINK cdc FROM t INTO KAFKA CONNECTION k (TOPIC 'cdc')
+           KEY (id) KEY FORMAT JSON VALUE FORMAT JSON (SCHEMAS ENABLED)
+           ENVELOPE DEBEZIUM (FULL, TOMBSTONES ON DELETE);
+         CREATE SINK bad FROM t INTO KAFKA CONNECTION k (TOPIC 'bad')
+           KEY (id) FORMAT JSON ENVELOPE UPSERT (FULL);",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_check(&file);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stderr.contains(":7:50: error: FULL is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options"),
+        "{stderr}"
+    );
+    // Without the refused sink the file checks, and the spec names the options.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let good = &text[..text.find("CREATE SINK bad").unwrap()];
+    std::fs::write(&file, good).unwrap();
+    let (code, stdout, stderr) = run_check(&file);
+    assert_eq!(code, 0, "{stderr}");
+    let cdc: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(cdc["name"], "cdc");
+    assert_eq!(cdc["envelope"], "debezium");
+    assert_eq!(
+        cdc["debezium"],
+        serde_json::json!({"full": true, "tombstones_on_delete": true})
+    );
+    assert_eq!(cdc["key_format"]["format"], "json");
+    assert_eq!(cdc["value_format"]["format"], "json_with_schema");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -13,7 +13,8 @@ use outflow_encoders::Part;
 use serde::Serialize;
 
 use crate::options::{
-    AvroFormatOption, KafkaConnectionOption, RegistryConnectionOption, SinkOption, SinkWithOption,
+    AvroFormatOption, DebeziumEnvelopeOption, JsonFormatOption, KafkaConnectionOption,
+    RegistryConnectionOption, SinkOption, SinkWithOption,
 };
 
 /// A place in statement text: 1-based line and column (in characters).
@@ -66,6 +67,10 @@ pub enum Site {
     /// A `DOC ON` option of an Avro format.
     Doc(Part, usize),
     Envelope,
+    /// An option of `ENVELOPE DEBEZIUM (…)`.
+    EnvelopeOption(DebeziumEnvelopeOption),
+    /// An option of `FORMAT JSON (…)` for the key or the value.
+    JsonFormatOption(Part, JsonFormatOption),
     /// The value of a `WITH (…)` option.
     With(SinkWithOption),
 }

@@ -165,6 +165,21 @@ options! {
 }
 
 options! {
+    /// `FORMAT JSON (…)`.
+    pub enum JsonFormatOption {
+        SchemasEnabled = "SCHEMAS ENABLED": Bool,
+    }
+}
+
+options! {
+    /// `ENVELOPE DEBEZIUM (…)`.
+    pub enum DebeziumEnvelopeOption {
+        Full = "FULL": Bool,
+        TombstonesOnDelete = "TOMBSTONES ON DELETE": Bool,
+    }
+}
+
+options! {
     /// `CREATE SINK … WITH (…)`.
     pub enum SinkWithOption {
         Snapshot = "SNAPSHOT": Bool,
@@ -205,6 +220,8 @@ mod tests {
         check::<SinkOption>();
         check::<AvroFormatOption>();
         check::<SinkWithOption>();
+        check::<JsonFormatOption>();
+        check::<DebeziumEnvelopeOption>();
         check::<ClusterOption>();
     }
 }

@@ -35,13 +35,14 @@ use std::time::Duration;
 use outflow_dataflow::operators::SinkKey as PairingKey;
 use outflow_dataflow::{RelationDesc, ScalarType};
 use outflow_encoders::{
-    validate_headers_column, AvroFormatSpec, DocScope, DocTarget, EncodeError, EncoderConfig,
-    Envelope, FormatSpec, Part, Secret,
+    validate_headers_column, AvroFormatSpec, DebeziumOptions, DocScope, DocTarget, EncodeError,
+    EncoderConfig, Envelope, FormatSpec, Part, Secret,
 };
 use serde::{Serialize, Serializer};
 
 use crate::options::{
-    AvroFormatOption, KafkaConnectionOption, OptionName, RegistryConnectionOption, SinkOption,
+    AvroFormatOption, DebeziumEnvelopeOption, KafkaConnectionOption, OptionName,
+    RegistryConnectionOption, SinkOption,
 };
 use crate::partition::PartitionExpr;
 use crate::syntax::{self, ast};
@@ -1269,11 +1270,40 @@ pub struct SinkSpec {
     pub key_format: Option<FormatSpec>,
     pub value_format: FormatSpec,
     pub envelope: Envelope,
+    /// `ENVELOPE DEBEZIUM (FULL, TOMBSTONES ON DELETE)`; both off by default, and always
+    /// off under UPSERT.
+    #[serde(skip_serializing_if = "DebeziumOptions::is_default")]
+    pub debezium: DebeziumOptions,
     pub snapshot: bool,
     pub delivery: DeliveryGuarantee,
 }
 
 impl SinkSpec {
+    /// The envelope as a statement writes it, with its options: `DEBEZIUM`, `DEBEZIUM (FULL)`,
+    /// `DEBEZIUM (FULL, TOMBSTONES ON DELETE)`, `UPSERT`.
+    pub fn debezium_clause(&self) -> String {
+        match self.envelope {
+            Envelope::Upsert => "UPSERT".to_string(),
+            Envelope::Debezium => {
+                let options: Vec<&str> = [
+                    (self.debezium.full, DebeziumEnvelopeOption::Full.name()),
+                    (
+                        self.debezium.tombstones_on_delete,
+                        DebeziumEnvelopeOption::TombstonesOnDelete.name(),
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+                if options.is_empty() {
+                    "DEBEZIUM".to_string()
+                } else {
+                    format!("DEBEZIUM ({})", options.join(", "))
+                }
+            }
+        }
+    }
+
     /// Starts a sink writing the rows of a relation described by `desc`.
     pub fn builder(name: impl Into<String>, desc: RelationDesc) -> SinkBuilder {
         SinkBuilder {
@@ -1296,6 +1326,7 @@ impl SinkSpec {
             key_format: None,
             value_format: None,
             envelope: None,
+            debezium: None,
             snapshot: true,
             delivery: DeliveryGuarantee::default(),
         }
@@ -1308,6 +1339,8 @@ impl SinkSpec {
             relation: self.from.clone().unwrap_or_else(|| self.name.clone()),
             key_columns: self.key.as_ref().map(|k| k.indices.clone()),
             envelope: self.envelope,
+            debezium: self.debezium,
+            sink: self.name.clone(),
             key_format: self
                 .key_format
                 .clone()
@@ -1377,6 +1410,7 @@ pub struct SinkBuilder {
     key_format: Option<FormatSpec>,
     value_format: Option<FormatSpec>,
     envelope: Option<Envelope>,
+    debezium: Option<DebeziumOptions>,
     snapshot: bool,
     delivery: DeliveryGuarantee,
 }
@@ -1508,6 +1542,13 @@ impl SinkBuilder {
         self
     }
 
+    /// `ENVELOPE DEBEZIUM (FULL, TOMBSTONES ON DELETE)`: `source`, `op` and `ts_ms` in each
+    /// value, and a tombstone after each delete (which needs a KEY). Refused under UPSERT.
+    pub fn debezium_options(mut self, options: DebeziumOptions) -> Self {
+        self.debezium = Some(options);
+        self
+    }
+
     /// `WITH (SNAPSHOT = …)`: whether the relation's contents at start are written first.
     pub fn snapshot(mut self, snapshot: bool) -> Self {
         self.snapshot = snapshot;
@@ -1527,6 +1568,38 @@ impl SinkBuilder {
             blame(Site::Statement, "ENVELOPE clause is required")
                 .hint("add ENVELOPE UPSERT or ENVELOPE DEBEZIUM")
         })?;
+        let debezium = self.debezium.unwrap_or_default();
+        if envelope == Envelope::Upsert {
+            let given = [
+                (debezium.full, DebeziumEnvelopeOption::Full),
+                (
+                    debezium.tombstones_on_delete,
+                    DebeziumEnvelopeOption::TombstonesOnDelete,
+                ),
+            ];
+            if let Some((_, option)) = given.into_iter().find(|(on, _)| *on) {
+                let hint = match option {
+                    DebeziumEnvelopeOption::Full => {
+                        "use ENVELOPE DEBEZIUM (FULL), or leave FULL out: an upsert value is the row itself"
+                    }
+                    DebeziumEnvelopeOption::TombstonesOnDelete => {
+                        "leave it out: ENVELOPE UPSERT always writes a delete as a tombstone"
+                    }
+                };
+                return Err(blame(
+                    Site::EnvelopeOption(option),
+                    format!("{option} is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options"),
+                )
+                .hint(hint));
+            }
+        }
+        if debezium.tombstones_on_delete && self.key.is_none() {
+            return Err(blame(
+                Site::EnvelopeOption(DebeziumEnvelopeOption::TombstonesOnDelete),
+                "TOMBSTONES ON DELETE needs a KEY: a tombstone is a message with a key and a null value",
+            )
+            .hint("add KEY (…), or leave TOMBSTONES ON DELETE out"));
+        }
         let relation = match &self.from {
             Some(from) => format!("the underlying relation \"{from}\""),
             None => "the underlying relation".to_string(),
@@ -1630,12 +1703,14 @@ impl SinkBuilder {
             relation: self.from.clone().unwrap_or_default(),
             key_columns: key.as_ref().map(|k| k.indices.clone()),
             envelope,
+            debezium,
+            sink: self.name.clone(),
             key_format: key_format.clone().unwrap_or_else(|| value_format.clone()),
             value_format: value_format.clone(),
             headers_column: headers.as_ref().map(|h| h.index),
             topic: topic.clone(),
         };
-        encoder.validate().map_err(|e| encoder_error(e))?;
+        encoder.validate().map_err(encoder_error)?;
 
         let partition_by = match &self.partition_by {
             Some(input) => {
@@ -1679,6 +1754,7 @@ impl SinkBuilder {
             key_format,
             value_format,
             envelope,
+            debezium,
             snapshot: self.snapshot,
             delivery: self.delivery,
         })
@@ -1767,7 +1843,7 @@ impl SinkBuilder {
                 format!("HEADERS column ({column}) is unknown"),
             ));
         };
-        validate_headers_column(&self.desc, envelope, index).map_err(|e| encoder_error(e))?;
+        validate_headers_column(&self.desc, envelope, index).map_err(encoder_error)?;
         Ok(ColumnRef {
             index,
             name: column.to_string(),
@@ -1864,6 +1940,16 @@ fn encoder_error(error: EncodeError) -> SpecError {
         EncodeError::HeadersWithDebezium
         | EncodeError::HeadersColumnOutOfRange { .. }
         | EncodeError::HeadersType { .. } => Site::Headers,
+        EncodeError::DebeziumOptionWithUpsert { option } => {
+            Site::EnvelopeOption(if *option == DebeziumEnvelopeOption::Full.name() {
+                DebeziumEnvelopeOption::Full
+            } else {
+                DebeziumEnvelopeOption::TombstonesOnDelete
+            })
+        }
+        EncodeError::TombstonesWithoutKey => {
+            Site::EnvelopeOption(DebeziumEnvelopeOption::TombstonesOnDelete)
+        }
         EncodeError::KeyFullnameWithoutKey => Site::FormatOption(Part::Value, AvroKeyFullname),
         EncodeError::FullnamesNotPaired => Site::FormatOption(Part::Key, AvroKeyFullname),
         EncodeError::InvalidFullname {

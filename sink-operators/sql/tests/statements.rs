@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use outflow_dataflow::{Datum, RelationDesc, Row, ScalarType};
 use outflow_encoders::{
-    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
-    Part, Secret, SubjectNameStrategy,
+    AvroFormatSpec, CompatibilityLevel, DebeziumOptions, DocComment, DocScope, DocTarget, Envelope,
+    FormatSpec, Part, Secret, SubjectNameStrategy,
 };
 use outflow_sql::error::Site;
-use outflow_sql::options::{KafkaConnectionOption, SinkOption};
+use outflow_sql::options::{DebeziumEnvelopeOption, KafkaConnectionOption, SinkOption};
 use outflow_sql::partition::{kafka_murmur2, partition_for};
 use outflow_sql::spec::{
     ClusterSpec, Compression, ConnectionSpec, DeliveryGuarantee, OAuthBearerSpec, RegistrySpec,
@@ -2095,4 +2095,197 @@ fn subject_name_strategies() {
         err.hint.as_deref(),
         Some("the strategies are topic (TopicNameStrategy), record (RecordNameStrategy), topic-record (TopicRecordNameStrategy)")
     );
+}
+
+#[test]
+fn debezium_envelope_options() {
+    let plain = sink("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM");
+    assert_eq!(plain.debezium, DebeziumOptions::default());
+    assert_eq!(plain.debezium_clause(), "DEBEZIUM");
+
+    let full = sink("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM (FULL)");
+    assert_eq!(
+        full.debezium,
+        DebeziumOptions {
+            full: true,
+            tombstones_on_delete: false
+        }
+    );
+    assert_eq!(full.debezium_clause(), "DEBEZIUM (FULL)");
+
+    let both = sink("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM (FULL = true, TOMBSTONES ON DELETE) WITH (SNAPSHOT = false)");
+    assert_eq!(
+        both.debezium,
+        DebeziumOptions {
+            full: true,
+            tombstones_on_delete: true
+        }
+    );
+    assert_eq!(
+        both.debezium_clause(),
+        "DEBEZIUM (FULL, TOMBSTONES ON DELETE)"
+    );
+    assert!(!both.snapshot);
+
+    let off = sink("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM (FULL = false, TOMBSTONES ON DELETE = false)");
+    assert_eq!(off.debezium, DebeziumOptions::default());
+
+    // The same through the builder.
+    let built = SinkSpec::builder("s", orders_desc())
+        .from_relation("orders")
+        .connection("kafka_connection")
+        .topic("t")
+        .key(["order_id"])
+        .format(FormatSpec::Json)
+        .envelope(Envelope::Debezium)
+        .debezium_options(DebeziumOptions {
+            full: true,
+            tombstones_on_delete: true,
+        })
+        .snapshot(false)
+        .build()
+        .unwrap();
+    assert_eq!(built.debezium, both.debezium);
+
+    // The options name themselves in the normalized spec only when set.
+    let printed = serde_json::to_value(&both).unwrap();
+    assert_eq!(
+        printed["debezium"],
+        serde_json::json!({"full": true, "tombstones_on_delete": true})
+    );
+    assert!(serde_json::to_value(&plain)
+        .unwrap()
+        .get("debezium")
+        .is_none());
+}
+
+#[test]
+fn debezium_envelope_option_errors() {
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE UPSERT (FULL)";
+    let err = assert_error(
+        sql,
+        "FULL is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options",
+        "FULL)",
+    );
+    assert!(err
+        .hint
+        .as_deref()
+        .unwrap_or("")
+        .contains("ENVELOPE DEBEZIUM"));
+    // Even an option set to false: UPSERT has none.
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE UPSERT (TOMBSTONES ON DELETE = false)";
+    assert_error(
+        sql,
+        "TOMBSTONES ON DELETE is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options",
+        "TOMBSTONES",
+    );
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') FORMAT JSON ENVELOPE DEBEZIUM (TOMBSTONES ON DELETE)";
+    assert_error(
+        sql,
+        "TOMBSTONES ON DELETE needs a KEY: a tombstone is a message with a key and a null value",
+        "TOMBSTONES",
+    );
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM (FULLER)";
+    let err = assert_error(sql, "unknown ENVELOPE option: FULLER", "FULLER");
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("the ENVELOPE options are FULL, TOMBSTONES ON DELETE")
+    );
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM (FULL, FULL)";
+    assert_error(sql, "FULL specified more than once", "FULL)");
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON ENVELOPE DEBEZIUM (FULL = 'yes')";
+    assert_error(
+        sql,
+        "expected true or false for FULL, found a string literal",
+        "'yes'",
+    );
+
+    // The builder blames the option.
+    for (options, option, message) in [
+        (
+            DebeziumOptions {
+                full: true,
+                tombstones_on_delete: false,
+            },
+            DebeziumEnvelopeOption::Full,
+            "FULL is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options",
+        ),
+        (
+            DebeziumOptions {
+                full: false,
+                tombstones_on_delete: true,
+            },
+            DebeziumEnvelopeOption::TombstonesOnDelete,
+            "TOMBSTONES ON DELETE is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options",
+        ),
+    ] {
+        let err = SinkSpec::builder("s", orders_desc())
+            .connection("kafka_connection")
+            .topic("t")
+            .key(["order_id"])
+            .format(FormatSpec::Json)
+            .envelope(Envelope::Upsert)
+            .debezium_options(options)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.message, message);
+        assert_eq!(err.site, Some(Site::EnvelopeOption(option)));
+    }
+    let err = SinkSpec::builder("s", orders_desc())
+        .connection("kafka_connection")
+        .topic("t")
+        .format(FormatSpec::Json)
+        .envelope(Envelope::Debezium)
+        .debezium_options(DebeziumOptions {
+            full: true,
+            tombstones_on_delete: true,
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.site,
+        Some(Site::EnvelopeOption(
+            DebeziumEnvelopeOption::TombstonesOnDelete
+        ))
+    );
+}
+
+#[test]
+fn json_with_an_embedded_schema() {
+    let both = sink("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON (SCHEMAS ENABLED) ENVELOPE UPSERT");
+    assert_eq!(
+        (both.key_format, both.value_format),
+        (Some(FormatSpec::JsonWithSchema), FormatSpec::JsonWithSchema)
+    );
+    let value_only = sink("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) KEY FORMAT JSON VALUE FORMAT JSON (SCHEMAS ENABLED = true) ENVELOPE DEBEZIUM (FULL)");
+    assert_eq!(
+        (value_only.key_format, value_only.value_format),
+        (Some(FormatSpec::Json), FormatSpec::JsonWithSchema)
+    );
+    let off = sink("CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON (SCHEMAS ENABLED = false) ENVELOPE UPSERT");
+    assert_eq!(off.value_format, FormatSpec::Json);
+    assert_eq!(
+        FormatSpec::JsonWithSchema.describe(),
+        "JSON (SCHEMAS ENABLED)"
+    );
+    assert_eq!(
+        serde_json::to_value(&FormatSpec::JsonWithSchema).unwrap(),
+        serde_json::json!({"format": "json_with_schema"})
+    );
+
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON (SCHEMA ENABLED) ENVELOPE UPSERT";
+    let err = assert_error(sql, "unknown JSON option: SCHEMA ENABLED", "SCHEMA ENABLED");
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("the JSON options are SCHEMAS ENABLED")
+    );
+    let sql = "CREATE SINK s FROM orders INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (order_id) FORMAT JSON (SCHEMAS ENABLED 3) ENVELOPE UPSERT";
+    assert_error(
+        sql,
+        "expected true or false for SCHEMAS ENABLED, found number 3",
+        "3)",
+    );
+    // TEXT values still have no Debezium form, with or without a JSON key.
+    let sql = "CREATE SINK s FROM single INTO KAFKA CONNECTION kafka_connection (TOPIC 't') KEY (v) KEY FORMAT JSON (SCHEMAS ENABLED) VALUE FORMAT TEXT ENVELOPE DEBEZIUM";
+    assert!(catalog().execute_sql(sql).is_err());
 }

@@ -93,20 +93,20 @@ impl SinkPlan {
                 spec.key_format
                     .as_ref()
                     .unwrap_or(&spec.value_format)
-                    .name(),
+                    .describe(),
             ),
             None => ("(none)".to_string(), "(none)"),
         };
         let envelope = match spec.envelope {
-            Envelope::Upsert => "UPSERT",
-            Envelope::Debezium => "DEBEZIUM",
+            Envelope::Upsert => "UPSERT".to_string(),
+            Envelope::Debezium => spec.debezium_clause(),
         };
         Definition::new([
             ("topic", spec.topic.clone()),
             ("key", key),
             ("key format", key_format.to_string()),
-            ("value format", spec.value_format.name().to_string()),
-            ("envelope", envelope.to_string()),
+            ("value format", spec.value_format.describe().to_string()),
+            ("envelope", envelope),
         ])
     }
 
@@ -149,4 +149,51 @@ fn avro_registry(spec: &SinkSpec) -> Option<&str> {
             FormatSpec::Avro(avro) => Some(avro.registry.as_str()),
             _ => None,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(rest: &str) -> std::collections::BTreeMap<String, String> {
+        let catalog = Catalog::from_sql(&format!(
+            "CREATE CONNECTION k TO KAFKA (BROKER 'localhost:9092', SECURITY PROTOCOL PLAINTEXT);
+             CREATE TABLE t (id bigint PRIMARY KEY, name text);
+             CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 'topic') KEY (id) {rest};"
+        ))
+        .unwrap();
+        SinkPlan::from_catalog(&catalog, "s")
+            .unwrap()
+            .definition()
+            .0
+    }
+
+    #[test]
+    fn the_definition_names_the_debezium_and_json_options_only_when_set() {
+        let plain = definition("FORMAT JSON ENVELOPE DEBEZIUM");
+        assert_eq!(plain["envelope"], "DEBEZIUM");
+        assert_eq!(plain["key format"], "JSON");
+        assert_eq!(plain["value format"], "JSON");
+        // Options set to false are the plain sink: its progress records still apply.
+        assert_eq!(
+            definition(
+                "FORMAT JSON (SCHEMAS ENABLED = false) ENVELOPE DEBEZIUM (FULL = false, TOMBSTONES ON DELETE = false)"
+            ),
+            plain
+        );
+        let full = definition(
+            "KEY FORMAT JSON VALUE FORMAT JSON (SCHEMAS ENABLED) ENVELOPE DEBEZIUM (FULL, TOMBSTONES ON DELETE)",
+        );
+        assert_eq!(full["envelope"], "DEBEZIUM (FULL, TOMBSTONES ON DELETE)");
+        assert_eq!(full["key format"], "JSON");
+        assert_eq!(full["value format"], "JSON (SCHEMAS ENABLED)");
+        assert_eq!(
+            definition("FORMAT JSON ENVELOPE DEBEZIUM (TOMBSTONES ON DELETE)")["envelope"],
+            "DEBEZIUM (TOMBSTONES ON DELETE)"
+        );
+        assert_eq!(
+            definition("FORMAT JSON ENVELOPE UPSERT")["envelope"],
+            "UPSERT"
+        );
+    }
 }

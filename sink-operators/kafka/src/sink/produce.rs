@@ -21,10 +21,13 @@ use super::worker::{Wakers, WorkerSink};
 use super::{PreparedSink, PAIR_CREDIT};
 use crate::dataflow::operators::{Combined, KeyViolation, PairCredit, Refusal};
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
-use crate::encoders::{EncodedMessage, SinkEncoder};
+use crate::encoders::{now_ms, Change, EncodedMessage, SinkEncoder};
 use crate::partition::{key_partition_hash, partition_for, PartitionExpr};
 use crate::record::{Arena, Parts};
 use crate::topic::PartitionWatch;
+
+/// Pairs waiting to be written, by (time, key position).
+type Stash = BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>>;
 
 pub(super) fn produce<'scope>(
     scope: Scope<'scope, u64>,
@@ -52,6 +55,7 @@ pub(super) fn produce<'scope>(
         partitions: Arc::clone(&sink.partitions),
         partition_by: spec.partition_by.clone(),
         sink_name: spec.name.clone(),
+        snapshot_time: sink.plan.as_of,
         partition_error_noted: false,
         staged_messages: 0,
         staged_bytes: 0,
@@ -77,7 +81,7 @@ pub(super) fn produce<'scope>(
         // not passed may still be followed by pairs of that time with larger keys only (a time
         // lies in one batch, read in key order), so pairs at the frontier's time go out at once
         // and only later times wait: a snapshot streams, a backlog waits for its batch.
-        let mut stash: BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>> = BTreeMap::new();
+        let mut stash: Stash = BTreeMap::new();
         let mut violations_seen = 0u64;
         // A key violation that fails the sink, at its time: everything before that time is
         // committed first (so the run keeps what the input proved good), then the sink fails.
@@ -299,6 +303,8 @@ struct Feeder {
     partitions: Arc<PartitionWatch>,
     partition_by: Option<PartitionExpr>,
     sink_name: String,
+    /// Updates at or before the input's snapshot time are its snapshot (Debezium's `r`).
+    snapshot_time: u64,
     partition_error_noted: bool,
     staged_messages: u64,
     staged_bytes: u64,
@@ -324,7 +330,12 @@ impl Feeder {
             return;
         }
         let message = &mut self.message;
-        if let Err(error) = self.encoder.encode(&key, &pair, time, message) {
+        let change = Change {
+            time,
+            snapshot: time <= self.snapshot_time,
+            produced_at_ms: now_ms(),
+        };
+        if let Err(error) = self.encoder.encode_change(&key, &pair, &change, message) {
             state.fail(format!(
                 "cannot encode an update of sink {} at time {time}: {error}",
                 self.sink_name
@@ -357,8 +368,28 @@ impl Feeder {
             None if message.key().is_some() => key_partition_hash(message.key_payload()),
             None => Some(key_hash),
         };
+        let partition = partition_for(hash, self.partitions.current());
+        self.stage(state, time, partition);
+        // A delete under TOMBSTONES ON DELETE is followed by its tombstone, on the same
+        // partition, at the same time and position.
+        if self.encoder.tombstone_follows(&pair) {
+            if let Err(error) = self.encoder.encode_tombstone(&key, time, &mut self.message) {
+                state.fail(format!(
+                    "cannot encode the tombstone of a delete of sink {} at time {time}: {error}",
+                    self.sink_name
+                ));
+                return;
+            }
+            self.stage(state, time, partition);
+        }
+    }
+
+    /// Packs the encoded message, with the position in the arena's position buffer, and hands
+    /// it to the machine.
+    fn stage(&mut self, state: &mut WorkerSink, time: u64, partition: i32) {
+        let message = &self.message;
         let record = self.arena.pack(Parts {
-            partition: Some(partition_for(hash, self.partitions.current())),
+            partition: Some(partition),
             key: message.key(),
             value: message.value(),
             headers: message.headers(),

@@ -8,15 +8,15 @@ use std::collections::{HashMap, HashSet};
 
 use outflow_dataflow::ScalarType;
 use outflow_encoders::{
-    AvroFormatSpec, CompatibilityLevel, DocComment, DocScope, DocTarget, Envelope, FormatSpec,
-    Part, SubjectNameStrategy,
+    AvroFormatSpec, CompatibilityLevel, DebeziumOptions, DocComment, DocScope, DocTarget, Envelope,
+    FormatSpec, Part, SubjectNameStrategy,
 };
 
 use super::catalog::{Catalog, Item};
 use crate::error::{Notice, Position, Site, SpecError};
 use crate::options::{
-    AvroFormatOption, KafkaConnectionOption, OptionName, RegistryConnectionOption, SinkOption,
-    SinkWithOption,
+    AvroFormatOption, DebeziumEnvelopeOption, JsonFormatOption, KafkaConnectionOption, OptionName,
+    RegistryConnectionOption, SinkOption, SinkWithOption,
 };
 use crate::spec::{
     check_librdkafka_setting, parse_duration, ClusterSpec, Compression, ConnectionSpec,
@@ -392,6 +392,29 @@ impl Catalog {
                 EnvelopeKind::Debezium => Envelope::Debezium,
             });
         }
+        if let (Some((EnvelopeKind::Upsert, _)), Some(opt)) =
+            (stmt.envelope, stmt.envelope_options.first())
+        {
+            return Err(SpecError::new(format!(
+                "{} is an option of ENVELOPE DEBEZIUM; ENVELOPE UPSERT takes no options",
+                opt.name
+            ))
+            .hint("write ENVELOPE UPSERT without options, or ENVELOPE DEBEZIUM (…)")
+            .at(opt.pos));
+        }
+        if !stmt.envelope_options.is_empty() {
+            let mut debezium = DebeziumOptions::default();
+            for opt in &stmt.envelope_options {
+                sites.set(Site::EnvelopeOption(opt.name), opt.pos);
+                match opt.name {
+                    DebeziumEnvelopeOption::Full => debezium.full = opt.bool()?,
+                    DebeziumEnvelopeOption::TombstonesOnDelete => {
+                        debezium.tombstones_on_delete = opt.bool()?
+                    }
+                }
+            }
+            builder = builder.debezium_options(debezium);
+        }
         for opt in &stmt.with_options {
             sites.set(Site::With(opt.name), opt.value_pos);
             builder = match opt.name {
@@ -526,7 +549,22 @@ fn format_spec(
         sites.set(Site::Format(part), format.pos);
     }
     let (registry, options, docs) = match &format.kind {
-        FormatKind::Json => return Ok(FormatSpec::Json),
+        FormatKind::Json { options } => {
+            let mut schemas_enabled = false;
+            for opt in options {
+                for &part in parts {
+                    sites.set(Site::JsonFormatOption(part, opt.name), opt.pos);
+                }
+                match opt.name {
+                    JsonFormatOption::SchemasEnabled => schemas_enabled = opt.bool()?,
+                }
+            }
+            return Ok(if schemas_enabled {
+                FormatSpec::JsonWithSchema
+            } else {
+                FormatSpec::Json
+            });
+        }
         FormatKind::Text => return Ok(FormatSpec::Text),
         FormatKind::Bytes => return Ok(FormatSpec::Bytes),
         FormatKind::Avro {

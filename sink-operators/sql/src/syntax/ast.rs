@@ -5,7 +5,8 @@ use outflow_encoders::Secret;
 
 use crate::error::Position;
 use crate::options::{
-    AvroFormatOption, KafkaConnectionOption, RegistryConnectionOption, SinkOption, SinkWithOption,
+    AvroFormatOption, DebeziumEnvelopeOption, JsonFormatOption, KafkaConnectionOption,
+    RegistryConnectionOption, SinkOption, SinkWithOption,
 };
 
 /// An identifier, case-folded to lowercase unless it was double-quoted.
@@ -182,6 +183,9 @@ pub struct CreateSink {
     pub headers: Option<Ident>,
     pub format: Option<FormatClause>,
     pub envelope: Option<(EnvelopeKind, Position)>,
+    /// `ENVELOPE … (…)`: parsed for either envelope, so that validation can refuse options
+    /// given to UPSERT by name.
+    pub envelope_options: Vec<SqlOption<DebeziumEnvelopeOption>>,
     pub with_options: Vec<SqlOption<SinkWithOption>>,
 }
 
@@ -206,7 +210,9 @@ pub struct Format {
 
 #[derive(Clone, Debug)]
 pub enum FormatKind {
-    Json,
+    Json {
+        options: Vec<SqlOption<JsonFormatOption>>,
+    },
     Text,
     Bytes,
     Avro {

@@ -477,6 +477,7 @@ impl Parser {
             headers: None,
             format: None,
             envelope: None,
+            envelope_options: Vec::new(),
             with_options: Vec::new(),
         };
         let mut seen_with = false;
@@ -537,6 +538,9 @@ impl Parser {
                     return Err(self.unexpected("UPSERT or DEBEZIUM"));
                 };
                 sink.envelope = Some((envelope, envelope_pos));
+                if self.peek().kind == TokenKind::LParen {
+                    sink.envelope_options = self.option_list("ENVELOPE")?;
+                }
             } else if self.peek_keyword("WITH") {
                 if seen_with {
                     return Err(twice("WITH"));
@@ -563,7 +567,12 @@ impl Parser {
                     SpecError::new("JSON ARRAY format in sinks not yet supported").at(token.pos),
                 );
             }
-            FormatKind::Json
+            let options = if self.peek().kind == TokenKind::LParen {
+                self.option_list("JSON")?
+            } else {
+                Vec::new()
+            };
+            FormatKind::Json { options }
         } else if self.eat_keyword("TEXT") {
             FormatKind::Text
         } else if self.eat_keyword("BYTES") {
@@ -1501,7 +1510,7 @@ mod tests {
         ] {
             let Statement::CreateSink(s) = one(text) else { panic!("not a sink") };
             assert_eq!(s.key.unwrap().columns[0].name, "id");
-            assert!(matches!(s.format, Some(FormatClause::Bare(Format { kind: FormatKind::Json, .. }))));
+            assert!(matches!(s.format, Some(FormatClause::Bare(Format { kind: FormatKind::Json { .. }, .. }))));
             assert_eq!(s.envelope.map(|e| e.0), Some(EnvelopeKind::Upsert));
         }
     }
