@@ -29,6 +29,7 @@ pub mod rawlog;
 pub mod sink;
 pub mod status;
 pub mod topic;
+pub mod transactions;
 
 pub use outflow_sql::{
     Catalog, ClusterSpec, ConnectionSpec, RegistrySpec, SecretSpec, SinkSpec, SpecError, TableSpec,

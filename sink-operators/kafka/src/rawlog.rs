@@ -553,7 +553,8 @@ struct TopicMetadata {
 }
 
 /// A blocking connection to one broker, with the API versions it negotiated.
-struct Connection {
+/// One plaintext connection to a broker, with the API versions it speaks.
+pub(crate) struct Connection {
     address: String,
     stream: TcpStream,
     next_correlation_id: i32,
@@ -561,7 +562,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(address: &str) -> Result<Connection, RawLogError> {
+    pub(crate) fn open(address: &str) -> Result<Connection, RawLogError> {
         let connect_error = |source| RawLogError::Connect {
             address: address.to_string(),
             source,
@@ -617,7 +618,11 @@ impl Connection {
     }
 
     /// The newest version both sides speak, capped at `reader_max`.
-    fn version<R: Request>(&self, api: &'static str, reader_max: i16) -> Result<i16, RawLogError> {
+    pub(crate) fn version<R: Request>(
+        &self,
+        api: &'static str,
+        reader_max: i16,
+    ) -> Result<i16, RawLogError> {
         let reader_min = R::VERSIONS.min;
         let reader_max = reader_max.min(R::VERSIONS.max);
         let unsupported = |broker_min, broker_max| RawLogError::UnsupportedVersion {
@@ -638,7 +643,7 @@ impl Connection {
         Ok(version)
     }
 
-    fn call<R: Request>(
+    pub(crate) fn call<R: Request>(
         &mut self,
         request: &R,
         version: i16,
@@ -690,7 +695,21 @@ impl Connection {
             .map_err(|e| self.protocol_error(api, format!("decoding response v{version}: {e:#}")))
     }
 
-    fn protocol_error(&self, api: &'static str, message: String) -> RawLogError {
+    /// Every broker of the cluster, by node id, as `host:port`.
+    pub(crate) fn brokers(&mut self) -> Result<BTreeMap<i32, String>, RawLogError> {
+        let version = self.version::<MetadataRequest>("Metadata", METADATA_MAX)?;
+        let request = MetadataRequest::default()
+            .with_topics(Some(Vec::new()))
+            .with_allow_auto_topic_creation(false);
+        let response = self.call(&request, version, "Metadata")?;
+        Ok(response
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect())
+    }
+
+    pub(crate) fn protocol_error(&self, api: &'static str, message: String) -> RawLogError {
         RawLogError::Protocol {
             address: self.address.clone(),
             api,
