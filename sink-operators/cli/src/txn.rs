@@ -186,3 +186,89 @@ fn process_state(pid: u64) -> Option<ProcessState> {
         _ => ProcessState::Running,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_file(dir: &tempfile::TempDir, document: serde_json::Value) -> std::path::PathBuf {
+        let path = dir.path().join("status.json");
+        std::fs::write(&path, document.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_running_process_on_this_host_may_be_alive_and_a_finished_one_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let sinks = serde_json::json!([{ "name": "s" }]);
+        let alive = status_file(
+            &dir,
+            serde_json::json!({
+                "updated_at_ms": now_ms(), "pid": std::process::id(), "host": host_name(),
+                "ended_at_ms": null, "sinks": sinks,
+            }),
+        );
+        let why = process_gone(Some(&alive), "s").unwrap_err();
+        assert!(
+            why.contains(&format!("process {}", std::process::id()))
+                && why.contains("is running on this host"),
+            "{why}"
+        );
+        assert!(process_gone(Some(&alive), "other")
+            .unwrap_err()
+            .contains("is not of a run of sink \"other\""));
+
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let gone = status_file(
+            &dir,
+            serde_json::json!({
+                "updated_at_ms": now_ms(), "pid": pid, "host": host_name(),
+                "ended_at_ms": null, "sinks": sinks,
+            }),
+        );
+        let reason = process_gone(Some(&gone), "s").unwrap();
+        assert!(reason.contains("no longer runs"), "{reason}");
+    }
+
+    #[test]
+    fn another_hosts_file_counts_as_left_behind_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let sinks = serde_json::json!([{ "name": "s" }]);
+        let fresh = status_file(
+            &dir,
+            serde_json::json!({
+                "updated_at_ms": now_ms(), "pid": 1, "host": "elsewhere.example",
+                "ended_at_ms": null, "sinks": sinks,
+            }),
+        );
+        let why = process_gone(Some(&fresh), "s").unwrap_err();
+        assert!(why.contains("its run may still be going"), "{why}");
+        let stale = status_file(
+            &dir,
+            serde_json::json!({
+                "updated_at_ms": now_ms() - 60_000, "pid": 1, "host": "elsewhere.example",
+                "ended_at_ms": null, "sinks": sinks,
+            }),
+        );
+        assert!(process_gone(Some(&stale), "s")
+            .unwrap()
+            .contains("was last updated 60"));
+        let ended = status_file(
+            &dir,
+            serde_json::json!({
+                "updated_at_ms": now_ms(), "pid": 1, "host": "elsewhere.example",
+                "ended_at_ms": now_ms(), "sinks": sinks,
+            }),
+        );
+        assert!(process_gone(Some(&ended), "s")
+            .unwrap()
+            .contains("run ended"));
+        let why = process_gone(None, "s").unwrap_err();
+        assert!(
+            why.contains("--status FILE") && why.contains("--force"),
+            "{why}"
+        );
+    }
+}

@@ -527,6 +527,64 @@ mod tests {
     }
 
     #[test]
+    fn an_open_transaction_has_an_age_until_it_commits() {
+        let monitor = SinkMonitor::new("s");
+        monitor.set_status(0, SinkStatus::Running);
+        let report = monitor.report();
+        assert_eq!(report.workers[&0].open_transaction_age_ms, None);
+        assert_eq!(report.workers[&0].since_last_commit_ms, None);
+        let text = SinkReport::prometheus(&[report]);
+        assert!(
+            !text.contains("outflow_open_transaction_age_seconds{"),
+            "{text}"
+        );
+
+        monitor.transaction_began(0);
+        monitor.update(0, |s| s.transaction_opened_at_ms = Some(now_ms() - 2_500));
+        let report = monitor.report();
+        let age = report.workers[&0].open_transaction_age_ms.unwrap();
+        assert!((2_500..60_000).contains(&age), "{age}");
+        assert_eq!(report.total.open_transaction_age_ms, Some(age));
+        let text = SinkReport::prometheus(&[report]);
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("outflow_open_transaction_age_seconds{sink=\"s\",worker=\"0\"} ")
+            })
+            .unwrap_or_else(|| panic!("{text}"));
+        let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(seconds >= 2.5, "{line}");
+
+        monitor.committed(0);
+        let report = monitor.report();
+        assert_eq!(report.workers[&0].open_transaction_age_ms, None);
+        assert!(report.workers[&0].since_last_commit_ms.is_some());
+        let text = SinkReport::prometheus(&[report]);
+        assert!(
+            text.contains("outflow_since_last_commit_seconds{sink=\"s\",worker=\"0\"} "),
+            "{text}"
+        );
+
+        monitor.transaction_began(0);
+        monitor.transaction_aborted(0);
+        let report = monitor.report();
+        assert_eq!(report.workers[&0].open_transaction_age_ms, None);
+        assert_eq!(report.workers[&0].transactions_aborted, 1);
+    }
+
+    #[test]
+    fn at_least_once_holds_no_transaction_open() {
+        let monitor = SinkMonitor::new("s");
+        monitor.set_at_least_once(true);
+        monitor.transaction_began(0);
+        monitor.committed(0);
+        let report = monitor.report();
+        assert_eq!(report.workers[&0].open_transaction_age_ms, None);
+        assert!(report.workers[&0].since_last_commit_ms.is_some());
+        assert_eq!(report.workers[&0].flushes, 1);
+    }
+
+    #[test]
     fn totals_add_up_and_export() {
         let monitor = SinkMonitor::new("orders");
         monitor.update(0, |s| {
