@@ -356,6 +356,12 @@ fn schema_options(
     Ok(options)
 }
 
+/// The registry subject of a topic's key or value schema: `{topic}-key`, `{topic}-value` (the
+/// registry's `TopicNameStrategy`).
+pub fn subject(topic: &str, part: Part) -> String {
+    format!("{topic}-{}", part.as_str())
+}
+
 /// The Avro schemas a sink registers, as JSON text; `None` for parts not in Avro.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvroSchemas {
@@ -463,7 +469,7 @@ impl SinkEncoder {
                     FormatSpec::Bytes => PartFormat::Bytes,
                     FormatSpec::Avro(spec) => {
                         let schema = generate_schema(&config, part, spec)?;
-                        let subject = format!("{}-{}", config.topic, part.as_str());
+                        let subject = subject(&config.topic, part);
                         let id = schema_id(part, &subject, &schema, spec)?;
                         PartFormat::Avro {
                             schema,

@@ -15,8 +15,8 @@ pub mod text;
 
 pub use avro::CONFLUENT_HEADER_LEN;
 pub use encoder::{
-    validate_formats, validate_headers_column, AvroSchemas, EncodedMessage, EncoderConfig, Headers,
-    OwnedMessage, SinkEncoder, DEFAULT_KEY_FULLNAME, DEFAULT_VALUE_FULLNAME,
+    subject, validate_formats, validate_headers_column, AvroSchemas, EncodedMessage, EncoderConfig,
+    Headers, OwnedMessage, SinkEncoder, DEFAULT_KEY_FULLNAME, DEFAULT_VALUE_FULLNAME,
     RESERVED_HEADER_PREFIX, TIME_HEADER,
 };
 pub use error::{DecodeError, EncodeError, Part};

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, Subcommand};
 use outflow::statement::{parse_statements, Catalog};
 
+mod explain;
 mod feed;
 mod observe;
 mod read;
@@ -81,6 +82,26 @@ enum Command {
         /// Give up reading after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout_s: u64,
+        #[command(flatten)]
+        redirect: Redirect,
+    },
+    /// Print what a sink will do, without a broker or a registry: the Avro schemas it would
+    /// register and their subjects, the topics it would create, its partitioning, its
+    /// transactional ids and groups (the ACL resources), and one example message per change
+    /// (insert, update, delete) made from the declared types.
+    Explain {
+        /// The statements file.
+        file: PathBuf,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// The worker count to name the transactional ids and groups for; default: the size of
+        /// the sink's cluster, else 1.
+        #[arg(short = 'w', long)]
+        workers: Option<u32>,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         redirect: Redirect,
     },
@@ -221,6 +242,13 @@ fn main() -> ExitCode {
                 timeout: Duration::from_secs(timeout_s),
             },
         ),
+        Command::Explain {
+            file,
+            sink,
+            workers,
+            json,
+            redirect,
+        } => explain_command(&file, &redirect, &sink, workers, json),
         Command::Txn(TxnCommand::List {
             file,
             sink,
@@ -235,6 +263,57 @@ fn main() -> ExitCode {
             redirect,
         }) => txn_abort_command(&file, &redirect, &sink, status.as_deref(), force),
     }
+}
+
+fn explain_command(
+    file: &PathBuf,
+    redirect: &Redirect,
+    sink: &str,
+    workers: Option<u32>,
+    json: bool,
+) -> ExitCode {
+    let catalog = match load_catalog(file, redirect) {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plan = match txn::sink_plans(&catalog, Some(sink)) {
+        Ok(mut plans) => plans.remove(0),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cluster_workers = plan
+        .spec
+        .cluster
+        .as_ref()
+        .and_then(|c| catalog.cluster(c))
+        .map(|c| c.workers as u32);
+    let workers = workers.or(cluster_workers).unwrap_or(1);
+    if workers == 0 {
+        eprintln!("error: --workers must be at least 1");
+        return ExitCode::FAILURE;
+    }
+    let explanation = match plan.explain(workers) {
+        Ok(explanation) => explanation,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if json {
+        serde_json::to_string_pretty(&explanation).expect("an explanation serializes") + "\n"
+    } else {
+        explain::text(&explanation)
+    };
+    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes()) {
+        eprintln!("error: cannot print: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn txn_list_command(

@@ -22,8 +22,29 @@ use super::{PreparedSink, PAIR_CREDIT};
 use crate::dataflow::operators::{Combined, KeyViolation, PairCredit, Refusal};
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
 use crate::encoders::EncodedMessage;
-use crate::partition::{key_partition_hash, partition_for};
+use crate::partition::{key_partition_hash, partition_for, EvalError, PartitionExpr};
 use crate::producer::SinkRecord;
+
+/// The hash whose remainder by the partition count is a message's partition (`None`:
+/// partition 0): with `PARTITION BY`, the expression's value on the row after the change (before,
+/// for a delete); else `kafka_murmur2` of the encoded key without its Confluent header; keyless,
+/// the stable hash of the pairing key. An expression that fails on the row is the error; the
+/// message then goes to partition 0.
+pub(crate) fn partition_hash(
+    partition_by: Option<&PartitionExpr>,
+    key: &Row,
+    pair: &DiffPair<Row>,
+    message: &EncodedMessage,
+) -> Result<Option<u64>, EvalError> {
+    match partition_by {
+        Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
+            None => Ok(None),
+            Some(row) => expr.partition(row),
+        },
+        None if message.key().is_some() => Ok(key_partition_hash(message.key_payload())),
+        None => Ok(Some(stable_key_hash(key))),
+    }
+}
 
 pub(super) fn produce<'scope>(
     scope: Scope<'scope, u64>,
@@ -197,17 +218,22 @@ pub(super) fn produce<'scope>(
                         ));
                         break;
                     }
-                    let hash = match &partition_by {
-                        Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
-                            None => None,
-                            Some(row) => match expr.partition(row) {
+                    let hash = match partition_hash(partition_by.as_ref(), &key, &pair, &message) {
                                 Ok(hash) => hash,
                                 Err(error) => {
+                                    let row = pair
+                                        .after
+                                        .as_ref()
+                                        .or(pair.before.as_ref())
+                                        .expect("only a row's PARTITION BY value fails");
                                     // Materialize sends such a message to partition 0; so do
                                     // we, counting each and naming the first row per worker.
                                     partition_errors += 1;
                                     if !partition_error_noted {
                                         partition_error_noted = true;
+                                        let expr = partition_by
+                                            .as_ref()
+                                            .expect("only a PARTITION BY expression fails");
                                         let note = format!(
                                             "PARTITION BY {expr} failed on the row with {} at time {time}: {error}; \
                                              the message went to partition 0 (partition_errors counts every such message)",
@@ -218,12 +244,6 @@ pub(super) fn produce<'scope>(
                                     }
                                     None
                                 }
-                            },
-                        },
-                        None if message.key().is_some() => {
-                            key_partition_hash(message.key_payload())
-                        }
-                        None => Some(stable_key_hash(&key)),
                     };
                     let record = SinkRecord {
                         partition: Some(partition_for(hash, partitions.current())),
