@@ -21,6 +21,7 @@ use cli::{outflow, outflow_binary, text, write_file};
 use outflow_tests::broker::unique_name;
 use outflow_tests::committed;
 use outflow_tests::kafka::Kafka;
+use outflow_tests::registry::SchemaRegistry;
 
 /// A statements file with one sink `name` of table `t (id bigint PRIMARY KEY, name text)`,
 /// writing to `topic` with the given sink options.
@@ -753,4 +754,65 @@ fn a_transaction_a_killed_run_left_open_is_listed_and_aborted() {
     let output = run(&statements, &second, &["--workers", "1"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(count_by_key(&name), keys(&[1, 2, 3, 4, 5, 6, 7]));
+}
+
+/// `outflow explain` prints the schemas a run registers: the same subjects, and the same schema
+/// text under each.
+#[test]
+fn explain_prints_the_schemas_a_run_registers() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_name("life-explain");
+    let registry = SchemaRegistry::start();
+    let sql = format!(
+        "CREATE CONNECTION k TO KAFKA (BROKER '{bootstrap}', SECURITY PROTOCOL PLAINTEXT);
+         CREATE CONNECTION csr TO CONFLUENT SCHEMA REGISTRY (URL '{url}');
+         CREATE TABLE t (id bigint PRIMARY KEY, name text, amount numeric(10,2), at timestamptz);
+         CREATE SINK \"{name}-u\" FROM t INTO KAFKA CONNECTION k (TOPIC '{name}-u',
+             TRANSACTIONAL ID PREFIX '{name}-', PROGRESS GROUP ID PREFIX '{name}-')
+           KEY (id) FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr (
+             VALUE DOC ON COLUMN t.name = 'the name') ENVELOPE UPSERT;
+         CREATE SINK \"{name}-d\" FROM t INTO KAFKA CONNECTION k (TOPIC '{name}-d',
+             TRANSACTIONAL ID PREFIX '{name}-', PROGRESS GROUP ID PREFIX '{name}-')
+           KEY (id) FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr (
+             NULL DEFAULTS = true) ENVELOPE DEBEZIUM;",
+        bootstrap = Kafka::shared().bootstrap(),
+        url = registry.url(),
+    );
+    let statements = write_file(&dir, "statements.sql", &sql);
+    let mut explained = BTreeMap::new();
+    for sink in [format!("{name}-u"), format!("{name}-d")] {
+        let output = outflow(&["explain", &statements, "--sink", &sink, "--json"]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let explanation: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        for schema in explanation["schemas"].as_array().unwrap() {
+            explained.insert(
+                schema["subject"].as_str().unwrap().to_string(),
+                schema["schema"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    assert!(
+        registry.subjects().is_empty(),
+        "explain registered something"
+    );
+
+    let feed = write_file(
+        &dir,
+        "feed.jsonl",
+        concat!(
+            r#"{"table":"t","time":1,"diff":1,"row":{"id":1,"name":"a","amount":1.50,"at":"2024-05-01T12:00:00Z"}}"#,
+            "\n{\"advance\": 2}\n"
+        ),
+    );
+    let output = run(&statements, &feed, &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        registry.subjects(),
+        explained.keys().cloned().collect::<Vec<_>>()
+    );
+    for (subject, schema) in &explained {
+        let versions = registry.versions(subject);
+        assert_eq!(versions.len(), 1, "{subject}: {versions:?}");
+        assert_eq!(&versions[0].schema, schema, "{subject}");
+    }
 }
