@@ -448,7 +448,8 @@ impl SinkReport {
                 }
             }
         }
-        let ages: [(&str, &str, fn(&WorkerStatistics) -> Option<u64>); 2] = [
+        type Age = fn(&WorkerStatistics) -> Option<u64>;
+        let ages: [(&str, &str, Age); 2] = [
             (
                 "outflow_open_transaction_age_seconds",
                 "How long the worker's open transaction has been open (absent when none is); \

@@ -54,7 +54,7 @@ pub enum TransactionsError {
     Progress {
         sink: String,
         topic: String,
-        source: ProtocolError,
+        source: Box<ProtocolError>,
     },
     #[error("sink \"{sink}\": {api} for TransactionalId '{transactional_id}': {message}")]
     Refused {
@@ -242,7 +242,7 @@ fn progress_workers(
                 .map_err(|source| TransactionsError::Progress {
                     sink: plan.spec.name.clone(),
                     topic: topic.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
     }
@@ -259,9 +259,15 @@ fn list_on(
         sink: sink.to_string(),
         source,
     };
-    let version = connection
+    let version = match connection
         .version::<ListTransactionsRequest>("ListTransactions", LIST_TRANSACTIONS_MAX)
-        .map_err(raw)?;
+    {
+        Ok(version) => version,
+        // Brokers before Kafka 3.0 (KIP-664) cannot list; the progress topic still names
+        // every worker that committed.
+        Err(RawLogError::UnsupportedVersion { .. }) => return Ok(Vec::new()),
+        Err(error) => return Err(raw(error)),
+    };
     let mut request = ListTransactionsRequest::default().with_duration_filter(-1);
     if version >= LIST_TRANSACTIONS_PATTERN {
         request = request.with_transactional_id_pattern(Some(StrBytes::from_string(format!(
