@@ -816,3 +816,66 @@ fn explain_prints_the_schemas_a_run_registers() {
         assert_eq!(&versions[0].schema, schema, "{subject}");
     }
 }
+
+/// Through the Rust API: a transactional id of the sink that no progress record names (a run
+/// that died before its first commit) is found through ListTransactions, and aborting it
+/// fences its holder.
+#[test]
+fn an_id_only_the_broker_knows_is_listed_and_aborted_through_the_rust_api() {
+    use outflow::transactions::{self, FoundIn};
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_name("life-txn-api");
+    let statements = statements(&dir, &name, &name, "");
+    let catalog =
+        outflow::Catalog::from_sql(&std::fs::read_to_string(&statements).unwrap()).unwrap();
+    let plan = outflow::SinkPlan::from_catalog(&catalog, &name).unwrap();
+    // The topics, as a run creates them.
+    drop(plan.preflight().unwrap());
+    assert_eq!(transactions::list(&plan).unwrap(), []);
+
+    let id = format!("{name}-{name}-5");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", Kafka::shared().bootstrap())
+        .set("transactional.id", &id)
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    producer.begin_transaction().unwrap();
+    producer
+        .send(BaseRecord::to(&name).key("k").payload("v"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(timeout).unwrap();
+
+    let states = transactions::list(&plan).unwrap();
+    assert_eq!(states.len(), 1, "{states:?}");
+    let hanging = &states[0];
+    assert_eq!(
+        (
+            hanging.transactional_id.as_str(),
+            hanging.worker,
+            hanging.found_in
+        ),
+        (id.as_str(), 5, FoundIn::Broker)
+    );
+    assert_eq!(hanging.state.as_deref(), Some("Ongoing"));
+    assert!(hanging.is_open() && hanging.transaction_started_at_ms.is_some());
+    assert_eq!(hanging.partitions, [format!("{name}[0]")]);
+
+    transactions::abort(&plan, &id).unwrap();
+    let states = transactions::list(&plan).unwrap();
+    assert!(!states[0].is_open(), "{states:?}");
+    assert!(
+        states[0].producer_epoch > hanging.producer_epoch,
+        "{states:?}"
+    );
+    assert!(
+        producer.commit_transaction(timeout).is_err(),
+        "the fenced holder cannot commit"
+    );
+    assert_eq!(count_by_key(&name), BTreeMap::new());
+}

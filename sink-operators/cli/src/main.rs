@@ -339,7 +339,17 @@ fn txn_list_command(
             }
         };
         let now = observe::now_ms();
-        let written = if json {
+        let written = if plan.spec.delivery == outflow::spec::DeliveryGuarantee::AtLeastOnce {
+            if json {
+                Ok(())
+            } else {
+                writeln!(
+                    out,
+                    "sink {}: delivers at least once, without transactions",
+                    plan.spec.name
+                )
+            }
+        } else if json {
             states.iter().try_for_each(|state| {
                 writeln!(out, "{}", txn::describe_json(&plan.spec.name, state, now))
             })

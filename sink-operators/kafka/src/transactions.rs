@@ -30,6 +30,7 @@ use crate::acl;
 use crate::progress_reader::{fence, ProgressReadError};
 use crate::rawlog::{self, Connection, RawLogError};
 use crate::sink::SinkPlan;
+use crate::spec::DeliveryGuarantee;
 
 /// FindCoordinator's key type of a transactional id.
 const COORDINATOR_TRANSACTION: i8 = 1;
@@ -69,6 +70,11 @@ pub enum TransactionsError {
         api: &'static str,
         error: ResponseError,
     },
+    #[error(
+        "sink \"{sink}\": broker {address} does not answer DescribeTransactions (Kafka 3.0 and \
+         later do), so its transactions cannot be listed"
+    )]
+    Unsupported { sink: String, address: String },
     #[error("sink \"{sink}\": {source}")]
     Fence {
         sink: String,
@@ -124,8 +130,13 @@ impl TransactionalIdState {
 /// The transactional ids of the sink `plan` describes, in worker order, each as its coordinator
 /// describes it. Reads the progress topic raw (records of every outcome, since an aborted
 /// run's workers had ids too) and asks every broker for ListTransactions; touches nothing.
+///
+/// An at-least-once sink has no transactions: its list is empty.
 pub fn list(plan: &SinkPlan) -> Result<Vec<TransactionalIdState>, TransactionsError> {
     let sink = plan.spec.name.clone();
+    if plan.spec.delivery == DeliveryGuarantee::AtLeastOnce {
+        return Ok(Vec::new());
+    }
     let bootstrap =
         rawlog::plaintext_bootstrap(plan.connection.client_config()).ok_or_else(|| {
             TransactionsError::NotPlaintext {
@@ -345,7 +356,13 @@ fn describe(
         let mut connection = Connection::open(&address).map_err(raw)?;
         let version = connection
             .version::<DescribeTransactionsRequest>("DescribeTransactions", 0)
-            .map_err(raw)?;
+            .map_err(|error| match error {
+                RawLogError::UnsupportedVersion { address, .. } => TransactionsError::Unsupported {
+                    sink: sink.to_string(),
+                    address,
+                },
+                other => raw(other),
+            })?;
         let request = DescribeTransactionsRequest::default().with_transactional_ids(
             ids.iter()
                 .map(|id| TransactionalId(StrBytes::from_string(id.clone())))
