@@ -126,6 +126,26 @@ pub struct RenderedPart {
 
 impl SinkPlan {
     /// What this sink will do on `workers` workers, computed without any I/O.
+    ///
+    /// ```
+    /// use outflow::{statement::Catalog, SinkPlan};
+    ///
+    /// let catalog = Catalog::from_sql(
+    ///     "CREATE CONNECTION k TO KAFKA (BROKER 'kafka.example.com:9092');
+    ///      CREATE CONNECTION csr TO CONFLUENT SCHEMA REGISTRY (URL 'https://csr.example.com');
+    ///      CREATE TABLE orders (id bigint PRIMARY KEY, total numeric(10,2));
+    ///      CREATE SINK s FROM orders INTO KAFKA CONNECTION k (TOPIC 'orders') KEY (id)
+    ///        FORMAT AVRO USING CONFLUENT SCHEMA REGISTRY CONNECTION csr ENVELOPE UPSERT;",
+    /// )?;
+    /// let explanation = SinkPlan::from_catalog(&catalog, "s")?.explain(2)?;
+    /// let subjects: Vec<&str> = explanation.schemas.iter().map(|s| s.subject.as_str()).collect();
+    /// assert_eq!(subjects, ["orders-key", "orders-value"]);
+    /// assert_eq!(explanation.transactional_ids, ["outflow-s-0", "outflow-s-1"]);
+    /// let delete = &explanation.examples[2];
+    /// assert_eq!((delete.case, delete.key.as_ref().unwrap().text.as_str()), ("delete", r#"{"id":1}"#));
+    /// assert!(delete.value.is_none(), "a tombstone");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn explain(&self, workers: u32) -> Result<Explanation, SinkError> {
         let spec = &self.spec;
         let config = self.encoder_config();
