@@ -10,9 +10,9 @@
 //! ListTransactions reports under the sink's pattern (a run that died before its first commit
 //! left no record).
 //!
-//! The Kafka requests are spoken over a plain TCP stream (the `kafka-protocol` crate, as
-//! [`crate::rawlog`]), so listing needs a `PLAINTEXT` connection; fencing goes through
-//! librdkafka and works on any. ListTransactions, FindCoordinator and DescribeTransactions need
+//! The Kafka requests are spoken directly (the `kafka-protocol` crate, as [`crate::rawlog`]),
+//! over plain TCP or TLS, so listing needs a `PLAINTEXT` or `SSL` connection (SASL is not
+//! spoken); fencing goes through librdkafka and works on any. ListTransactions, FindCoordinator and DescribeTransactions need
 //! Describe on each TransactionalId (Write includes it); a principal without it sees no ids in
 //! ListTransactions, and DescribeTransactions refuses each by name.
 
@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::acl;
 use crate::progress_reader::{fence, ProgressReadError};
-use crate::rawlog::{self, Connection, RawLogError};
+use crate::rawlog::{self, Connection, RawLogError, Security};
 use crate::sink::SinkPlan;
 use crate::spec::DeliveryGuarantee;
 
@@ -45,10 +45,13 @@ const LIST_TRANSACTIONS_PATTERN: i16 = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum TransactionsError {
     #[error(
-        "sink \"{sink}\": listing transactions speaks to the broker over PLAINTEXT only, and \
-         connection \"{connection}\" uses another security protocol"
+        "sink \"{sink}\": cannot list transactions over connection \"{connection}\": {message}"
     )]
-    NotPlaintext { sink: String, connection: String },
+    Connection {
+        sink: String,
+        connection: String,
+        message: String,
+    },
     #[error("sink \"{sink}\": {source}")]
     RawLog { sink: String, source: RawLogError },
     #[error("sink \"{sink}\": progress topic {topic}: {source}")]
@@ -137,13 +140,18 @@ pub fn list(plan: &SinkPlan) -> Result<Vec<TransactionalIdState>, TransactionsEr
     if plan.spec.delivery == DeliveryGuarantee::AtLeastOnce {
         return Ok(Vec::new());
     }
-    let bootstrap =
-        rawlog::plaintext_bootstrap(plan.connection.client_config()).ok_or_else(|| {
-            TransactionsError::NotPlaintext {
-                sink: sink.clone(),
-                connection: plan.spec.connection.clone(),
-            }
-        })?;
+    let connection_error = |message: String| TransactionsError::Connection {
+        sink: sink.clone(),
+        connection: plan.spec.connection.clone(),
+        message,
+    };
+    let config = plan.connection.client_config();
+    let security = Security::of(config).map_err(connection_error)?;
+    let bootstrap = config
+        .get("bootstrap.servers")
+        .and_then(|servers| servers.split(',').map(str::trim).find(|s| !s.is_empty()))
+        .ok_or_else(|| connection_error("it names no broker".to_string()))?
+        .to_string();
     let raw = |source| TransactionsError::RawLog {
         sink: sink.clone(),
         source,
@@ -154,16 +162,17 @@ pub fn list(plan: &SinkPlan) -> Result<Vec<TransactionalIdState>, TransactionsEr
         plan.spec.progress_group_id_prefix.clone(),
     );
 
-    let mut workers: BTreeMap<u32, FoundIn> = progress_workers(plan, &names, &bootstrap)?
-        .into_iter()
-        .map(|w| (w, FoundIn::ProgressTopic))
-        .collect();
+    let mut workers: BTreeMap<u32, FoundIn> =
+        progress_workers(plan, &names, &bootstrap, &security)?
+            .into_iter()
+            .map(|w| (w, FoundIn::ProgressTopic))
+            .collect();
 
-    let mut bootstrap_connection = Connection::open(&bootstrap).map_err(raw)?;
+    let mut bootstrap_connection = Connection::open_with(&bootstrap, &security).map_err(raw)?;
     let brokers = bootstrap_connection.brokers().map_err(raw)?;
     let id_prefix = format!("{}{}-", names.transactional_id_prefix, names.sink_id);
     for address in brokers.values() {
-        let mut connection = Connection::open(address).map_err(raw)?;
+        let mut connection = Connection::open_with(address, &security).map_err(raw)?;
         for id in list_on(&mut connection, &id_prefix, &sink)? {
             if let Some(worker) = worker_of_id(&id_prefix, &id) {
                 workers.entry(worker).or_insert(FoundIn::Broker);
@@ -172,7 +181,14 @@ pub fn list(plan: &SinkPlan) -> Result<Vec<TransactionalIdState>, TransactionsEr
     }
 
     let ids: Vec<String> = workers.keys().map(|&w| names.transactional_id(w)).collect();
-    let described = describe(&mut bootstrap_connection, &brokers, &ids, &names, &sink)?;
+    let described = describe(
+        &mut bootstrap_connection,
+        &security,
+        &brokers,
+        &ids,
+        &names,
+        &sink,
+    )?;
     Ok(workers
         .into_iter()
         .map(|(worker, found_in)| {
@@ -233,9 +249,10 @@ fn progress_workers(
     plan: &SinkPlan,
     names: &SinkNames,
     bootstrap: &str,
+    security: &Security,
 ) -> Result<BTreeSet<u32>, TransactionsError> {
     let topic = &plan.connection.progress_topic;
-    let log = match rawlog::read_topic(bootstrap, topic) {
+    let log = match rawlog::read_topic_with(bootstrap, topic, security) {
         Ok(log) => log,
         // No sink of the connection ever ran.
         Err(RawLogError::UnknownTopic { .. }) => return Ok(BTreeSet::new()),
@@ -319,6 +336,7 @@ fn java_regex_quote(text: &str) -> String {
 /// Each of `ids` that its coordinator knows, as DescribeTransactions answers.
 fn describe(
     bootstrap: &mut Connection,
+    security: &Security,
     brokers: &BTreeMap<i32, String>,
     ids: &[String],
     names: &SinkNames,
@@ -353,7 +371,7 @@ fn describe(
     }
     let mut described = BTreeMap::new();
     for (address, ids) in by_coordinator {
-        let mut connection = Connection::open(&address).map_err(raw)?;
+        let mut connection = Connection::open_with(&address, security).map_err(raw)?;
         let version = connection
             .version::<DescribeTransactionsRequest>("DescribeTransactions", 0)
             .map_err(|error| match error {
