@@ -778,7 +778,7 @@ fn txn_list_needs_describe_on_the_transactional_ids() {
     assert!(!refused.status.success());
     assert!(
         message.contains(&format!(
-            "for TransactionalId '{prefix}{sink}-0': not authorized to Describe TransactionalId \
+            "error: sink \"{sink}\": FindCoordinator for TransactionalId '{prefix}{sink}-0': not authorized to Describe TransactionalId \
              '{prefix}{sink}-0'; grant Describe on TransactionalId prefix '{prefix}' (pattern type \
              PREFIXED)"
         )),
