@@ -737,86 +737,79 @@ fn tls_config(config: &RegistryConfig) -> Result<Option<Arc<rustls::ClientConfig
     {
         return Ok(None);
     }
+    tls_client_config(
+        config.ssl_certificate_authority.as_deref(),
+        config.ssl_certificate.as_deref(),
+        config.ssl_key.as_ref().map(|key| key.expose()),
+    )
+    .map(Some)
+    .map_err(|(setting, reason)| RegistryError::InvalidTls { setting, reason })
+}
+
+/// A TLS client configuration from the PEM text of a connection's `SSL CERTIFICATE AUTHORITY`
+/// (else the web's roots), `SSL CERTIFICATE` and `SSL KEY`; an error names the option at fault
+/// and why. For the registry client, and for raw Kafka connections (`outflow::rawlog`).
+pub fn tls_client_config(
+    authority: Option<&str>,
+    certificate: Option<&str>,
+    key: Option<&str>,
+) -> Result<Arc<rustls::ClientConfig>, (&'static str, String)> {
     // Named explicitly rather than taken from the process default, which is ambiguous (and
     // panics) when another crate in the build enables a second rustls provider.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| RegistryError::InvalidTls {
-            setting: "TLS protocol versions",
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| ("TLS protocol versions", e.to_string()))?;
 
     let mut roots = rustls::RootCertStore::empty();
-    match &config.ssl_certificate_authority {
+    match authority {
         Some(pem) => {
             for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let certificate = certificate.map_err(|e| RegistryError::InvalidTls {
-                    setting: "SSL CERTIFICATE AUTHORITY",
-                    reason: format!("not valid PEM: {e}"),
-                })?;
+                let certificate = certificate
+                    .map_err(|e| ("SSL CERTIFICATE AUTHORITY", format!("not valid PEM: {e}")))?;
                 roots
                     .add(certificate)
-                    .map_err(|e| RegistryError::InvalidTls {
-                        setting: "SSL CERTIFICATE AUTHORITY",
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(|e| ("SSL CERTIFICATE AUTHORITY", e.to_string()))?;
             }
             if roots.is_empty() {
-                return Err(RegistryError::InvalidTls {
-                    setting: "SSL CERTIFICATE AUTHORITY",
-                    reason: "contains no PEM CERTIFICATE block".to_string(),
-                });
+                return Err((
+                    "SSL CERTIFICATE AUTHORITY",
+                    "contains no PEM CERTIFICATE block".to_string(),
+                ));
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     let builder = builder.with_root_certificates(roots);
 
-    let tls = match (&config.ssl_certificate, &config.ssl_key) {
+    let tls = match (certificate, key) {
         (None, None) => builder.with_no_client_auth(),
         (Some(certificate_pem), Some(key_pem)) => {
             let chain = CertificateDer::pem_slice_iter(certificate_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| RegistryError::InvalidTls {
-                    setting: "SSL CERTIFICATE",
-                    reason: format!("not valid PEM: {e}"),
-                })?;
+                .map_err(|e| ("SSL CERTIFICATE", format!("not valid PEM: {e}")))?;
             if chain.is_empty() {
-                return Err(RegistryError::InvalidTls {
-                    setting: "SSL CERTIFICATE",
-                    reason: "contains no PEM CERTIFICATE block".to_string(),
-                });
+                return Err((
+                    "SSL CERTIFICATE",
+                    "contains no PEM CERTIFICATE block".to_string(),
+                ));
             }
             // The PEM parser's messages can quote the offending line, so none of it is
             // passed on for the key.
-            let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes()).map_err(|_| {
-                RegistryError::InvalidTls {
-                    setting: "SSL KEY",
-                    reason: "no PKCS#8, PKCS#1 or SEC1 PEM private key found".to_string(),
-                }
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
+                (
+                    "SSL KEY",
+                    "no PKCS#8, PKCS#1 or SEC1 PEM private key found".to_string(),
+                )
             })?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| RegistryError::InvalidTls {
-                    setting: "SSL CERTIFICATE and SSL KEY",
-                    reason: e.to_string(),
-                })?
+                .map_err(|e| ("SSL CERTIFICATE and SSL KEY", e.to_string()))?
         }
-        (Some(_), None) => {
-            return Err(RegistryError::InvalidTls {
-                setting: "SSL CERTIFICATE",
-                reason: "given without an SSL KEY".to_string(),
-            })
-        }
-        (None, Some(_)) => {
-            return Err(RegistryError::InvalidTls {
-                setting: "SSL KEY",
-                reason: "given without an SSL CERTIFICATE".to_string(),
-            })
-        }
+        (Some(_), None) => return Err(("SSL CERTIFICATE", "given without an SSL KEY".to_string())),
+        (None, Some(_)) => return Err(("SSL KEY", "given without an SSL CERTIFICATE".to_string())),
     };
-    Ok(Some(Arc::new(tls)))
+    Ok(Arc::new(tls))
 }
 
 #[cfg(test)]

@@ -960,3 +960,117 @@ fn topic_config_of_an_existing_topic_needs_describe_configs_on_it() {
         notes(&checked)
     );
 }
+
+/// `outflow txn list` over an SSL connection with a client certificate, as that certificate's
+/// ordinary principal: without Describe on the sink's TransactionalId prefix the refusal names
+/// the id and the ACL that grants it; with it, the ids are listed.
+#[test]
+fn txn_list_needs_describe_on_the_transactional_ids() {
+    let kafka = Kafka::shared();
+    let sink = unique_name("sec-txn");
+    let prefix = format!("{sink}-tx-");
+    let progress_topic = format!("{sink}-progress");
+    let dir = tempfile::tempdir().unwrap();
+    let statements = |connection: &str| {
+        format!(
+            "CREATE CONNECTION secure TO KAFKA ({connection}, PROGRESS TOPIC '{progress_topic}');
+             CREATE TABLE orders (order_id bigint PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL);
+             CREATE SINK \"{sink}\" FROM orders INTO KAFKA CONNECTION secure (TOPIC '{sink}',
+                 TRANSACTIONAL ID PREFIX '{prefix}', PROGRESS GROUP ID PREFIX '{prefix}')
+               KEY (order_id) FORMAT JSON ENVELOPE UPSERT;"
+        )
+    };
+    // The super user runs the sink over PLAINTEXT, so the progress topic names worker 0.
+    let plaintext = write_file(
+        &dir,
+        "plaintext.sql",
+        &statements(&format!(
+            "BROKER '{}', SECURITY PROTOCOL PLAINTEXT",
+            kafka.bootstrap()
+        )),
+    );
+    let feed = write_file(&dir, "feed.jsonl", &feed_text());
+    let output = Command::new(outflow_binary())
+        .args([
+            "run",
+            &plaintext,
+            "--feed",
+            &feed,
+            "--commit-interval-ms",
+            "50",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+    let certificate = outflow_tests::kafka::ClientCertificate::trusted();
+    let ssl = write_file(
+        &dir,
+        "ssl.sql",
+        &format!(
+            "CREATE SECRET key AS '{}';\nCREATE SECRET authority AS '{}';\n{}",
+            read(&certificate.key),
+            harness_authority(),
+            statements(&format!(
+                "BROKER '{}', SECURITY PROTOCOL SSL, SSL KEY = SECRET key, \
+                 SSL CERTIFICATE = '{}', SSL CERTIFICATE AUTHORITY = SECRET authority",
+                kafka.bootstrap_for(Listener::Ssl),
+                read(&certificate.certificate)
+            ))
+        ),
+    );
+    let principal = outflow_tests::kafka::SSL_CLIENT_PRINCIPAL;
+    kafka
+        .grant(
+            principal,
+            &[(
+                AclResource::Topic(progress_topic.clone()),
+                vec![AclOperation::Read],
+            )],
+        )
+        .unwrap();
+    let list = || {
+        Command::new(outflow_binary())
+            .args(["txn", "list", &ssl, "--sink", &sink])
+            .output()
+            .unwrap()
+    };
+    let refused = list();
+    let message = String::from_utf8_lossy(&refused.stderr).into_owned();
+    println!("without Describe on the ids: {message}");
+    assert!(!refused.status.success());
+    assert!(
+        message.contains(&format!(
+            "error: sink \"{sink}\": FindCoordinator for TransactionalId '{prefix}{sink}-0': not authorized to Describe TransactionalId \
+             '{prefix}{sink}-0'; grant Describe on TransactionalId prefix '{prefix}' (pattern type \
+             PREFIXED)"
+        )),
+        "{message}"
+    );
+
+    kafka
+        .grant(
+            principal,
+            &[(
+                AclResource::TransactionalIdPrefix(prefix.clone()),
+                vec![AclOperation::Describe],
+            )],
+        )
+        .unwrap();
+    let listed = list();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let shown = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        shown.contains(&format!("{prefix}{sink}-0  worker 0  ")) && !shown.contains("Ongoing"),
+        "{shown}"
+    );
+}

@@ -1,7 +1,8 @@
 //! `outflow`: the command-line front end. `outflow check FILE` validates a file of
 //! `CREATE …` statements and prints the normalized spec of every object it creates;
 //! `outflow run FILE` runs its sinks over a change feed of its tables; `outflow read FILE
-//! --sink NAME` prints what a sink's topic holds at its committed frontier.
+//! --sink NAME` prints what a sink's topic holds at its committed frontier; `outflow txn list`
+//! and `outflow txn abort` show and end the transactions of a sink's transactional ids.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -11,10 +12,12 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, Subcommand};
 use outflow::statement::{parse_statements, Catalog};
 
+mod explain;
 mod feed;
 mod observe;
 mod read;
 mod run;
+mod txn;
 
 use read::{read_sink, ReadOptions};
 use run::{run, FeedSource, RunError, RunOptions, RunPlan};
@@ -82,6 +85,69 @@ enum Command {
         #[command(flatten)]
         redirect: Redirect,
     },
+    /// Print what a sink will do, without a broker or a registry: the Avro schemas it would
+    /// register and their subjects, the topics it would create, its partitioning, its
+    /// transactional ids and groups (the ACL resources), and one example message per change
+    /// (insert, update, delete) made from the declared types.
+    Explain {
+        /// The statements file.
+        file: PathBuf,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// The worker count to name the transactional ids and groups for; default: the size of
+        /// the sink's cluster, else 1.
+        #[arg(short = 'w', long)]
+        workers: Option<u32>,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        redirect: Redirect,
+    },
+    /// The transactions of sinks' transactional ids: list them, or abort the ones a process
+    /// that is gone left open (they hold read_committed readers of the topics back until the
+    /// broker's transaction timeout).
+    #[command(subcommand)]
+    Txn(TxnCommand),
+}
+
+#[derive(Subcommand)]
+enum TxnCommand {
+    /// Show each transactional id of the sinks (every worker index ever used, from the progress
+    /// topic, and those the brokers list under the sink's prefix): its state, producer id and
+    /// epoch, and when its open transaction began.
+    List {
+        /// The statements file.
+        file: PathBuf,
+        /// Only this sink (default: every sink of the file).
+        #[arg(long)]
+        sink: Option<String>,
+        /// One JSON document per transactional id.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        redirect: Redirect,
+    },
+    /// Abort every open transaction of a sink's transactional ids, by fencing each with
+    /// init_transactions. Fencing also stops a process still using the id, so this refuses
+    /// unless the run's status file shows its process gone, or --force is given.
+    Abort {
+        /// The statements file.
+        file: PathBuf,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// The status file of the sink's run (`outflow run --status FILE`): the process it names
+        /// must be gone (not running on this host, or the file not updated for 10 s).
+        #[arg(long)]
+        status: Option<PathBuf>,
+        /// Abort without knowing that the sink's process is gone.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        redirect: Redirect,
+    },
 }
 
 /// Local peers to use instead of the statements' connections.
@@ -124,6 +190,12 @@ struct RunArgs {
     /// How often a sink commits, in milliseconds (default 1000).
     #[arg(long)]
     commit_interval_ms: Option<u64>,
+    /// The producers' transaction.timeout.ms: how long the broker lets a transaction stay open
+    /// before aborting it (default 60000; the broker caps it at its
+    /// transaction.max.timeout.ms). A process that dies inside a transaction holds
+    /// read_committed readers back this long, unless `outflow txn abort` ends it.
+    #[arg(long, value_name = "MS")]
+    transaction_timeout_ms: Option<u64>,
     /// Keep a JSON file with each sink's status, history and statistics, rewritten every
     /// second and at exit.
     #[arg(long)]
@@ -170,6 +242,201 @@ fn main() -> ExitCode {
                 timeout: Duration::from_secs(timeout_s),
             },
         ),
+        Command::Explain {
+            file,
+            sink,
+            workers,
+            json,
+            redirect,
+        } => explain_command(&file, &redirect, &sink, workers, json),
+        Command::Txn(TxnCommand::List {
+            file,
+            sink,
+            json,
+            redirect,
+        }) => txn_list_command(&file, &redirect, sink.as_deref(), json),
+        Command::Txn(TxnCommand::Abort {
+            file,
+            sink,
+            status,
+            force,
+            redirect,
+        }) => txn_abort_command(&file, &redirect, &sink, status.as_deref(), force),
+    }
+}
+
+fn explain_command(
+    file: &PathBuf,
+    redirect: &Redirect,
+    sink: &str,
+    workers: Option<u32>,
+    json: bool,
+) -> ExitCode {
+    let catalog = match load_catalog(file, redirect) {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plan = match txn::sink_plans(&catalog, Some(sink)) {
+        Ok(mut plans) => plans.remove(0),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cluster_workers = plan
+        .spec
+        .cluster
+        .as_ref()
+        .and_then(|c| catalog.cluster(c))
+        .map(|c| c.workers as u32);
+    let workers = workers.or(cluster_workers).unwrap_or(1);
+    if workers == 0 {
+        eprintln!("error: --workers must be at least 1");
+        return ExitCode::FAILURE;
+    }
+    let explanation = match plan.explain(workers) {
+        Ok(explanation) => explanation,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if json {
+        serde_json::to_string_pretty(&explanation).expect("an explanation serializes") + "\n"
+    } else {
+        explain::text(&explanation)
+    };
+    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes()) {
+        eprintln!("error: cannot print: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn txn_list_command(
+    file: &PathBuf,
+    redirect: &Redirect,
+    sink: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    let plans = match load_catalog(file, redirect).and_then(|c| txn::sink_plans(&c, sink)) {
+        Ok(plans) => plans,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for plan in &plans {
+        let states = match outflow::transactions::list(plan) {
+            Ok(states) => states,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let now = observe::now_ms();
+        let written = if plan.spec.delivery == outflow::spec::DeliveryGuarantee::AtLeastOnce {
+            if json {
+                Ok(())
+            } else {
+                writeln!(
+                    out,
+                    "sink {}: delivers at least once, without transactions",
+                    plan.spec.name
+                )
+            }
+        } else if json {
+            states.iter().try_for_each(|state| {
+                writeln!(out, "{}", txn::describe_json(&plan.spec.name, state, now))
+            })
+        } else {
+            let open = states.iter().filter(|s| s.is_open()).count();
+            writeln!(
+                out,
+                "sink {}: {} transactional id(s), {open} with an open transaction",
+                plan.spec.name,
+                states.len()
+            )
+            .and_then(|()| {
+                states
+                    .iter()
+                    .try_for_each(|state| writeln!(out, "  {}", txn::describe_line(state, now)))
+            })
+        };
+        if let Err(e) = written {
+            eprintln!("error: cannot print: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn txn_abort_command(
+    file: &PathBuf,
+    redirect: &Redirect,
+    sink: &str,
+    status: Option<&std::path::Path>,
+    force: bool,
+) -> ExitCode {
+    let plan = match load_catalog(file, redirect).and_then(|c| txn::sink_plans(&c, Some(sink))) {
+        Ok(mut plans) => plans.remove(0),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let states = match outflow::transactions::list(&plan) {
+        Ok(states) => states,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = observe::now_ms();
+    let open: Vec<_> = states.iter().filter(|s| s.is_open()).collect();
+    if open.is_empty() {
+        println!("sink {sink}: no transaction is open");
+        return ExitCode::SUCCESS;
+    }
+    if !force {
+        if let Err(why) = txn::process_gone(status, sink) {
+            eprintln!(
+                "error: sink \"{sink}\": not aborting {}: {why}",
+                open.iter()
+                    .map(|s| txn::describe_line(s, now))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut failed = false;
+    for state in open {
+        match outflow::transactions::abort(&plan, &state.transactional_id) {
+            Ok(()) => println!("aborted {}", txn::describe_line(state, now)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    match outflow::transactions::list(&plan) {
+        Ok(states) => {
+            let now = observe::now_ms();
+            for state in &states {
+                println!("  now {}", txn::describe_line(state, now));
+            }
+        }
+        Err(e) => eprintln!("error: listing again after the abort: {e}"),
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -266,6 +533,7 @@ fn run_command(args: RunArgs) -> ExitCode {
     plan.configure(
         args.broker_shows_aborted,
         args.commit_interval_ms.map(Duration::from_millis),
+        args.transaction_timeout_ms.map(Duration::from_millis),
     );
     for sink in &mut plan.sinks {
         sink.as_of = args.snapshot_time;

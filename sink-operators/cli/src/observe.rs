@@ -30,17 +30,40 @@ impl RunState {
 #[derive(serde::Serialize)]
 struct StatusDocument {
     updated_at_ms: u64,
+    /// The process that writes the file, so that `outflow txn abort --status` can tell whether
+    /// it still runs.
+    pid: u32,
+    host: Option<String>,
+    /// Set in the last document a run writes, as it ends.
+    ended_at_ms: Option<u64>,
     rows_fed: u64,
     sinks: Vec<SinkReport>,
 }
 
+/// The name of this machine, as the kernel knows it; `None` where it cannot be read.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Writes the status of every sink to `path` as one JSON document, through a temporary file
-/// renamed over it, so that a reader never sees half a document.
-pub fn write_status(path: &Path, state: &RunState) -> std::io::Result<()> {
+/// renamed over it, so that a reader never sees half a document. `ended` marks the run's last
+/// document.
+pub fn write_status(path: &Path, state: &RunState, ended: bool) -> std::io::Result<()> {
+    let now = now_ms();
     let document = StatusDocument {
-        updated_at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        updated_at_ms: now,
+        pid: std::process::id(),
+        host: host_name(),
+        ended_at_ms: ended.then_some(now),
         rows_fed: state.rows_fed.load(Ordering::Relaxed),
         sinks: state.reports(),
     };
@@ -76,7 +99,7 @@ impl Observers {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if let Some(path) = &status {
-            write_status(path, &state).map_err(|e| {
+            write_status(path, &state, false).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!("cannot write the status file {}: {e}", path.display()),
@@ -85,7 +108,7 @@ impl Observers {
             let (path, state, stop) = (path.clone(), state.clone(), Arc::clone(&stop));
             threads.push(std::thread::spawn(move || {
                 while !sleep_unless_stopped(&stop, REFRESH) {
-                    if let Err(e) = write_status(&path, &state) {
+                    if let Err(e) = write_status(&path, &state, false) {
                         tracing::warn!("cannot write the status file {}: {e}", path.display());
                     }
                 }
@@ -139,7 +162,7 @@ impl Observers {
             eprintln!();
         }
         match &self.status_path {
-            Some(path) => write_status(path, &self.state),
+            Some(path) => write_status(path, &self.state, true),
             None => Ok(()),
         }
     }

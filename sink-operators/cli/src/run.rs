@@ -102,9 +102,13 @@ impl RunPlan {
         &mut self,
         broker_shows_aborted_records: bool,
         commit_interval: Option<Duration>,
+        transaction_timeout: Option<Duration>,
     ) {
         for sink in &mut self.sinks {
             sink.broker_shows_aborted_records = broker_shows_aborted_records;
+            if let Some(timeout) = transaction_timeout {
+                sink.cadence.transaction_timeout = timeout;
+            }
             if let Some(interval) = commit_interval {
                 sink.cadence.commit_interval = interval;
                 sink.cadence.idle_progress_interval =

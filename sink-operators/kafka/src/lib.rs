@@ -6,7 +6,8 @@
 //! resolved connection), rendered by [`SinkKafka::sink_kafka`] on a collection or an
 //! arrangement; its [`SinkMonitor`] reports status and statistics. The modules below the
 //! re-exports are the librdkafka edge (connections, topics, the per-worker producer, progress
-//! recovery, the raw-log reader, the embedded broker) for tools that drive it directly.
+//! recovery, the raw-log reader, a sink's transactions at the coordinators, the embedded broker)
+//! for tools that drive it directly.
 //!
 //! # Allocator
 //!
@@ -31,6 +32,7 @@ pub mod record;
 pub mod sink;
 pub mod status;
 pub mod topic;
+pub mod transactions;
 
 pub use outflow_sql::{
     Catalog, ClusterSpec, ConnectionSpec, RegistrySpec, SecretSpec, SinkSpec, SpecError, TableSpec,

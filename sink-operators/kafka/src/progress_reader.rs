@@ -233,7 +233,7 @@ fn read_progress_fencing(
     // librdkafka assigns partitions only to a consumer with a group; this one never joins it
     // or commits, and its name falls under the sink's group prefix, which the sink's ACLs
     // already cover.
-    let reader_group = format!("{}{}-reader", names.progress_group_id_prefix, names.sink_id);
+    let reader_group = names.progress_reader_group();
     let fences = options.mode == DeliveryMode::ExactlyOnce;
     read_to_end(
         config,

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -33,6 +34,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
+use crate::encoders::registry::tls_client_config;
 use crate::topic::block_on;
 
 const CLIENT_ID: &str = "outflow-rawlog";
@@ -293,7 +295,16 @@ impl TopicLog {
 
 /// Reads every partition of `topic` to its current high watermark.
 pub fn read_topic(bootstrap: &str, topic: &str) -> Result<TopicLog, RawLogError> {
-    let mut bootstrap_connection = Connection::open(bootstrap)?;
+    read_topic_with(bootstrap, topic, &Security::default())
+}
+
+/// [`read_topic`] over connections of `security`.
+pub(crate) fn read_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    security: &Security,
+) -> Result<TopicLog, RawLogError> {
+    let mut bootstrap_connection = Connection::open_with(bootstrap, security)?;
     let metadata = bootstrap_connection.topic_metadata(topic, bootstrap)?;
     let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for (partition, leader) in metadata.leaders.iter().enumerate() {
@@ -309,7 +320,7 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<TopicLog, RawLogError>
                 partition: leader_partitions[0],
                 leader,
             })?;
-        let mut connection = Connection::open(address)?;
+        let mut connection = Connection::open_with(address, security)?;
         let starts = connection.list_offsets(topic, &leader_partitions, EARLIEST)?;
         let ends = connection.list_offsets(topic, &leader_partitions, LATEST)?;
         for &partition in &leader_partitions {
@@ -553,15 +564,83 @@ struct TopicMetadata {
 }
 
 /// A blocking connection to one broker, with the API versions it negotiated.
-struct Connection {
+/// How raw connections reach the brokers: over plain TCP, or TLS (`SSL` connections).
+#[derive(Clone, Default)]
+pub(crate) struct Security {
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Security {
+    /// The security of a client configuration, when a raw connection can speak it: `PLAINTEXT`,
+    /// or `SSL` with the connection's certificate authority and client certificate. SASL is not
+    /// spoken here; `Err` says so, or which TLS option is invalid.
+    pub(crate) fn of(config: &ClientConfig) -> Result<Security, String> {
+        let protocol = config.get("security.protocol").unwrap_or("plaintext");
+        if protocol.eq_ignore_ascii_case("plaintext") {
+            return Ok(Security::default());
+        }
+        if !protocol.eq_ignore_ascii_case("ssl") {
+            return Err(format!(
+                "it uses SECURITY PROTOCOL {}, and raw Kafka requests are spoken over PLAINTEXT \
+                 and SSL only",
+                protocol.to_ascii_uppercase()
+            ));
+        }
+        let tls = tls_client_config(
+            config.get("ssl.ca.pem"),
+            config.get("ssl.certificate.pem"),
+            config.get("ssl.key.pem"),
+        )
+        .map_err(|(setting, reason)| format!("invalid {setting}: {reason}"))?;
+        Ok(Security { tls: Some(tls) })
+    }
+}
+
+/// A connection's byte stream.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// One connection to a broker, with the API versions it speaks.
+pub(crate) struct Connection {
     address: String,
-    stream: TcpStream,
+    stream: Stream,
     next_correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
 }
 
 impl Connection {
-    fn open(address: &str) -> Result<Connection, RawLogError> {
+    pub(crate) fn open(address: &str) -> Result<Connection, RawLogError> {
+        Connection::open_with(address, &Security::default())
+    }
+
+    pub(crate) fn open_with(address: &str, security: &Security) -> Result<Connection, RawLogError> {
         let connect_error = |source| RawLogError::Connect {
             address: address.to_string(),
             source,
@@ -588,6 +667,21 @@ impl Connection {
             s.set_nodelay(true)
         };
         configure(&stream).map_err(connect_error)?;
+        let stream = match &security.tls {
+            None => Stream::Plain(stream),
+            Some(tls) => {
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address, |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| connect_error(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+                let session = rustls::ClientConnection::new(Arc::clone(tls), name)
+                    .map_err(|e| connect_error(io::Error::other(e)))?;
+                Stream::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
+            }
+        };
         let mut connection = Connection {
             address: address.to_string(),
             stream,
@@ -617,7 +711,11 @@ impl Connection {
     }
 
     /// The newest version both sides speak, capped at `reader_max`.
-    fn version<R: Request>(&self, api: &'static str, reader_max: i16) -> Result<i16, RawLogError> {
+    pub(crate) fn version<R: Request>(
+        &self,
+        api: &'static str,
+        reader_max: i16,
+    ) -> Result<i16, RawLogError> {
         let reader_min = R::VERSIONS.min;
         let reader_max = reader_max.min(R::VERSIONS.max);
         let unsupported = |broker_min, broker_max| RawLogError::UnsupportedVersion {
@@ -638,7 +736,7 @@ impl Connection {
         Ok(version)
     }
 
-    fn call<R: Request>(
+    pub(crate) fn call<R: Request>(
         &mut self,
         request: &R,
         version: i16,
@@ -690,7 +788,21 @@ impl Connection {
             .map_err(|e| self.protocol_error(api, format!("decoding response v{version}: {e:#}")))
     }
 
-    fn protocol_error(&self, api: &'static str, message: String) -> RawLogError {
+    /// Every broker of the cluster, by node id, as `host:port`.
+    pub(crate) fn brokers(&mut self) -> Result<BTreeMap<i32, String>, RawLogError> {
+        let version = self.version::<MetadataRequest>("Metadata", METADATA_MAX)?;
+        let request = MetadataRequest::default()
+            .with_topics(Some(Vec::new()))
+            .with_allow_auto_topic_creation(false);
+        let response = self.call(&request, version, "Metadata")?;
+        Ok(response
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect())
+    }
+
+    pub(crate) fn protocol_error(&self, api: &'static str, message: String) -> RawLogError {
         RawLogError::Protocol {
             address: self.address.clone(),
             api,

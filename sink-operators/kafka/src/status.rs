@@ -85,6 +85,17 @@ pub struct WorkerStatistics {
     /// The time from the input frontier passing a time to that time being committed, in
     /// milliseconds, for the last commit.
     pub frontier_to_commit_ms: Option<u64>,
+    /// When this worker's open transaction began (`begin_transaction` answered), in
+    /// milliseconds since the Unix epoch; `None` while none is open (and always at least once).
+    pub transaction_opened_at_ms: Option<u64>,
+    /// How long the open transaction has been open, in milliseconds, when the report was made.
+    /// A transaction held open keeps `read_committed` readers of its partitions waiting.
+    pub open_transaction_age_ms: Option<u64>,
+    /// When this worker last committed (a transaction, or at least once a flush), in
+    /// milliseconds since the Unix epoch; `None` before its first commit in this process.
+    pub last_commit_at_ms: Option<u64>,
+    /// The time since the last commit, in milliseconds, when the report was made.
+    pub since_last_commit_ms: Option<u64>,
     /// How long this worker's most recent commits took (the newest 1024), in microseconds,
     /// oldest first: percentiles for benchmarks and tools; not in the status file.
     #[serde(skip)]
@@ -92,6 +103,14 @@ pub struct WorkerStatistics {
 }
 
 impl WorkerStatistics {
+    /// Sets the ages from the timestamps, as of `now_ms`.
+    fn age(&mut self, now_ms: u64) {
+        self.open_transaction_age_ms = self
+            .transaction_opened_at_ms
+            .map(|at| now_ms.saturating_sub(at));
+        self.since_last_commit_ms = self.last_commit_at_ms.map(|at| now_ms.saturating_sub(at));
+    }
+
     fn add(&mut self, other: &WorkerStatistics) {
         self.messages_staged += other.messages_staged;
         self.bytes_staged += other.bytes_staged;
@@ -103,6 +122,15 @@ impl WorkerStatistics {
         self.key_violations += other.key_violations;
         self.partition_errors += other.partition_errors;
         self.frontier_to_commit_ms = self.frontier_to_commit_ms.max(other.frontier_to_commit_ms);
+        // The totals name the oldest open transaction and the most recent commit.
+        self.transaction_opened_at_ms = match (
+            self.transaction_opened_at_ms,
+            other.transaction_opened_at_ms,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_commit_at_ms = self.last_commit_at_ms.max(other.last_commit_at_ms);
         self.commit_micros.extend_from_slice(&other.commit_micros);
     }
 }
@@ -182,6 +210,8 @@ impl SinkMonitor {
             status: SinkStatus::Starting,
             statistics: WorkerStatistics::default(),
         });
+        entry.statistics.last_commit_at_ms = Some(now_ms());
+        entry.statistics.transaction_opened_at_ms = None;
         if at_least_once {
             entry.statistics.flushes += 1;
             tracing::debug!(sink = %name, worker, flushes = entry.statistics.flushes, "flushed");
@@ -194,6 +224,28 @@ impl SinkMonitor {
                 "transaction committed"
             );
         }
+    }
+
+    /// Worker `worker` began a transaction (exactly-once only: at least once, nothing is held
+    /// open for readers).
+    pub fn transaction_began(&self, worker: usize) {
+        let mut state = self.lock();
+        if state.at_least_once {
+            return;
+        }
+        let entry = state.workers.entry(worker).or_insert_with(|| WorkerState {
+            status: SinkStatus::Starting,
+            statistics: WorkerStatistics::default(),
+        });
+        entry.statistics.transaction_opened_at_ms = Some(now_ms());
+    }
+
+    /// Worker `worker`'s open transaction ended without a commit (aborted).
+    pub fn transaction_aborted(&self, worker: usize) {
+        self.update(worker, |s| {
+            s.transactions_aborted += 1;
+            s.transaction_opened_at_ms = None;
+        });
     }
 
     /// Records worker `worker`'s status, adding a history entry (and a log line) when it
@@ -277,10 +329,12 @@ impl SinkMonitor {
 
     pub fn report(&self) -> SinkReport {
         let state = self.lock();
+        let now = now_ms();
         let mut total = WorkerStatistics::default();
         for worker in state.workers.values() {
             total.add(&worker.statistics);
         }
+        total.age(now);
         total.committed_frontier = if state.workers.is_empty() {
             None
         } else {
@@ -308,7 +362,11 @@ impl SinkMonitor {
             workers: state
                 .workers
                 .iter()
-                .map(|(w, s)| (*w, s.statistics.clone()))
+                .map(|(w, s)| {
+                    let mut statistics = s.statistics.clone();
+                    statistics.age(now);
+                    (*w, statistics)
+                })
                 .collect(),
         }
     }
@@ -390,6 +448,36 @@ impl SinkReport {
                 }
             }
         }
+        type Age = fn(&WorkerStatistics) -> Option<u64>;
+        let ages: [(&str, &str, Age); 2] = [
+            (
+                "outflow_open_transaction_age_seconds",
+                "How long the worker's open transaction has been open (absent when none is); \
+                 read_committed readers of its partitions wait for it.",
+                |s| s.open_transaction_age_ms,
+            ),
+            (
+                "outflow_since_last_commit_seconds",
+                "Time since the worker's last commit (absent before the first).",
+                |s| s.since_last_commit_ms,
+            ),
+        ];
+        for (name, help, get) in ages {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for report in reports {
+                for (worker, stats) in &report.workers {
+                    if let Some(ms) = get(stats) {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{sink=\"{}\",worker=\"{worker}\"}} {}.{:03}",
+                            escape(&report.name),
+                            ms / 1000,
+                            ms % 1000
+                        );
+                    }
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP outflow_sink_up 1 when the sink is running.\n# TYPE outflow_sink_up gauge"
@@ -437,6 +525,64 @@ mod tests {
         let report = monitor.report();
         let statuses: Vec<&str> = report.history.iter().map(|c| c.status.name()).collect();
         assert_eq!(statuses, ["running", "running", "stalled", "running"]);
+    }
+
+    #[test]
+    fn an_open_transaction_has_an_age_until_it_commits() {
+        let monitor = SinkMonitor::new("s");
+        monitor.set_status(0, SinkStatus::Running);
+        let report = monitor.report();
+        assert_eq!(report.workers[&0].open_transaction_age_ms, None);
+        assert_eq!(report.workers[&0].since_last_commit_ms, None);
+        let text = SinkReport::prometheus(&[report]);
+        assert!(
+            !text.contains("outflow_open_transaction_age_seconds{"),
+            "{text}"
+        );
+
+        monitor.transaction_began(0);
+        monitor.update(0, |s| s.transaction_opened_at_ms = Some(now_ms() - 2_500));
+        let report = monitor.report();
+        let age = report.workers[&0].open_transaction_age_ms.unwrap();
+        assert!((2_500..60_000).contains(&age), "{age}");
+        assert_eq!(report.total.open_transaction_age_ms, Some(age));
+        let text = SinkReport::prometheus(&[report]);
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("outflow_open_transaction_age_seconds{sink=\"s\",worker=\"0\"} ")
+            })
+            .unwrap_or_else(|| panic!("{text}"));
+        let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(seconds >= 2.5, "{line}");
+
+        monitor.committed(0);
+        let report = monitor.report();
+        assert_eq!(report.workers[&0].open_transaction_age_ms, None);
+        assert!(report.workers[&0].since_last_commit_ms.is_some());
+        let text = SinkReport::prometheus(&[report]);
+        assert!(
+            text.contains("outflow_since_last_commit_seconds{sink=\"s\",worker=\"0\"} "),
+            "{text}"
+        );
+
+        monitor.transaction_began(0);
+        monitor.transaction_aborted(0);
+        let report = monitor.report();
+        assert_eq!(report.workers[&0].open_transaction_age_ms, None);
+        assert_eq!(report.workers[&0].transactions_aborted, 1);
+    }
+
+    #[test]
+    fn at_least_once_holds_no_transaction_open() {
+        let monitor = SinkMonitor::new("s");
+        monitor.set_at_least_once(true);
+        monitor.transaction_began(0);
+        monitor.committed(0);
+        let report = monitor.report();
+        assert_eq!(report.workers[&0].open_transaction_age_ms, None);
+        assert!(report.workers[&0].since_last_commit_ms.is_some());
+        assert_eq!(report.workers[&0].flushes, 1);
     }
 
     #[test]

@@ -274,13 +274,30 @@ pub fn ensure_data_topic(config: &ClientConfig, settings: &TopicSettings) -> Res
 /// Creates the progress topic if it is missing, with one partition and
 /// `cleanup.policy=compact`, and refuses an existing one with more than one partition. An
 /// existing topic that is not compacted is used, and reported as a difference.
+/// What a progress topic is created with: one partition, compacted, and the connection's
+/// `PROGRESS TOPIC REPLICATION FACTOR` (else the broker's default).
+pub fn progress_topic_settings(name: &str, replication_factor: Option<i32>) -> TopicSettings {
+    TopicSettings {
+        name: name.to_string(),
+        partitions: Some(1),
+        replication_factor,
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+    }
+}
+
 pub fn ensure_progress_topic(
     config: &ClientConfig,
     name: &str,
     replication_factor: Option<i32>,
 ) -> Result<TopicReport> {
-    let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-    let report = ensure_topic(config, name, Some(1), replication_factor, &configs)?;
+    let settings = progress_topic_settings(name, replication_factor);
+    let report = ensure_topic(
+        config,
+        name,
+        settings.partitions,
+        settings.replication_factor,
+        &settings.configs,
+    )?;
     if report.partitions != 1 {
         return Err(TopicError::ProgressTopicPartitions {
             topic: name.to_string(),

@@ -141,6 +141,12 @@ impl SinkNames {
         )
     }
 
+    /// The consumer group of the reader that recovery and `outflow read` read the progress
+    /// topic with (only looked up, never joined).
+    pub fn progress_reader_group(&self) -> String {
+        format!("{}{}-reader", self.progress_group_id_prefix, self.sink_id)
+    }
+
     /// The progress-topic key of worker `worker`'s records.
     pub fn progress_key(&self, worker: u32) -> String {
         format!("{}/{}", self.sink_id, worker)

@@ -229,6 +229,14 @@ impl ProgressScan {
         self.records.keys().copied().collect()
     }
 
+    /// Every worker index the records show in use: `0..workers` of each run a record names, and
+    /// each record's own worker. Each is a transactional id some run initialized.
+    pub fn workers_used(&self) -> BTreeSet<u32> {
+        (0..self.highest_workers)
+            .chain(self.records.keys().copied())
+            .collect()
+    }
+
     /// The transactional ids of previous workers that a run of `new_workers` will not take over:
     /// fence them (`init_transactions` with a throwaway producer) before reading again.
     pub fn retired_transactional_ids(&self, new_workers: u32) -> Vec<String> {

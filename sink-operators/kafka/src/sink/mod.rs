@@ -46,6 +46,7 @@ use crate::producer::ProducerDriver;
 use crate::status::{SinkMonitor, SinkStatus};
 use worker::{Wakers, WorkerSink};
 
+mod explain;
 mod init;
 mod plan;
 mod preflight;
@@ -53,6 +54,10 @@ mod produce;
 mod recover;
 mod worker;
 
+pub use explain::{
+    example_row, example_value, AclPlan, ExampleMessage, Explanation, RenderedPart, SchemaPlan,
+    TopicPlan, EXAMPLE_SCHEMA_ID,
+};
 pub use plan::SinkPlan;
 pub use preflight::PreparedSink;
 
@@ -237,6 +242,9 @@ pub enum SinkError {
     Registry(#[from] crate::encoders::RegistryError),
     #[error(transparent)]
     Producer(#[from] crate::producer::ProducerError),
+    /// `explain` could not render its examples (a bug: they are made from the declared types).
+    #[error("sink \"{sink}\": {message}")]
+    Explain { sink: String, message: String },
     /// The broker would abort every transaction before the sink commits it.
     #[error(
         "sink \"{sink}\": the commit interval ({commit_interval_ms} ms) must be below half the \

@@ -10,6 +10,7 @@ use crate::encoders::{EncoderConfig, Envelope, FormatSpec, RegistryConfig};
 use crate::producer::{DeliveryMode, ProducerSettings, DEFAULT_CALL_TIMEOUT};
 use crate::spec::{DeliveryGuarantee, SinkSpec};
 use crate::statement::Catalog;
+use crate::topic::{progress_topic_settings, TopicSettings};
 
 /// Everything a sink needs to run, as data: its spec, the resolved connection and registry, and
 /// how it paces itself. Built from a catalog (the statements) or by hand; nothing here talks to
@@ -72,7 +73,7 @@ impl SinkPlan {
 
     /// The sink's names in Kafka, derived from its name (so that ACLs on the prefixes keep
     /// working), with the definition its progress records name.
-    pub(crate) fn names(&self) -> SinkNames {
+    pub fn names(&self) -> SinkNames {
         SinkNames::new(
             self.spec.name.clone(),
             self.spec.transactional_id_prefix.clone(),
@@ -132,6 +133,25 @@ impl SinkPlan {
         settings.compression = self.spec.compression;
         settings.call_timeout = self.call_timeout;
         settings
+    }
+
+    /// What the preflight creates the data topic with when it is missing (and checks an
+    /// existing one against).
+    pub fn topic_settings(&self) -> TopicSettings {
+        let spec = &self.spec;
+        let mut topic = TopicSettings::new(spec.topic.clone());
+        topic.partitions = spec.topic_partition_count;
+        topic.replication_factor = spec.topic_replication_factor;
+        topic.configs = spec.topic_config.clone();
+        topic
+    }
+
+    /// What the preflight creates the progress topic with when it is missing.
+    pub fn progress_topic_settings(&self) -> TopicSettings {
+        progress_topic_settings(
+            &self.connection.progress_topic,
+            self.connection.progress_topic_replication_factor,
+        )
     }
 
     /// What the sink's encoder is configured with, as `sink_kafka` builds it.

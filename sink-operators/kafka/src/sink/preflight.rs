@@ -7,7 +7,7 @@ use super::{SinkError, SinkPlan};
 use crate::encoders::{SchemaRegistryClient, SinkEncoder};
 use crate::producer::DeliveryMode;
 use crate::status::{SinkMonitor, SinkStatus};
-use crate::topic::{ensure_data_topic, ensure_progress_topic, PartitionWatch, TopicSettings};
+use crate::topic::{ensure_data_topic, ensure_progress_topic, PartitionWatch};
 
 /// A sink whose broker-side preparations are done: what `sink_kafka` renders on each worker.
 /// Cheap to clone into every worker of a process (`timely::execute`'s closure); the workers of
@@ -86,11 +86,7 @@ impl SinkPlan {
         }
 
         self.connection.check()?;
-        let mut topic = TopicSettings::new(spec.topic.clone());
-        topic.partitions = spec.topic_partition_count;
-        topic.replication_factor = spec.topic_replication_factor;
-        topic.configs = spec.topic_config.clone();
-        let report = ensure_data_topic(client, &topic)?;
+        let report = ensure_data_topic(client, &self.topic_settings())?;
         if !report.differences.is_empty() {
             tracing::warn!(sink = %spec.name, "{report}");
             monitor.note(report.to_string());

@@ -22,12 +22,33 @@ use super::{PreparedSink, PAIR_CREDIT};
 use crate::dataflow::operators::{Combined, KeyViolation, PairCredit, Refusal};
 use crate::dataflow::{stable_key_hash, DiffPair, Row};
 use crate::encoders::{now_ms, Change, EncodedMessage, SinkEncoder};
-use crate::partition::{key_partition_hash, partition_for, PartitionExpr};
+use crate::partition::{key_partition_hash, partition_for, EvalError, PartitionExpr};
 use crate::record::{Arena, Parts};
 use crate::topic::PartitionWatch;
 
 /// Pairs waiting to be written, by (time, key position).
 type Stash = BTreeMap<(u64, Vec<u8>), VecDeque<(Row, DiffPair<Row>)>>;
+
+/// The hash whose remainder by the partition count is a message's partition (`None`:
+/// partition 0): with `PARTITION BY`, the expression's value on the row after the change (before,
+/// for a delete); else `kafka_murmur2` of the encoded key without its Confluent header; keyless,
+/// the stable hash of the pairing key. An expression that fails on the row is the error; the
+/// message then goes to partition 0.
+pub(crate) fn partition_hash(
+    partition_by: Option<&PartitionExpr>,
+    key: &Row,
+    pair: &DiffPair<Row>,
+    message: &EncodedMessage,
+) -> Result<Option<u64>, EvalError> {
+    match partition_by {
+        Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
+            None => Ok(None),
+            Some(row) => expr.partition(row),
+        },
+        None if message.key().is_some() => Ok(key_partition_hash(message.key_payload())),
+        None => Ok(Some(stable_key_hash(key))),
+    }
+}
 
 pub(super) fn produce<'scope>(
     scope: Scope<'scope, u64>,
@@ -342,31 +363,33 @@ impl Feeder {
             ));
             return;
         }
-        let hash = match &self.partition_by {
-            Some(expr) => match pair.after.as_ref().or(pair.before.as_ref()) {
-                None => None,
-                Some(row) => match expr.partition(row) {
-                    Ok(hash) => hash,
-                    Err(error) => {
-                        // Materialize sends such a message to partition 0; so do we, counting
-                        // each and naming the first row per worker.
-                        self.partition_errors += 1;
-                        if !self.partition_error_noted {
-                            self.partition_error_noted = true;
-                            let note = format!(
-                                "PARTITION BY {expr} failed on the row with {} at time {time}: {error}; \
-                                 the message went to partition 0 (partition_errors counts every such message)",
-                                expr.describe_row(row)
-                            );
-                            tracing::warn!(sink = %self.sink_name, worker = state.worker, "{note}");
-                            state.monitor.note(note);
-                        }
-                        None
-                    }
-                },
-            },
-            None if message.key().is_some() => key_partition_hash(message.key_payload()),
-            None => Some(key_hash),
+        let hash = match partition_hash(self.partition_by.as_ref(), &key, &pair, message) {
+            Ok(hash) => hash,
+            Err(error) => {
+                // Materialize sends such a message to partition 0; so do we, counting each and
+                // naming the first row per worker.
+                self.partition_errors += 1;
+                if !self.partition_error_noted {
+                    self.partition_error_noted = true;
+                    let expr = self
+                        .partition_by
+                        .as_ref()
+                        .expect("only a PARTITION BY expression fails");
+                    let row = pair
+                        .after
+                        .as_ref()
+                        .or(pair.before.as_ref())
+                        .expect("only a row's PARTITION BY value fails");
+                    let note = format!(
+                        "PARTITION BY {expr} failed on the row with {} at time {time}: {error}; \
+                         the message went to partition 0 (partition_errors counts every such message)",
+                        expr.describe_row(row)
+                    );
+                    tracing::warn!(sink = %self.sink_name, worker = state.worker, "{note}");
+                    state.monitor.note(note);
+                }
+                None
+            }
         };
         let partition = partition_for(hash, self.partitions.current());
         self.stage(state, time, partition);

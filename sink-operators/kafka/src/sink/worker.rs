@@ -81,10 +81,9 @@ impl WorkerSink {
             while let Some(event) = self.driver.poll_event() {
                 progressed = true;
                 match &event {
+                    Event::Began(Ok(())) => self.monitor.transaction_began(self.worker),
                     Event::Committed(Ok(())) => self.monitor.committed(self.worker),
-                    Event::Aborted(Ok(())) => self
-                        .monitor
-                        .update(self.worker, |s| s.transactions_aborted += 1),
+                    Event::Aborted(Ok(())) => self.monitor.transaction_aborted(self.worker),
                     _ => {}
                 }
                 self.handle(event);
