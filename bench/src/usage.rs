@@ -47,7 +47,8 @@ pub fn allocations() -> u64 {
 fn thread_group(name: &str) -> &'static str {
     if name.starts_with("timely:work") {
         "worker"
-    } else if name.starts_with("outflow-producer") {
+    } else if name.starts_with("outflow-produce") {
+        // `outflow-producer-N`, cut to the 15 bytes a thread name keeps.
         "producer I/O"
     } else if name.starts_with("rdk:") {
         // librdkafka's own threads; the mock cluster's brokers run on such threads too.
