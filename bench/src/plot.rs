@@ -435,8 +435,10 @@ mod tests {
         assert_eq!(
             ratio_labels,
             [
-                "sink json upsert at-least-once, embedded mock broker",
-                "sink json upsert exactly-once, embedded mock broker"
+                "sink json upsert at-least-once, embedded mock broker, over its parts",
+                "sink json upsert at-least-once, embedded mock broker, over raw producer",
+                "sink json upsert exactly-once, embedded mock broker, over its parts",
+                "sink json upsert exactly-once, embedded mock broker, over raw producer",
             ]
         );
         let labels: Vec<&str> = charts[0].series.iter().map(|s| s.label.as_str()).collect();
