@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -15,7 +16,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -249,6 +250,12 @@ pub enum ProducerError {
         worker: u32,
         /// The operating system's reason.
         source: std::io::Error,
+    },
+    /// A topic name librdkafka cannot take (it holds a NUL byte).
+    #[error("topic name {topic:?} holds a NUL byte")]
+    TopicName {
+        /// The name.
+        topic: String,
     },
 }
 
@@ -829,6 +836,9 @@ pub struct ProducerDriver<M: OutgoingRecord> {
     last_transaction: Cell<u64>,
     initialized: Cell<bool>,
     io_thread: Option<JoinHandle<()>>,
+    /// The topics' names as librdkafka takes them, made once rather than for every message.
+    data_topic: CString,
+    progress_topic: CString,
 }
 
 impl<M: OutgoingRecord> ProducerDriver<M> {
@@ -839,6 +849,13 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         settings: ProducerSettings,
         wake: Box<dyn Fn() + Send>,
     ) -> Result<Self, ProducerError> {
+        let topic_name = |topic: &str| {
+            CString::new(topic).map_err(|_| ProducerError::TopicName {
+                topic: topic.to_string(),
+            })
+        };
+        let data_topic = topic_name(&settings.data_topic)?;
+        let progress_topic = topic_name(&settings.progress_topic)?;
         let transactional_id = settings.transactional_id();
         let events = Arc::new(EventQueue {
             events: Mutex::new(VecDeque::new()),
@@ -882,6 +899,8 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
                 source,
             })?;
         Ok(ProducerDriver {
+            data_topic,
+            progress_topic,
             producer,
             calls,
             events,
@@ -922,11 +941,11 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
                 self.last_transaction.set(transaction);
                 match self.settings.mode {
                     DeliveryMode::ExactlyOnce => self.send(
-                        &self.settings.progress_topic,
+                        Topic::Progress,
                         Some(PROGRESS_PARTITION),
                         Some(key.as_bytes()),
                         Some(&value),
-                        None,
+                        Headers::default(),
                         None,
                         transaction,
                         bytes,
@@ -1051,15 +1070,10 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
     }
 
     fn send_data(&self, transaction: u64, bytes: usize, message: &M) {
-        let mut headers: Option<OwnedHeaders> = None;
-        message.headers(&mut |name, value| {
-            let all = headers
-                .take()
-                .unwrap_or_else(|| OwnedHeaders::new_with_capacity(4));
-            headers = Some(all.insert(Header { key: name, value }));
-        });
+        let mut headers = Headers::default();
+        message.headers(&mut |name, value| headers.add(name, value));
         self.send(
-            &self.settings.data_topic,
+            Topic::Data,
             message.partition(),
             message.key(),
             message.value(),
@@ -1070,61 +1084,155 @@ impl<M: OutgoingRecord> ProducerDriver<M> {
         );
     }
 
+    /// Enqueues one message with librdkafka (which copies it), its delivery reported to the
+    /// machine; a send refused at once is reported the same way.
+    ///
+    /// This calls `rd_kafka_producev` itself rather than through rust-rdkafka's `send`, which
+    /// makes a C string of the topic's name for every message: the names are made once, in
+    /// [`ProducerDriver::start`]. The delivery report still comes through rust-rdkafka's
+    /// callback, which turns the opaque back into a [`DeliveryTag`].
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
-        topic: &str,
+        topic: Topic,
         partition: Option<i32>,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: Option<OwnedHeaders>,
+        headers: Headers,
         timestamp: Option<i64>,
         transaction: u64,
         bytes: usize,
     ) {
-        let mut record: BaseRecord<'_, [u8], [u8], DeliveryTag> =
-            BaseRecord::with_opaque_to(topic, DeliveryTag::new(transaction, bytes));
-        if let Some(partition) = partition {
-            record = record.partition(partition);
-        }
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
-        if let Some(timestamp) = timestamp {
-            record = record.timestamp(timestamp);
-        }
+        use rdkafka::bindings::rd_kafka_vtype_t::*;
+        use rdkafka::util::IntoOpaque;
+        let (topic_name, topic_c) = match topic {
+            Topic::Data => (&self.settings.data_topic, &self.data_topic),
+            Topic::Progress => (&self.settings.progress_topic, &self.progress_topic),
+        };
+        let part = |bytes: Option<&[u8]>| match bytes {
+            None => (std::ptr::null_mut::<std::ffi::c_void>(), 0usize),
+            Some(b) => (b.as_ptr() as *mut std::ffi::c_void, b.len()),
+        };
+        let (key_ptr, key_len) = part(key);
+        let (value_ptr, value_len) = part(value);
+        let opaque = DeliveryTag::new(transaction, bytes).into_ptr();
         self.counters.sending(bytes);
-        if let Err((error, _)) = self.producer.send(record) {
-            self.counters.settled(transaction, bytes, false);
-            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
-                tracing::error!(
-                    transactional_id = %self.settings.transactional_id(),
-                    bound = self.settings.max_queued_bytes,
-                    "librdkafka's queue is full although it is sized above the in-flight bound"
-                );
-            }
-            let mut failure = classify(&error);
-            let denied = error
-                .rdkafka_error_code()
-                .and_then(|code| denial(code, &self.settings, "", Some(topic)));
-            name_denial(&mut failure, denied);
-            failure.message = format!(
-                "sending the message with {} ({} bytes) to {topic} failed: {}",
-                describe_key(key),
-                key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len),
-                failure.message
+        // SAFETY: every pointer is valid for the call (librdkafka copies key and value, and the
+        // topic name is a C string held by the driver); on success librdkafka owns the headers,
+        // on failure they stay ours and `headers` frees them.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_producev(
+                self.producer.client().native_ptr(),
+                RD_KAFKA_VTYPE_TOPIC,
+                topic_c.as_ptr(),
+                RD_KAFKA_VTYPE_PARTITION,
+                partition.unwrap_or(-1),
+                RD_KAFKA_VTYPE_MSGFLAGS,
+                rdkafka::bindings::RD_KAFKA_MSG_F_COPY,
+                RD_KAFKA_VTYPE_VALUE,
+                value_ptr,
+                value_len,
+                RD_KAFKA_VTYPE_KEY,
+                key_ptr,
+                key_len,
+                RD_KAFKA_VTYPE_OPAQUE,
+                opaque,
+                RD_KAFKA_VTYPE_TIMESTAMP,
+                timestamp.unwrap_or(0),
+                RD_KAFKA_VTYPE_HEADERS,
+                headers.as_ptr(),
+                RD_KAFKA_VTYPE_END,
+            )
+        };
+        if code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            headers.given_to_librdkafka();
+            return;
+        }
+        // SAFETY: librdkafka refused the message, so the opaque is still ours, given back once.
+        drop(unsafe { DeliveryTag::from_ptr(opaque) });
+        let error = KafkaError::MessageProduction(RDKafkaErrorCode::from(code));
+        self.counters.settled(transaction, bytes, false);
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+            tracing::error!(
+                transactional_id = %self.settings.transactional_id(),
+                bound = self.settings.max_queued_bytes,
+                "librdkafka's queue is full although it is sized above the in-flight bound"
             );
-            self.events.push(Event::Delivered {
-                transaction,
-                bytes,
-                result: Err(failure),
-            });
+        }
+        let mut failure = classify(&error);
+        let denied = error
+            .rdkafka_error_code()
+            .and_then(|code| denial(code, &self.settings, "", Some(topic_name)));
+        name_denial(&mut failure, denied);
+        failure.message = format!(
+            "sending the message with {} ({} bytes) to {topic_name} failed: {}",
+            describe_key(key),
+            key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len),
+            failure.message
+        );
+        self.events.push(Event::Delivered {
+            transaction,
+            bytes,
+            result: Err(failure),
+        });
+    }
+}
+
+/// Which of its two topics a driver sends to.
+#[derive(Clone, Copy)]
+enum Topic {
+    Data,
+    Progress,
+}
+
+/// A message's headers as librdkafka keeps them (`rd_kafka_headers_t`), made only when there is
+/// a header; freed here unless librdkafka took them with the message.
+#[derive(Default)]
+struct Headers(Option<std::ptr::NonNull<rdkafka::bindings::rd_kafka_headers_t>>);
+
+impl Headers {
+    fn add(&mut self, name: &str, value: Option<&[u8]>) {
+        let headers = *self.0.get_or_insert_with(|| {
+            // SAFETY: a plain constructor; it never returns null.
+            let made = unsafe { rdkafka::bindings::rd_kafka_headers_new(4) };
+            std::ptr::NonNull::new(made).expect("rd_kafka_headers_new returns a list")
+        });
+        let (value_ptr, value_len) = match value {
+            None => (std::ptr::null(), 0),
+            Some(v) => (v.as_ptr() as *const std::ffi::c_void, v.len() as isize),
+        };
+        // SAFETY: librdkafka copies the name and value; the list is ours until sent.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_header_add(
+                headers.as_ptr(),
+                name.as_ptr() as *const std::ffi::c_char,
+                name.len() as isize,
+                value_ptr,
+                value_len,
+            )
+        };
+        assert_eq!(
+            code,
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+            "a new header list is writable"
+        );
+    }
+
+    fn as_ptr(&self) -> *mut rdkafka::bindings::rd_kafka_headers_t {
+        self.0
+            .map_or(std::ptr::null_mut(), std::ptr::NonNull::as_ptr)
+    }
+
+    fn given_to_librdkafka(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Headers {
+    fn drop(&mut self) {
+        if let Some(headers) = self.0.take() {
+            // SAFETY: the list is ours (librdkafka did not take it) and freed once.
+            unsafe { rdkafka::bindings::rd_kafka_headers_destroy(headers.as_ptr()) };
         }
     }
 }
