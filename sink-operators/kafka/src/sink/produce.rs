@@ -103,6 +103,10 @@ pub(super) fn produce<'scope>(
         // lies in one batch, read in key order), so pairs at the frontier's time go out at once
         // and only later times wait: a snapshot streams, a backlog waits for its batch.
         let mut stash: Stash = BTreeMap::new();
+        // Pairs at the input frontier's time that came while nothing was stashed but could not
+        // go to the machine at once (its producer was full, or recovery not yet done): already
+        // in (time, position) order, so they wait in arrival order, ahead of the stash.
+        let mut waiting: VecDeque<(u64, Row, DiffPair<Row>)> = VecDeque::new();
         let mut violations_seen = 0u64;
         // A key violation that fails the sink, at its time: everything before that time is
         // committed first (so the run keeps what the input proved good), then the sink fails.
@@ -173,8 +177,9 @@ pub(super) fn produce<'scope>(
             pairs_input.for_each(|_, data| {
                 for (key, time, pair) in data.drain(..) {
                     received += 1;
-                    let direct = stash.is_empty()
-                        && Some(time) == input
+                    let in_order = stash.is_empty() && Some(time) == input;
+                    let direct = in_order
+                        && waiting.is_empty()
                         && !state.paused
                         && state.failed.is_none()
                         && fail_at.as_ref().is_none_or(|(at, _)| time < *at);
@@ -183,6 +188,7 @@ pub(super) fn produce<'scope>(
                             key.write_order_key(feeder.arena.position_buffer());
                             feeder.feed(&mut state, resume, key, time, pair);
                         }
+                        None if in_order => waiting.push_back((time, key, pair)),
                         None => stash
                             .entry((time, key.order_key()))
                             .or_default()
@@ -202,15 +208,27 @@ pub(super) fn produce<'scope>(
                 capability = None;
                 let drained = owed_credit;
                 stash.clear();
+                waiting.clear();
                 owed_credit = 0;
                 credit.grant(drained.max(PAIR_CREDIT));
                 return;
             }
 
             if let (Some(resume), None) = (recovery.as_ref(), state.failed.as_ref()) {
-                // Feed stashed pairs while the machine takes them, in (time, position) order,
-                // up to the input frontier's time.
+                // Feed waiting pairs, then stashed ones, while the machine takes them, in (time,
+                // position) order, up to the input frontier's time (waiting pairs are at it).
                 while !state.paused && state.failed.is_none() {
+                    let Some((time, _, _)) = waiting.front() else {
+                        break;
+                    };
+                    if fail_at.as_ref().is_some_and(|(at, _)| *time >= *at) {
+                        break;
+                    }
+                    let (time, key, pair) = waiting.pop_front().expect("front exists");
+                    key.write_order_key(feeder.arena.position_buffer());
+                    feeder.feed(&mut state, resume, key, time, pair);
+                }
+                while waiting.is_empty() && !state.paused && state.failed.is_none() {
                     let Some(mut entry) = stash.first_entry() else {
                         break;
                     };
@@ -234,8 +252,12 @@ pub(super) fn produce<'scope>(
                     feeder.feed(&mut state, resume, key, time, pair);
                 }
                 feeder.report(&state);
-                // The frontier the machine may rely on: nothing stashed is before it.
-                let frontier = match (stash.first_key_value().map(|((t, _), _)| *t), input) {
+                // The frontier the machine may rely on: nothing waiting or stashed is before it.
+                let held = waiting
+                    .front()
+                    .map(|(t, _, _)| *t)
+                    .or_else(|| stash.first_key_value().map(|((t, _), _)| *t));
+                let frontier = match (held, input) {
                     (Some(stashed), Some(input)) => Some(stashed.min(input)),
                     (Some(stashed), None) => Some(stashed),
                     (None, input) => input,
@@ -297,14 +319,18 @@ pub(super) fn produce<'scope>(
                     return;
                 }
             }
-            let feedable = stash.first_key_value().is_some_and(|((time, _), _)| {
-                fail_at.as_ref().is_none_or(|(at, _)| time < at)
+            let next = waiting
+                .front()
+                .map(|(t, _, _)| *t)
+                .or_else(|| stash.first_key_value().map(|((t, _), _)| *t));
+            let feedable = next.is_some_and(|time| {
+                fail_at.as_ref().is_none_or(|(at, _)| time < *at)
                     && frontiers[0]
                     .frontier()
                     .iter()
                     .chain(frontiers[1].frontier().iter())
                     .min()
-                    .is_none_or(|input| time <= input)
+                    .is_none_or(|input| time <= *input)
             });
             if feedable && !state.paused && state.failed.is_none() && recovery.is_some() {
                 activator.activate();
