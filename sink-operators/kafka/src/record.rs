@@ -42,9 +42,8 @@ impl PackedRecord {
 
     /// Bytes of key, value, and header names and values: what the machine counts for it.
     pub fn payload_bytes(&self) -> usize {
-        let mut total = present(self.key_len) + present(self.value_len);
-        self.headers(&mut |name, value| total += name.len() + value.map_or(0, <[u8]>::len));
-        total
+        // All the packed bytes but the position and each header's two lengths (6 bytes).
+        self.bytes.len() - self.position_len as usize - 6 * self.headers as usize
     }
 
     fn part(&self, start: usize, len: u32) -> Option<&[u8]> {
