@@ -35,6 +35,7 @@
 //! scenarios on `--broker`, by default `kafka`; `--broker none` leaves them out); flags such as
 //! `--stage`, `--target`, `--columns` or `--workers` run one scenario instead.
 
+mod allocator;
 mod plot;
 mod usage;
 

@@ -6,14 +6,19 @@
 //!   with 1 and 2 workers, over a snapshot followed by rounds that update every key;
 //! - for a 5 M-row snapshot through the whole path, the process's peak resident memory
 //!   (`VmHWM`) against the arrangement's own heap size, measured by a counting allocator once
-//!   the snapshot has been combined and only the arrangement remains;
+//!   the snapshot has been combined and only the arrangement remains, beside the heap and
+//!   resident memory of the batcher's sorted chain just before the batch is sealed (the peak
+//!   is the chain and the batch side by side, as the seal fills one while it frees the other);
 //! - differential's ordered `ValSpine` of `Row`s beside its columnar spine, which cannot hold
 //!   `Row` itself and is measured on the rows' packed bytes (`Vec<u8>`).
 //!
 //! Each memory figure comes from a fresh process (this binary started again with `--phase`),
-//! as `VmHWM` only ever grows.
+//! as `VmHWM` only ever grows. The allocator is the `outflow` program's jemalloc, with its
+//! options (`--no-default-features`: the system's).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[cfg(not(feature = "jemalloc"))]
+use std::alloc::System;
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::process::Command;
 use std::rc::Rc;
@@ -35,6 +40,20 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::probe::{Handle as ProbeHandle, Probe};
 use timely::progress::Antichain;
 
+#[path = "../allocator.rs"]
+mod allocator;
+
+/// The allocator the counting one passes each call to: the `outflow` program's jemalloc, or
+/// with `--no-default-features` the system's.
+#[cfg(feature = "jemalloc")]
+type Inner = tikv_jemallocator::Jemalloc;
+#[cfg(feature = "jemalloc")]
+const INNER: Inner = tikv_jemallocator::Jemalloc;
+#[cfg(not(feature = "jemalloc"))]
+type Inner = System;
+#[cfg(not(feature = "jemalloc"))]
+const INNER: Inner = System;
+
 /// Counts live heap bytes and their high-water mark.
 struct CountingAllocator;
 
@@ -43,7 +62,7 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
+        let ptr = unsafe { INNER.alloc(layout) };
         if !ptr.is_null() {
             let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(live, Ordering::Relaxed);
@@ -52,12 +71,12 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { INNER.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        let new = unsafe { INNER.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             if new_size >= layout.size() {
                 let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
@@ -251,12 +270,19 @@ fn throughput(workers: usize, combine: bool) {
     );
 }
 
+/// The heap and resident memory once the whole snapshot is in the batcher, before its batch is
+/// sealed: the batcher's sorted chain of updates.
+struct Chain {
+    heap: usize,
+    rss: usize,
+}
+
 /// Inserts the snapshot in pieces, as a source would, and advances past it.
 fn feed_snapshot(
     worker: &mut timely::worker::Worker,
     input: &mut differential_dataflow::input::InputSession<u64, Row, isize>,
     probe: &ProbeHandle<u64>,
-) {
+) -> Chain {
     const PIECE: u64 = 100_000;
     for start in (0..SNAPSHOT_ROWS).step_by(PIECE as usize) {
         for id in start..(start + PIECE).min(SNAPSHOT_ROWS) {
@@ -265,11 +291,21 @@ fn feed_snapshot(
         input.flush();
         worker.step();
     }
+    // Let the batcher take in the last piece, then note what its sorted chains hold before the
+    // batch is sealed.
+    for _ in 0..20 {
+        worker.step();
+    }
+    let chain = Chain {
+        heap: LIVE.load(Ordering::Relaxed),
+        rss: proc_status("VmRSS:"),
+    };
     input.advance_to(1);
     input.flush();
     while probe.less_than(&1) {
         worker.step();
     }
+    chain
 }
 
 fn memory_phase(phase: &str) {
@@ -320,16 +356,16 @@ fn memory_phase(phase: &str) {
                 other => panic!("unknown phase {other:?}: expected combine, arrange-val or arrange-columnar"),
             }
         });
-        feed_snapshot(worker, &mut input, &probe);
+        let chain = feed_snapshot(worker, &mut input, &probe);
         drop(input);
         while worker.step_or_park(None) {}
-        report(&phase_name, start, baseline_rss, baseline_heap);
+        report(&phase_name, start, baseline_rss, baseline_heap, &chain);
         drop(kept);
     });
 }
 
 /// Prints one memory phase's figures while its arrangement is still held.
-fn report(phase: &str, start: Instant, baseline_rss: usize, baseline_heap: usize) {
+fn report(phase: &str, start: Instant, baseline_rss: usize, baseline_heap: usize, chain: &Chain) {
     let seconds = start.elapsed().as_secs_f64();
     let arrangement = LIVE.load(Ordering::Relaxed).saturating_sub(baseline_heap);
     let peak_rss = proc_status("VmHWM:");
@@ -346,8 +382,8 @@ fn report(phase: &str, start: Instant, baseline_rss: usize, baseline_heap: usize
         _ => "arrange only, columnar Spine<Vec<u8>, Vec<u8>>",
     };
     println!(
-        "{label}: {:.1} s; arrangement heap {:.0} MiB (measured{}); peak heap {:.0} MiB; peak RSS (VmHWM) {:.0} MiB \
-         over a {:.0} MiB baseline = {:.2}x the arrangement",
+        "{label}: {:.1} s; arrangement heap {:.0} MiB (measured{}); batcher's chain before the seal: heap {:.0} MiB, \
+         RSS {:.0} MiB; peak heap {:.0} MiB; peak RSS (VmHWM) {:.0} MiB over a {:.0} MiB baseline = {:.2}x the arrangement",
         seconds,
         arrangement as f64 / MIB,
         if phase == "arrange-columnar" {
@@ -355,6 +391,8 @@ fn report(phase: &str, start: Instant, baseline_rss: usize, baseline_heap: usize
         } else {
             format!("; rows x bytes estimate {:.0} MiB", estimate as f64 / MIB)
         },
+        chain.heap.saturating_sub(baseline_heap) as f64 / MIB,
+        chain.rss.saturating_sub(baseline_rss) as f64 / MIB,
         peak_heap as f64 / MIB,
         peak_rss as f64 / MIB,
         baseline_rss as f64 / MIB,
