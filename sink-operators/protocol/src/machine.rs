@@ -15,7 +15,10 @@ use super::{hex, ProtocolError, SinkNames};
 /// How often a worker commits and how much it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cadence {
-    /// A transaction whose times are all complete commits once it has been open this long.
+    /// A transaction whose times are all complete commits once it has been open this long;
+    /// after transactions that committed sooner because they were full
+    /// ([`Cadence::max_transaction_bytes`]), once this long has passed since the first of them
+    /// opened, so that a burst commits on the interval's schedule.
     /// Default 1 s, Materialize's once-per-second: each commit writes a marker to every
     /// partition the transaction touched and waits for the coordinator (a few milliseconds on
     /// Kafka), which at this interval costs well under a percent of the time.
@@ -351,6 +354,8 @@ struct Txn<M> {
     last: Option<(u64, Bytes)>,
     /// Bytes of this transaction at the time of `last`.
     time_bytes: usize,
+    /// Where its commit interval started: its opening, or that of the full transactions
+    /// before it ([`Machine`]'s `interval_from`).
     started_at: Duration,
     /// Set once the transaction is closing: the point its progress record claims.
     closing: Option<Point>,
@@ -398,6 +403,11 @@ pub struct Machine<M> {
     call_since: Option<Duration>,
     /// When the broker last answered anything (a call, a delivery).
     last_answer: Duration,
+    /// Where the next transaction's commit interval starts, when not at its own opening: the
+    /// opening of a data transaction that committed before its interval was up (it filled to
+    /// `max_transaction_bytes`), so that the commit after a full one keeps the interval's
+    /// schedule rather than waiting a whole interval more.
+    interval_from: Option<Duration>,
     /// Whether the current stalled status is the broker's silence, not a failed call.
     overdue: bool,
     /// When the current run of failed calls began.
@@ -457,6 +467,7 @@ impl<M: Clone> Machine<M> {
             clock: Duration::ZERO,
             call_since: None,
             last_answer: Duration::ZERO,
+            interval_from: None,
             overdue: false,
             failing_since: None,
             attempt_began: Duration::ZERO,
@@ -812,7 +823,10 @@ impl<M: Clone> Machine<M> {
             bytes: 0,
             last: None,
             time_bytes: 0,
-            started_at: now,
+            started_at: match self.interval_from.take() {
+                Some(from) if now < from + self.cadence.commit_interval => from,
+                _ => now,
+            },
             closing: None,
             seq: None,
         });
@@ -980,6 +994,9 @@ impl<M: Clone> Machine<M> {
             .take()
             .expect("a commit finishes the transaction being built");
         let point = txn.closing.expect("a committed transaction was closing");
+        if txn.kind == TxnKind::Data && now < txn.started_at + self.cadence.commit_interval {
+            self.interval_from = Some(txn.started_at);
+        }
         self.recorded = point.clone();
         self.recorded_at = now;
         if self.recorded >= self.input {
@@ -1472,6 +1489,50 @@ mod tests {
         assert!(record.base.is_empty(), "only worker 0 carries the base");
         assert_eq!(commit(&mut machine, 110), vec![Action::Frontier(Some(3))]);
         assert_eq!(machine.committed_frontier(), Some(Some(3)));
+    }
+
+    #[test]
+    fn after_a_full_transaction_the_next_commits_on_the_interval_begun_before_it() {
+        let mut machine = running(2);
+        ok(&mut machine, 0, message(1, "a", 6, "a1"));
+        ok(&mut machine, 0, Event::Began(Ok(())));
+        ok(&mut machine, 10, message(2, "a", 6, "a2"));
+        // 12 bytes reach the bound of 10: the transaction closes at the next time, well
+        // before its interval is up.
+        let actions = ok(&mut machine, 20, message(3, "a", 1, "a3"));
+        assert_eq!(
+            record_of(&actions).point,
+            Point::At {
+                time: 3,
+                position: None
+            }
+        );
+        assert_eq!(
+            commit(&mut machine, 30),
+            vec![Action::Frontier(Some(3)), Action::BeginTransaction]
+        );
+        assert_eq!(
+            produced(&ok(&mut machine, 30, Event::Began(Ok(())))),
+            vec!["a3"]
+        );
+        // Time 3 is complete at 40: its transaction commits 100 ms after the full one opened
+        // (at 0), not 100 ms after it opened itself (at 30).
+        assert!(ok(&mut machine, 40, Event::Frontier(Some(4))).is_empty());
+        assert_eq!(machine.next_wakeup(), Some(ms(100)));
+        let actions = ok(&mut machine, 100, Event::Tick);
+        assert_eq!(
+            record_of(&actions).point,
+            Point::At {
+                time: 4,
+                position: None
+            }
+        );
+        assert_eq!(commit(&mut machine, 105), vec![Action::Frontier(Some(4))]);
+        // That one was not full: the next interval starts with the next transaction.
+        ok(&mut machine, 120, message(4, "a", 1, "a4"));
+        ok(&mut machine, 120, Event::Began(Ok(())));
+        assert!(ok(&mut machine, 130, Event::Frontier(Some(5))).is_empty());
+        assert_eq!(machine.next_wakeup(), Some(ms(220)));
     }
 
     #[test]
