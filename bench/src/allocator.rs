@@ -12,4 +12,4 @@ unsafe impl Sync for MallocConf {}
 #[allow(non_upper_case_globals)]
 #[no_mangle]
 pub static malloc_conf: MallocConf =
-    MallocConf(c"background_thread:true,dirty_decay_ms:200".as_ptr());
+    MallocConf(c"background_thread:true,dirty_decay_ms:50".as_ptr());
