@@ -8,6 +8,11 @@
 //! `outflow-time` header each message carries; all figures count the bytes of key and value.
 //!
 //! `cargo run --release -p outflow-bench --bin encode [-- --messages N --rounds R]`
+//!
+//! `--only NAME` runs one measurement (`serde`, `json`, `avro`, `json-keyed`, `avro-keyed`),
+//! for an instruction count of that path alone: the difference between two runs under
+//! `valgrind --tool=callgrind` with `--rounds 1` and `--messages` N and 2N, over N, is the
+//! path's instructions per message, setup excluded.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -31,6 +36,9 @@ struct Args {
     /// Measurements per encoder; the fastest is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Run only this measurement: serde, json, avro, json-keyed or avro-keyed.
+    #[arg(long, value_parser = ["serde", "json", "avro", "json-keyed", "avro-keyed"])]
+    only: Option<String>,
 }
 
 const NAMES: [&str; 6] = [
@@ -201,25 +209,30 @@ fn main() {
         args.messages, args.rounds, args.rows
     );
 
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
     let mut buf = Vec::with_capacity(512);
-    let serde = measure(args.messages, args.rounds, |i| {
-        buf.clear();
-        serde_json::to_writer(&mut buf, black_box(&structs[i % structs.len()]))
-            .expect("serializing to a Vec");
-        black_box(&buf);
-        buf.len()
+    let serde = wanted("serde").then(|| {
+        measure(args.messages, args.rounds, |i| {
+            buf.clear();
+            serde_json::to_writer(&mut buf, black_box(&structs[i % structs.len()]))
+                .expect("serializing to a Vec");
+            black_box(&buf);
+            buf.len()
+        })
     });
 
     // What every encoder pays before writing a byte: walking the packed row's datums.
-    let decode_only = measure(args.messages, args.rounds, |i| {
-        let row = pairs[i % pairs.len()]
-            .after
-            .as_ref()
-            .expect("inserts have an after row");
-        black_box(row)
-            .iter()
-            .map(|d| black_box(d).is_null() as usize)
-            .sum::<usize>()
+    let decode_only = args.only.is_none().then(|| {
+        measure(args.messages, args.rounds, |i| {
+            let row = pairs[i % pairs.len()]
+                .after
+                .as_ref()
+                .expect("inserts have an after row");
+            black_box(row)
+                .iter()
+                .map(|d| black_box(d).is_null() as usize)
+                .sum::<usize>()
+        })
     });
 
     let mut out = EncodedMessage::new();
@@ -238,39 +251,29 @@ fn main() {
             out.key().map_or(0, <[u8]>::len) + out.value().map_or(0, <[u8]>::len)
         })
     };
-    let json_value = run(&encoder(None, &FormatSpec::Json));
-    let avro_value = run(&encoder(None, &avro));
-    let json_keyed = run(&encoder(Some(vec![0]), &FormatSpec::Json));
-    let avro_keyed = run(&encoder(Some(vec![0]), &avro));
+    let json_value = wanted("json").then(|| run(&encoder(None, &FormatSpec::Json)));
+    let avro_value = wanted("avro").then(|| run(&encoder(None, &avro)));
+    let json_keyed = wanted("json-keyed").then(|| run(&encoder(Some(vec![0]), &FormatSpec::Json)));
+    let avro_keyed = wanted("avro-keyed").then(|| run(&encoder(Some(vec![0]), &avro)));
 
-    report("serde_json::to_writer (value)", args.messages, &serde, None);
-    println!(
-        "{:<34} {:>12.0} rows/s   (packed-row datum iteration alone, included in every outflow line)",
-        "row.iter() only",
-        args.messages as f64 / decode_only.elapsed.as_secs_f64()
-    );
-    report(
-        "outflow JSON (value)",
-        args.messages,
-        &json_value,
-        Some(&serde),
-    );
-    report(
-        "outflow Avro (value)",
-        args.messages,
-        &avro_value,
-        Some(&serde),
-    );
-    report(
-        "outflow JSON (key + value)",
-        args.messages,
-        &json_keyed,
-        Some(&serde),
-    );
-    report(
-        "outflow Avro (key + value)",
-        args.messages,
-        &avro_keyed,
-        Some(&serde),
-    );
+    if let Some(serde) = &serde {
+        report("serde_json::to_writer (value)", args.messages, serde, None);
+    }
+    if let Some(decode_only) = &decode_only {
+        println!(
+            "{:<34} {:>12.0} rows/s   (packed-row datum iteration alone, included in every outflow line)",
+            "row.iter() only",
+            args.messages as f64 / decode_only.elapsed.as_secs_f64()
+        );
+    }
+    for (label, figures) in [
+        ("outflow JSON (value)", &json_value),
+        ("outflow Avro (value)", &avro_value),
+        ("outflow JSON (key + value)", &json_keyed),
+        ("outflow Avro (key + value)", &avro_keyed),
+    ] {
+        if let Some(figures) = figures {
+            report(label, args.messages, figures, serde.as_ref());
+        }
+    }
 }
