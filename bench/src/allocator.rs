@@ -2,10 +2,12 @@
 //! measures what the program runs.
 
 /// A C string that jemalloc reads at startup.
+#[cfg(feature = "jemalloc")]
 #[repr(transparent)]
 pub struct MallocConf(*const std::ffi::c_char);
 
 // SAFETY: the pointer is to a string literal, never written.
+#[cfg(feature = "jemalloc")]
 unsafe impl Sync for MallocConf {}
 
 #[cfg(feature = "jemalloc")]

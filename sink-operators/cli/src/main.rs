@@ -39,7 +39,7 @@ unsafe impl Sync for MallocConf {}
 /// returned by a background thread, rather than over jemalloc's default 10 s. Sealing a large
 /// snapshot frees the batcher's sorted chain while the batch fills; with the default those
 /// pages stay resident beside the batch (a 5 M-row snapshot peaked at 1.40x its arrangement,
-/// 1.21-1.28x with this). Returning them at once (`dirty_decay_ms:0`) cost the sink a third of
+/// 1.19-1.28x with this). Returning them at once (`dirty_decay_ms:0`) cost the sink a third of
 /// its throughput.
 #[allow(non_upper_case_globals)]
 #[no_mangle]
