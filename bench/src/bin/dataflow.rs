@@ -46,13 +46,9 @@ mod allocator;
 /// The allocator the counting one passes each call to: the `outflow` program's jemalloc, or
 /// with `--no-default-features` the system's.
 #[cfg(feature = "jemalloc")]
-type Inner = tikv_jemallocator::Jemalloc;
-#[cfg(feature = "jemalloc")]
-const INNER: Inner = tikv_jemallocator::Jemalloc;
+const INNER: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[cfg(not(feature = "jemalloc"))]
-type Inner = System;
-#[cfg(not(feature = "jemalloc"))]
-const INNER: Inner = System;
+const INNER: System = System;
 
 /// Counts live heap bytes and their high-water mark.
 struct CountingAllocator;
